@@ -1,0 +1,1 @@
+//! Clusterduck: Storm-like topologies as one binary.

@@ -1,0 +1,2 @@
+//! Bundling-table bench.
+fn main() {}

@@ -1,0 +1,2 @@
+//! The bench runner (to come).
+fn main() {}

@@ -1,0 +1,2 @@
+//! The collage example.
+fn main() {}

@@ -1,0 +1,2 @@
+//! The readme example.
+fn main() {}
