@@ -1,0 +1,117 @@
+//! The user's code as the engine runs it: type-erased node functions, the
+//! output they emit into, and the codec that copies values for fan-out.
+//!
+//! The `clusterduck` crate turns typed closures into these; the engine never
+//! sees a user type.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::graph::NodeId;
+use crate::node::Input;
+use crate::report::PolicyEvent;
+use crate::Seq;
+
+/// A value in flight between two nodes of one process.
+pub type Payload = Box<dyn Any + Send>;
+
+/// The error a node function returns.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// How the values of one node's output type are copied.
+pub trait Codec: Send + Sync + fmt::Debug {
+    /// The value type's name, for messages and the fingerprint.
+    fn type_name(&self) -> &'static str;
+
+    /// A copy of `value`, made as another process would see it: archived,
+    /// then read back. Fan-out gives each consumer its own value this way,
+    /// so value types need no `Clone`.
+    fn duplicate(&self, value: &(dyn Any + Send)) -> Result<Payload, BoxError>;
+}
+
+/// Why a value could not be emitted; the value comes back.
+#[derive(Debug)]
+pub enum EmitError {
+    /// The run is draining (Ctrl-C or a stop request): a spout should return.
+    Stopping(Payload),
+    /// The run is failing; whatever the node does now is discarded.
+    Aborted(Payload),
+    /// The value could not be copied for a second consumer.
+    Codec(BoxError),
+}
+
+impl fmt::Display for EmitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EmitError::Stopping(_) => write!(f, "the run is stopping"),
+            EmitError::Aborted(_) => write!(f, "the run was aborted"),
+            EmitError::Codec(e) => write!(f, "could not copy the value for fan-out: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for EmitError {}
+
+/// Where a node function's values go: every consumer of the node, and the
+/// debugger if it watches the node.
+pub trait Output {
+    /// Sends `value` with id `seq`, blocking while a consumer is full.
+    fn emit(&mut self, seq: Seq, value: Payload) -> Result<(), EmitError>;
+
+    /// Whether the run is draining and a spout should return.
+    fn is_stopping(&self) -> bool;
+}
+
+/// A spout's function, run once.
+pub trait SpoutFn: Send {
+    /// Runs the spout to the end of its stream.
+    fn run(self: Box<Self>, out: &mut dyn Output) -> Result<(), BoxError>;
+}
+
+/// A worker's function, called once per input or bundle.
+pub trait WorkerFn: Send {
+    /// Processes one input with id `seq`.
+    fn call(
+        &mut self,
+        seq: Seq,
+        input: Input<Payload>,
+        out: &mut dyn Output,
+    ) -> Result<(), BoxError>;
+}
+
+/// A node's function.
+pub enum Body {
+    /// A spout's.
+    Spout(Box<dyn SpoutFn>),
+    /// A worker's or bundled worker's.
+    Worker(Box<dyn WorkerFn>),
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Body::Spout(_) => "Body::Spout",
+            Body::Worker(_) => "Body::Worker",
+        })
+    }
+}
+
+/// What runs a node: its function and its output's codec.
+#[derive(Debug)]
+pub struct NodeImpl {
+    /// The node's function.
+    pub body: Body,
+    /// The codec of the node's output type.
+    pub codec: Arc<dyn Codec>,
+}
+
+/// Receives, in the launching process, the outputs of the watched nodes and
+/// every policy event. Called from one thread, in arrival order per node.
+pub trait DebugSink: Send {
+    /// An output of watched node `node`.
+    fn output(&mut self, node: NodeId, seq: Seq, value: Payload);
+
+    /// A policy event of any node.
+    fn event(&mut self, event: &PolicyEvent);
+}

@@ -1,0 +1,252 @@
+//! The reorder window of a sequenced bundled node: a ring of slots indexed
+//! by `seq mod window`, delivering complete bundles strictly in id order.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use super::config::{Bundling, GapPolicy};
+use super::event::{Notice, PolicyCounts, TableEvent};
+use crate::Seq;
+
+/// A sequenced bundling table.
+///
+/// Invariants:
+/// - every stored value has an id in `[next, next + window)`, in the slot
+///   `seq % window`; `slots[i].count` is the number of `Some` among that
+///   slot's values;
+/// - at most one value per upstream is held back (its id was at or past
+///   `next + window` when it arrived); an upstream with a held value is not
+///   read ([`accepts`](Self::accepts) is false) until the window reaches it;
+/// - `blocked_since` is set exactly while the head bundle is incomplete and
+///   some later value is stored or held, and is reset each time the head moves.
+#[derive(Debug)]
+pub struct ReorderWindow<V> {
+    config: Bundling,
+    upstreams: usize,
+    next: Seq,
+    slots: Vec<Slot>,
+    /// `values[slot * upstreams + upstream]`.
+    values: Vec<Option<V>>,
+    stored: usize,
+    held: Vec<Option<(Seq, V)>>,
+    ended: Vec<bool>,
+    blocked_since: Option<Instant>,
+    events: VecDeque<TableEvent<V>>,
+    counts: PolicyCounts,
+    failed: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Slot {
+    seq: Seq,
+    count: usize,
+}
+
+impl<V> ReorderWindow<V> {
+    /// A window over `upstreams` inputs, starting at `first`.
+    ///
+    /// # Panics
+    /// If `upstreams` or the configured window is zero (graph validation
+    /// rejects both before a table is made).
+    pub fn new(upstreams: usize, first: Seq, config: Bundling) -> Self {
+        assert!(upstreams > 0 && config.window > 0, "empty reorder window");
+        Self {
+            config,
+            upstreams,
+            next: first,
+            slots: vec![Slot::default(); config.window],
+            values: (0..config.window * upstreams).map(|_| None).collect(),
+            stored: 0,
+            held: (0..upstreams).map(|_| None).collect(),
+            ended: vec![false; upstreams],
+            blocked_since: None,
+            events: VecDeque::new(),
+            counts: PolicyCounts::default(),
+            failed: false,
+        }
+    }
+
+    /// Whether a value from `upstream` may be offered now.
+    pub fn accepts(&self, upstream: usize) -> bool {
+        !self.failed && !self.ended[upstream] && self.held[upstream].is_none()
+    }
+
+    /// Offers the next value of `upstream`, which must be accepted.
+    pub fn offer(&mut self, upstream: usize, seq: Seq, value: V, now: Instant) {
+        debug_assert!(self.accepts(upstream), "offer from a blocked upstream");
+        if self.failed {
+            return;
+        }
+        if seq >= self.next.saturating_add(self.config.window as Seq) {
+            self.held[upstream] = Some((seq, value));
+        } else {
+            self.store(upstream, seq, value);
+        }
+        self.advance(now);
+    }
+
+    /// Marks `upstream` as ended: it will offer nothing more.
+    pub fn end(&mut self, upstream: usize, now: Instant) {
+        self.ended[upstream] = true;
+        self.advance(now);
+    }
+
+    /// The next event, applying the gap timeout at `now`.
+    pub fn poll(&mut self, now: Instant) -> Option<TableEvent<V>> {
+        if self.events.is_empty() && !self.failed {
+            if let Some(since) = self.blocked_since {
+                if now.saturating_duration_since(since) >= self.config.gap_timeout {
+                    self.give_up_head();
+                    self.advance(now);
+                }
+            }
+        }
+        self.events.pop_front()
+    }
+
+    /// When [`poll`](Self::poll) must be called again for the gap timeout.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.blocked_since.map(|t| t + self.config.gap_timeout)
+    }
+
+    /// Whether every upstream has ended and every event has been taken.
+    pub fn is_finished(&self) -> bool {
+        self.events.is_empty()
+            && (self.failed || (self.ended.iter().all(|e| *e) && self.buffered() == 0))
+    }
+
+    /// The next id to be processed.
+    pub fn next_seq(&self) -> Seq {
+        self.next
+    }
+
+    /// Values stored or held back: the table's memory, in values.
+    pub fn buffered(&self) -> usize {
+        self.stored + self.held.iter().filter(|h| h.is_some()).count()
+    }
+
+    /// What the policies did so far.
+    pub fn counts(&self) -> PolicyCounts {
+        self.counts
+    }
+
+    fn slot_of(&self, seq: Seq) -> usize {
+        (seq % self.config.window as Seq) as usize
+    }
+
+    fn store(&mut self, upstream: usize, seq: Seq, value: V) {
+        if seq < self.next {
+            self.notice(Notice::Late { seq, upstream });
+            return;
+        }
+        let slot = self.slot_of(seq);
+        let cell = slot * self.upstreams + upstream;
+        if self.slots[slot].count > 0 && self.values[cell].is_some() {
+            self.notice(Notice::Duplicate { seq, upstream });
+            return;
+        }
+        debug_assert!(self.slots[slot].count == 0 || self.slots[slot].seq == seq);
+        self.slots[slot].seq = seq;
+        self.slots[slot].count += 1;
+        self.values[cell] = Some(value);
+        self.stored += 1;
+    }
+
+    /// Delivers every complete head bundle and gives up the heads that can
+    /// never complete, then re-evaluates whether the head blocks progress.
+    ///
+    /// A head bundle that misses a value from an upstream that has ended can
+    /// never complete: if it holds some values it is reported incomplete at
+    /// once; if it holds none and every upstream has ended while later values
+    /// wait, no one sent that id and it is a gap.
+    fn advance(&mut self, now: Instant) {
+        while !self.failed {
+            let head = self.slot_of(self.next);
+            let count = self.slots[head].count;
+            if count == self.upstreams {
+                let values = self.take_slot(head).into_iter().flatten().collect();
+                self.events.push_back(TableEvent::Bundle {
+                    seq: self.next,
+                    values,
+                });
+                self.move_head();
+                continue;
+            }
+            let waiting_beyond = self.stored > count || self.held.iter().any(Option::is_some);
+            if count > 0 && self.missing(head).iter().all(|u| self.ended[*u]) {
+                let missing = self.missing(head);
+                let seq = self.next;
+                self.take_slot(head);
+                self.notice(Notice::Incomplete { seq, missing });
+                self.move_head();
+                continue;
+            }
+            if count == 0 && waiting_beyond && self.ended.iter().all(|e| *e) {
+                self.give_up_head();
+                continue;
+            }
+            match (waiting_beyond, self.blocked_since) {
+                (true, None) => self.blocked_since = Some(now),
+                (false, Some(_)) => self.blocked_since = None,
+                _ => {}
+            }
+            break;
+        }
+    }
+
+    /// Applies the gap policy to the head: skips it, or fails the table.
+    fn give_up_head(&mut self) {
+        let head = self.slot_of(self.next);
+        let notice = Notice::Gap {
+            seq: self.next,
+            missing: self.missing(head),
+        };
+        match self.config.on_gap {
+            GapPolicy::Fail => {
+                self.counts.count(&notice);
+                self.events.push_back(TableEvent::Fatal(notice));
+                self.failed = true;
+                self.blocked_since = None;
+            }
+            GapPolicy::Skip => {
+                self.take_slot(head);
+                self.notice(notice);
+                self.move_head();
+            }
+        }
+    }
+
+    /// Moves the head one id on and stores the held values that now fit.
+    fn move_head(&mut self) {
+        self.next += 1;
+        self.blocked_since = None;
+        let limit = self.next.saturating_add(self.config.window as Seq);
+        for upstream in 0..self.upstreams {
+            if matches!(self.held[upstream], Some((seq, _)) if seq < limit) {
+                if let Some((seq, value)) = self.held[upstream].take() {
+                    self.store(upstream, seq, value);
+                }
+            }
+        }
+    }
+
+    fn take_slot(&mut self, slot: usize) -> Vec<Option<V>> {
+        let cells = slot * self.upstreams..(slot + 1) * self.upstreams;
+        let values: Vec<Option<V>> = self.values[cells].iter_mut().map(Option::take).collect();
+        self.stored -= self.slots[slot].count;
+        self.slots[slot].count = 0;
+        values
+    }
+
+    fn missing(&self, slot: usize) -> Vec<usize> {
+        let cells = &self.values[slot * self.upstreams..(slot + 1) * self.upstreams];
+        (0..self.upstreams)
+            .filter(|u| cells[*u].is_none())
+            .collect()
+    }
+
+    fn notice(&mut self, notice: Notice) {
+        self.counts.count(&notice);
+        self.events.push_back(TableEvent::Notice(notice));
+    }
+}

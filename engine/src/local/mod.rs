@@ -1,0 +1,253 @@
+//! Local mode: every node of a topology runs as a thread of the launching
+//! process, joined by bounded channels. The reference semantics for the
+//! other modes, and the quickest way to test a topology.
+
+mod debugger;
+mod edge;
+mod output;
+mod spout;
+mod worker;
+
+use std::any::Any;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Instant;
+
+use crossbeam_channel::Sender;
+
+use self::debugger::DebugMsg;
+use self::edge::{send, EdgeRx, EdgeTx};
+use self::output::LocalOutput;
+use self::spout::SpoutTask;
+use self::worker::WorkerTask;
+use crate::body::{Body, BoxError, DebugSink, NodeImpl};
+use crate::bundle::Notice;
+use crate::graph::{Graph, NodeId, NodeKind};
+use crate::node::NodeCore;
+use crate::report::{Failure, NodeReport, PolicyEvent, RunFailure, RunReport};
+use crate::stop::StopSignal;
+
+/// Default capacity of an edge, in values.
+pub const DEFAULT_EDGE_CAPACITY: usize = 1024;
+
+/// How a local run is set up.
+#[derive(Debug)]
+pub struct LocalRun {
+    /// Values in flight on one edge, at most.
+    pub edge_capacity: usize,
+    /// The nodes whose outputs go to the debugger, by id.
+    pub watched: Vec<NodeId>,
+    /// Stops the run from outside.
+    pub stop: StopSignal,
+}
+
+impl Default for LocalRun {
+    fn default() -> Self {
+        Self {
+            edge_capacity: DEFAULT_EDGE_CAPACITY,
+            watched: Vec::new(),
+            stop: StopSignal::new(),
+        }
+    }
+}
+
+/// What the threads of a run share: the stop signal and the first failure.
+#[derive(Debug, Default)]
+pub(crate) struct RunControl {
+    pub(crate) stop: StopSignal,
+    failure: Mutex<Option<Failure>>,
+}
+
+impl RunControl {
+    /// Records `failure` if it is the first, and aborts the run.
+    pub(crate) fn fail(&self, failure: Failure) {
+        let mut first = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        if first.is_none() {
+            *first = Some(failure);
+        }
+        self.stop.abort();
+    }
+
+    fn take_failure(&self) -> Option<Failure> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+}
+
+/// Sends policy events to the debugger, if there is one.
+#[derive(Clone)]
+pub(crate) struct Watch(Option<Sender<DebugMsg>>);
+
+impl Watch {
+    pub(crate) fn event(
+        &self,
+        node: &str,
+        notice: Notice,
+        upstreams: &Arc<[String]>,
+        control: &RunControl,
+    ) {
+        if let Some(tx) = &self.0 {
+            let event = PolicyEvent {
+                node: node.to_owned(),
+                notice,
+                upstreams: upstreams.clone(),
+            };
+            // Refused only when the run aborts: the event is moot then.
+            let _ = send(tx, DebugMsg::Event(event), &control.stop);
+        }
+    }
+}
+
+/// The message of a node function's failure, or `None` if it succeeded.
+pub(crate) fn node_failure(result: thread::Result<Result<(), BoxError>>) -> Option<String> {
+    match result {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(panic) => Some(format!("panicked: {}", panic_message(&*panic))),
+    }
+}
+
+/// The message a panic was raised with.
+pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_owned()
+    }
+}
+
+impl LocalRun {
+    /// Runs `graph` with one function per node (in declaration order) until
+    /// every spout has returned and every node has drained, or until a node
+    /// fails. The debugger sink, if any, receives the watched outputs and
+    /// every policy event.
+    ///
+    /// # Panics
+    /// If `nodes` does not hold one function per node, of the node's kind.
+    pub fn run(
+        self,
+        graph: &Graph,
+        nodes: Vec<NodeImpl>,
+        debugger: Option<Box<dyn DebugSink>>,
+    ) -> Result<RunReport, RunFailure> {
+        assert_eq!(nodes.len(), graph.nodes().len(), "one function per node");
+        let started = Instant::now();
+        let control = Arc::new(RunControl {
+            stop: self.stop.clone(),
+            failure: Mutex::new(None),
+        });
+        let (debug_tx, debug_thread) = match debugger {
+            Some(sink) => {
+                let (tx, handle) = debugger::spawn(sink, control.clone());
+                (Some(tx), Some(handle))
+            }
+            None => (None, None),
+        };
+
+        // One bounded edge per (producer, consumer input).
+        let count = graph.nodes().len();
+        let mut inputs: Vec<Vec<Option<EdgeRx>>> = (0..count)
+            .map(|id| (0..graph.upstreams(id).len()).map(|_| None).collect())
+            .collect();
+        let mut outputs: Vec<Vec<EdgeTx>> = vec![Vec::new(); count];
+        for (producer, edges) in outputs.iter_mut().enumerate() {
+            for (consumer, input) in graph.downstreams(producer) {
+                let (tx, rx) = edge::edge(self.edge_capacity);
+                edges.push(tx);
+                inputs[*consumer][*input] = Some(rx);
+            }
+        }
+
+        let watch = Watch(debug_tx.clone());
+        let mut threads = Vec::with_capacity(count);
+        for (id, (node, edges)) in nodes.into_iter().zip(outputs).enumerate() {
+            let spec = graph.node(id);
+            let output = LocalOutput {
+                node: id,
+                is_spout: matches!(spec.kind, NodeKind::Spout),
+                edges,
+                tap: if self.watched.contains(&id) {
+                    debug_tx.clone()
+                } else {
+                    None
+                },
+                codec: node.codec,
+                stop: control.stop.clone(),
+                emitted: 0,
+                refused_for_stop: false,
+            };
+            let name = spec.name.clone();
+            let task: Box<dyn FnOnce() -> NodeReport + Send> = match (node.body, &spec.kind) {
+                (Body::Spout(body), NodeKind::Spout) => {
+                    let task = SpoutTask {
+                        name: name.clone(),
+                        body,
+                        output,
+                        control: control.clone(),
+                    };
+                    Box::new(move || task.run())
+                }
+                (Body::Worker(body), NodeKind::Worker | NodeKind::Bundled(_)) => {
+                    let task = WorkerTask {
+                        name: name.clone(),
+                        kind: if matches!(spec.kind, NodeKind::Worker) {
+                            "worker"
+                        } else {
+                            "bundled"
+                        },
+                        core: NodeCore::new(spec),
+                        body,
+                        inputs: inputs[id]
+                            .iter_mut()
+                            .map(|rx| rx.take().expect("every input has an edge"))
+                            .collect(),
+                        upstream_names: spec.upstreams.clone().into(),
+                        output,
+                        control: control.clone(),
+                        watch: watch.clone(),
+                    };
+                    Box::new(move || task.run())
+                }
+                (body, kind) => panic!("node {name:?}: a {body:?} cannot run a {kind:?} node"),
+            };
+            let handle = thread::Builder::new()
+                .name(name.clone())
+                .spawn(task)
+                .expect("spawn a node thread");
+            threads.push((name, handle));
+        }
+        drop(watch);
+        drop(debug_tx);
+
+        let mut report = RunReport {
+            nodes: Vec::with_capacity(count),
+            elapsed: Default::default(),
+            drained_on_request: false,
+        };
+        for (name, handle) in threads {
+            let node_report = handle.join().unwrap_or_else(|panic| NodeReport {
+                name,
+                error: Some(format!("node thread panicked: {}", panic_message(&*panic))),
+                ..NodeReport::default()
+            });
+            report.nodes.push(node_report);
+        }
+        if let Some(handle) = debug_thread {
+            let _ = handle.join();
+        }
+        report.elapsed = started.elapsed();
+        report.drained_on_request = control.stop.is_draining();
+        match control.take_failure() {
+            Some(failure) => Err(RunFailure { failure, report }),
+            None if control.stop.is_aborted() => Err(RunFailure {
+                failure: Failure::Aborted,
+                report,
+            }),
+            None => Ok(report),
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! The thread of a spout in local mode: run the function, then end its
+//! stream.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use super::output::LocalOutput;
+use super::{node_failure, RunControl};
+use crate::body::SpoutFn;
+use crate::report::{Failure, NodeReport};
+
+/// Everything a spout thread owns.
+pub(crate) struct SpoutTask {
+    pub(crate) name: String,
+    pub(crate) body: Box<dyn SpoutFn>,
+    pub(crate) output: LocalOutput,
+    pub(crate) control: Arc<RunControl>,
+}
+
+impl SpoutTask {
+    /// Runs the spout's function; its return ends the stream.
+    pub(crate) fn run(mut self) -> NodeReport {
+        let mut report = NodeReport {
+            name: self.name.clone(),
+            kind: "spout",
+            ..NodeReport::default()
+        };
+        let body = self.body;
+        let output = &mut self.output;
+        let result = catch_unwind(AssertUnwindSafe(|| body.run(output)));
+        // An error returned after a send was refused for draining is the
+        // spout obeying the stop request, not a failure.
+        let obeyed_stop = matches!(result, Ok(Err(_))) && self.output.refused_for_stop;
+        match node_failure(result) {
+            Some(message) if !obeyed_stop && !self.control.stop.is_aborted() => {
+                self.control.fail(Failure::Node {
+                    node: self.name.clone(),
+                    seq: None,
+                    message: message.clone(),
+                });
+                report.error = Some(message);
+            }
+            _ => self.output.finish(),
+        }
+        report.messages_out = self.output.emitted;
+        report
+    }
+}

@@ -1,0 +1,49 @@
+//! How a run is asked to end: drain (spouts stop, the pipeline empties) or
+//! abort (everything stops now).
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+
+const RUNNING: u8 = 0;
+const DRAINING: u8 = 1;
+const ABORTING: u8 = 2;
+
+/// A shared switch that ends a run. Cloning gives another handle to the
+/// same switch.
+#[derive(Clone, Debug, Default)]
+pub struct StopSignal(Arc<AtomicU8>);
+
+impl StopSignal {
+    /// A switch in the running position.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks the run to drain: spouts are told to return, every value already
+    /// dispatched is still processed. Returns false if it was already
+    /// draining or aborting.
+    pub fn drain(&self) -> bool {
+        // Relaxed: the flag carries no data; nodes only poll it.
+        self.0
+            .compare_exchange(RUNNING, DRAINING, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Asks the run to stop at once.
+    pub fn abort(&self) {
+        // Relaxed: as in `drain`.
+        self.0.store(ABORTING, Ordering::Relaxed);
+    }
+
+    /// Whether spouts must stop (draining or aborting).
+    pub fn is_draining(&self) -> bool {
+        // Relaxed: as in `drain`.
+        self.0.load(Ordering::Relaxed) != RUNNING
+    }
+
+    /// Whether every node must stop now.
+    pub fn is_aborted(&self) -> bool {
+        // Relaxed: as in `drain`.
+        self.0.load(Ordering::Relaxed) == ABORTING
+    }
+}
