@@ -1,2 +1,157 @@
-//! The collage example.
-fn main() {}
+//! The photo collage of the original Clusterduck's README.
+//!
+//! Three camera spouts (Tokyo, Paris, New York) each send one photo per
+//! hour, the hour being the sequence id, in the order their uplink
+//! delivers them (a little out of order). The bundled worker `collage`
+//! receives, for each hour, the photo of every camera and stitches them
+//! side by side, hour after hour (sequenced from 0). A debugger prints one
+//! line per collage on stdout; the report goes to stderr.
+//!
+//! ```text
+//! cargo run --release --example collage -- --hours 24
+//! ```
+
+use std::process::ExitCode;
+
+use clusterduck::{Bundling, Dispatcher, Emitter, Launch, Node, Topology};
+
+mod args;
+
+const USAGE: &str = "usage: collage [--hours N] [--local]
+  --hours N   hours of photos per camera (default 24)
+  --local     run every node as a thread of this process (the default)";
+
+const WIDTH: u32 = 16;
+const HEIGHT: u32 = 8;
+
+/// One camera's photo of one hour: grey levels, row by row.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct Photo {
+    camera: String,
+    width: u32,
+    height: u32,
+    pixels: Vec<u8>,
+}
+
+/// Photos of one hour side by side.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct Collage {
+    cameras: Vec<String>,
+    width: u32,
+    height: u32,
+    pixels: Vec<u8>,
+}
+
+fn main() -> ExitCode {
+    let hours = match parse() {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+
+    let mut t = Topology::new();
+    let tokyo = camera(&mut t, "tokyo", hours);
+    let paris = camera(&mut t, "paris", hours);
+    let new_york = camera(&mut t, "new-york", hours);
+    let collage = t.bundled(
+        "collage",
+        (&tokyo, &paris, &new_york),
+        Bundling::sequenced(0),
+        |_hour, (a, b, c): (Photo, Photo, Photo), out: &mut Emitter<Collage>| {
+            out.emit(stitch(&[a, b, c])?);
+            Ok(())
+        },
+    );
+
+    let launch = Launch::local()
+        .debug(&collage, |hour, c: Collage| {
+            let checksum = c
+                .pixels
+                .iter()
+                .fold(0u32, |s, p| s.wrapping_mul(31).wrapping_add(u32::from(*p)));
+            println!(
+                "hour={hour:02} collage {}x{} of {} checksum={checksum:08x}",
+                c.width,
+                c.height,
+                c.cameras.join("+")
+            );
+        })
+        .on_event(|event| eprintln!("{event}"));
+    match t.launch(launch) {
+        Ok(report) => {
+            eprint!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            if let Some(report) = e.report() {
+                eprint!("{report}");
+            }
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn parse() -> Result<u64, String> {
+    let mut args = args::Args::from_env(USAGE);
+    let hours = args.value(&["--hours"], 24u64)?;
+    args.flag("--local");
+    args.finish()?;
+    Ok(hours)
+}
+
+/// A camera spout: one photo per hour, pairs of hours swapped as a flaky
+/// uplink would deliver them.
+fn camera(t: &mut Topology, name: &'static str, hours: u64) -> Node<Photo> {
+    t.spout(name, move |out: &mut Dispatcher<'_, Photo>| {
+        let mut order: Vec<u64> = (0..hours).collect();
+        for pair in order.chunks_mut(2) {
+            pair.reverse();
+        }
+        for hour in order {
+            out.send(hour, shoot(name, hour))?;
+        }
+        Ok(())
+    })
+}
+
+/// A deterministic picture of `camera` at `hour`.
+fn shoot(camera: &str, hour: u64) -> Photo {
+    let base = camera.bytes().fold(hour as u8, |s, b| s.wrapping_add(b));
+    let pixels = (0..WIDTH * HEIGHT)
+        .map(|i| base.wrapping_add((i as u8).wrapping_mul(7)))
+        .collect();
+    Photo {
+        camera: camera.to_owned(),
+        width: WIDTH,
+        height: HEIGHT,
+        pixels,
+    }
+}
+
+/// The photos side by side, row by row.
+fn stitch(photos: &[Photo]) -> Result<Collage, String> {
+    let height = photos[0].height;
+    if let Some(p) = photos.iter().find(|p| p.height != height) {
+        return Err(format!(
+            "photo of {} is {} rows high, not {height}",
+            p.camera, p.height
+        ));
+    }
+    let width = photos.iter().map(|p| p.width).sum();
+    let mut pixels = Vec::with_capacity((width * height) as usize);
+    for row in 0..height as usize {
+        for p in photos {
+            let w = p.width as usize;
+            pixels.extend_from_slice(&p.pixels[row * w..(row + 1) * w]);
+        }
+    }
+    Ok(Collage {
+        cameras: photos.iter().map(|p| p.camera.clone()).collect(),
+        width,
+        height,
+        pixels,
+    })
+}

@@ -1,2 +1,107 @@
-//! The readme example.
-fn main() {}
+//! The README's topology.
+//!
+//! Spouts `A` and `B` each send the ids `0..n` in their own random order
+//! (each shuffles every block of 1024 ids, so that the join's reorder
+//! window of 4096 ids is never outrun); `A` sends the id as an integer, `B`
+//! as a string. `C` is bundled over `(A, B)` and sequenced from 0: for each
+//! id it emits the line `seq=<id> a=<A's value> b=<B's value>` and writes
+//! it to its own stderr. A debugger on `C` prints each line on stdout, so
+//! stdout holds exactly one line per id, in id order. The report goes to
+//! stderr.
+//!
+//! ```text
+//! cargo run --release --example readme -- -n 1000
+//! ```
+
+use std::io::{BufWriter, Write};
+use std::process::ExitCode;
+
+use clusterduck::{Bundling, Emitter, Launch, Topology};
+
+mod args;
+
+const USAGE: &str = "usage: readme [-n N] [--seed S] [--local]
+  -n N        ids per spout (default 100)
+  --seed S    seed of the spouts' shuffles (default: random)
+  --local     run every node as a thread of this process (the default)";
+
+/// Ids are shuffled within blocks of this many.
+const SHUFFLE_BLOCK: u64 = 1024;
+
+fn main() -> ExitCode {
+    let (n, seed) = match parse() {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+
+    let mut t = Topology::new();
+    let a = t.spout("A", move |out| {
+        for seq in shuffled(n, seed ^ 0xA) {
+            out.send(seq, seq)?;
+        }
+        Ok(())
+    });
+    let b = t.spout("B", move |out| {
+        for seq in shuffled(n, seed ^ 0xB) {
+            out.send(seq, seq.to_string())?;
+        }
+        Ok(())
+    });
+    let mut err = BufWriter::new(std::io::stderr());
+    let c = t.bundled(
+        "C",
+        (&a, &b),
+        Bundling::sequenced(0),
+        move |seq, (a, b): (u64, String), out: &mut Emitter<String>| {
+            let line = format!("seq={seq} a={a} b={b}");
+            writeln!(err, "{line}")?;
+            out.emit(line);
+            Ok(())
+        },
+    );
+
+    let mut stdout = BufWriter::new(std::io::stdout());
+    let launch = Launch::local()
+        .debug(&c, move |_, line: String| {
+            // A closed stdout (a pipe to `head`) is no reason to stop the run.
+            let _ = writeln!(stdout, "{line}");
+        })
+        .on_event(|event| eprintln!("{event}"));
+    match t.launch(launch) {
+        Ok(report) => {
+            eprint!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            if let Some(report) = e.report() {
+                eprint!("{report}");
+            }
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn parse() -> Result<(u64, u64), String> {
+    let mut args = args::Args::from_env(USAGE);
+    let n = args.value(&["-n"], 100u64)?;
+    let seed = args.value(&["--seed"], fastrand::u64(..))?;
+    args.flag("--local");
+    args.finish()?;
+    Ok((n, seed))
+}
+
+/// The ids `0..n`, each block of [`SHUFFLE_BLOCK`] ids in a random order.
+fn shuffled(n: u64, seed: u64) -> impl Iterator<Item = u64> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    (0..n)
+        .step_by(SHUFFLE_BLOCK as usize)
+        .flat_map(move |start| {
+            let mut block: Vec<u64> = (start..n.min(start + SHUFFLE_BLOCK)).collect();
+            rng.shuffle(&mut block);
+            block
+        })
+}

@@ -1,1 +1,95 @@
-//! Clusterduck: Storm-like topologies as one binary.
+//! Clusterduck: Storm-like computational topologies (DAGs) of spouts and
+//! workers, run as one binary.
+//!
+//! A **spout** is a data source: its function is given a [`Dispatcher`] and
+//! sends `(sequence id, value)` pairs, the spout choosing the ids. A
+//! **worker** processes the values of its upstreams, emitting zero, one or
+//! many values per input. A **bundled** worker receives, for each id, one
+//! value from every upstream, optionally strictly in id order. A
+//! **debugger** hands the outputs of chosen nodes to callbacks in the
+//! launching process.
+//!
+//! ```
+//! use clusterduck::{Bundling, Emitter, Launch, Topology};
+//!
+//! let mut t = Topology::new();
+//! let a = t.spout("A", |out| {
+//!     for seq in (0..5u64).rev() {
+//!         out.send(seq, seq)?;
+//!     }
+//!     Ok(())
+//! });
+//! let b = t.spout("B", |out| {
+//!     for seq in 0..5u64 {
+//!         out.send(seq, format!("#{seq}"))?;
+//!     }
+//!     Ok(())
+//! });
+//! let c = t.bundled("C", (&a, &b), Bundling::sequenced(0), |seq, (x, y), out: &mut Emitter<String>| {
+//!     out.emit(format!("seq={seq} a={x} b={y}"));
+//!     Ok(())
+//! });
+//! let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+//! let seen = lines.clone();
+//! let report = t
+//!     .launch(Launch::local().debug(&c, move |_, line| seen.lock().unwrap().push(line)))
+//!     .unwrap();
+//! assert_eq!(lines.lock().unwrap()[4], "seq=4 a=4 b=#4");
+//! assert_eq!(report.node("C").unwrap().messages_out, 5);
+//! ```
+//!
+//! # Semantics
+//!
+//! - **Back-pressure, never loss.** Every edge holds a bounded number of
+//!   values ([`Launch::edge_capacity`]); a node that sends to a full edge
+//!   waits. [`Dispatcher::send`] blocks the same way.
+//! - **Ids.** A worker's outputs keep the id of the input unless it emits
+//!   with [`Emitter::emit_at`]. A merged worker sees each upstream's values in
+//!   the order that upstream sent them.
+//! - **Bundling** ([`Bundling`]): a sequenced node keeps a reorder window of
+//!   `window` ids from the next one due; an upstream that runs further ahead
+//!   is not read until the window moves. An unordered node keeps at most
+//!   `window` pending bundles. A second value for a pending `(id, upstream)`
+//!   is dropped and counted (duplicate); a value for an id already processed
+//!   is dropped and counted (late); a bundle that blocks progress for the gap
+//!   timeout fails the run by default, naming the id and the silent
+//!   upstreams, or is skipped and counted ([`GapPolicy::Skip`]); a bundle
+//!   that misses a value from an upstream that has ended is reported
+//!   incomplete. Every such event reaches [`Launch::on_event`] and is counted
+//!   in the [`RunReport`].
+//! - **End.** A run ends when every spout has returned and every node has
+//!   drained; Ctrl-C (or [`StopSignal::drain`]) tells spouts to stop
+//!   ([`Dispatcher::send`] returns [`SendError::Stopping`]) and drains the
+//!   rest; a second Ctrl-C aborts. A node function that returns an error or
+//!   panics ends the run with an error naming the node, the id and the
+//!   message.
+//! - **Values** are [`Message`]s: rkyv-archivable, `Send + 'static`. A value
+//!   sent to several consumers is copied through its archived form, so no
+//!   `Clone` is needed.
+
+mod body;
+mod ctrl_c;
+mod dispatcher;
+mod emitter;
+mod error;
+mod launch;
+mod message;
+mod node;
+mod topology;
+
+pub use clusterduck_engine::body::BoxError;
+pub use clusterduck_engine::bundle::{Bundling, GapPolicy, Notice, OverflowPolicy, PolicyCounts};
+pub use clusterduck_engine::graph::GraphError;
+pub use clusterduck_engine::report::{
+    Failure, IncompleteBundle, NodeReport, PolicyEvent, RunFailure, RunReport,
+};
+pub use clusterduck_engine::stop::StopSignal;
+pub use clusterduck_engine::Seq;
+pub use dispatcher::{Dispatcher, SendError};
+pub use emitter::Emitter;
+pub use error::Error;
+pub use launch::{Launch, Mode, Running};
+pub use message::Message;
+pub use node::{Bundle, Inputs, Node, NodeRef};
+pub use rkyv;
+pub use topology::Topology;

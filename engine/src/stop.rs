@@ -47,3 +47,10 @@ impl StopSignal {
         self.0.load(Ordering::Relaxed) == ABORTING
     }
 }
+
+impl StopSignal {
+    /// Whether `other` is a handle to the same switch.
+    pub fn same_as(&self, other: &StopSignal) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}

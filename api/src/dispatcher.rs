@@ -1,0 +1,101 @@
+//! What a spout sends through: `send(seq, value)` to every downstream node.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use clusterduck_engine::body::{EmitError, Output};
+use clusterduck_engine::Seq;
+
+use crate::message::{unbox, Message};
+
+/// A spout's output. Each [`send`](Self::send) relays a value with the id the
+/// spout chose to every downstream node (and to the debugger if it watches
+/// the spout).
+pub struct Dispatcher<'a, T> {
+    out: &'a mut dyn Output,
+    _type: PhantomData<fn(T)>,
+}
+
+impl<T> fmt::Debug for Dispatcher<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Dispatcher<{}>", std::any::type_name::<T>())
+    }
+}
+
+/// Why a value was not sent. The value comes back.
+pub enum SendError<T> {
+    /// The run is draining (Ctrl-C or [`StopSignal::drain`](crate::StopSignal::drain)):
+    /// the spout should return. Returning this error with `?` is a clean end,
+    /// not a failure.
+    Stopping(T),
+    /// The run is failing because of another node; what the spout does now is
+    /// discarded.
+    Aborted(T),
+    /// The value could not be copied for a second consumer (its archived
+    /// form did not read back).
+    Copy(String),
+}
+
+impl<T> SendError<T> {
+    /// The value that was not sent, if it is still there.
+    pub fn into_value(self) -> Option<T> {
+        match self {
+            SendError::Stopping(v) | SendError::Aborted(v) => Some(v),
+            SendError::Copy(_) => None,
+        }
+    }
+}
+
+impl<T> fmt::Debug for SendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::Stopping(_) => f.write_str("SendError::Stopping(..)"),
+            SendError::Aborted(_) => f.write_str("SendError::Aborted(..)"),
+            SendError::Copy(e) => write!(f, "SendError::Copy({e:?})"),
+        }
+    }
+}
+
+impl<T> fmt::Display for SendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::Stopping(_) => f.write_str("the run is stopping"),
+            SendError::Aborted(_) => f.write_str("the run was aborted"),
+            SendError::Copy(e) => write!(f, "could not copy the value for fan-out: {e}"),
+        }
+    }
+}
+
+impl<T> std::error::Error for SendError<T> {}
+
+impl<'a, T: Message> Dispatcher<'a, T> {
+    pub(crate) fn new(out: &'a mut dyn Output) -> Self {
+        Self {
+            out,
+            _type: PhantomData,
+        }
+    }
+
+    /// Sends `value` with id `seq` to every downstream node, blocking while
+    /// one of them is full (back-pressure: nothing is dropped).
+    pub fn send(&mut self, seq: Seq, value: T) -> Result<(), SendError<T>> {
+        self.out.emit(seq, Box::new(value)).map_err(|e| match e {
+            EmitError::Stopping(v) => match unbox::<T>(v) {
+                Ok(v) => SendError::Stopping(v),
+                Err(e) => SendError::Copy(e.to_string()),
+            },
+            EmitError::Aborted(v) => match unbox::<T>(v) {
+                Ok(v) => SendError::Aborted(v),
+                Err(e) => SendError::Copy(e.to_string()),
+            },
+            EmitError::Codec(e) => SendError::Copy(e.to_string()),
+        })
+    }
+
+    /// Whether the run is draining and the spout should return. A spout that
+    /// waits on something else than [`send`](Self::send) (a socket, a timer)
+    /// should look at this between waits.
+    pub fn is_stopping(&self) -> bool {
+        self.out.is_stopping()
+    }
+}

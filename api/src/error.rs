@@ -1,0 +1,53 @@
+//! What can go wrong with a launch.
+
+use clusterduck_engine::graph::GraphError;
+use clusterduck_engine::report::{Failure, RunFailure, RunReport};
+
+/// Why [`Topology::launch`](crate::Topology::launch) did not return a
+/// report.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The topology was refused before anything started.
+    #[error("invalid topology: {0}")]
+    Topology(#[from] GraphError),
+    /// The debugger watches a node of another topology.
+    #[error("debugger: node {node:?} is not a node of this topology")]
+    DebugForeignNode {
+        /// The node's name.
+        node: String,
+    },
+    /// The debugger watches a node twice.
+    #[error("debugger: node {node:?} is watched twice; give it one callback")]
+    DebugTwice {
+        /// The node's name.
+        node: String,
+    },
+    /// The run started and failed: the first failure and what the run did
+    /// until then.
+    #[error("{}", .0.failure)]
+    Run(Box<RunFailure>),
+}
+
+impl Error {
+    /// What the run did before it failed, if it started.
+    pub fn report(&self) -> Option<&RunReport> {
+        match self {
+            Error::Run(run) => Some(&run.report),
+            _ => None,
+        }
+    }
+
+    /// Why the run failed, if it started.
+    pub fn failure(&self) -> Option<&Failure> {
+        match self {
+            Error::Run(run) => Some(&run.failure),
+            _ => None,
+        }
+    }
+}
+
+impl From<RunFailure> for Error {
+    fn from(failure: RunFailure) -> Self {
+        Error::Run(Box::new(failure))
+    }
+}

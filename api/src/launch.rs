@@ -1,0 +1,257 @@
+//! How a topology is launched: the mode, the debugger, the stop switch; and
+//! the handle of a running topology.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::thread;
+
+use clusterduck_engine::body::{DebugSink, Payload};
+use clusterduck_engine::graph::{Graph, NodeId};
+use clusterduck_engine::local::{LocalRun, DEFAULT_EDGE_CAPACITY};
+use clusterduck_engine::report::{PolicyEvent, RunFailure, RunReport};
+use clusterduck_engine::stop::StopSignal;
+use clusterduck_engine::Seq;
+
+use crate::ctrl_c;
+use crate::error::Error;
+use crate::message::{unbox, Message};
+use crate::node::Node;
+use crate::topology::Topology;
+
+type OutputCallback = Box<dyn FnMut(Seq, Payload) + Send>;
+type EventCallback = Box<dyn FnMut(&PolicyEvent) + Send>;
+
+/// Where and how the nodes of a topology run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Mode {
+    /// Every node is a thread of the launching process.
+    Local,
+}
+
+/// The options of a launch.
+///
+/// ```
+/// # use clusterduck::{Launch, Topology};
+/// let mut t = Topology::new();
+/// let a = t.spout("A", |out| {
+///     for i in 0..3u64 {
+///         out.send(i, i * 10)?;
+///     }
+///     Ok(())
+/// });
+/// let report = t
+///     .launch(Launch::local().debug(&a, |seq, v: u64| assert_eq!(v, seq * 10)))
+///     .unwrap();
+/// assert_eq!(report.node("A").unwrap().messages_out, 3);
+/// ```
+pub struct Launch {
+    mode: Mode,
+    edge_capacity: usize,
+    watches: Vec<(u64, NodeId, String, OutputCallback)>,
+    on_event: Option<EventCallback>,
+    ctrl_c: bool,
+    stop: StopSignal,
+}
+
+impl fmt::Debug for Launch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Launch")
+            .field("mode", &self.mode)
+            .field("edge_capacity", &self.edge_capacity)
+            .field(
+                "watched",
+                &self.watches.iter().map(|w| &w.2).collect::<Vec<_>>(),
+            )
+            .field("ctrl_c", &self.ctrl_c)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Launch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Launch {
+    /// The default launch: today, [`Mode::Local`].
+    pub fn new() -> Self {
+        Self {
+            mode: Mode::Local,
+            edge_capacity: DEFAULT_EDGE_CAPACITY,
+            watches: Vec::new(),
+            on_event: None,
+            ctrl_c: true,
+            stop: StopSignal::new(),
+        }
+    }
+
+    /// Every node a thread of this process.
+    pub fn local() -> Self {
+        Self {
+            mode: Mode::Local,
+            ..Self::new()
+        }
+    }
+
+    /// The mode.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// How many values may be in flight on one edge before its producer
+    /// blocks (1024 by default).
+    pub fn edge_capacity(mut self, values: usize) -> Self {
+        self.edge_capacity = values.max(1);
+        self
+    }
+
+    /// Hands every output of `node` (a leaf included) to `f`, in this
+    /// process, in the order the node emitted them. Callbacks of all nodes
+    /// run on one thread; a slow callback slows the node it watches, it does
+    /// not lose values.
+    pub fn debug<T, F>(mut self, node: &Node<T>, mut f: F) -> Self
+    where
+        T: Message,
+        F: FnMut(Seq, T) + Send + 'static,
+    {
+        let name = node.name().to_owned();
+        let callback: OutputCallback = Box::new(move |seq, value| match unbox::<T>(value) {
+            Ok(value) => f(seq, value),
+            Err(e) => panic!("{e}"),
+        });
+        self.watches.push((node.topology, node.id, name, callback));
+        self
+    }
+
+    /// Hands every policy event (duplicate, late, gap, evicted, incomplete)
+    /// of every node to `f`, in this process.
+    pub fn on_event<F>(mut self, f: F) -> Self
+    where
+        F: FnMut(&PolicyEvent) + Send + 'static,
+    {
+        self.on_event = Some(Box::new(f));
+        self
+    }
+
+    /// Whether Ctrl-C drains the run (and a second Ctrl-C aborts it); on by
+    /// default. Off, or when the process has its own SIGINT handler, use
+    /// [`stop_signal`](Self::stop_signal).
+    pub fn ctrl_c(mut self, on: bool) -> Self {
+        self.ctrl_c = on;
+        self
+    }
+
+    /// A handle that drains or aborts the run from elsewhere.
+    pub fn stop_signal(&self) -> StopSignal {
+        self.stop.clone()
+    }
+}
+
+/// The debugger of a local run: typed callbacks behind the engine's sink.
+struct Debugger {
+    outputs: HashMap<NodeId, OutputCallback>,
+    on_event: Option<EventCallback>,
+}
+
+impl DebugSink for Debugger {
+    fn output(&mut self, node: NodeId, seq: Seq, value: Payload) {
+        if let Some(f) = self.outputs.get_mut(&node) {
+            f(seq, value);
+        }
+    }
+
+    fn event(&mut self, event: &PolicyEvent) {
+        if let Some(f) = &mut self.on_event {
+            f(event);
+        }
+    }
+}
+
+/// A topology that is running. Dropping it does not stop the run; call
+/// [`wait`](Self::wait).
+#[derive(Debug)]
+pub struct Running {
+    stop: StopSignal,
+    ctrl_c: bool,
+    thread: thread::JoinHandle<Result<RunReport, RunFailure>>,
+}
+
+impl Running {
+    /// Asks the run to drain: spouts are told to return, and everything they
+    /// sent is still processed.
+    pub fn drain(&self) {
+        self.stop.drain();
+    }
+
+    /// Asks the run to stop at once.
+    pub fn abort(&self) {
+        self.stop.abort();
+    }
+
+    /// Waits for the end of the run and returns its report.
+    pub fn wait(self) -> Result<RunReport, Error> {
+        let result = self.thread.join();
+        if self.ctrl_c {
+            ctrl_c::unregister(&self.stop);
+        }
+        match result {
+            Ok(result) => result.map_err(Error::from),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+}
+
+impl Topology {
+    /// Validates the topology, runs it to the end and returns its report:
+    /// the run ends when every spout has returned and every node has drained,
+    /// on Ctrl-C (which drains), or when a node fails.
+    pub fn launch(self, launch: Launch) -> Result<RunReport, Error> {
+        self.start(launch)?.wait()
+    }
+
+    /// Validates the topology and starts it; [`Running::wait`] returns its
+    /// report.
+    pub fn start(self, launch: Launch) -> Result<Running, Error> {
+        if let Some(e) = self.deferred {
+            return Err(e.into());
+        }
+        let graph = Graph::new(self.specs)?;
+        let mut outputs = HashMap::new();
+        for (topology, id, name, callback) in launch.watches {
+            if topology != self.id {
+                return Err(Error::DebugForeignNode { node: name });
+            }
+            if outputs.insert(id, callback).is_some() {
+                return Err(Error::DebugTwice { node: name });
+            }
+        }
+        let watched: Vec<NodeId> = outputs.keys().copied().collect();
+        let debugger: Option<Box<dyn DebugSink>> =
+            if outputs.is_empty() && launch.on_event.is_none() {
+                None
+            } else {
+                Some(Box::new(Debugger {
+                    outputs,
+                    on_event: launch.on_event,
+                }))
+            };
+        let ctrl_c = launch.ctrl_c && ctrl_c::register(&launch.stop);
+        let run = LocalRun {
+            edge_capacity: launch.edge_capacity,
+            watched,
+            stop: launch.stop.clone(),
+        };
+        let impls = self.impls;
+        let thread = thread::Builder::new()
+            .name("clusterduck-run".into())
+            .spawn(move || run.run(&graph, impls, debugger))
+            .expect("spawn the run thread");
+        Ok(Running {
+            stop: launch.stop,
+            ctrl_c,
+            thread,
+        })
+    }
+}

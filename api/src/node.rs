@@ -1,0 +1,174 @@
+//! Typed handles on the nodes of a topology, and the shapes of a worker's
+//! inputs: one upstream, several merged, or a bundle of several types.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use clusterduck_engine::body::{BoxError, Payload};
+
+use crate::message::{unbox, Message};
+
+/// A handle on a node of a [`Topology`](crate::Topology) whose outputs are
+/// of type `T`; it names the node as an upstream or for the debugger.
+pub struct Node<T> {
+    pub(crate) topology: u64,
+    pub(crate) id: usize,
+    pub(crate) name: Arc<str>,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T> Node<T> {
+    pub(crate) fn new(topology: u64, id: usize, name: &str) -> Self {
+        Self {
+            topology,
+            id,
+            name: name.into(),
+            _type: PhantomData,
+        }
+    }
+
+    /// The node's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn to_ref(&self) -> NodeRef {
+        NodeRef {
+            topology: self.topology,
+            name: self.name.clone(),
+        }
+    }
+}
+
+impl<T> Clone for Node<T> {
+    fn clone(&self) -> Self {
+        Self {
+            topology: self.topology,
+            id: self.id,
+            name: self.name.clone(),
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T> fmt::Debug for Node<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Node<{}>({:?})", std::any::type_name::<T>(), self.name)
+    }
+}
+
+/// An upstream, untyped: which topology it belongs to and its name.
+#[derive(Clone, Debug)]
+pub struct NodeRef {
+    pub(crate) topology: u64,
+    pub(crate) name: Arc<str>,
+}
+
+/// The upstreams of a worker whose inputs are merged: one node, or several
+/// of the same output type (an array, a slice or a `Vec` of handles). Each
+/// upstream's values arrive in the order it sent them.
+pub trait Inputs {
+    /// The type of the values the worker receives.
+    type Value: Message;
+
+    /// The upstreams, in order.
+    fn upstreams(&self) -> Vec<NodeRef>;
+}
+
+impl<T: Message> Inputs for &Node<T> {
+    type Value = T;
+    fn upstreams(&self) -> Vec<NodeRef> {
+        vec![self.to_ref()]
+    }
+}
+
+impl<T: Message, const N: usize> Inputs for [&Node<T>; N] {
+    type Value = T;
+    fn upstreams(&self) -> Vec<NodeRef> {
+        self.iter().map(|n| n.to_ref()).collect()
+    }
+}
+
+impl<T: Message> Inputs for &[&Node<T>] {
+    type Value = T;
+    fn upstreams(&self) -> Vec<NodeRef> {
+        self.iter().map(|n| n.to_ref()).collect()
+    }
+}
+
+impl<T: Message> Inputs for Vec<&Node<T>> {
+    type Value = T;
+    fn upstreams(&self) -> Vec<NodeRef> {
+        self.iter().map(|n| n.to_ref()).collect()
+    }
+}
+
+/// The upstreams of a bundled worker: a tuple of node handles, of any
+/// types, 1 to 16 of them. The worker receives, for each id, a tuple of one
+/// value per upstream, in the same order.
+pub trait Bundle {
+    /// The tuple of values the worker receives.
+    type Values: Send + 'static;
+
+    /// The upstreams, in order.
+    fn upstreams(&self) -> Vec<NodeRef>;
+
+    /// Builds the tuple from one value per upstream, in order.
+    #[doc(hidden)]
+    fn unpack(values: Vec<Payload>) -> Result<Self::Values, BoxError>;
+}
+
+macro_rules! bundle_tuple {
+    ($($t:ident $v:ident),+) => {
+        impl<$($t: Message),+> Bundle for ($(&Node<$t>,)+) {
+            type Values = ($($t,)+);
+
+            fn upstreams(&self) -> Vec<NodeRef> {
+                let ($($v,)+) = self;
+                vec![$($v.to_ref()),+]
+            }
+
+            fn unpack(values: Vec<Payload>) -> Result<Self::Values, BoxError> {
+                let mut values = values.into_iter();
+                $(
+                    let $v = unbox::<$t>(
+                        values.next().ok_or("internal error: a bundle is short of values")?,
+                    )?;
+                )+
+                Ok(($($v,)+))
+            }
+        }
+    };
+}
+
+bundle_tuple!(A a);
+bundle_tuple!(A a, B b);
+bundle_tuple!(A a, B b, C c);
+bundle_tuple!(A a, B b, C c, D d);
+bundle_tuple!(A a, B b, C c, D d, E e);
+bundle_tuple!(A a, B b, C c, D d, E e, F f);
+bundle_tuple!(A a, B b, C c, D d, E e, F f, G g);
+bundle_tuple!(A a, B b, C c, D d, E e, F f, G g, H h);
+bundle_tuple!(A a, B b, C c, D d, E e, F f, G g, H h, I i);
+bundle_tuple!(A a, B b, C c, D d, E e, F f, G g, H h, I i, J j);
+bundle_tuple!(A a, B b, C c, D d, E e, F f, G g, H h, I i, J j, K k);
+bundle_tuple!(A a, B b, C c, D d, E e, F f, G g, H h, I i, J j, K k, L l);
+bundle_tuple!(A a, B b, C c, D d, E e, F f, G g, H h, I i, J j, K k, L l, M m);
+bundle_tuple!(A a, B b, C c, D d, E e, F f, G g, H h, I i, J j, K k, L l, M m, N n);
+bundle_tuple!(A a, B b, C c, D d, E e, F f, G g, H h, I i, J j, K k, L l, M m, N n, O o);
+bundle_tuple!(A a, B b, C c, D d, E e, F f, G g, H h, I i, J j, K k, L l, M m, N n, O o, P p);
+
+/// Any number of upstreams of one type, bundled: the worker receives a `Vec`
+/// with one value per upstream, in order.
+impl<T: Message> Bundle for Vec<&Node<T>> {
+    type Values = Vec<T>;
+
+    fn upstreams(&self) -> Vec<NodeRef> {
+        self.iter().map(|n| n.to_ref()).collect()
+    }
+
+    fn unpack(values: Vec<Payload>) -> Result<Self::Values, BoxError> {
+        values.into_iter().map(unbox::<T>).collect()
+    }
+}

@@ -1,0 +1,191 @@
+//! The builder of a topology: spouts, workers and bundled workers, each a
+//! named node with a typed function.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use clusterduck_engine::body::{Body, BoxError, NodeImpl};
+use clusterduck_engine::bundle::Bundling;
+use clusterduck_engine::graph::{GraphError, NodeSpec};
+use clusterduck_engine::Seq;
+
+use crate::body::{Bundled, Merge, Spout};
+use crate::dispatcher::Dispatcher;
+use crate::emitter::Emitter;
+use crate::message::{Message, TypedCodec};
+use crate::node::{Bundle, Inputs, Node, NodeRef};
+
+/// Gives each topology of a process its own id, so that a handle from
+/// another topology is caught.
+static NEXT_TOPOLOGY: AtomicU64 = AtomicU64::new(1);
+
+/// A topology under construction: a DAG of spouts and workers.
+///
+/// Nodes are declared in order, each naming its upstreams by their handles,
+/// so a topology built through this API has no cycle and no unknown
+/// upstream; names and shapes are checked when it is launched, before
+/// anything starts.
+///
+/// Building must be deterministic: when nodes run in their own processes,
+/// every process runs the same building code and checks that it got the
+/// same topology.
+pub struct Topology {
+    pub(crate) id: u64,
+    pub(crate) specs: Vec<NodeSpec>,
+    pub(crate) impls: Vec<NodeImpl>,
+    /// The first mistake found while building, reported at launch.
+    pub(crate) deferred: Option<GraphError>,
+}
+
+impl Default for Topology {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for Topology {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Topology")
+            .field("nodes", &self.specs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Topology {
+    /// An empty topology.
+    pub fn new() -> Self {
+        Self {
+            // Relaxed: only uniqueness matters.
+            id: NEXT_TOPOLOGY.fetch_add(1, Ordering::Relaxed),
+            specs: Vec::new(),
+            impls: Vec::new(),
+            deferred: None,
+        }
+    }
+
+    /// Adds a spout: a data source whose function is given a [`Dispatcher`]
+    /// and sends `(seq, value)` pairs through it. When the function returns,
+    /// its stream ends; an error it returns fails the run, naming the spout.
+    pub fn spout<T, F>(&mut self, name: &str, f: F) -> Node<T>
+    where
+        T: Message,
+        F: FnOnce(&mut Dispatcher<'_, T>) -> Result<(), BoxError> + Send + 'static,
+    {
+        let body = Body::Spout(Box::new(Spout {
+            f,
+            _type: PhantomData,
+        }));
+        self.add::<T>(NodeSpec::spout(name, std::any::type_name::<T>()), body)
+    }
+
+    /// Adds a worker over one upstream, or several of the same type merged
+    /// (`[&a, &b]`): its function is called once per input value, each
+    /// upstream's values in the order sent. It emits zero, one or many values
+    /// through the [`Emitter`]; they keep the input's id unless it sets one.
+    pub fn worker<I, U, F>(&mut self, name: &str, inputs: I, f: F) -> Node<U>
+    where
+        I: Inputs,
+        U: Message,
+        F: FnMut(Seq, I::Value, &mut Emitter<'_, U>) -> Result<(), BoxError> + Send + 'static,
+    {
+        let upstreams = self.upstream_names(name, inputs.upstreams());
+        let body = Body::Worker(Box::new(Merge {
+            f,
+            _type: PhantomData::<fn(I::Value) -> U>,
+        }));
+        self.add::<U>(
+            NodeSpec::worker(name, upstreams, std::any::type_name::<U>()),
+            body,
+        )
+    }
+
+    /// Adds a worker that emits nothing: the end of a pipeline.
+    pub fn sink<I, F>(&mut self, name: &str, inputs: I, mut f: F) -> Node<()>
+    where
+        I: Inputs,
+        F: FnMut(Seq, I::Value) -> Result<(), BoxError> + Send + 'static,
+    {
+        self.worker(name, inputs, move |seq, value, _: &mut Emitter<'_, ()>| {
+            f(seq, value)
+        })
+    }
+
+    /// Adds a bundled worker: for each id, its function receives one value
+    /// from every upstream, as a tuple in the order of `upstreams` (which may
+    /// have different types), or a `Vec` for a `Vec` of handles of one type.
+    ///
+    /// [`Bundling`] sets the order (unordered, or sequenced from a first id),
+    /// the memory bound and the policies for duplicates, late ids and gaps.
+    ///
+    /// Sequencing is a property of bundling, so a plain worker cannot be
+    /// sequenced:
+    ///
+    /// ```compile_fail
+    /// # use clusterduck::{Topology, Bundling, Emitter};
+    /// let mut t = Topology::new();
+    /// let a = t.spout("A", |out| out.send(0, 1u64).map_err(Into::into));
+    /// t.worker("B", &a, Bundling::sequenced(0), |_, v: u64, out: &mut Emitter<u64>| Ok(out.emit(v)));
+    /// ```
+    pub fn bundled<B, U, F>(
+        &mut self,
+        name: &str,
+        upstreams: B,
+        bundling: Bundling,
+        f: F,
+    ) -> Node<U>
+    where
+        B: Bundle,
+        U: Message,
+        F: FnMut(Seq, B::Values, &mut Emitter<'_, U>) -> Result<(), BoxError> + Send + 'static,
+    {
+        let names = self.upstream_names(name, upstreams.upstreams());
+        let body = Body::Worker(Box::new(Bundled {
+            f,
+            unpack: B::unpack,
+            _type: PhantomData::<fn(B::Values) -> U>,
+        }));
+        self.add::<U>(
+            NodeSpec::bundled(name, names, bundling, std::any::type_name::<U>()),
+            body,
+        )
+    }
+
+    /// The number of nodes declared.
+    pub fn len(&self) -> usize {
+        self.specs.len()
+    }
+
+    /// Whether no node is declared.
+    pub fn is_empty(&self) -> bool {
+        self.specs.is_empty()
+    }
+
+    fn add<T: Message>(&mut self, spec: NodeSpec, body: Body) -> Node<T> {
+        let node = Node::new(self.id, self.specs.len(), &spec.name);
+        self.specs.push(spec);
+        self.impls.push(NodeImpl {
+            body,
+            codec: Arc::new(TypedCodec::<T>::new()),
+        });
+        node
+    }
+
+    /// The names of `upstreams`, recording the first that belongs to another
+    /// topology.
+    fn upstream_names(&mut self, node: &str, upstreams: Vec<NodeRef>) -> Vec<String> {
+        upstreams
+            .into_iter()
+            .map(|up| {
+                if up.topology != self.id && self.deferred.is_none() {
+                    self.deferred = Some(GraphError::UnknownUpstream {
+                        node: node.to_owned(),
+                        upstream: format!("{} (a node of another topology)", up.name),
+                    });
+                }
+                up.name.to_string()
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,55 @@
+//! The small command-line parser the examples share (no dependency needed
+//! for a handful of flags).
+
+use std::fmt::Display;
+use std::str::FromStr;
+
+/// The command line, flag by flag.
+pub(crate) struct Args {
+    args: Vec<String>,
+    usage: &'static str,
+}
+
+impl Args {
+    /// The process's arguments.
+    pub(crate) fn from_env(usage: &'static str) -> Self {
+        Self {
+            args: std::env::args().skip(1).collect(),
+            usage,
+        }
+    }
+
+    /// Whether the flag `name` is present (and removes it).
+    pub(crate) fn flag(&mut self, name: &str) -> bool {
+        let before = self.args.len();
+        self.args.retain(|a| a != name);
+        before != self.args.len()
+    }
+
+    /// The value of option `name` (one of its spellings), or `default`.
+    pub(crate) fn value<T>(&mut self, names: &[&str], default: T) -> Result<T, String>
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
+        let Some(i) = self.args.iter().position(|a| names.contains(&a.as_str())) else {
+            return Ok(default);
+        };
+        if i + 1 >= self.args.len() {
+            return Err(format!("{} needs a value\n{}", names[0], self.usage));
+        }
+        let raw = self.args.remove(i + 1);
+        self.args.remove(i);
+        raw.parse()
+            .map_err(|e| format!("{} {raw:?}: {e}\n{}", names[0], self.usage))
+    }
+
+    /// Fails on anything not taken yet.
+    pub(crate) fn finish(self) -> Result<(), String> {
+        match self.args.first() {
+            None => Ok(()),
+            Some(a) if a == "-h" || a == "--help" => Err(self.usage.to_owned()),
+            Some(a) => Err(format!("unknown argument {a:?}\n{}", self.usage)),
+        }
+    }
+}
