@@ -1,0 +1,217 @@
+//! The sequenced bundling table driven directly, policy by policy.
+
+use std::time::{Duration, Instant};
+
+use clusterduck_engine::bundle::{BundleTable, Bundling, GapPolicy, Notice, TableEvent};
+
+fn drain<V>(table: &mut BundleTable<V>, now: Instant) -> Vec<TableEvent<V>> {
+    std::iter::from_fn(|| table.poll(now)).collect()
+}
+
+fn seqs<V>(events: &[TableEvent<V>]) -> Vec<u64> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            TableEvent::Bundle { seq, .. } => Some(*seq),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn delivers_in_order_whatever_the_arrival_order() {
+    let now = Instant::now();
+    let mut t = BundleTable::new(2, Bundling::sequenced(10).window(8));
+    for seq in [13, 11, 10, 12] {
+        t.offer(0, seq, ("a", seq), now);
+    }
+    assert!(drain(&mut t, now).is_empty(), "nothing completes with one upstream");
+    for seq in [12, 10, 13, 11] {
+        t.offer(1, seq, ("b", seq), now);
+    }
+    let events = drain(&mut t, now);
+    assert_eq!(seqs(&events), vec![10, 11, 12, 13]);
+    assert_eq!(
+        events[0],
+        TableEvent::Bundle {
+            seq: 10,
+            values: vec![("a", 10), ("b", 10)]
+        }
+    );
+}
+
+#[test]
+fn duplicate_is_dropped_and_counted() {
+    let now = Instant::now();
+    let mut t = BundleTable::new(2, Bundling::sequenced(0).window(8));
+    t.offer(0, 1, "first", now);
+    t.offer(0, 1, "again", now);
+    assert_eq!(
+        drain(&mut t, now),
+        vec![TableEvent::Notice(Notice::Duplicate { seq: 1, upstream: 0 })]
+    );
+    t.offer(0, 0, "a0", now);
+    t.offer(1, 0, "b0", now);
+    t.offer(1, 1, "b1", now);
+    let events = drain(&mut t, now);
+    assert_eq!(
+        events[1],
+        TableEvent::Bundle {
+            seq: 1,
+            values: vec!["first", "b1"]
+        },
+        "the first value is kept"
+    );
+    assert_eq!(t.counts().duplicates, 1);
+}
+
+#[test]
+fn late_id_is_dropped_and_counted() {
+    let now = Instant::now();
+    let mut t = BundleTable::new(1, Bundling::sequenced(5).window(4));
+    t.offer(0, 5, (), now);
+    t.offer(0, 3, (), now);
+    let events = drain(&mut t, now);
+    assert_eq!(seqs(&events), vec![5]);
+    assert_eq!(
+        events[1],
+        TableEvent::Notice(Notice::Late { seq: 3, upstream: 0 })
+    );
+    assert_eq!(t.counts().late, 1);
+}
+
+#[test]
+fn an_upstream_ahead_of_the_window_is_held_until_the_window_moves() {
+    let now = Instant::now();
+    let mut t = BundleTable::new(2, Bundling::sequenced(0).window(4));
+    t.offer(0, 0, "a0", now);
+    t.offer(0, 1, "a1", now);
+    t.offer(0, 4, "a4", now); // beyond [0, 4): held back
+    assert!(!t.accepts(0), "the upstream ahead is not read");
+    assert!(t.accepts(1));
+    assert_eq!(t.buffered(), 3);
+    t.offer(1, 0, "b0", now); // the window moves to [1, 5): a4 fits
+    assert!(t.accepts(0));
+    t.offer(1, 1, "b1", now);
+    t.offer(1, 2, "b2", now);
+    t.offer(1, 3, "b3", now);
+    t.offer(1, 4, "b4", now);
+    assert_eq!(seqs(&drain(&mut t, now)), vec![0, 1]);
+    t.offer(0, 2, "a2", now);
+    t.offer(0, 3, "a3", now);
+    assert_eq!(seqs(&drain(&mut t, now)), vec![2, 3, 4]);
+    assert_eq!(t.buffered(), 0);
+}
+
+#[test]
+fn gap_fails_after_the_timeout_by_default_naming_seq_and_upstreams() {
+    let t0 = Instant::now();
+    let timeout = Duration::from_secs(2);
+    let mut t = BundleTable::new(3, Bundling::sequenced(0).window(8).gap_timeout(timeout));
+    t.offer(0, 0, (), t0);
+    // Seq 0 waits for upstreams 1 and 2: no later id, so nothing blocks yet.
+    assert_eq!(t.deadline(), None);
+    t.offer(0, 1, (), t0 + Duration::from_secs(1));
+    assert_eq!(t.deadline(), Some(t0 + Duration::from_secs(3)));
+    assert!(drain(&mut t, t0 + Duration::from_millis(2999)).is_empty());
+    assert_eq!(
+        drain(&mut t, t0 + Duration::from_secs(3)),
+        vec![TableEvent::Fatal(Notice::Gap {
+            seq: 0,
+            missing: vec![1, 2]
+        })]
+    );
+    assert!(!t.accepts(0), "a failed table takes nothing");
+    assert!(t.is_finished());
+}
+
+#[test]
+fn gap_is_skipped_and_counted_under_the_skip_policy() {
+    let t0 = Instant::now();
+    let timeout = Duration::from_millis(100);
+    let config = Bundling::sequenced(0).window(8).gap_timeout(timeout).on_gap(GapPolicy::Skip);
+    let mut t = BundleTable::new(2, config);
+    for seq in [0, 2, 3] {
+        t.offer(0, seq, seq, t0);
+        t.offer(1, seq, seq, t0);
+    }
+    t.offer(0, 1, 1, t0); // upstream 1 never sends 1
+    assert_eq!(seqs(&drain(&mut t, t0)), vec![0]);
+    let events = drain(&mut t, t0 + timeout);
+    assert_eq!(
+        events[0],
+        TableEvent::Notice(Notice::Gap {
+            seq: 1,
+            missing: vec![1]
+        })
+    );
+    assert_eq!(seqs(&events), vec![2, 3]);
+    assert_eq!(t.counts().gaps, 1);
+    t.offer(1, 1, 1, t0 + timeout);
+    assert_eq!(
+        drain(&mut t, t0 + timeout),
+        vec![TableEvent::Notice(Notice::Late { seq: 1, upstream: 1 })],
+        "the straggler of a skipped id is late"
+    );
+}
+
+#[test]
+fn at_end_of_stream_a_missing_id_before_complete_ones_is_a_gap() {
+    let now = Instant::now();
+    let mut t = BundleTable::new(2, Bundling::sequenced(0).window(8));
+    for seq in [0, 2] {
+        t.offer(0, seq, (), now);
+        t.offer(1, seq, (), now);
+    }
+    t.end(0, now);
+    t.end(1, now);
+    let events = drain(&mut t, now);
+    assert_eq!(seqs(&events), vec![0]);
+    assert_eq!(
+        events[1],
+        TableEvent::Fatal(Notice::Gap {
+            seq: 1,
+            missing: vec![0, 1]
+        }),
+        "nobody sent 1 and 2 is complete: no need to wait for the timeout"
+    );
+}
+
+#[test]
+fn bundles_missing_an_ended_upstream_are_incomplete() {
+    let now = Instant::now();
+    let mut t = BundleTable::new(2, Bundling::sequenced(0).window(8));
+    for seq in 0..4 {
+        t.offer(0, seq, seq, now);
+    }
+    t.offer(1, 0, 0, now);
+    t.offer(1, 1, 1, now);
+    t.end(1, now); // upstream 1 stops after 1
+    let events = drain(&mut t, now);
+    assert_eq!(seqs(&events), vec![0, 1]);
+    assert_eq!(
+        events[2..],
+        [
+            TableEvent::Notice(Notice::Incomplete {
+                seq: 2,
+                missing: vec![1]
+            }),
+            TableEvent::Notice(Notice::Incomplete {
+                seq: 3,
+                missing: vec![1]
+            })
+        ]
+    );
+    t.offer(0, 4, 4, now);
+    assert_eq!(
+        drain(&mut t, now),
+        vec![TableEvent::Notice(Notice::Incomplete {
+            seq: 4,
+            missing: vec![1]
+        })]
+    );
+    t.end(0, now);
+    assert!(t.is_finished());
+    assert_eq!(t.counts().incomplete, 3);
+    assert_eq!(t.buffered(), 0);
+}
