@@ -13,15 +13,19 @@ use crate::Seq;
 type SeqMap<V> = HashMap<Seq, V, BuildHasherDefault<SeqHasher>>;
 type SeqSet = HashSet<Seq, BuildHasherDefault<SeqHasher>>;
 
+/// The fewest finished ids an unordered table remembers.
+pub(crate) const MIN_REMEMBERED: usize = 4096;
+
 /// An unordered bundling table.
 ///
 /// Invariants:
 /// - `pending` holds at most `window` bundles, each with at least one value
 ///   and fewer than one per upstream; `by_age` indexes the same bundles by
 ///   arrival stamp;
-/// - `done` remembers the last `window` ids delivered or given up, so that a
-///   straggler for one of them is counted late instead of opening a bundle
-///   that could never complete;
+/// - `done` remembers the last [`remembered`](Self::remembered) ids delivered
+///   or given up, so that a straggler for one of them is counted late instead
+///   of opening a bundle that could never complete (a straggler older than
+///   that opens a new bundle, which ends as a gap or incomplete);
 /// - at most one value per upstream is held back, only under
 ///   [`OverflowPolicy::Backpressure`].
 #[derive(Debug)]
@@ -106,6 +110,7 @@ impl<V> SparseTable<V> {
         orphans.sort_unstable();
         for (_, seq) in orphans {
             if let Some(p) = self.remove(seq) {
+                self.remember(seq);
                 self.notice(Notice::Incomplete {
                     seq,
                     missing: p.missing(),
@@ -148,6 +153,12 @@ impl<V> SparseTable<V> {
     /// What the policies did so far.
     pub fn counts(&self) -> PolicyCounts {
         self.counts
+    }
+
+    /// How many finished ids the table remembers to recognise late values:
+    /// four times the capacity, and at least 4096.
+    pub fn remembered(&self) -> usize {
+        (self.config.window.saturating_mul(4)).max(MIN_REMEMBERED)
     }
 
     fn store(&mut self, upstream: usize, seq: Seq, value: V, now: Instant) {
@@ -269,7 +280,7 @@ impl<V> SparseTable<V> {
     fn remember(&mut self, seq: Seq) {
         if self.done.insert(seq) {
             self.done_order.push_back(seq);
-            if self.done_order.len() > self.config.window {
+            if self.done_order.len() > self.remembered() {
                 if let Some(old) = self.done_order.pop_front() {
                     self.done.remove(&old);
                 }
