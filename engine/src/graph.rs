@@ -132,11 +132,11 @@ pub enum GraphError {
         upstream: String,
     },
     /// The dependencies form a cycle.
-    #[error("node {node:?} is on a dependency cycle: {}", cycle.join(" -> "))]
+    #[error("node {node:?} is on a dependency cycle: {} -> {node}", cycle.join(" -> "))]
     Cycle {
         /// A node on the cycle.
         node: String,
-        /// The cycle, from `node` back to it.
+        /// The nodes of the cycle in data-flow order, starting at `node`.
         cycle: Vec<String>,
     },
     /// A spout has inputs.
