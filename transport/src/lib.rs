@@ -1,5 +1,53 @@
 //! Clusterduck's transport: it moves bytes between the processes of a run and
 //! knows nothing of topologies.
 //!
-//! The shared-memory rings and the TCP links live here; the engine above
-//! decides what flows where.
+//! Same-host traffic goes through [shared-memory rings](shm): a node writes
+//! each frame once into its own ring and every reader views it in place.
+//!
+//! ```
+//! use clusterduck_transport::{FrameKind, ReadError, RingName, RingReader, RingWriter};
+//!
+//! #[derive(rkyv::Archive, rkyv::Serialize)]
+//! struct Photo {
+//!     id: u32,
+//!     pixels: Vec<u8>,
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let run = format!("doc{}", std::process::id());
+//! let name = RingName::new(&run, "camera")?;
+//! let mut writer = RingWriter::create(&name, 64 * 1024)?;
+//! let mut reader = RingReader::attach(&name)?; // usually in another process
+//!
+//! writer.write_value(7, &Photo { id: 1, pixels: vec![0xAB; 100] })?;
+//! writer.write_bytes(8, b"raw bytes")?;
+//! writer.finish(9)?;
+//!
+//! let batch = reader.read()?;
+//! let mut frames = batch.iter();
+//! let photo = frames.next().unwrap()?;
+//! assert_eq!((photo.kind(), photo.seq()), (FrameKind::Data, 7));
+//! let archived = photo.access::<Photo>()?; // checked, zero-copy
+//! assert_eq!(archived.id, 1);
+//! assert_eq!(archived.pixels.len(), 100);
+//! assert_eq!(frames.next().unwrap()?.bytes(), b"raw bytes");
+//! assert_eq!(frames.next().unwrap()?.kind(), FrameKind::End);
+//! drop(batch); // releases the frames' space to the writer
+//! assert_eq!(reader.read().err(), Some(ReadError::Ended));
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod process;
+pub mod shm;
+pub(crate) mod sync;
+
+#[cfg(not(loom))]
+pub use process::ProcessStamp;
+#[cfg(not(loom))]
+pub use shm::{
+    remove_run_segments, remove_stale_segments, AccessError, AttachError, Batch, CreateError,
+    DeadReader, Frame, FrameBuf, FrameError, FrameKind, FrameSerializer, Frames, NameError,
+    ReadError, RingName, RingReader, RingWriter, StaleSegment, StaleStatus, WaitReadersError,
+    WriteError,
+};

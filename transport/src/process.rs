@@ -1,0 +1,113 @@
+//! Telling whether a process that shares a ring is still alive.
+//!
+//! A pid alone is not enough: after a crash the pid may have been given to an
+//! unrelated process. A [`ProcessStamp`] pairs the pid with the process's start
+//! time (clock ticks since boot, field 22 of `/proc/<pid>/stat`), which a
+//! reused pid does not share.
+
+use std::sync::OnceLock;
+
+/// A process, identified across pid reuse.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ProcessStamp {
+    /// The process id.
+    pub pid: u32,
+    /// Start time in clock ticks since boot; 0 if it could not be read.
+    pub start_time: u64,
+}
+
+impl ProcessStamp {
+    /// The calling process.
+    pub fn current() -> ProcessStamp {
+        static CURRENT: OnceLock<ProcessStamp> = OnceLock::new();
+        // Forked children get a fresh pid: only cache the stamp of this pid.
+        let pid = std::process::id();
+        let cached = *CURRENT.get_or_init(|| ProcessStamp {
+            pid,
+            start_time: read_stat(pid).map_or(0, |s| s.start_time),
+        });
+        if cached.pid == pid {
+            cached
+        } else {
+            ProcessStamp {
+                pid,
+                start_time: read_stat(pid).map_or(0, |s| s.start_time),
+            }
+        }
+    }
+
+    /// Whether the process still runs: it exists, is not a zombie, and
+    /// started when this stamp says (unless the stamp has no start time).
+    pub fn is_alive(&self) -> bool {
+        match read_stat(self.pid) {
+            Some(stat) => {
+                stat.state != b'Z'
+                    && stat.state != b'X'
+                    && (self.start_time == 0 || stat.start_time == self.start_time)
+            }
+            // No /proc entry: gone (or /proc is not mounted, when we fall
+            // back to asking the kernel whether the pid exists).
+            None => std::fs::metadata("/proc/self").is_err() && pid_exists(self.pid),
+        }
+    }
+}
+
+struct Stat {
+    state: u8,
+    start_time: u64,
+}
+
+fn read_stat(pid: u32) -> Option<Stat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: the fields
+    // we want follow its last ')'.
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace();
+    let state = *fields.next()?.as_bytes().first()?;
+    // `state` is field 3; `starttime` is field 22.
+    let start_time = fields.nth(18)?.parse().ok()?;
+    Some(Stat { state, start_time })
+}
+
+fn pid_exists(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: kill with signal 0 sends nothing; it only checks the pid.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_current_process_is_alive() {
+        let me = ProcessStamp::current();
+        assert_eq!(me.pid, std::process::id());
+        assert_ne!(me.start_time, 0);
+        assert!(me.is_alive());
+    }
+
+    #[test]
+    fn a_reused_pid_is_not_the_same_process() {
+        let me = ProcessStamp::current();
+        let impostor = ProcessStamp {
+            pid: me.pid,
+            start_time: me.start_time + 1,
+        };
+        assert!(!impostor.is_alive());
+    }
+
+    #[test]
+    fn a_reaped_child_is_dead() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let stamp = ProcessStamp {
+            pid: child.id(),
+            start_time: 0,
+        };
+        child.wait().unwrap();
+        assert!(!stamp.is_alive());
+    }
+}

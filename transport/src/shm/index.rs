@@ -1,0 +1,420 @@
+//! The index protocol of a ring: who may write where, who waits for whom, and
+//! who wakes whom. It touches only [`Control`]'s atomics, never the data, so
+//! the loom model tests (below) run it unchanged.
+//!
+//! Positions are byte counts that only grow. The writer may write below
+//! `min(active cursors) + capacity` and publishes `write_pos`; a reader reads
+//! below `write_pos` and releases by storing its cursor.
+//!
+//! Waking follows one pattern on both sides. The sleeper stores its flag,
+//! issues a SeqCst fence, loads the futex word, re-checks its condition and
+//! only then sleeps on the word. The waker changes the condition, issues a
+//! SeqCst fence and makes a wake-up call only if it sees the flag. The two
+//! fences are ordered one way or the other: either the sleeper's re-check
+//! sees the change, or the waker sees the flag, bumps the word and wakes.
+//!
+//! The writer's fence is the costly part of a publish (it drains the store
+//! buffer, whose stores miss in cache because readers poll those lines), so a
+//! publish does it only every [`CHECK_EVERY`] frames, or when it sees a
+//! sleeper without a fence; [`WriterIndex::wake_readers`] does it always, and
+//! the writer calls it whenever it stops writing for a while (flush, wait,
+//! end). A reader that fell asleep in the short window between is therefore
+//! woken at the latest by the writer's next pause.
+
+use std::time::Duration;
+
+use super::layout::{Control, WakeLine, SLOT_ACTIVE, SLOT_CLAIMED, SLOT_FREE, WRITER_OPEN};
+use crate::sync::{fence, futex_wait, futex_wake_all, spin_loop, yield_now, Ordering::*, Wake};
+
+/// A publish makes the fenced wake-up check at least this often.
+pub(crate) const CHECK_EVERY: u32 = 64;
+
+/// Busy-wait iterations before yielding.
+#[cfg(not(loom))]
+const SPINS: u32 = 128;
+#[cfg(loom)]
+const SPINS: u32 = 0;
+
+/// `sched_yield` iterations before sleeping: a yield returns at once when
+/// nothing else wants the core, and lets another node run when something does.
+#[cfg(not(loom))]
+const YIELDS: u32 = 16;
+#[cfg(loom)]
+const YIELDS: u32 = 1;
+
+/// Longest single futex sleep: after it, the sleeper checks that the other
+/// side is still alive (see the callers' `on_timeout`).
+pub(crate) const SLEEP_SLICE: Duration = Duration::from_millis(20);
+
+/// Bumps `line.futex` and wakes its sleepers, if any announced themselves.
+///
+/// The caller has issued the SeqCst fence that pairs with the sleeper's.
+fn wake(line: &WakeLine) -> bool {
+    // The plain load first: the swap would take the line for writing on
+    // every call even when nobody sleeps.
+    if line.sleepers.load(Relaxed) != 0 && line.sleepers.swap(0, Relaxed) != 0 {
+        // SYNC: Release pairs with the Acquire load of the futex word in
+        // `prepare_sleep` (both sides): a sleeper that loads the bumped word
+        // also sees the change made before this call.
+        line.futex.fetch_add(1, Release);
+        futex_wake_all(&line.futex);
+        true
+    } else {
+        false
+    }
+}
+
+/// The writer's side of the protocol.
+#[derive(Debug)]
+pub(crate) struct WriterIndex {
+    /// The last position stored in `write_pos`.
+    published: u64,
+    /// The writer may write below this position: the slowest active cursor
+    /// plus capacity, as of the last [`Self::refresh`] (a cached copy of the
+    /// readers' side, conservative as cursors only grow).
+    limit: u64,
+    capacity: u64,
+    /// Publishes since the last fenced wake-up check.
+    since_check: u32,
+}
+
+impl WriterIndex {
+    /// The writer of a fresh ring (`write_pos` 0).
+    pub(crate) fn new(capacity: u64) -> Self {
+        WriterIndex {
+            published: 0,
+            limit: 0,
+            capacity,
+            since_check: 0,
+        }
+    }
+
+    /// The last published position.
+    #[inline]
+    pub(crate) fn published(&self) -> u64 {
+        self.published
+    }
+
+    /// Bytes that may be written at [`Self::published`] as far as is known
+    /// without looking at the readers again.
+    #[inline]
+    pub(crate) fn free(&self) -> u64 {
+        self.limit.saturating_sub(self.published)
+    }
+
+    /// Re-reads the readers' cursors; returns the bytes free.
+    pub(crate) fn refresh(&mut self, ctl: &Control) -> u64 {
+        // SYNC: pairs with the fence in `ReaderIndex::attach`: either this
+        // scan sees the attaching reader active, or that reader sees every
+        // position published before this fence and starts at or after it
+        // (so the limit computed here without it overwrites nothing it reads).
+        fence(SeqCst);
+        let mut min = self.published;
+        for slot in &ctl.slots {
+            // SYNC: Acquire pairs with the Release store of SLOT_ACTIVE in
+            // `ReaderIndex::attach`: the cursor loaded below is at least the
+            // one stored before it.
+            if slot.state.load(Acquire) == SLOT_ACTIVE {
+                // SYNC: Acquire pairs with the Release store of the cursor in
+                // `ReaderIndex::release`: the reader's reads of the bytes below
+                // it happen before we overwrite them.
+                min = min.min(slot.cursor.load(Acquire));
+            }
+        }
+        self.limit = min + self.capacity;
+        self.free()
+    }
+
+    /// Makes every frame below `pos` visible to readers.
+    #[inline]
+    pub(crate) fn publish(&mut self, ctl: &Control, pos: u64) {
+        debug_assert!(pos >= self.published && pos <= self.limit);
+        // SYNC: Release pairs with the Acquire load of write_pos in
+        // `ReaderIndex::write_pos`: a reader that sees `pos` sees the frame
+        // bytes written before this store.
+        ctl.writer.write_pos.store(pos, Release);
+        self.published = pos;
+        self.since_check += 1;
+        // A reader asleep for a while shows up here without a fence; one
+        // falling asleep right now is caught by the next fenced check.
+        if self.since_check >= CHECK_EVERY || ctl.data_wake.sleepers.load(Relaxed) != 0 {
+            self.wake_readers(ctl);
+        }
+    }
+
+    /// The fenced wake-up check: wakes readers sleeping on published data.
+    pub(crate) fn wake_readers(&mut self, ctl: &Control) -> bool {
+        self.since_check = 0;
+        // SYNC: pairs with the fence in `ReaderIndex::prepare_sleep`: either
+        // the reader's re-check sees our last write_pos (or state) store, or
+        // we see its sleepers flag here.
+        fence(SeqCst);
+        wake(&ctl.data_wake)
+    }
+
+    /// Sets the writer's final state, and wakes the readers to see it.
+    pub(crate) fn close(&mut self, ctl: &Control, state: u32) {
+        // SYNC: Release pairs with the Acquire load of state in
+        // `ReaderIndex::state`: a reader that sees the final state sees the
+        // last write_pos.
+        ctl.writer.state.store(state, Release);
+        self.wake_readers(ctl);
+    }
+
+    /// Announces that the writer is about to sleep until `need` bytes are
+    /// free; returns the futex word value to sleep on, or `None` if the space
+    /// is there after all.
+    fn prepare_sleep(&mut self, ctl: &Control, need: u64) -> Option<u32> {
+        ctl.space_wake.sleepers.store(1, Relaxed);
+        // SYNC: pairs with the fence in `ReaderIndex::release` and `detach`:
+        // either our re-check (in refresh) sees the reader's new cursor, or
+        // the reader sees our flag and wakes us.
+        fence(SeqCst);
+        // SYNC: Acquire pairs with the Release bump in `wake`.
+        let word = ctl.space_wake.futex.load(Acquire);
+        if self.refresh(ctl) >= need {
+            // Only the writer sleeps on space: clearing its own flag saves a
+            // reader a needless wake-up call.
+            ctl.space_wake.sleepers.store(0, Relaxed);
+            None
+        } else {
+            Some(word)
+        }
+    }
+
+    /// Blocks until `need` bytes are free: spin, yield, then futex sleep.
+    /// `on_timeout` runs after each [`SLEEP_SLICE`] without a wake-up (the
+    /// caller reaps dead readers there).
+    pub(crate) fn wait_for_space(
+        &mut self,
+        ctl: &Control,
+        need: u64,
+        mut on_timeout: impl FnMut(&mut Self),
+    ) {
+        if self.free() >= need || self.refresh(ctl) >= need {
+            return;
+        }
+        // Readers are behind: none may sleep on a frame we published.
+        self.wake_readers(ctl);
+        for i in 0..SPINS + YIELDS {
+            if i < SPINS {
+                spin_loop();
+            } else {
+                yield_now();
+            }
+            if self.refresh(ctl) >= need {
+                return;
+            }
+        }
+        while let Some(word) = self.prepare_sleep(ctl, need) {
+            if futex_wait(&ctl.space_wake.futex, word, SLEEP_SLICE) == Wake::TimedOut {
+                on_timeout(self);
+            }
+        }
+    }
+
+    /// The active slots holding the writer back from `need` free bytes.
+    pub(crate) fn blocking_slots<'c>(
+        &self,
+        ctl: &'c Control,
+        need: u64,
+    ) -> impl Iterator<Item = usize> + 'c {
+        let limit_needed = (self.published + need).saturating_sub(self.capacity);
+        ctl.slots.iter().enumerate().filter_map(move |(i, slot)| {
+            // SYNC: Acquire pairs with the Release store of SLOT_ACTIVE in
+            // `ReaderIndex::attach`, so the pid read by the caller is the
+            // reader's.
+            let active = slot.state.load(Acquire) == SLOT_ACTIVE;
+            (active && slot.cursor.load(Relaxed) < limit_needed).then_some(i)
+        })
+    }
+
+    /// Frees the slot of a reader whose process died. Returns false if the
+    /// slot had already changed.
+    pub(crate) fn reclaim(&mut self, ctl: &Control, slot: usize) -> bool {
+        // SYNC: Release pairs with the Acquire CAS in `ReaderIndex::attach`
+        // of the slot's next owner.
+        ctl.slots[slot]
+            .state
+            .compare_exchange(SLOT_ACTIVE, SLOT_FREE, Release, Relaxed)
+            .is_ok()
+    }
+}
+
+/// Why a reader's wait ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DataWait {
+    /// Frames are there, up to this position.
+    Ready(u64),
+    /// No frames, and the writer's state is no longer open.
+    Closed,
+    /// `on_timeout` asked to stop.
+    Stopped,
+}
+
+/// A reader's side of the protocol.
+#[derive(Debug)]
+pub(crate) struct ReaderIndex {
+    slot: usize,
+    /// Everything below is released.
+    cursor: u64,
+}
+
+impl ReaderIndex {
+    /// Claims a free slot and starts reading at the writer's current
+    /// position. `None` if every slot is taken.
+    pub(crate) fn attach(ctl: &Control, pid: u32, start_time: u64) -> Option<Self> {
+        for (i, slot) in ctl.slots.iter().enumerate() {
+            // SYNC: Acquire pairs with the Release stores of SLOT_FREE in
+            // `detach` and `WriterIndex::reclaim`: the previous owner is done.
+            if slot
+                .state
+                .compare_exchange(SLOT_FREE, SLOT_CLAIMED, Acquire, Relaxed)
+                .is_err()
+            {
+                continue;
+            }
+            slot.pid.store(pid, Relaxed);
+            slot.start_time.store(start_time, Relaxed);
+            slot.cursor
+                .store(ctl.writer.write_pos.load(Relaxed), Relaxed);
+            // SYNC: Release pairs with the Acquire load of state in
+            // `WriterIndex::refresh`: a writer that sees the slot active sees
+            // the cursor stored above.
+            slot.state.store(SLOT_ACTIVE, Release);
+            // SYNC: pairs with the fence in `WriterIndex::refresh`; see there.
+            fence(SeqCst);
+            // SYNC: Acquire pairs with the Release store in `publish`.
+            let start = ctl.writer.write_pos.load(Acquire);
+            slot.cursor.store(start, Release);
+            return Some(ReaderIndex {
+                slot: i,
+                cursor: start,
+            });
+        }
+        None
+    }
+
+    /// Everything below is released.
+    #[inline]
+    pub(crate) fn cursor(&self) -> u64 {
+        self.cursor
+    }
+
+    /// The writer's published position.
+    #[inline]
+    pub(crate) fn write_pos(ctl: &Control) -> u64 {
+        // SYNC: Acquire pairs with the Release store in
+        // `WriterIndex::publish`: the frames below are completely written.
+        ctl.writer.write_pos.load(Acquire)
+    }
+
+    /// The writer's state ([`WRITER_OPEN`] until it ends or is dropped).
+    #[inline]
+    pub(crate) fn state(ctl: &Control) -> u32 {
+        // SYNC: Acquire pairs with the Release store in `WriterIndex::close`.
+        ctl.writer.state.load(Acquire)
+    }
+
+    /// Lets the writer overwrite everything below `pos`.
+    #[inline]
+    pub(crate) fn release(&mut self, ctl: &Control, pos: u64) {
+        debug_assert!(pos >= self.cursor);
+        self.cursor = pos;
+        // SYNC: Release pairs with the Acquire load of the cursor in
+        // `WriterIndex::refresh`: our reads of the released frames happen
+        // before the writer overwrites them.
+        ctl.slots[self.slot].cursor.store(pos, Release);
+        // SYNC: pairs with the fence in `WriterIndex::prepare_sleep`: either
+        // the writer's re-check sees our cursor, or we see its flag.
+        fence(SeqCst);
+        wake(&ctl.space_wake);
+    }
+
+    /// Gives the slot back; the writer stops waiting for this reader.
+    pub(crate) fn detach(self, ctl: &Control) {
+        // SYNC: Release pairs with the Acquire load of state in
+        // `WriterIndex::refresh` (the writer overwrites our frames only after
+        // our reads) and the Acquire CAS in `attach` of the next owner.
+        ctl.slots[self.slot].state.store(SLOT_FREE, Release);
+        // SYNC: pairs with the fence in `WriterIndex::prepare_sleep`.
+        fence(SeqCst);
+        wake(&ctl.space_wake);
+    }
+
+    /// Announces that this reader is about to sleep; returns the futex word
+    /// value to sleep on, or `None` if there is something to read (or the
+    /// writer closed) after all.
+    fn prepare_sleep(&self, ctl: &Control) -> Option<u32> {
+        ctl.data_wake.sleepers.store(1, Relaxed);
+        // SYNC: pairs with the fence in `WriterIndex::wake_readers`: either
+        // our re-check below sees the writer's position or state, or the
+        // writer sees our flag and wakes us.
+        fence(SeqCst);
+        // SYNC: Acquire pairs with the Release bump in `wake`.
+        let word = ctl.data_wake.futex.load(Acquire);
+        if Self::write_pos(ctl) > self.cursor || Self::state(ctl) != WRITER_OPEN {
+            None
+        } else {
+            Some(word)
+        }
+    }
+
+    /// Non-blocking: what is there to read now.
+    #[inline]
+    pub(crate) fn poll(&self, ctl: &Control) -> Option<DataWait> {
+        let end = Self::write_pos(ctl);
+        if end > self.cursor {
+            Some(DataWait::Ready(end))
+        } else if Self::state(ctl) != WRITER_OPEN {
+            // The state is stored after the last publish: look again.
+            let end = Self::write_pos(ctl);
+            Some(if end > self.cursor {
+                DataWait::Ready(end)
+            } else {
+                DataWait::Closed
+            })
+        } else {
+            None
+        }
+    }
+
+    /// Blocks until there is something to read or the writer closed: spin,
+    /// yield, then futex sleep in slices of at most `slice`. After each slice
+    /// without a wake-up, `on_timeout` returns the next slice, or `None` to
+    /// stop.
+    pub(crate) fn wait_for_data(
+        &self,
+        ctl: &Control,
+        mut slice: Duration,
+        mut on_timeout: impl FnMut() -> Option<Duration>,
+    ) -> DataWait {
+        for i in 0..SPINS + YIELDS {
+            if let Some(found) = self.poll(ctl) {
+                return found;
+            }
+            if i < SPINS {
+                spin_loop();
+            } else {
+                yield_now();
+            }
+        }
+        loop {
+            if let Some(found) = self.poll(ctl) {
+                return found;
+            }
+            if let Some(word) = self.prepare_sleep(ctl) {
+                if futex_wait(&ctl.data_wake.futex, word, slice.min(SLEEP_SLICE)) == Wake::TimedOut
+                {
+                    match on_timeout() {
+                        Some(next) => slice = next,
+                        None => return DataWait::Stopped,
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests;

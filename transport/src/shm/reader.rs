@@ -1,0 +1,276 @@
+//! The reading end of a ring.
+
+use std::cell::Cell;
+use std::marker::PhantomData;
+use std::time::{Duration, Instant};
+
+use super::error::{AttachError, FrameError, ReadError};
+use super::frame::{Frame, FrameKind};
+use super::index::{DataWait, ReaderIndex, SLEEP_SLICE};
+use super::layout::{frame_size, FrameHeader, FRAME_HEADER_LEN, MAX_READERS, WRITER_ENDED};
+use super::name::RingName;
+use super::segment::ShmRing;
+use crate::process::ProcessStamp;
+
+/// One reader of a ring, with its own cursor. Reading copies nothing: a
+/// [`Batch`] is a view of every frame published since the last one, and the
+/// ring space is released when the batch is dropped. Dropping the reader
+/// detaches it.
+#[derive(Debug)]
+pub struct RingReader {
+    ring: ShmRing,
+    name: RingName,
+    index: Option<ReaderIndex>,
+    writer: ProcessStamp,
+    /// Terminal: every read returns it.
+    failed: Option<ReadError>,
+}
+
+impl RingReader {
+    /// Maps the ring and takes a reader slot. The reader starts at the frames
+    /// written after this call.
+    pub fn attach(name: &RingName) -> Result<RingReader, AttachError> {
+        let ring = ShmRing::open(name.path())?;
+        let header = ring.header();
+        let writer = ProcessStamp {
+            pid: header.creator_pid,
+            start_time: header.creator_start,
+        };
+        let me = ProcessStamp::current();
+        let index = ReaderIndex::attach(ring.control(), me.pid, me.start_time)
+            .ok_or(AttachError::Full { max: MAX_READERS })?;
+        Ok(RingReader {
+            ring,
+            name: name.clone(),
+            index: Some(index),
+            writer,
+            failed: None,
+        })
+    }
+
+    /// The ring's name.
+    pub fn name(&self) -> &RingName {
+        &self.name
+    }
+
+    /// The writer's process.
+    pub fn writer(&self) -> ProcessStamp {
+        self.writer
+    }
+
+    /// Blocks until at least one frame is there, and returns every frame
+    /// there is. Spins briefly, then sleeps; checks every few milliseconds of
+    /// sleep that the writer's process is alive.
+    pub fn read(&mut self) -> Result<Batch<'_>, ReadError> {
+        match self.wait(None)? {
+            Some(end) => Ok(self.batch(end)),
+            None => unreachable!("a read without deadline never times out"),
+        }
+    }
+
+    /// Like [`read`](Self::read), but gives up after `timeout` with `None`.
+    pub fn read_timeout(&mut self, timeout: Duration) -> Result<Option<Batch<'_>>, ReadError> {
+        let end = self.wait(Some(Instant::now() + timeout))?;
+        Ok(end.map(|end| self.batch(end)))
+    }
+
+    /// Returns the frames there are now, `None` if there are none.
+    pub fn try_read(&mut self) -> Result<Option<Batch<'_>>, ReadError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let index = self.index.as_ref().expect("attached");
+        match index.poll(self.ring.control()) {
+            Some(DataWait::Ready(end)) => Ok(Some(self.batch(end))),
+            Some(_) => Err(self.closed()),
+            None if !self.writer.is_alive() => self.writer_died().map(|_| None),
+            None => Ok(None),
+        }
+    }
+
+    fn wait(&mut self, deadline: Option<Instant>) -> Result<Option<u64>, ReadError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let index = self.index.as_ref().expect("attached");
+        let writer = self.writer;
+        let mut writer_dead = false;
+        let slice = deadline.map_or(SLEEP_SLICE, |d| d.saturating_duration_since(Instant::now()));
+        let outcome = index.wait_for_data(self.ring.control(), slice, || {
+            if !writer.is_alive() {
+                writer_dead = true;
+                return None;
+            }
+            match deadline {
+                None => Some(SLEEP_SLICE),
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    (!left.is_zero()).then_some(left)
+                }
+            }
+        });
+        match outcome {
+            DataWait::Ready(end) => Ok(Some(end)),
+            DataWait::Closed => Err(self.closed()),
+            DataWait::Stopped if writer_dead => self.writer_died(),
+            DataWait::Stopped => Ok(None),
+        }
+    }
+
+    /// The writer's process is gone: deliver what it published, then fail.
+    fn writer_died(&mut self) -> Result<Option<u64>, ReadError> {
+        let index = self.index.as_ref().expect("attached");
+        let end = ReaderIndex::write_pos(self.ring.control());
+        if end > index.cursor() {
+            return Ok(Some(end));
+        }
+        // It may have closed cleanly just before exiting.
+        if ReaderIndex::state(self.ring.control()) != super::layout::WRITER_OPEN {
+            return Err(self.closed());
+        }
+        let e = ReadError::WriterDied {
+            pid: self.writer.pid,
+        };
+        self.failed = Some(e.clone());
+        Err(e)
+    }
+
+    fn closed(&mut self) -> ReadError {
+        let e = if ReaderIndex::state(self.ring.control()) == WRITER_ENDED {
+            ReadError::Ended
+        } else {
+            ReadError::WriterDropped
+        };
+        self.failed = Some(e.clone());
+        e
+    }
+
+    fn batch(&mut self, end: u64) -> Batch<'_> {
+        let start = self.index.as_ref().expect("attached").cursor();
+        Batch {
+            reader: self,
+            start,
+            end,
+            bad: Cell::new(None),
+            _not_sync: PhantomData,
+        }
+    }
+}
+
+impl Drop for RingReader {
+    fn drop(&mut self) {
+        if let Some(index) = self.index.take() {
+            index.detach(self.ring.control());
+        }
+    }
+}
+
+/// The frames a read found, viewed in place in the ring. Iterate it (by
+/// reference) for the [`Frame`]s; dropping it releases their space to the
+/// writer.
+#[derive(Debug)]
+pub struct Batch<'r> {
+    reader: &'r mut RingReader,
+    start: u64,
+    end: u64,
+    /// A malformed frame met while iterating: poisons the reader on drop.
+    bad: Cell<Option<FrameError>>,
+    _not_sync: PhantomData<Cell<()>>,
+}
+
+impl Batch<'_> {
+    /// The bytes the batch spans in the ring (headers included).
+    pub fn span(&self) -> u64 {
+        self.end - self.start
+    }
+
+    /// The frames.
+    pub fn iter(&self) -> Frames<'_> {
+        Frames {
+            ring: &self.reader.ring,
+            pos: self.start,
+            end: self.end,
+            bad: &self.bad,
+        }
+    }
+}
+
+impl<'b> IntoIterator for &'b Batch<'_> {
+    type Item = Result<Frame<'b>, FrameError>;
+    type IntoIter = Frames<'b>;
+    fn into_iter(self) -> Frames<'b> {
+        self.iter()
+    }
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        let reader = &mut *self.reader;
+        if let Some(e) = self.bad.take() {
+            // Frame boundaries are lost: the stream cannot go on.
+            reader.failed = Some(ReadError::Frame(e));
+        }
+        if let Some(index) = reader.index.as_mut() {
+            index.release(reader.ring.control(), self.end);
+        }
+    }
+}
+
+/// Iterator over the frames of a [`Batch`].
+#[derive(Debug)]
+pub struct Frames<'b> {
+    ring: &'b ShmRing,
+    pos: u64,
+    end: u64,
+    bad: &'b Cell<Option<FrameError>>,
+}
+
+impl<'b> Iterator for Frames<'b> {
+    type Item = Result<Frame<'b>, FrameError>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.pos >= self.end {
+            return None;
+        }
+        let pos = self.pos;
+        let at = self.ring.at(pos);
+        // SAFETY: `pos < end <= write_pos` (loaded with Acquire), so a whole
+        // frame header was written there and published, and the writer does
+        // not touch it until our batch releases it; positions are multiples
+        // of FRAME_ALIGN, suitable for FrameHeader.
+        let header = unsafe { at.cast::<FrameHeader>().read() };
+        let room = self.end - pos;
+        let size = frame_size(u64::from(header.len));
+        let fail = |e: FrameError| {
+            self.bad.set(Some(e));
+            Some(Err(e))
+        };
+        if size > room {
+            self.pos = self.end;
+            return fail(FrameError::Length {
+                len: header.len,
+                pos,
+            });
+        }
+        let Some(kind) = FrameKind::from_code(header.kind) else {
+            self.pos = self.end;
+            return fail(FrameError::UnknownKind {
+                code: header.kind,
+                pos,
+            });
+        };
+        self.pos = pos + size;
+        // SAFETY: the payload lies within the published frame checked above
+        // (`size <= end - pos`), contiguous thanks to the double mapping; the
+        // writer does not write it while the batch (which 'b borrows) lives.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(at.add(FRAME_HEADER_LEN as usize), header.len as usize)
+        };
+        Some(Ok(Frame {
+            kind,
+            seq: header.seq,
+            bytes,
+        }))
+    }
+}

@@ -1,0 +1,447 @@
+//! Single-process tests of the rings: threads stand in for processes (the
+//! cross-process ones are in `transport/tests/`).
+
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use super::layout::prefix;
+use super::segment::header_len;
+use super::*;
+
+/// A ring name unique to this test process and call.
+fn unique(node: &str) -> RingName {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let run = format!(
+        "t{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    RingName::new(&run, node).unwrap()
+}
+
+/// Aborts the process if a test hangs.
+fn watchdog(secs: u64) -> impl Drop {
+    struct Guard(std::sync::mpsc::Sender<()>);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            let _ = self.0.send(());
+        }
+    }
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+            rx.recv_timeout(Duration::from_secs(secs))
+        {
+            eprintln!("watchdog: test still running after {secs} s, aborting");
+            std::process::abort();
+        }
+    });
+    Guard(tx)
+}
+
+fn collect(reader: &mut RingReader) -> Result<Vec<(FrameKind, u64, Vec<u8>)>, ReadError> {
+    let batch = reader.read()?;
+    Ok(batch
+        .iter()
+        .map(|f| {
+            let f = f.unwrap();
+            (f.kind(), f.seq(), f.bytes().to_vec())
+        })
+        .collect())
+}
+
+#[test]
+fn frames_round_trip_in_order_then_end() {
+    let _w = watchdog(30);
+    let name = unique("a");
+    let mut writer = RingWriter::create(&name, 4096).unwrap();
+    let mut reader = RingReader::attach(&name).unwrap();
+    writer.write_bytes(1, b"one").unwrap();
+    writer.write_bytes(2, b"").unwrap();
+    writer.write_bytes(3, &[7; 100]).unwrap();
+    writer.finish(4).unwrap();
+    let frames = collect(&mut reader).unwrap();
+    assert_eq!(
+        frames,
+        vec![
+            (FrameKind::Data, 1, b"one".to_vec()),
+            (FrameKind::Data, 2, vec![]),
+            (FrameKind::Data, 3, vec![7; 100]),
+            (FrameKind::End, 4, vec![]),
+        ]
+    );
+    assert_eq!(reader.read().err(), Some(ReadError::Ended));
+    assert_eq!(reader.try_read().err(), Some(ReadError::Ended));
+    // The writer removed the segment when it finished.
+    assert!(!name.path().exists());
+}
+
+#[test]
+fn segment_is_private_and_removed_with_the_writer() {
+    use std::os::unix::fs::PermissionsExt;
+    let name = unique("mode");
+    let writer = RingWriter::create(&name, 4096).unwrap();
+    let mode = std::fs::metadata(name.path()).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(matches!(
+        RingWriter::create(&name, 4096),
+        Err(CreateError::Io { ref source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists
+    ));
+    drop(writer);
+    assert!(!name.path().exists());
+}
+
+#[test]
+fn frames_that_cross_the_end_of_the_ring_stay_contiguous() {
+    let _w = watchdog(60);
+    let name = unique("wrap");
+    let mut writer = RingWriter::create(&name, 4096).unwrap();
+    let mut reader = RingReader::attach(&name).unwrap();
+    // Sizes that do not divide the capacity: frames straddle the end.
+    for seq in 0..200u64 {
+        let len = 1000 + (seq as usize * 37) % 900;
+        let payload: Vec<u8> = (0..len).map(|i| (i as u64 ^ seq) as u8).collect();
+        writer.write_bytes(seq, &payload).unwrap();
+        let frames = collect(&mut reader).unwrap();
+        assert_eq!(frames, vec![(FrameKind::Data, seq, payload)]);
+    }
+    assert_eq!(writer.max_payload(), 4096 - 16);
+    assert!(matches!(
+        writer.write_bytes(0, &[0; 4096]),
+        Err(WriteError::TooLarge {
+            len: 4096,
+            max: 4080
+        })
+    ));
+    writer.write_bytes(0, &[1; 4080]).unwrap();
+    assert_eq!(collect(&mut reader).unwrap()[0].2, vec![1; 4080]);
+}
+
+#[test]
+fn a_full_ring_blocks_the_writer_until_the_slowest_reader_releases() {
+    let _w = watchdog(60);
+    let name = unique("bp");
+    let mut writer = RingWriter::create(&name, 4096).unwrap();
+    let n = 2000u64;
+    let readers: Vec<_> = (0..3)
+        .map(|r| {
+            let mut reader = RingReader::attach(&name).unwrap();
+            std::thread::spawn(move || {
+                let mut expect = 0u64;
+                loop {
+                    let batch = match reader.read() {
+                        Ok(b) => b,
+                        Err(ReadError::Ended) => break,
+                        Err(e) => panic!("{e}"),
+                    };
+                    for f in &batch {
+                        let f = f.unwrap();
+                        if f.kind() == FrameKind::End {
+                            continue;
+                        }
+                        assert_eq!(f.seq(), expect);
+                        assert_eq!(
+                            f.bytes(),
+                            &expect.to_le_bytes().repeat(1 + expect as usize % 40)[..]
+                        );
+                        expect += 1;
+                    }
+                    drop(batch);
+                    if r == 0 && expect % 97 == 0 {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+                expect
+            })
+        })
+        .collect();
+    for seq in 0..n {
+        writer
+            .write_bytes(seq, &seq.to_le_bytes().repeat(1 + seq as usize % 40))
+            .unwrap();
+    }
+    writer.finish(n).unwrap();
+    for r in readers {
+        assert_eq!(r.join().unwrap(), n);
+    }
+}
+
+#[derive(rkyv::Archive, rkyv::Serialize, Debug, PartialEq)]
+struct Photo {
+    id: u64,
+    caption: String,
+    pixels: Vec<u32>,
+}
+
+#[test]
+fn values_are_serialised_in_place_or_spilled_and_read_checked() {
+    let _w = watchdog(60);
+    let name = unique("rkyv");
+    let mut writer = RingWriter::create(&name, 8192).unwrap();
+    let mut reader = RingReader::attach(&name).unwrap();
+    let n = 400u64;
+    let t = std::thread::spawn(move || {
+        let mut expect = 0;
+        while expect < n {
+            let batch = reader.read().unwrap();
+            for f in &batch {
+                let f = f.unwrap();
+                assert_eq!(f.seq(), expect);
+                let p = f.access::<Photo>().unwrap();
+                assert_eq!(p.id, f.seq());
+                assert_eq!(p.caption.as_str(), format!("photo {}", f.seq()));
+                assert_eq!(p.pixels.len() as u64, f.seq() * 7 % 1500);
+                assert!(p
+                    .pixels
+                    .iter()
+                    .enumerate()
+                    .all(|(i, v)| v.to_native() == i as u32));
+                // SAFETY: written by write_value with a Photo, checked above.
+                let q = unsafe { f.access_unchecked::<Photo>() };
+                assert_eq!(q.id, p.id);
+                expect += 1;
+            }
+        }
+        // A frame that is not a Photo fails the check instead of misbehaving.
+        let batch = reader.read().unwrap();
+        let last = batch.iter().next().unwrap().unwrap();
+        assert_eq!(last.bytes(), &[0xFF; 3]);
+        assert!(last.access::<Photo>().is_err());
+    });
+    // Values up to 6 KB in an 8 KB ring: some fit the free space, some spill.
+    for i in 0..n {
+        let photo = Photo {
+            id: i,
+            caption: format!("photo {i}"),
+            pixels: (0..(i * 7 % 1500) as u32).collect(),
+        };
+        writer.write_value(i, &photo).unwrap();
+    }
+    assert!(writer.spills > 0, "no value spilled");
+    assert!(writer.spills < n as usize, "every value spilled");
+    let big = Photo {
+        id: 0,
+        caption: String::new(),
+        pixels: vec![0; 4096],
+    };
+    assert!(matches!(
+        writer.write_value(0, &big),
+        Err(WriteError::TooLarge { .. })
+    ));
+    writer.write_bytes(n, &[0xFF; 3]).unwrap();
+    writer.flush();
+    t.join().unwrap();
+}
+
+#[test]
+fn a_reader_that_attaches_late_starts_at_the_next_frame() {
+    let name = unique("late");
+    let mut writer = RingWriter::create(&name, 4096).unwrap();
+    // Nobody reads: the writer overwrites freely.
+    for seq in 0..100 {
+        writer.write_bytes(seq, &[1; 200]).unwrap();
+    }
+    let mut reader = RingReader::attach(&name).unwrap();
+    assert!(reader.try_read().unwrap().is_none());
+    writer.write_bytes(100, b"x").unwrap();
+    assert_eq!(
+        collect(&mut reader).unwrap(),
+        vec![(FrameKind::Data, 100, b"x".to_vec())]
+    );
+    writer.wait_for_readers(1, Duration::ZERO).unwrap();
+    assert_eq!(
+        writer.wait_for_readers(2, Duration::from_millis(5)),
+        Err(WaitReadersError {
+            attached: 1,
+            wanted: 2
+        })
+    );
+}
+
+#[test]
+fn read_timeout_returns_none_and_a_dropped_writer_is_an_error() {
+    let _w = watchdog(30);
+    let name = unique("drop");
+    let mut writer = RingWriter::create(&name, 4096).unwrap();
+    let mut reader = RingReader::attach(&name).unwrap();
+    assert!(reader
+        .read_timeout(Duration::from_millis(30))
+        .unwrap()
+        .is_none());
+    writer.write_bytes(5, b"last").unwrap();
+    drop(writer);
+    assert_eq!(
+        collect(&mut reader).unwrap(),
+        vec![(FrameKind::Data, 5, b"last".to_vec())]
+    );
+    assert_eq!(reader.read().err(), Some(ReadError::WriterDropped));
+}
+
+#[test]
+fn a_sleeping_reader_is_woken_by_the_writer() {
+    let _w = watchdog(30);
+    let name = unique("wake");
+    let mut writer = RingWriter::create(&name, 4096).unwrap();
+    let mut reader = RingReader::attach(&name).unwrap();
+    let t = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        while got.len() < 50 {
+            let batch = reader.read().unwrap();
+            got.extend(batch.iter().map(|f| f.unwrap().seq()));
+        }
+        got
+    });
+    for seq in 0..50 {
+        // Long enough for the reader to fall asleep between frames.
+        std::thread::sleep(Duration::from_millis(2));
+        writer.write_bytes(seq, b"tick").unwrap();
+        writer.flush();
+    }
+    assert_eq!(t.join().unwrap(), (0..50).collect::<Vec<_>>());
+}
+
+#[test]
+fn readers_detach_and_slots_are_reused() {
+    let name = unique("slots");
+    let mut writer = RingWriter::create(&name, 4096).unwrap();
+    let readers: Vec<_> = (0..layout::MAX_READERS)
+        .map(|_| RingReader::attach(&name).unwrap())
+        .collect();
+    assert!(matches!(
+        RingReader::attach(&name),
+        Err(AttachError::Full { .. })
+    ));
+    assert_eq!(writer.readers(), layout::MAX_READERS);
+    drop(readers);
+    assert_eq!(writer.readers(), 0);
+    // Detached readers do not hold the writer back.
+    for seq in 0..10 {
+        writer.write_bytes(seq, &[0; 1000]).unwrap();
+    }
+    let mut again = RingReader::attach(&name).unwrap();
+    writer.write_bytes(10, b"again").unwrap();
+    assert_eq!(
+        collect(&mut again).unwrap(),
+        vec![(FrameKind::Data, 10, b"again".to_vec())]
+    );
+}
+
+#[test]
+fn a_foreign_file_or_another_layout_version_is_a_typed_error() {
+    let name = unique("bad");
+    std::fs::write(name.path(), [0x42u8; 8192]).unwrap();
+    assert!(matches!(
+        RingReader::attach(&name),
+        Err(AttachError::BadMagic {
+            found: 0x4242_4242_4242_4242
+        })
+    ));
+    std::fs::remove_file(name.path()).unwrap();
+
+    let name = unique("version");
+    let _writer = RingWriter::create(&name, 4096).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(name.path())
+        .unwrap();
+    file.write_all_at(&99u32.to_ne_bytes(), prefix::VERSION as u64)
+        .unwrap();
+    assert!(matches!(
+        RingReader::attach(&name),
+        Err(AttachError::Version {
+            found: 99,
+            expected: layout::LAYOUT_VERSION
+        })
+    ));
+
+    let missing = unique("missing");
+    assert!(matches!(
+        RingReader::attach(&missing),
+        Err(AttachError::Io { ref source, .. }) if source.kind() == std::io::ErrorKind::NotFound
+    ));
+}
+
+#[test]
+fn an_unknown_frame_kind_is_a_typed_error_and_poisons_the_reader() {
+    let name = unique("kind");
+    let mut writer = RingWriter::create(&name, 4096).unwrap();
+    let mut reader = RingReader::attach(&name).unwrap();
+    writer.write_bytes(1, b"fine").unwrap();
+    writer.write_bytes(2, b"later").unwrap();
+    // Overwrite the second frame's kind code, as a newer writer would.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(name.path())
+        .unwrap();
+    let second = header_len() as u64 + layout::frame_size(4);
+    file.write_all_at(&77u32.to_ne_bytes(), second + 4).unwrap();
+    {
+        let batch = reader.read().unwrap();
+        let frames: Vec<_> = batch.iter().collect();
+        assert_eq!(frames[0].unwrap().bytes(), b"fine");
+        assert_eq!(
+            frames[1].unwrap_err(),
+            FrameError::UnknownKind {
+                code: 77,
+                pos: layout::frame_size(4)
+            }
+        );
+    }
+    assert!(matches!(
+        reader.read().err(),
+        Some(ReadError::Frame(FrameError::UnknownKind { code: 77, .. }))
+    ));
+}
+
+#[test]
+fn stale_segments_of_dead_processes_are_removed_and_live_ones_kept() {
+    let dir = std::env::temp_dir().join(format!("cd-stale-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead_pid = child.id();
+    child.wait().unwrap();
+    let segment = |pid: u32, start: u64| {
+        let mut b = vec![0u8; 8192];
+        b[..8].copy_from_slice(&layout::MAGIC.to_ne_bytes());
+        b[prefix::CREATOR_PID..prefix::CREATOR_PID + 4].copy_from_slice(&pid.to_ne_bytes());
+        b[prefix::CREATOR_START..prefix::CREATOR_START + 8].copy_from_slice(&start.to_ne_bytes());
+        b
+    };
+    let me = crate::ProcessStamp::current();
+    std::fs::write(dir.join("clusterduck-old-x"), segment(dead_pid, 1)).unwrap();
+    std::fs::write(
+        dir.join("clusterduck-reused-x"),
+        segment(me.pid, me.start_time + 1),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("clusterduck-live-x"),
+        segment(me.pid, me.start_time),
+    )
+    .unwrap();
+    std::fs::write(dir.join("clusterduck-junk"), b"junk").unwrap();
+    std::fs::write(dir.join("other"), b"not ours").unwrap();
+    let mut found = name::remove_stale_segments_in(&dir).unwrap();
+    found.sort_by(|a, b| a.path.cmp(&b.path));
+    let names: Vec<_> = found
+        .iter()
+        .map(|s| {
+            (
+                s.path.file_name().unwrap().to_str().unwrap(),
+                matches!(s.status, StaleStatus::Removed { .. }),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            ("clusterduck-junk", false),
+            ("clusterduck-old-x", true),
+            ("clusterduck-reused-x", true)
+        ]
+    );
+    assert!(dir.join("clusterduck-live-x").exists());
+    assert!(!dir.join("clusterduck-old-x").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

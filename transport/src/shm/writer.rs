@@ -1,0 +1,309 @@
+//! The writing end of a ring.
+
+use std::time::{Duration, Instant};
+
+use rkyv::ser::allocator::Arena;
+use rkyv::util::AlignedVec;
+use rkyv::Serialize;
+
+use super::error::{CreateError, WaitReadersError, WriteError};
+use super::frame::{FrameBuf, FrameKind, FrameSerializer};
+use super::index::WriterIndex;
+use super::layout::{
+    align_frame, frame_size, FrameHeader, FRAME_HEADER_LEN, SLOT_ACTIVE, WRITER_ABANDONED,
+    WRITER_ENDED,
+};
+use super::name::RingName;
+use super::segment::ShmRing;
+use crate::process::ProcessStamp;
+use crate::sync::Ordering::*;
+
+/// A reader whose process died while the writer waited for it; its slot was
+/// reclaimed and the writer went on without it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeadReader {
+    /// The reader's slot.
+    pub slot: usize,
+    /// The dead process.
+    pub process: ProcessStamp,
+    /// Its cursor: it had read the frames below this position.
+    pub cursor: u64,
+}
+
+/// The one writer of a ring: it owns the segment (and removes it when
+/// dropped), writes frames in place, and waits for the slowest reader when
+/// the ring is full (back-pressure: nothing is ever dropped).
+///
+/// Frames become visible to readers as they are written. A reader that went
+/// to sleep in the instant of a write may be woken only at the writer's next
+/// fenced check (at most [`CHECK_EVERY`](Self::CHECK_EVERY) frames later, or at
+/// [`flush`](Self::flush)): call `flush` before the writer's thread stops
+/// writing for a while, e.g. before it blocks on its own input.
+pub struct RingWriter {
+    ring: ShmRing,
+    name: RingName,
+    index: WriterIndex,
+    arena: Arena,
+    scratch: AlignedVec,
+    dead: Vec<DeadReader>,
+    ended: bool,
+    /// Values that did not fit the free space and went through `scratch`.
+    pub(crate) spills: usize,
+}
+
+impl std::fmt::Debug for RingWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RingWriter")
+            .field("name", &self.name)
+            .field("ring", &self.ring)
+            .field("index", &self.index)
+            .field("dead", &self.dead)
+            .field("ended", &self.ended)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RingWriter {
+    /// Frames between two fenced wake-up checks, at most.
+    pub const CHECK_EVERY: u32 = super::index::CHECK_EVERY;
+
+    /// Creates the ring's segment with a data region of at least
+    /// `capacity_bytes` (rounded up to a power of two, at least a page).
+    ///
+    /// Readers that attach see the frames written after they attach: use
+    /// [`wait_for_readers`](Self::wait_for_readers) before the first write.
+    pub fn create(name: &RingName, capacity_bytes: usize) -> Result<RingWriter, CreateError> {
+        let ring = ShmRing::create(name.path(), capacity_bytes)?;
+        let index = WriterIndex::new(ring.capacity() as u64);
+        Ok(RingWriter {
+            ring,
+            name: name.clone(),
+            index,
+            arena: Arena::new(),
+            scratch: AlignedVec::new(),
+            dead: Vec::new(),
+            ended: false,
+            spills: 0,
+        })
+    }
+
+    /// The ring's name.
+    pub fn name(&self) -> &RingName {
+        &self.name
+    }
+
+    /// The data region's size in bytes.
+    pub fn capacity(&self) -> usize {
+        self.ring.capacity()
+    }
+
+    /// The largest payload a frame can have.
+    pub fn max_payload(&self) -> usize {
+        self.ring.capacity() - FRAME_HEADER_LEN as usize
+    }
+
+    /// How many readers are attached now.
+    pub fn readers(&self) -> usize {
+        self.ring
+            .control()
+            .slots
+            .iter()
+            .filter(|s| s.state.load(Relaxed) == SLOT_ACTIVE)
+            .count()
+    }
+
+    /// Waits until at least `n` readers are attached, or `timeout` passes.
+    pub fn wait_for_readers(&self, n: usize, timeout: Duration) -> Result<(), WaitReadersError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let attached = self.readers();
+            if attached >= n {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(WaitReadersError {
+                    attached,
+                    wanted: n,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Writes a Data frame holding `bytes`, waiting for ring space if needed.
+    pub fn write_bytes(&mut self, seq: u64, bytes: &[u8]) -> Result<(), WriteError> {
+        self.write_raw(FrameKind::Data, seq, bytes)
+    }
+
+    /// Serialises `value` with rkyv straight into the ring as a Data frame,
+    /// waiting for ring space if needed. Readers get it with
+    /// [`Frame::access`](super::Frame::access).
+    ///
+    /// The value is serialised in place into the free space the writer knows
+    /// of; if it does not fit there (the ring is nearly full), it is
+    /// serialised into a reusable scratch buffer and copied in once.
+    pub fn write_value<T>(&mut self, seq: u64, value: &T) -> Result<(), WriteError>
+    where
+        T: for<'a> Serialize<FrameSerializer<'a>>,
+    {
+        let max = self.max_payload();
+        // Look at the readers again only when the cached space runs low, as
+        // that takes a fence and a scan of the reader slots.
+        if self.index.free() < self.ring.capacity() as u64 / 2 {
+            self.index.refresh(self.ring.control());
+        }
+        let free = self.index.free().saturating_sub(FRAME_HEADER_LEN) as usize;
+        let pos = self.index.published();
+        let room = free.min(max);
+        // SAFETY: the `room` bytes after the frame header at `pos` lie below
+        // the writer's limit: no reader reads them until they are published,
+        // and this writer is their only writer. `at` is valid for
+        // `2 * capacity - offset >= capacity` bytes, and `room + header <=
+        // capacity`.
+        let ring = unsafe {
+            std::slice::from_raw_parts_mut(self.ring.at(pos).add(FRAME_HEADER_LEN as usize), room)
+        };
+        let buf = FrameBuf::new(ring, &mut self.scratch);
+        let buf = rkyv::api::high::to_bytes_in_with_alloc(value, buf, self.arena.acquire())
+            .map_err(WriteError::Serialize)?;
+        let (len, spilled) = buf.finish();
+        if len > max {
+            return Err(WriteError::TooLarge { len, max });
+        }
+        if spilled {
+            self.spills += 1;
+            let scratch = std::mem::take(&mut self.scratch);
+            let result = self.write_raw(FrameKind::Data, seq, &scratch);
+            self.scratch = scratch;
+            result
+        } else {
+            // The payload is in place: add the header and publish.
+            self.commit(FrameKind::Data, seq, len);
+            Ok(())
+        }
+    }
+
+    /// Writes the End frame and closes the stream: readers get it after every
+    /// frame before it, then [`ReadError::Ended`](super::ReadError::Ended).
+    pub fn finish(mut self, seq: u64) -> Result<(), WriteError> {
+        self.write_raw(FrameKind::End, seq, &[])?;
+        self.ended = true;
+        self.index.close(self.ring.control(), WRITER_ENDED);
+        Ok(())
+    }
+
+    /// Wakes readers that sleep on frames already written. Cheap when none
+    /// sleeps (a fence and a load); call it before pausing.
+    pub fn flush(&mut self) {
+        self.index.wake_readers(self.ring.control());
+    }
+
+    /// Blocks until every attached reader has released every frame written
+    /// so far (or died: see [`take_dead_readers`](Self::take_dead_readers)).
+    pub fn wait_drained(&mut self) {
+        self.wait_for_space(self.ring.capacity() as u64);
+    }
+
+    /// The readers found dead since the last call.
+    pub fn take_dead_readers(&mut self) -> Vec<DeadReader> {
+        std::mem::take(&mut self.dead)
+    }
+
+    fn write_raw(&mut self, kind: FrameKind, seq: u64, bytes: &[u8]) -> Result<(), WriteError> {
+        let max = self.max_payload();
+        if bytes.len() > max {
+            return Err(WriteError::TooLarge {
+                len: bytes.len(),
+                max,
+            });
+        }
+        let need = frame_size(bytes.len() as u64);
+        if self.index.free() < need {
+            self.wait_for_space(need);
+        }
+        let pos = self.index.published();
+        // SAFETY: `need` bytes at `pos` are below the writer's limit (waited
+        // for above), so no reader reads them, and they are contiguous (double
+        // mapping, `need <= capacity`); `bytes` is ours and cannot overlap the
+        // ring's free space, which nobody else may reference.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                self.ring.at(pos).add(FRAME_HEADER_LEN as usize),
+                bytes.len(),
+            );
+        }
+        self.commit(kind, seq, bytes.len());
+        Ok(())
+    }
+
+    /// Writes the header of a frame whose `len`-byte payload is in place at
+    /// the published position, and publishes it.
+    #[inline]
+    fn commit(&mut self, kind: FrameKind, seq: u64, len: usize) {
+        let pos = self.index.published();
+        let size = frame_size(len as u64);
+        debug_assert!(self.index.free() >= size);
+        let header = FrameHeader {
+            len: len as u32,
+            kind: kind.code(),
+            seq,
+        };
+        // SAFETY: the frame's bytes at `pos` are below the writer's limit and
+        // unpublished, so only we touch them; ring positions are multiples of
+        // FRAME_ALIGN, which suits FrameHeader's alignment.
+        unsafe {
+            self.ring.at(pos).cast::<FrameHeader>().write(header);
+            // Zero the alignment padding so no stale bytes are ever exposed
+            // to a reader (`bytes()` stops at `len`, but be tidy for dumps).
+            let pad = align_frame(len as u64) as usize - len;
+            std::ptr::write_bytes(
+                self.ring.at(pos).add(FRAME_HEADER_LEN as usize + len),
+                0,
+                pad,
+            );
+        }
+        self.index.publish(self.ring.control(), pos + size);
+    }
+
+    fn wait_for_space(&mut self, need: u64) {
+        let ring = &self.ring;
+        let dead = &mut self.dead;
+        self.index
+            .wait_for_space(ring.control(), need, |index| reap(ring, index, need, dead));
+    }
+}
+
+/// Reclaims the slots of readers that hold the writer back and whose process
+/// is gone.
+fn reap(ring: &ShmRing, index: &mut WriterIndex, need: u64, dead: &mut Vec<DeadReader>) {
+    let ctl = ring.control();
+    let blocking: Vec<usize> = index.blocking_slots(ctl, need).collect();
+    for slot in blocking {
+        let s = &ctl.slots[slot];
+        let process = ProcessStamp {
+            pid: s.pid.load(Relaxed),
+            start_time: s.start_time.load(Relaxed),
+        };
+        if !process.is_alive() {
+            let cursor = s.cursor.load(Relaxed);
+            if index.reclaim(ctl, slot) {
+                dead.push(DeadReader {
+                    slot,
+                    process,
+                    cursor,
+                });
+            }
+        }
+    }
+}
+
+impl Drop for RingWriter {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.index.close(self.ring.control(), WRITER_ABANDONED);
+        }
+        // Readers attached keep their mappings; the name goes with the writer.
+        let _ = std::fs::remove_file(self.name.path());
+    }
+}
