@@ -215,3 +215,56 @@ fn bundles_missing_an_ended_upstream_are_incomplete() {
     assert_eq!(t.counts().incomplete, 3);
     assert_eq!(t.buffered(), 0);
 }
+
+#[test]
+fn an_id_skipped_by_an_upstream_that_then_ended_is_a_gap_when_later_ones_completed() {
+    let now = Instant::now();
+    let mut t = BundleTable::new(2, Bundling::sequenced(0).window(8).on_gap(GapPolicy::Skip));
+    for seq in 0..6 {
+        t.offer(0, seq, seq, now);
+        if seq != 3 {
+            t.offer(1, seq, seq, now);
+        }
+    }
+    t.end(1, now);
+    let events = drain(&mut t, now);
+    assert_eq!(seqs(&events), vec![0, 1, 2, 4, 5]);
+    assert_eq!(
+        events[3],
+        TableEvent::Notice(Notice::Gap {
+            seq: 3,
+            missing: vec![1]
+        })
+    );
+}
+
+#[test]
+fn ids_nobody_sent_after_the_last_complete_bundle_are_passed_over() {
+    let now = Instant::now();
+    let mut t = BundleTable::new(2, Bundling::sequenced(0).window(4));
+    t.offer(0, 0, 0, now);
+    t.offer(1, 0, 0, now);
+    t.offer(0, 2, 2, now);
+    t.offer(1, 1_000_000, 9, now); // far ahead: held back
+    t.end(0, now);
+    t.end(1, now);
+    let events = drain(&mut t, now);
+    assert_eq!(
+        events,
+        vec![
+            TableEvent::Bundle {
+                seq: 0,
+                values: vec![0, 0]
+            },
+            TableEvent::Notice(Notice::Incomplete {
+                seq: 2,
+                missing: vec![1]
+            }),
+            TableEvent::Notice(Notice::Incomplete {
+                seq: 1_000_000,
+                missing: vec![0]
+            }),
+        ]
+    );
+    assert!(t.is_finished());
+}

@@ -28,6 +28,9 @@ pub struct ReorderWindow<V> {
     /// `values[slot * upstreams + upstream]`.
     values: Vec<Option<V>>,
     stored: usize,
+    /// Slots holding a complete bundle (never the head's: it is delivered
+    /// at once).
+    complete: usize,
     held: Vec<Option<(Seq, V)>>,
     ended: Vec<bool>,
     blocked_since: Option<Instant>,
@@ -57,6 +60,7 @@ impl<V> ReorderWindow<V> {
             slots: vec![Slot::default(); config.window],
             values: (0..config.window * upstreams).map(|_| None).collect(),
             stored: 0,
+            complete: 0,
             held: (0..upstreams).map(|_| None).collect(),
             ended: vec![false; upstreams],
             blocked_since: None,
@@ -148,6 +152,9 @@ impl<V> ReorderWindow<V> {
         debug_assert!(self.slots[slot].count == 0 || self.slots[slot].seq == seq);
         self.slots[slot].seq = seq;
         self.slots[slot].count += 1;
+        if self.slots[slot].count == self.upstreams {
+            self.complete += 1;
+        }
         self.values[cell] = Some(value);
         self.stored += 1;
     }
@@ -155,10 +162,11 @@ impl<V> ReorderWindow<V> {
     /// Delivers every complete head bundle and gives up the heads that can
     /// never complete, then re-evaluates whether the head blocks progress.
     ///
-    /// A head bundle that misses a value from an upstream that has ended can
-    /// never complete: if it holds some values it is reported incomplete at
-    /// once; if it holds none and every upstream has ended while later values
-    /// wait, no one sent that id and it is a gap.
+    /// A head that misses a value from an upstream that has ended can never
+    /// complete. If a later bundle is complete, the head is a gap (the gap
+    /// policy applies at once: waiting cannot help). Otherwise, if the head
+    /// holds values it is reported incomplete; if it holds none, nobody sent
+    /// that id and the head moves on to the next id that was sent.
     fn advance(&mut self, now: Instant) {
         while !self.failed {
             let head = self.slot_of(self.next);
@@ -173,16 +181,22 @@ impl<V> ReorderWindow<V> {
                 continue;
             }
             let waiting_beyond = self.stored > count || self.held.iter().any(Option::is_some);
-            if count > 0 && self.missing(head).iter().all(|u| self.ended[*u]) {
-                let missing = self.missing(head);
-                let seq = self.next;
-                self.take_slot(head);
-                self.notice(Notice::Incomplete { seq, missing });
-                self.move_head();
-                continue;
-            }
-            if count == 0 && waiting_beyond && self.ended.iter().all(|e| *e) {
-                self.give_up_head();
+            let can_complete = self.missing(head).iter().any(|u| !self.ended[*u]);
+            if !can_complete {
+                if self.complete > 0 {
+                    self.give_up_head();
+                } else if count > 0 {
+                    let missing = self.missing(head);
+                    let seq = self.next;
+                    self.take_slot(head);
+                    self.notice(Notice::Incomplete { seq, missing });
+                    self.move_head();
+                } else if waiting_beyond {
+                    self.skip_unsent();
+                } else {
+                    self.blocked_since = None;
+                    break;
+                }
                 continue;
             }
             match (waiting_beyond, self.blocked_since) {
@@ -191,6 +205,24 @@ impl<V> ReorderWindow<V> {
                 _ => {}
             }
             break;
+        }
+    }
+
+    /// Moves the head past ids that nobody sent, to the next id stored or
+    /// held, when every upstream has ended.
+    fn skip_unsent(&mut self) {
+        let window = self.config.window as Seq;
+        let stored_next = (0..window)
+            .map(|d| self.next + d)
+            .find(|seq| self.slots[self.slot_of(*seq)].count > 0);
+        let target = stored_next.or_else(|| {
+            self.held.iter().flatten().map(|(seq, _)| *seq).min()
+        });
+        if let Some(target) = target {
+            // `move_head` takes the head to `target` and stores the held
+            // values that fit from there.
+            self.next = target.max(self.next + 1) - 1;
+            self.move_head();
         }
     }
 
@@ -234,6 +266,9 @@ impl<V> ReorderWindow<V> {
         let cells = slot * self.upstreams..(slot + 1) * self.upstreams;
         let values: Vec<Option<V>> = self.values[cells].iter_mut().map(Option::take).collect();
         self.stored -= self.slots[slot].count;
+        if self.slots[slot].count == self.upstreams {
+            self.complete -= 1;
+        }
         self.slots[slot].count = 0;
         values
     }
