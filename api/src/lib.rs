@@ -60,7 +60,10 @@
 //! - **End.** A run ends when every spout has returned and every node has
 //!   drained; Ctrl-C (or [`StopSignal::drain`]) tells spouts to stop
 //!   ([`Dispatcher::send`] returns [`SendError::Stopping`]) and drains the
-//!   rest; a second Ctrl-C aborts. A node function that returns an error or
+//!   rest; a second Ctrl-C aborts. Spouts stop wherever they are, so a
+//!   drain can leave ids that some spouts sent and others did not: bundled
+//!   nodes then skip and count those gaps whatever their gap policy (never
+//!   delivering out of order), and report the rest as incomplete. A node function that returns an error or
 //!   panics ends the run with an error naming the node, the id and the
 //!   message.
 //! - **Values** are [`Message`]s: rkyv-archivable, `Send + 'static`. A value

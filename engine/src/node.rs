@@ -141,6 +141,13 @@ impl<V> NodeCore<V> {
         }
     }
 
+    /// Tells the node that the run drains (see [`BundleTable::drain`]).
+    pub fn drain(&mut self) {
+        if let Join::Bundle(table) = &mut self.join {
+            table.drain();
+        }
+    }
+
     /// Values the node holds: its memory, in values.
     pub fn buffered(&self) -> usize {
         match &self.join {

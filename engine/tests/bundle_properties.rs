@@ -76,7 +76,10 @@ fn drive(
         match scripts[u].get(cursor[u]) {
             Some(&seq) => {
                 // The value says who sent it, for which id, and which copy.
-                let copy = scripts[u][..cursor[u]].iter().filter(|s| **s == seq).count();
+                let copy = scripts[u][..cursor[u]]
+                    .iter()
+                    .filter(|s| **s == seq)
+                    .count();
                 table.offer(u, seq, (u, seq, copy), now);
                 cursor[u] += 1;
             }
@@ -95,15 +98,31 @@ fn check_accounting(scripts: &[Script], out: &Outcome) -> Result<(), TestCaseErr
     for (seq, values) in &out.delivered {
         prop_assert_eq!(values.len(), scripts.len());
         for (u, (from, id, copy)) in values.iter().enumerate() {
-            prop_assert_eq!((*from, *id, *copy), (u, *seq, 0), "first copy, in upstream order");
+            prop_assert_eq!(
+                (*from, *id, *copy),
+                (u, *seq, 0),
+                "first copy, in upstream order"
+            );
         }
-        prop_assert!(seen.insert(*seq, "delivered").is_none(), "seq {} twice", seq);
+        prop_assert!(
+            seen.insert(*seq, "delivered").is_none(),
+            "seq {} twice",
+            seq
+        );
     }
     for seq in &out.gaps {
-        prop_assert!(seen.insert(*seq, "gap").is_none(), "seq {} accounted twice", seq);
+        prop_assert!(
+            seen.insert(*seq, "gap").is_none(),
+            "seq {} accounted twice",
+            seq
+        );
     }
     for seq in &out.incomplete {
-        prop_assert!(seen.insert(*seq, "incomplete").is_none(), "seq {} accounted twice", seq);
+        prop_assert!(
+            seen.insert(*seq, "incomplete").is_none(),
+            "seq {} accounted twice",
+            seq
+        );
     }
     for seq in &sent {
         prop_assert!(seen.contains_key(seq), "seq {} lost", seq);

@@ -12,7 +12,10 @@ fn err(nodes: Vec<NodeSpec>) -> GraphError {
 fn empty_topology() {
     let e = err(vec![]);
     assert_eq!(e, GraphError::Empty);
-    assert_eq!(e.to_string(), "the topology is empty: define at least one spout");
+    assert_eq!(
+        e.to_string(),
+        "the topology is empty: define at least one spout"
+    );
 }
 
 #[test]
@@ -22,7 +25,10 @@ fn duplicate_name() {
         NodeSpec::worker("B", ["A"], "u64"),
         NodeSpec::spout("A", "u64"),
     ]);
-    assert_eq!(e.to_string(), "node \"A\" is defined twice (nodes #0 and #2)");
+    assert_eq!(
+        e.to_string(),
+        "node \"A\" is defined twice (nodes #0 and #2)"
+    );
     assert_eq!(e.node(), Some("A"));
 }
 
@@ -84,7 +90,10 @@ fn spout_with_inputs() {
 #[test]
 fn worker_without_inputs() {
     let e = err(vec![NodeSpec::worker("W", Vec::<String>::new(), "u64")]);
-    assert_eq!(e.to_string(), "node \"W\": a worker needs at least one upstream");
+    assert_eq!(
+        e.to_string(),
+        "node \"W\": a worker needs at least one upstream"
+    );
 }
 
 #[test]
@@ -103,12 +112,21 @@ fn empty_window() {
 fn invalid_names() {
     for (name, reason) in [
         ("", "the name is empty"),
-        ("a/b", "only ASCII letters, digits, '-', '_' and '.' are allowed"),
-        ("café", "only ASCII letters, digits, '-', '_' and '.' are allowed"),
+        (
+            "a/b",
+            "only ASCII letters, digits, '-', '_' and '.' are allowed",
+        ),
+        (
+            "café",
+            "only ASCII letters, digits, '-', '_' and '.' are allowed",
+        ),
         (".hidden", "the name starts with '.'"),
     ] {
         let e = err(vec![NodeSpec::spout(name, "u64")]);
-        assert_eq!(e.to_string(), format!("node {name:?}: invalid name: {reason}"));
+        assert_eq!(
+            e.to_string(),
+            format!("node {name:?}: invalid name: {reason}")
+        );
     }
     let long = "x".repeat(65);
     assert!(err(vec![NodeSpec::spout(long, "u64")])
@@ -156,5 +174,7 @@ fn fingerprint_changes_with_names_edges_types_and_flags() {
         let other = fp(other);
         assert_ne!(reference.hash(), other.hash(), "{other}");
     }
-    assert!(reference.description().contains("bundled C(A, B) sequenced from 0"));
+    assert!(reference
+        .description()
+        .contains("bundled C(A, B) sequenced from 0"));
 }

@@ -25,7 +25,10 @@ fn delivers_in_order_whatever_the_arrival_order() {
     for seq in [13, 11, 10, 12] {
         t.offer(0, seq, ("a", seq), now);
     }
-    assert!(drain(&mut t, now).is_empty(), "nothing completes with one upstream");
+    assert!(
+        drain(&mut t, now).is_empty(),
+        "nothing completes with one upstream"
+    );
     for seq in [12, 10, 13, 11] {
         t.offer(1, seq, ("b", seq), now);
     }
@@ -48,7 +51,10 @@ fn duplicate_is_dropped_and_counted() {
     t.offer(0, 1, "again", now);
     assert_eq!(
         drain(&mut t, now),
-        vec![TableEvent::Notice(Notice::Duplicate { seq: 1, upstream: 0 })]
+        vec![TableEvent::Notice(Notice::Duplicate {
+            seq: 1,
+            upstream: 0
+        })]
     );
     t.offer(0, 0, "a0", now);
     t.offer(1, 0, "b0", now);
@@ -75,7 +81,10 @@ fn late_id_is_dropped_and_counted() {
     assert_eq!(seqs(&events), vec![5]);
     assert_eq!(
         events[1],
-        TableEvent::Notice(Notice::Late { seq: 3, upstream: 0 })
+        TableEvent::Notice(Notice::Late {
+            seq: 3,
+            upstream: 0
+        })
     );
     assert_eq!(t.counts().late, 1);
 }
@@ -129,7 +138,10 @@ fn gap_fails_after_the_timeout_by_default_naming_seq_and_upstreams() {
 fn gap_is_skipped_and_counted_under_the_skip_policy() {
     let t0 = Instant::now();
     let timeout = Duration::from_millis(100);
-    let config = Bundling::sequenced(0).window(8).gap_timeout(timeout).on_gap(GapPolicy::Skip);
+    let config = Bundling::sequenced(0)
+        .window(8)
+        .gap_timeout(timeout)
+        .on_gap(GapPolicy::Skip);
     let mut t = BundleTable::new(2, config);
     for seq in [0, 2, 3] {
         t.offer(0, seq, seq, t0);
@@ -150,7 +162,10 @@ fn gap_is_skipped_and_counted_under_the_skip_policy() {
     t.offer(1, 1, 1, t0 + timeout);
     assert_eq!(
         drain(&mut t, t0 + timeout),
-        vec![TableEvent::Notice(Notice::Late { seq: 1, upstream: 1 })],
+        vec![TableEvent::Notice(Notice::Late {
+            seq: 1,
+            upstream: 1
+        })],
         "the straggler of a skipped id is late"
     );
 }
@@ -265,6 +280,31 @@ fn ids_nobody_sent_after_the_last_complete_bundle_are_passed_over() {
                 missing: vec![0]
             }),
         ]
+    );
+    assert!(t.is_finished());
+}
+
+#[test]
+fn while_draining_gaps_left_by_stopped_spouts_are_skipped_not_fatal() {
+    let now = Instant::now();
+    let mut t = BundleTable::new(2, Bundling::sequenced(0).window(8));
+    t.drain();
+    for seq in [0, 2, 1] {
+        t.offer(0, seq, seq, now);
+    }
+    for seq in [0, 2] {
+        t.offer(1, seq, seq, now); // stopped before sending 1
+    }
+    t.end(1, now);
+    t.end(0, now);
+    let events = drain(&mut t, now);
+    assert_eq!(seqs(&events), vec![0, 2]);
+    assert_eq!(
+        events[1],
+        TableEvent::Notice(Notice::Gap {
+            seq: 1,
+            missing: vec![1]
+        })
     );
     assert!(t.is_finished());
 }

@@ -2,7 +2,9 @@
 
 use std::time::{Duration, Instant};
 
-use clusterduck_engine::bundle::{BundleTable, Bundling, GapPolicy, Notice, OverflowPolicy, TableEvent};
+use clusterduck_engine::bundle::{
+    BundleTable, Bundling, GapPolicy, Notice, OverflowPolicy, TableEvent,
+};
 
 fn drain<V>(table: &mut BundleTable<V>, now: Instant) -> Vec<TableEvent<V>> {
     std::iter::from_fn(|| table.poll(now)).collect()
@@ -37,9 +39,15 @@ fn duplicates_and_late_ids_are_dropped_and_counted() {
     assert_eq!(
         drain(&mut t, now),
         vec![
-            TableEvent::Notice(Notice::Duplicate { seq: 3, upstream: 0 }),
+            TableEvent::Notice(Notice::Duplicate {
+                seq: 3,
+                upstream: 0
+            }),
             bundle(3, vec![1, 3]),
-            TableEvent::Notice(Notice::Late { seq: 3, upstream: 1 }),
+            TableEvent::Notice(Notice::Late {
+                seq: 3,
+                upstream: 1
+            }),
         ]
     );
     let c = t.counts();
@@ -90,7 +98,10 @@ fn a_full_table_evicts_the_oldest_when_asked() {
     t.offer(1, 10, (), now);
     assert_eq!(
         drain(&mut t, now),
-        vec![TableEvent::Notice(Notice::Late { seq: 10, upstream: 1 })]
+        vec![TableEvent::Notice(Notice::Late {
+            seq: 10,
+            upstream: 1
+        })]
     );
     assert_eq!(t.counts().evicted, 1);
 }
@@ -98,13 +109,18 @@ fn a_full_table_evicts_the_oldest_when_asked() {
 #[test]
 fn a_full_table_fails_when_asked() {
     let now = Instant::now();
-    let config = Bundling::unordered().window(1).on_overflow(OverflowPolicy::Fail);
+    let config = Bundling::unordered()
+        .window(1)
+        .on_overflow(OverflowPolicy::Fail);
     let mut t = BundleTable::new(2, config);
     t.offer(0, 1, (), now);
     t.offer(1, 2, (), now);
     assert_eq!(
         drain(&mut t, now),
-        vec![TableEvent::Fatal(Notice::Overflow { seq: 2, upstream: 1 })]
+        vec![TableEvent::Fatal(Notice::Overflow {
+            seq: 2,
+            upstream: 1
+        })]
     );
     assert!(t.is_finished());
 }
@@ -113,7 +129,12 @@ fn a_full_table_fails_when_asked() {
 fn a_bundle_pending_past_the_gap_timeout_is_a_gap() {
     let t0 = Instant::now();
     let timeout = Duration::from_secs(1);
-    let mut t = BundleTable::new(2, Bundling::unordered().gap_timeout(timeout).on_gap(GapPolicy::Skip));
+    let mut t = BundleTable::new(
+        2,
+        Bundling::unordered()
+            .gap_timeout(timeout)
+            .on_gap(GapPolicy::Skip),
+    );
     t.offer(0, 5, (), t0);
     t.offer(0, 6, (), t0 + Duration::from_millis(500));
     assert_eq!(t.deadline(), Some(t0 + timeout));

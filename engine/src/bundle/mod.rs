@@ -93,4 +93,11 @@ impl<V> BundleTable<V> {
     pub fn counts(&self) -> PolicyCounts {
         delegate!(self, t => t.counts())
     }
+
+    /// Tells the table that the run drains: spouts were stopped mid-stream
+    /// and left ids unsent, so from now on gaps are skipped and counted
+    /// whatever the gap policy. Stopping is not a failure.
+    pub fn drain(&mut self) {
+        delegate!(self, t => t.drain())
+    }
 }

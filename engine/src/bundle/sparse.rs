@@ -155,6 +155,12 @@ impl<V> SparseTable<V> {
         self.counts
     }
 
+    /// From now on, gaps are skipped and counted: see
+    /// [`BundleTable::drain`](super::BundleTable::drain).
+    pub fn drain(&mut self) {
+        self.config.on_gap = GapPolicy::Skip;
+    }
+
     /// How many finished ids the table remembers to recognise late values:
     /// four times the capacity, and at least 4096.
     pub fn remembered(&self) -> usize {

@@ -134,6 +134,12 @@ impl<V> ReorderWindow<V> {
         self.counts
     }
 
+    /// From now on, gaps are skipped and counted: see
+    /// [`BundleTable::drain`](super::BundleTable::drain).
+    pub fn drain(&mut self) {
+        self.config.on_gap = GapPolicy::Skip;
+    }
+
     fn slot_of(&self, seq: Seq) -> usize {
         (seq % self.config.window as Seq) as usize
     }
@@ -215,9 +221,7 @@ impl<V> ReorderWindow<V> {
         let stored_next = (0..window)
             .map(|d| self.next + d)
             .find(|seq| self.slots[self.slot_of(*seq)].count > 0);
-        let target = stored_next.or_else(|| {
-            self.held.iter().flatten().map(|(seq, _)| *seq).min()
-        });
+        let target = stored_next.or_else(|| self.held.iter().flatten().map(|(seq, _)| *seq).min());
         if let Some(target) = target {
             // `move_head` takes the head to `target` and stores the held
             // values that fit from there.

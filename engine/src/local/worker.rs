@@ -38,9 +38,14 @@ impl WorkerTask {
         };
         let mut open: Vec<bool> = vec![true; self.inputs.len()];
         let mut next_input = 0;
+        let mut draining = false;
         'run: loop {
             if self.control.stop.is_aborted() {
                 break;
+            }
+            if !draining && self.control.stop.is_draining() {
+                draining = true;
+                self.core.drain();
             }
             let now = Instant::now();
             while let Some(step) = self.core.poll(now) {

@@ -1,0 +1,150 @@
+//! Runs the examples as a user would and checks what they print.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use clusterduck_tests::watchdog;
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// The example binary `name`, built by `cargo test` beside this test.
+fn example(name: &str) -> Command {
+    let mut path: PathBuf = std::env::current_exe().expect("test binary path");
+    path.pop(); // the test binary
+    if path.ends_with("deps") {
+        path.pop();
+    }
+    path.push("examples");
+    path.push(name);
+    assert!(
+        path.exists(),
+        "example {name} not built at {}: run `cargo test --workspace`",
+        path.display()
+    );
+    Command::new(path)
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("run the example");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn lines(bytes: &[u8]) -> Vec<String> {
+    String::from_utf8(bytes.to_vec()).expect("utf-8").lines().map(str::to_owned).collect()
+}
+
+fn expected_readme(n: u64) -> Vec<String> {
+    (0..n).map(|i| format!("seq={i} a={i} b={i}")).collect()
+}
+
+#[test]
+fn readme_prints_one_line_per_id_in_order_on_stdout_and_cs_stderr() {
+    let _w = watchdog("readme", LIMIT);
+    let out = run(example("readme").args(["--local", "-n", "1000"]));
+    assert_eq!(lines(&out.stdout), expected_readme(1000));
+    let stderr = lines(&out.stderr);
+    let from_c: Vec<String> = stderr.iter().filter(|l| l.starts_with("seq=")).cloned().collect();
+    assert_eq!(from_c, expected_readme(1000), "C writes each line to its stderr");
+    let report = stderr.join("\n");
+    assert!(report.contains("run report"), "{report}");
+    assert!(
+        report.lines().any(|l| l.split_whitespace().collect::<Vec<_>>()
+            == ["C", "bundled", "2000", "1000", "0", "0", "0", "0", "0"]),
+        "{report}"
+    );
+}
+
+#[test]
+fn readme_output_does_not_depend_on_the_spouts_orders() {
+    let _w = watchdog("readme-seeds", LIMIT);
+    for seed in ["1", "2", "3"] {
+        let out = run(example("readme").args(["-n", "3000", "--seed", seed]));
+        assert_eq!(lines(&out.stdout), expected_readme(3000), "seed {seed}");
+    }
+    let out = run(example("readme").args(["-n", "0"]));
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn readme_rejects_bad_flags_with_its_usage() {
+    let out = example("readme").args(["-n", "many"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("-n \"many\": invalid digit found in string"), "{err}");
+    assert!(err.contains("usage: readme"), "{err}");
+    let out = example("readme").arg("--frobnicate").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("unknown argument \"--frobnicate\""));
+}
+
+#[test]
+fn collage_stitches_one_collage_per_hour_in_order() {
+    let _w = watchdog("collage", LIMIT);
+    let out = run(example("collage").args(["--local", "--hours", "24"]));
+    let lines = lines(&out.stdout);
+    assert_eq!(lines.len(), 24);
+    for (hour, line) in lines.iter().enumerate() {
+        assert!(
+            line.starts_with(&format!("hour={hour:02} collage 48x8 of tokyo+paris+new-york checksum=")),
+            "{line}"
+        );
+    }
+    // Deterministic pictures: the same collages every run.
+    let again = run(example("collage").args(["--hours", "24"]));
+    assert_eq!(out.stdout, again.stdout);
+}
+
+#[test]
+fn ctrl_c_drains_the_readme_run_and_reports() {
+    let _w = watchdog("ctrl-c", LIMIT);
+    let mut child = example("readme")
+        .args(["-n", "1000000000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // C writes every line to stderr too: read it meanwhile, or the pipe
+    // fills and C waits for us.
+    let mut stderr_pipe = child.stderr.take().unwrap();
+    let stderr = std::thread::spawn(move || {
+        let mut text = String::new();
+        stderr_pipe.read_to_string(&mut text).unwrap();
+        text
+    });
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert_eq!(first, "seq=0 a=0 b=0\n");
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    let stderr = stderr.join().unwrap();
+    let tail = &stderr[stderr.len().saturating_sub(2000)..];
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}: {tail}");
+    assert!(stderr.contains("drained on request"), "{tail}");
+    // The spouts stopped mid-block: the ids they left unsent are skipped
+    // (and counted as gaps), the rest is in order with equal values.
+    let mut last = None;
+    for line in std::iter::once(first.trim_end()).chain(rest.lines()) {
+        let fields: Vec<&str> = line.split(['=', ' ']).collect();
+        assert_eq!(fields.len(), 6, "{line}");
+        let seq: u64 = fields[1].parse().unwrap();
+        assert_eq!((fields[3], fields[5]), (fields[1], fields[1]), "{line}");
+        assert!(last < Some(seq), "{line} after {last:?}");
+        last = Some(seq);
+    }
+    assert!(last < Some(1_000_000_000 - 1), "the run was cut short");
+}
