@@ -49,7 +49,7 @@ enum Join<V> {
         ended: Vec<bool>,
         ready: Option<(usize, Seq, V)>,
     },
-    Bundle(BundleTable<V>),
+    Bundle(Box<BundleTable<V>>),
 }
 
 impl<V> NodeCore<V> {
@@ -65,7 +65,9 @@ impl<V> NodeCore<V> {
                 ended: vec![false; upstreams],
                 ready: None,
             },
-            NodeKind::Bundled(bundling) => Join::Bundle(BundleTable::new(upstreams, bundling)),
+            NodeKind::Bundled(bundling) => {
+                Join::Bundle(Box::new(BundleTable::new(upstreams, bundling)))
+            }
         };
         Self { join }
     }

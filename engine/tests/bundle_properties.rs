@@ -18,10 +18,13 @@ const TIMEOUT: Duration = Duration::from_secs(1);
 /// One upstream's script: the ids it sends, in order (duplicates included).
 type Script = Vec<u64>;
 
+/// A value as the tests send it: (upstream, seq, which copy of it).
+type Tagged = (usize, u64, usize);
+
 /// What the table did, gathered from its events.
 #[derive(Default, Debug)]
 struct Outcome {
-    delivered: Vec<(u64, Vec<(usize, u64, usize)>)>,
+    delivered: Vec<(u64, Vec<Tagged>)>,
     gaps: Vec<u64>,
     incomplete: Vec<u64>,
     duplicates: usize,

@@ -38,6 +38,8 @@
 //! # }
 //! ```
 
+#![cfg_attr(loom, allow(dead_code, unused_imports))]
+
 pub mod process;
 pub mod shm;
 pub(crate) mod sync;

@@ -6,8 +6,8 @@
 //! `min(active cursors) + capacity` and publishes `write_pos`; a reader reads
 //! below `write_pos` and releases by storing its cursor.
 //!
-//! Waking follows one pattern on both sides. The sleeper stores its flag,
-//! issues a SeqCst fence, loads the futex word, re-checks its condition and
+//! Waking follows one pattern on both sides. The sleeper loads the futex
+//! word, stores its flag, issues a SeqCst fence, re-checks its condition and
 //! only then sleeps on the word. The waker changes the condition, issues a
 //! SeqCst fence and makes a wake-up call only if it sees the flag. The two
 //! fences are ordered one way or the other: either the sleeper's re-check
@@ -22,6 +22,9 @@
 //! woken at the latest by the writer's next pause.
 
 use std::time::Duration;
+
+pub(crate) static TRACE: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+macro_rules! tr { ($($t:tt)*) => { TRACE.lock().unwrap().push(format!($($t)*)) } }
 
 use super::layout::{Control, WakeLine, SLOT_ACTIVE, SLOT_CLAIMED, SLOT_FREE, WRITER_OPEN};
 use crate::sync::{fence, futex_wait, futex_wake_all, spin_loop, yield_now, Ordering::*, Wake};
@@ -52,11 +55,12 @@ pub(crate) const SLEEP_SLICE: Duration = Duration::from_millis(20);
 fn wake(line: &WakeLine) -> bool {
     // The plain load first: the swap would take the line for writing on
     // every call even when nobody sleeps.
-    if line.sleepers.load(Relaxed) != 0 && line.sleepers.swap(0, Relaxed) != 0 {
+    let _l = line.sleepers.load(Relaxed); tr!("wake {:p} sees {}", line, _l);
+    if _l != 0 && line.sleepers.swap(0, Relaxed) != 0 {
         // SYNC: Release pairs with the Acquire load of the futex word in
         // `prepare_sleep` (both sides): a sleeper that loads the bumped word
         // also sees the change made before this call.
-        line.futex.fetch_add(1, Release);
+        let _b = line.futex.fetch_add(1, Release); tr!("wake bump {:p} from {}", line, _b);
         futex_wake_all(&line.futex);
         true
     } else {
@@ -121,7 +125,7 @@ impl WriterIndex {
                 min = min.min(slot.cursor.load(Acquire));
             }
         }
-        self.limit = min + self.capacity;
+        self.limit = min + self.capacity; tr!("W refresh min {min} limit {}", self.limit);
         self.free()
     }
 
@@ -132,7 +136,7 @@ impl WriterIndex {
         // SYNC: Release pairs with the Acquire load of write_pos in
         // `ReaderIndex::write_pos`: a reader that sees `pos` sees the frame
         // bytes written before this store.
-        ctl.writer.write_pos.store(pos, Release);
+        ctl.writer.write_pos.store(pos, Release); tr!("W publish {pos}");
         self.published = pos;
         self.since_check += 1;
         // A reader asleep for a while shows up here without a fence; one
@@ -144,7 +148,7 @@ impl WriterIndex {
 
     /// The fenced wake-up check: wakes readers sleeping on published data.
     pub(crate) fn wake_readers(&mut self, ctl: &Control) -> bool {
-        self.since_check = 0;
+        self.since_check = 0; tr!("W wake_readers");
         // SYNC: pairs with the fence in `ReaderIndex::prepare_sleep`: either
         // the reader's re-check sees our last write_pos (or state) store, or
         // we see its sleepers flag here.
@@ -165,14 +169,18 @@ impl WriterIndex {
     /// free; returns the futex word value to sleep on, or `None` if the space
     /// is there after all.
     fn prepare_sleep(&mut self, ctl: &Control, need: u64) -> Option<u32> {
-        ctl.space_wake.sleepers.store(1, Relaxed);
+        // The word is read before the flag is raised: a wake-up that takes
+        // our flag down afterwards must then have bumped the word past this
+        // value, so the futex wait below returns at once.
+        // SYNC: Acquire pairs with the Release bump in `wake`.
+        let word = ctl.space_wake.futex.load(Acquire);
+        ctl.space_wake.sleepers.store(1, Relaxed); tr!("W flag {:p}", &ctl.space_wake.0);
         // SYNC: pairs with the fence in `ReaderIndex::release` and `detach`:
         // either our re-check (in refresh) sees the reader's new cursor, or
         // the reader sees our flag and wakes us.
         fence(SeqCst);
-        // SYNC: Acquire pairs with the Release bump in `wake`.
-        let word = ctl.space_wake.futex.load(Acquire);
-        if self.refresh(ctl) >= need {
+        let _f = self.refresh(ctl); tr!("W prepare word {word} free {_f} need {need}");
+        if _f >= need {
             // Only the writer sleeps on space: clearing its own flag saves a
             // reader a needless wake-up call.
             ctl.space_wake.sleepers.store(0, Relaxed);
@@ -324,7 +332,7 @@ impl ReaderIndex {
         // SYNC: Release pairs with the Acquire load of the cursor in
         // `WriterIndex::refresh`: our reads of the released frames happen
         // before the writer overwrites them.
-        ctl.slots[self.slot].cursor.store(pos, Release);
+        ctl.slots[self.slot].cursor.store(pos, Release); tr!("R release {pos}");
         // SYNC: pairs with the fence in `WriterIndex::prepare_sleep`: either
         // the writer's re-check sees our cursor, or we see its flag.
         fence(SeqCst);
@@ -346,14 +354,19 @@ impl ReaderIndex {
     /// value to sleep on, or `None` if there is something to read (or the
     /// writer closed) after all.
     fn prepare_sleep(&self, ctl: &Control) -> Option<u32> {
+        // Word first, then flag: see `WriterIndex::prepare_sleep`. (Loom
+        // found the other order losing a wake-up: a redundant wake-up for
+        // data already read took the flag down, and the sleeper then slept on
+        // the bumped word with no flag raised.)
+        // SYNC: Acquire pairs with the Release bump in `wake`.
+        let word = ctl.data_wake.futex.load(Acquire);
         ctl.data_wake.sleepers.store(1, Relaxed);
         // SYNC: pairs with the fence in `WriterIndex::wake_readers`: either
         // our re-check below sees the writer's position or state, or the
         // writer sees our flag and wakes us.
         fence(SeqCst);
-        // SYNC: Acquire pairs with the Release bump in `wake`.
-        let word = ctl.data_wake.futex.load(Acquire);
-        if Self::write_pos(ctl) > self.cursor || Self::state(ctl) != WRITER_OPEN {
+        let _wp = Self::write_pos(ctl); let _st = Self::state(ctl); tr!("R prepare word {word} wp {_wp} st {_st} cursor {}", self.cursor);
+        if _wp > self.cursor || _st != WRITER_OPEN {
             None
         } else {
             Some(word)

@@ -206,15 +206,15 @@ pub(crate) struct FrameHeader {
 
 #[cfg(loom)]
 impl Control {
-    /// A zeroed control block on the heap, for the model tests.
-    pub(crate) fn new_boxed() -> Box<Self> {
+    /// A zeroed control block, for the model tests.
+    pub(crate) fn new_for_model() -> Self {
         fn wake() -> Line<WakeLine> {
             Line(WakeLine {
                 futex: AtomicU32::new(0),
                 sleepers: AtomicU32::new(0),
             })
         }
-        Box::new(Control {
+        Control {
             writer: Line(WriterLine {
                 write_pos: AtomicU64::new(0),
                 state: AtomicU32::new(WRITER_OPEN),
@@ -229,6 +229,6 @@ impl Control {
                     cursor: AtomicU64::new(0),
                 })
             }),
-        })
+        }
     }
 }

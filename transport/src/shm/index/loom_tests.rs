@@ -100,16 +100,17 @@ fn read_frames(ctl: &Control, data: &Data, mut r: ReaderIndex) -> Vec<u64> {
 }
 
 fn model(bound: usize, f: impl Fn() + Sync + Send + 'static) {
+    std::panic::set_hook(Box::new(|_| { for l in super::TRACE.lock().unwrap().iter() { eprintln!("{l}"); } }));
     let mut b = loom::model::Builder::new();
     b.preemption_bound = Some(bound);
-    b.check(f);
+    b.check(move || { super::TRACE.lock().unwrap().clear(); f() });
 }
 
 #[test]
 fn loom_one_reader_gets_every_frame_once_through_back_pressure_and_wrap() {
     model(3, || {
         const CAP: u64 = 2;
-        let ctl: Arc<Control> = Arc::from(Control::new_boxed());
+        let ctl: Arc<Control> = Arc::new(Control::new_for_model());
         let data = Arc::new(Data::new(CAP as usize));
         let reader = ReaderIndex::attach(&ctl, 1, 0).unwrap();
         let (c, d) = (ctl.clone(), data.clone());
@@ -126,7 +127,7 @@ fn loom_one_reader_gets_every_frame_once_through_back_pressure_and_wrap() {
 fn loom_a_flush_wakes_a_reader_and_the_writer_waits_until_drained() {
     model(3, || {
         const CAP: u64 = 4;
-        let ctl: Arc<Control> = Arc::from(Control::new_boxed());
+        let ctl: Arc<Control> = Arc::new(Control::new_for_model());
         let data = Arc::new(Data::new(CAP as usize));
         let mut reader = ReaderIndex::attach(&ctl, 1, 0).unwrap();
         let (c, d) = (ctl.clone(), data.clone());
@@ -150,7 +151,7 @@ fn loom_a_flush_wakes_a_reader_and_the_writer_waits_until_drained() {
 fn loom_a_reader_attaching_while_the_writer_runs_reads_only_intact_frames() {
     model(2, || {
         const CAP: u64 = 2;
-        let ctl: Arc<Control> = Arc::from(Control::new_boxed());
+        let ctl: Arc<Control> = Arc::new(Control::new_for_model());
         let data = Arc::new(Data::new(CAP as usize));
         let (c, d) = (ctl.clone(), data.clone());
         let late = loom::thread::spawn(move || {
@@ -170,7 +171,7 @@ fn loom_a_reader_attaching_while_the_writer_runs_reads_only_intact_frames() {
 fn loom_two_readers_each_get_every_frame() {
     model(2, || {
         const CAP: u64 = 2;
-        let ctl: Arc<Control> = Arc::from(Control::new_boxed());
+        let ctl: Arc<Control> = Arc::new(Control::new_for_model());
         let data = Arc::new(Data::new(CAP as usize));
         let r1 = ReaderIndex::attach(&ctl, 1, 0).unwrap();
         let r2 = ReaderIndex::attach(&ctl, 2, 0).unwrap();
@@ -191,7 +192,7 @@ fn loom_two_readers_each_get_every_frame() {
 fn loom_a_detaching_reader_releases_a_blocked_writer() {
     model(3, || {
         const CAP: u64 = 2;
-        let ctl: Arc<Control> = Arc::from(Control::new_boxed());
+        let ctl: Arc<Control> = Arc::new(Control::new_for_model());
         let data = Arc::new(Data::new(CAP as usize));
         let reader = ReaderIndex::attach(&ctl, 1, 0).unwrap();
         let (c, d) = (ctl.clone(), data.clone());
@@ -199,5 +200,27 @@ fn loom_a_detaching_reader_releases_a_blocked_writer() {
         let writer = loom::thread::spawn(move || drop(write_frames(&c, &d, CAP, 2)));
         reader.detach(&ctl);
         writer.join().unwrap();
+    });
+}
+
+#[test]
+fn loom_litmus_sb_fences() {
+    use crate::sync::{fence, AtomicU32, Ordering::*};
+    loom::model(|| {
+        let x = Arc::new(AtomicU32::new(0));
+        let y = Arc::new(AtomicU32::new(0));
+        let (x1, y1) = (x.clone(), y.clone());
+        let t = loom::thread::spawn(move || {
+            x1.store(1, Relaxed);
+            x1.store(0, Relaxed);
+            x1.store(1, Relaxed);
+            fence(SeqCst);
+            y1.load(Relaxed)
+        });
+        y.store(1, Release);
+        fence(SeqCst);
+        let a = x.load(Relaxed);
+        let b = t.join().unwrap();
+        assert!(a == 1 || b == 1, "a={a} b={b}");
     });
 }
