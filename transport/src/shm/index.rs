@@ -23,9 +23,6 @@
 
 use std::time::Duration;
 
-pub(crate) static TRACE: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-macro_rules! tr { ($($t:tt)*) => { TRACE.lock().unwrap().push(format!($($t)*)) } }
-
 use super::layout::{Control, WakeLine, SLOT_ACTIVE, SLOT_CLAIMED, SLOT_FREE, WRITER_OPEN};
 use crate::sync::{fence, futex_wait, futex_wake_all, spin_loop, yield_now, Ordering::*, Wake};
 
@@ -36,7 +33,7 @@ pub(crate) const CHECK_EVERY: u32 = 64;
 #[cfg(not(loom))]
 const SPINS: u32 = 128;
 #[cfg(loom)]
-const SPINS: u32 = 0;
+const SPINS: u32 = 1;
 
 /// `sched_yield` iterations before sleeping: a yield returns at once when
 /// nothing else wants the core, and lets another node run when something does.
@@ -55,12 +52,11 @@ pub(crate) const SLEEP_SLICE: Duration = Duration::from_millis(20);
 fn wake(line: &WakeLine) -> bool {
     // The plain load first: the swap would take the line for writing on
     // every call even when nobody sleeps.
-    let _l = line.sleepers.load(Relaxed); tr!("wake {:p} sees {}", line, _l);
-    if _l != 0 && line.sleepers.swap(0, Relaxed) != 0 {
+    if line.sleepers.load(Relaxed) != 0 && line.sleepers.swap(0, Relaxed) != 0 {
         // SYNC: Release pairs with the Acquire load of the futex word in
         // `prepare_sleep` (both sides): a sleeper that loads the bumped word
         // also sees the change made before this call.
-        let _b = line.futex.fetch_add(1, Release); tr!("wake bump {:p} from {}", line, _b);
+        line.futex.fetch_add(1, Release);
         futex_wake_all(&line.futex);
         true
     } else {
@@ -125,7 +121,7 @@ impl WriterIndex {
                 min = min.min(slot.cursor.load(Acquire));
             }
         }
-        self.limit = min + self.capacity; tr!("W refresh min {min} limit {}", self.limit);
+        self.limit = min + self.capacity;
         self.free()
     }
 
@@ -136,7 +132,7 @@ impl WriterIndex {
         // SYNC: Release pairs with the Acquire load of write_pos in
         // `ReaderIndex::write_pos`: a reader that sees `pos` sees the frame
         // bytes written before this store.
-        ctl.writer.write_pos.store(pos, Release); tr!("W publish {pos}");
+        ctl.writer.write_pos.store(pos, Release);
         self.published = pos;
         self.since_check += 1;
         // A reader asleep for a while shows up here without a fence; one
@@ -148,7 +144,7 @@ impl WriterIndex {
 
     /// The fenced wake-up check: wakes readers sleeping on published data.
     pub(crate) fn wake_readers(&mut self, ctl: &Control) -> bool {
-        self.since_check = 0; tr!("W wake_readers");
+        self.since_check = 0;
         // SYNC: pairs with the fence in `ReaderIndex::prepare_sleep`: either
         // the reader's re-check sees our last write_pos (or state) store, or
         // we see its sleepers flag here.
@@ -174,16 +170,20 @@ impl WriterIndex {
         // value, so the futex wait below returns at once.
         // SYNC: Acquire pairs with the Release bump in `wake`.
         let word = ctl.space_wake.futex.load(Acquire);
-        ctl.space_wake.sleepers.store(1, Relaxed); tr!("W flag {:p}", &ctl.space_wake.0);
+        // Flags are only ever changed by read-modify-writes: on x86 an xchg
+        // costs what the fence does, on a path that is about to sleep anyway,
+        // and loom (0.7) models a plain store racing another thread's swap
+        // more weakly than C++20 does, reporting lost wake-ups that cannot
+        // happen; with RMWs its model is exact.
+        ctl.space_wake.sleepers.swap(1, Relaxed);
         // SYNC: pairs with the fence in `ReaderIndex::release` and `detach`:
         // either our re-check (in refresh) sees the reader's new cursor, or
         // the reader sees our flag and wakes us.
         fence(SeqCst);
-        let _f = self.refresh(ctl); tr!("W prepare word {word} free {_f} need {need}");
-        if _f >= need {
+        if self.refresh(ctl) >= need {
             // Only the writer sleeps on space: clearing its own flag saves a
             // reader a needless wake-up call.
-            ctl.space_wake.sleepers.store(0, Relaxed);
+            ctl.space_wake.sleepers.swap(0, Relaxed);
             None
         } else {
             Some(word)
@@ -332,7 +332,7 @@ impl ReaderIndex {
         // SYNC: Release pairs with the Acquire load of the cursor in
         // `WriterIndex::refresh`: our reads of the released frames happen
         // before the writer overwrites them.
-        ctl.slots[self.slot].cursor.store(pos, Release); tr!("R release {pos}");
+        ctl.slots[self.slot].cursor.store(pos, Release);
         // SYNC: pairs with the fence in `WriterIndex::prepare_sleep`: either
         // the writer's re-check sees our cursor, or we see its flag.
         fence(SeqCst);
@@ -360,13 +360,13 @@ impl ReaderIndex {
         // the bumped word with no flag raised.)
         // SYNC: Acquire pairs with the Release bump in `wake`.
         let word = ctl.data_wake.futex.load(Acquire);
-        ctl.data_wake.sleepers.store(1, Relaxed);
+        // An RMW, as in `WriterIndex::prepare_sleep`.
+        ctl.data_wake.sleepers.swap(1, Relaxed);
         // SYNC: pairs with the fence in `WriterIndex::wake_readers`: either
         // our re-check below sees the writer's position or state, or the
         // writer sees our flag and wakes us.
         fence(SeqCst);
-        let _wp = Self::write_pos(ctl); let _st = Self::state(ctl); tr!("R prepare word {word} wp {_wp} st {_st} cursor {}", self.cursor);
-        if _wp > self.cursor || _st != WRITER_OPEN {
+        if Self::write_pos(ctl) > self.cursor || Self::state(ctl) != WRITER_OPEN {
             None
         } else {
             Some(word)

@@ -100,10 +100,9 @@ fn read_frames(ctl: &Control, data: &Data, mut r: ReaderIndex) -> Vec<u64> {
 }
 
 fn model(bound: usize, f: impl Fn() + Sync + Send + 'static) {
-    std::panic::set_hook(Box::new(|_| { for l in super::TRACE.lock().unwrap().iter() { eprintln!("{l}"); } }));
     let mut b = loom::model::Builder::new();
     b.preemption_bound = Some(bound);
-    b.check(move || { super::TRACE.lock().unwrap().clear(); f() });
+    b.check(f);
 }
 
 #[test]
@@ -197,30 +196,10 @@ fn loom_a_detaching_reader_releases_a_blocked_writer() {
         let reader = ReaderIndex::attach(&ctl, 1, 0).unwrap();
         let (c, d) = (ctl.clone(), data.clone());
         // Three positions into a ring of two: blocks until the reader goes.
-        let writer = loom::thread::spawn(move || drop(write_frames(&c, &d, CAP, 2)));
+        let writer = loom::thread::spawn(move || {
+            write_frames(&c, &d, CAP, 2);
+        });
         reader.detach(&ctl);
         writer.join().unwrap();
-    });
-}
-
-#[test]
-fn loom_litmus_sb_fences() {
-    use crate::sync::{fence, AtomicU32, Ordering::*};
-    loom::model(|| {
-        let x = Arc::new(AtomicU32::new(0));
-        let y = Arc::new(AtomicU32::new(0));
-        let (x1, y1) = (x.clone(), y.clone());
-        let t = loom::thread::spawn(move || {
-            x1.store(1, Relaxed);
-            x1.store(0, Relaxed);
-            x1.store(1, Relaxed);
-            fence(SeqCst);
-            y1.load(Relaxed)
-        });
-        y.store(1, Release);
-        fence(SeqCst);
-        let a = x.load(Relaxed);
-        let b = t.join().unwrap();
-        assert!(a == 1 || b == 1, "a={a} b={b}");
     });
 }

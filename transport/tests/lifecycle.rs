@@ -1,0 +1,166 @@
+//! Cross-process lifecycle tests: a writer or a reader process is killed
+//! (SIGKILL, no clean-up) and the other side neither hangs nor loses what
+//! was published; the crashed run's segment is found and removed as stale.
+
+// Real processes and shared memory: nothing for loom to model.
+#![cfg(not(loom))]
+
+mod common;
+
+use std::io::BufReader;
+use std::time::Duration;
+
+use clusterduck_transport::{
+    remove_stale_segments, AttachError, FrameKind, ReadError, RingName, RingReader, RingWriter,
+    StaleStatus,
+};
+use common::{kill9, next_report, report, spawn_child, unique, watchdog, ROLE};
+
+fn child_name() -> RingName {
+    let var = |k: &str| std::env::var(k).unwrap();
+    RingName::new(&var("CD_RUN"), &var("CD_NODE")).unwrap()
+}
+
+fn name_args(name: &RingName) -> [(&'static str, String); 2] {
+    [
+        ("CD_RUN", name.run_id().to_owned()),
+        ("CD_NODE", name.node().to_owned()),
+    ]
+}
+
+/// Attaches, retrying while the writer process is still creating the ring.
+fn attach_retrying(name: &RingName) -> RingReader {
+    for _ in 0..10_000 {
+        match RingReader::attach(name) {
+            Ok(r) => return r,
+            Err(AttachError::NotReady) => {}
+            Err(AttachError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => panic!("{e}"),
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    panic!("the ring never appeared");
+}
+
+#[test]
+fn a_reader_whose_writer_is_killed_gets_every_frame_then_an_error() {
+    if std::env::var_os(ROLE).is_some() {
+        return;
+    }
+    let _w = watchdog(60, "the writer-death test");
+    let name = unique("doomed_writer");
+    let mut child = spawn_child("doomed_writer", "doomed-writer", &name_args(&name));
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut reader = attach_retrying(&name);
+    assert_eq!(next_report(&mut out).as_deref(), Some("written"));
+    kill9(&mut child);
+    // Not reaped yet: a zombie counts as dead too.
+    let mut seqs = Vec::new();
+    let err = loop {
+        match reader.read() {
+            Ok(batch) => seqs.extend(batch.iter().map(|f| f.unwrap().seq())),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(seqs, (0..100).collect::<Vec<_>>());
+    assert_eq!(err, ReadError::WriterDied { pid: child.id() });
+    // The error stays.
+    assert_eq!(
+        reader.read().err(),
+        Some(ReadError::WriterDied { pid: child.id() })
+    );
+    child.wait().unwrap();
+
+    // The crashed writer left its segment: the next run's start finds it.
+    assert!(name.path().exists());
+    let stale = remove_stale_segments().unwrap();
+    let ours = stale
+        .iter()
+        .find(|s| s.path == name.path())
+        .expect("not reported");
+    assert!(matches!(ours.status, StaleStatus::Removed { creator } if creator.pid == child.id()));
+    assert!(!name.path().exists());
+}
+
+/// The writer process of the writer-death test.
+#[test]
+fn doomed_writer() {
+    if std::env::var(ROLE).as_deref() != Ok("doomed-writer") {
+        return;
+    }
+    let _w = watchdog(60, "a doomed writer");
+    let mut writer = RingWriter::create(&child_name(), 64 * 1024).unwrap();
+    writer.wait_for_readers(1, Duration::from_secs(30)).unwrap();
+    for seq in 0..100 {
+        writer.write_bytes(seq, &[seq as u8; 100]).unwrap();
+    }
+    writer.flush();
+    report("written");
+    // Wait to be killed, never ending the stream.
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+#[test]
+fn a_writer_blocked_on_a_killed_reader_reclaims_its_slot_and_goes_on() {
+    if std::env::var_os(ROLE).is_some() {
+        return;
+    }
+    let _w = watchdog(60, "the reader-death test");
+    let name = unique("doomed_reader");
+    let mut writer = RingWriter::create(&name, 4096).unwrap();
+    let mut child = spawn_child("doomed_reader", "doomed-reader", &name_args(&name));
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    writer.wait_for_readers(1, Duration::from_secs(30)).unwrap();
+    // A live reader in this process, which must get everything.
+    let mut live = RingReader::attach(&name).unwrap();
+    let live = std::thread::spawn(move || {
+        let mut n = 0u64;
+        loop {
+            match live.read() {
+                Ok(batch) => {
+                    for f in &batch {
+                        let f = f.unwrap();
+                        if f.kind() == FrameKind::Data {
+                            assert_eq!(f.seq(), n);
+                            n += 1;
+                        }
+                    }
+                }
+                Err(ReadError::Ended) => return n,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    });
+    writer.write_bytes(0, &[0; 1000]).unwrap();
+    writer.flush();
+    assert_eq!(next_report(&mut out).as_deref(), Some("read one"));
+    kill9(&mut child);
+    child.wait().unwrap();
+    // Far more than the ring holds: only possible once the dead reader's
+    // slot is reclaimed.
+    for seq in 1..200 {
+        writer.write_bytes(seq, &[0; 1000]).unwrap();
+    }
+    let dead = writer.take_dead_readers();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].process.pid, child.id());
+    writer.finish(200).unwrap();
+    assert_eq!(live.join().unwrap(), 200);
+}
+
+/// The reader process of the reader-death test.
+#[test]
+fn doomed_reader() {
+    if std::env::var(ROLE).as_deref() != Ok("doomed-reader") {
+        return;
+    }
+    let _w = watchdog(60, "a doomed reader");
+    let mut reader = RingReader::attach(&child_name()).unwrap();
+    let batch = reader.read().unwrap();
+    assert_eq!(batch.iter().count(), 1);
+    drop(batch);
+    report("read one");
+    // Stop reading, and wait to be killed.
+    std::thread::sleep(Duration::from_secs(60));
+}
