@@ -32,7 +32,13 @@ pub struct ReorderWindow<V> {
     /// at once).
     complete: usize,
     held: Vec<Option<(Seq, V)>>,
+    /// How many `held` are `Some`.
+    held_count: usize,
     ended: Vec<bool>,
+    /// How many `ended` are true.
+    ended_count: usize,
+    /// `window - 1` when the window is a power of two, for a cheap modulo.
+    mask: Option<Seq>,
     blocked_since: Option<Instant>,
     events: VecDeque<TableEvent<V>>,
     counts: PolicyCounts,
@@ -62,7 +68,13 @@ impl<V> ReorderWindow<V> {
             stored: 0,
             complete: 0,
             held: (0..upstreams).map(|_| None).collect(),
+            held_count: 0,
             ended: vec![false; upstreams],
+            ended_count: 0,
+            mask: config
+                .window
+                .is_power_of_two()
+                .then(|| config.window as Seq - 1),
             blocked_since: None,
             events: VecDeque::new(),
             counts: PolicyCounts::default(),
@@ -83,6 +95,7 @@ impl<V> ReorderWindow<V> {
         }
         if seq >= self.next.saturating_add(self.config.window as Seq) {
             self.held[upstream] = Some((seq, value));
+            self.held_count += 1;
         } else {
             self.store(upstream, seq, value);
         }
@@ -91,7 +104,10 @@ impl<V> ReorderWindow<V> {
 
     /// Marks `upstream` as ended: it will offer nothing more.
     pub fn end(&mut self, upstream: usize, now: Instant) {
-        self.ended[upstream] = true;
+        if !self.ended[upstream] {
+            self.ended[upstream] = true;
+            self.ended_count += 1;
+        }
         self.advance(now);
     }
 
@@ -126,7 +142,7 @@ impl<V> ReorderWindow<V> {
 
     /// Values stored or held back: the table's memory, in values.
     pub fn buffered(&self) -> usize {
-        self.stored + self.held.iter().filter(|h| h.is_some()).count()
+        self.stored + self.held_count
     }
 
     /// What the policies did so far.
@@ -141,7 +157,10 @@ impl<V> ReorderWindow<V> {
     }
 
     fn slot_of(&self, seq: Seq) -> usize {
-        (seq % self.config.window as Seq) as usize
+        match self.mask {
+            Some(mask) => (seq & mask) as usize,
+            None => (seq % self.config.window as Seq) as usize,
+        }
     }
 
     fn store(&mut self, upstream: usize, seq: Seq, value: V) {
@@ -178,7 +197,7 @@ impl<V> ReorderWindow<V> {
             let head = self.slot_of(self.next);
             let count = self.slots[head].count;
             if count == self.upstreams {
-                let values = self.take_slot(head).into_iter().flatten().collect();
+                let values = self.take_complete(head);
                 self.events.push_back(TableEvent::Bundle {
                     seq: self.next,
                     values,
@@ -186,8 +205,8 @@ impl<V> ReorderWindow<V> {
                 self.move_head();
                 continue;
             }
-            let waiting_beyond = self.stored > count || self.held.iter().any(Option::is_some);
-            let can_complete = self.missing(head).iter().any(|u| !self.ended[*u]);
+            let waiting_beyond = self.stored > count || self.held_count > 0;
+            let can_complete = self.ended_count == 0 || self.can_complete(head);
             if !can_complete {
                 if self.complete > 0 {
                     self.give_up_head();
@@ -256,14 +275,37 @@ impl<V> ReorderWindow<V> {
     fn move_head(&mut self) {
         self.next += 1;
         self.blocked_since = None;
+        if self.held_count == 0 {
+            return;
+        }
         let limit = self.next.saturating_add(self.config.window as Seq);
         for upstream in 0..self.upstreams {
             if matches!(self.held[upstream], Some((seq, _)) if seq < limit) {
                 if let Some((seq, value)) = self.held[upstream].take() {
+                    self.held_count -= 1;
                     self.store(upstream, seq, value);
                 }
             }
         }
+    }
+
+    /// Takes the values of a complete slot, in upstream order.
+    fn take_complete(&mut self, slot: usize) -> Vec<V> {
+        let cells = slot * self.upstreams..(slot + 1) * self.upstreams;
+        let values: Vec<V> = self.values[cells]
+            .iter_mut()
+            .filter_map(Option::take)
+            .collect();
+        self.stored -= self.upstreams;
+        self.complete -= 1;
+        self.slots[slot].count = 0;
+        values
+    }
+
+    /// Whether every upstream missing from `slot` can still send.
+    fn can_complete(&self, slot: usize) -> bool {
+        let cells = &self.values[slot * self.upstreams..(slot + 1) * self.upstreams];
+        (0..self.upstreams).all(|u| cells[u].is_some() || !self.ended[u])
     }
 
     fn take_slot(&mut self, slot: usize) -> Vec<Option<V>> {
