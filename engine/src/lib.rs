@@ -29,6 +29,7 @@ pub mod graph;
 pub mod local;
 pub mod node;
 pub mod report;
+mod run;
 pub mod stop;
 
 /// A sequence id, chosen by spouts and carried by every value.

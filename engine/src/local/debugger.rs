@@ -7,10 +7,10 @@ use std::thread;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::{panic_message, RunControl};
 use crate::body::{DebugSink, Payload};
 use crate::graph::NodeId;
 use crate::report::{Failure, PolicyEvent};
+use crate::run::{panic_message, RunControl};
 use crate::Seq;
 
 /// Values in flight to the debugger, at most; a slow debugger slows the

@@ -3,28 +3,23 @@
 //! other modes, and the quickest way to test a topology.
 
 mod debugger;
-mod edge;
 mod output;
-mod spout;
-mod worker;
 
-use std::any::Any;
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Instant;
 
 use crossbeam_channel::Sender;
 
 use self::debugger::DebugMsg;
-use self::edge::{send, EdgeRx, EdgeTx};
 use self::output::LocalOutput;
-use self::spout::SpoutTask;
-use self::worker::WorkerTask;
-use crate::body::{Body, BoxError, DebugSink, NodeImpl};
-use crate::bundle::Notice;
+use crate::body::{Body, DebugSink, NodeImpl};
 use crate::graph::{Graph, NodeId, NodeKind};
 use crate::node::NodeCore;
 use crate::report::{Failure, NodeReport, PolicyEvent, RunFailure, RunReport};
+use crate::run::edge::{self, send, EdgeRx, EdgeTx};
+use crate::run::spout::SpoutTask;
+use crate::run::worker::WorkerTask;
+use crate::run::{panic_message, EventSink, RunControl};
 use crate::stop::StopSignal;
 
 /// Default capacity of an edge, in values.
@@ -51,72 +46,16 @@ impl Default for LocalRun {
     }
 }
 
-/// What the threads of a run share: the stop signal and the first failure.
-#[derive(Debug, Default)]
-pub(crate) struct RunControl {
-    pub(crate) stop: StopSignal,
-    failure: Mutex<Option<Failure>>,
+/// Sends a node's policy events to the debugger thread.
+struct LocalEvents {
+    tx: Sender<DebugMsg>,
+    stop: StopSignal,
 }
 
-impl RunControl {
-    /// Records `failure` if it is the first, and aborts the run.
-    pub(crate) fn fail(&self, failure: Failure) {
-        let mut first = self.failure.lock().unwrap_or_else(|e| e.into_inner());
-        if first.is_none() {
-            *first = Some(failure);
-        }
-        self.stop.abort();
-    }
-
-    fn take_failure(&self) -> Option<Failure> {
-        self.failure
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-    }
-}
-
-/// Sends policy events to the debugger, if there is one.
-#[derive(Clone)]
-pub(crate) struct Watch(Option<Sender<DebugMsg>>);
-
-impl Watch {
-    pub(crate) fn event(
-        &self,
-        node: &str,
-        notice: Notice,
-        upstreams: &Arc<[String]>,
-        control: &RunControl,
-    ) {
-        if let Some(tx) = &self.0 {
-            let event = PolicyEvent {
-                node: node.to_owned(),
-                notice,
-                upstreams: upstreams.clone(),
-            };
-            // Refused only when the run aborts: the event is moot then.
-            let _ = send(tx, DebugMsg::Event(event), &control.stop);
-        }
-    }
-}
-
-/// The message of a node function's failure, or `None` if it succeeded.
-pub(crate) fn node_failure(result: thread::Result<Result<(), BoxError>>) -> Option<String> {
-    match result {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(e.to_string()),
-        Err(panic) => Some(format!("panicked: {}", panic_message(&*panic))),
-    }
-}
-
-/// The message a panic was raised with.
-pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic without a message".to_owned()
+impl EventSink for LocalEvents {
+    fn event(&mut self, event: PolicyEvent) {
+        // Refused only when the run aborts: the event is moot then.
+        let _ = send(&self.tx, DebugMsg::Event(event), &self.stop);
     }
 }
 
@@ -136,10 +75,7 @@ impl LocalRun {
     ) -> Result<RunReport, RunFailure> {
         assert_eq!(nodes.len(), graph.nodes().len(), "one function per node");
         let started = Instant::now();
-        let control = Arc::new(RunControl {
-            stop: self.stop.clone(),
-            failure: Mutex::new(None),
-        });
+        let control = RunControl::new(self.stop.clone());
         let (debug_tx, debug_thread) = match debugger {
             Some(sink) => {
                 let (tx, handle) = debugger::spawn(sink, control.clone());
@@ -162,7 +98,6 @@ impl LocalRun {
             }
         }
 
-        let watch = Watch(debug_tx.clone());
         let mut threads = Vec::with_capacity(count);
         for (id, (node, edges)) in nodes.into_iter().zip(outputs).enumerate() {
             let spec = graph.node(id);
@@ -208,7 +143,12 @@ impl LocalRun {
                         upstream_names: spec.upstreams.clone().into(),
                         output,
                         control: control.clone(),
-                        watch: watch.clone(),
+                        events: debug_tx.clone().map(|tx| {
+                            Box::new(LocalEvents {
+                                tx,
+                                stop: control.stop.clone(),
+                            }) as Box<dyn EventSink>
+                        }),
                     };
                     Box::new(move || task.run())
                 }
@@ -220,7 +160,6 @@ impl LocalRun {
                 .expect("spawn a node thread");
             threads.push((name, handle));
         }
-        drop(watch);
         drop(debug_tx);
 
         let mut report = RunReport {

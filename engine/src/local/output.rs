@@ -7,9 +7,10 @@ use std::sync::Arc;
 use crossbeam_channel::Sender;
 
 use super::debugger::DebugMsg;
-use super::edge::{send, EdgeTx, Msg};
 use crate::body::{Codec, EmitError, Output, Payload};
 use crate::graph::NodeId;
+use crate::run::edge::{send, EdgeTx, Msg};
+use crate::run::NodeOutput;
 use crate::stop::StopSignal;
 use crate::Seq;
 
@@ -27,9 +28,9 @@ pub(crate) struct LocalOutput {
     pub(crate) refused_for_stop: bool,
 }
 
-impl LocalOutput {
+impl NodeOutput for LocalOutput {
     /// Ends the stream on every edge and lets go of the debugger.
-    pub(crate) fn finish(&mut self) {
+    fn finish(&mut self) {
         for tx in &self.edges {
             // A consumer that is gone has nothing left to end.
             let _ = send(tx, Msg::End, &self.stop);
@@ -38,6 +39,16 @@ impl LocalOutput {
         self.tap = None;
     }
 
+    fn emitted(&self) -> u64 {
+        self.emitted
+    }
+
+    fn refused_for_stop(&self) -> bool {
+        self.refused_for_stop
+    }
+}
+
+impl LocalOutput {
     fn deliver(&self, consumer: usize, seq: Seq, value: Payload) -> Result<(), EmitError> {
         let refused = match self.edges.get(consumer) {
             Some(tx) => match send(tx, Msg::Data(seq, value), &self.stop) {

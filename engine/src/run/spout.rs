@@ -1,23 +1,21 @@
-//! The thread of a spout in local mode: run the function, then end its
-//! stream.
+//! The run of a spout: call its function, then end its stream.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use super::output::LocalOutput;
-use super::{node_failure, RunControl};
+use super::{node_failure, NodeOutput, RunControl};
 use crate::body::SpoutFn;
 use crate::report::{Failure, NodeReport};
 
 /// Everything a spout thread owns.
-pub(crate) struct SpoutTask {
+pub(crate) struct SpoutTask<O> {
     pub(crate) name: String,
     pub(crate) body: Box<dyn SpoutFn>,
-    pub(crate) output: LocalOutput,
+    pub(crate) output: O,
     pub(crate) control: Arc<RunControl>,
 }
 
-impl SpoutTask {
+impl<O: NodeOutput> SpoutTask<O> {
     /// Runs the spout's function; its return ends the stream.
     pub(crate) fn run(mut self) -> NodeReport {
         let mut report = NodeReport {
@@ -30,7 +28,7 @@ impl SpoutTask {
         let result = catch_unwind(AssertUnwindSafe(|| body.run(output)));
         // An error returned after a send was refused for draining is the
         // spout obeying the stop request, not a failure.
-        let obeyed_stop = matches!(result, Ok(Err(_))) && self.output.refused_for_stop;
+        let obeyed_stop = matches!(result, Ok(Err(_))) && self.output.refused_for_stop();
         match node_failure(result) {
             Some(message) if !obeyed_stop && !self.control.stop.is_aborted() => {
                 self.control.fail(Failure::Node {
@@ -42,7 +40,7 @@ impl SpoutTask {
             }
             _ => self.output.finish(),
         }
-        report.messages_out = self.output.emitted;
+        report.messages_out = self.output.emitted();
         report
     }
 }

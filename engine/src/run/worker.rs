@@ -1,5 +1,5 @@
-//! The loop of a worker thread in local mode: read the accepted upstreams,
-//! step the node's core, call the function, until every upstream ended.
+//! The loop of a worker: read the accepted upstreams, step the node's core,
+//! call the function, until every upstream ended or the run aborts.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -8,27 +8,26 @@ use std::time::Instant;
 use crossbeam_channel::{Select, TryRecvError};
 
 use super::edge::{EdgeRx, Msg, TICK};
-use super::output::LocalOutput;
-use super::{node_failure, RunControl, Watch};
+use super::{node_failure, policy_event, EventSink, NodeOutput, RunControl};
 use crate::body::{Payload, WorkerFn};
 use crate::bundle::Notice;
 use crate::node::{NodeCore, Step};
 use crate::report::{IncompleteBundle, NodeReport, LISTED_INCOMPLETE};
 
 /// Everything a worker thread owns.
-pub(crate) struct WorkerTask {
+pub(crate) struct WorkerTask<O> {
     pub(crate) name: String,
     pub(crate) kind: &'static str,
     pub(crate) core: NodeCore<Payload>,
     pub(crate) body: Box<dyn WorkerFn>,
     pub(crate) inputs: Vec<EdgeRx>,
     pub(crate) upstream_names: Arc<[String]>,
-    pub(crate) output: LocalOutput,
+    pub(crate) output: O,
     pub(crate) control: Arc<RunControl>,
-    pub(crate) watch: Watch,
+    pub(crate) events: Option<Box<dyn EventSink>>,
 }
 
-impl WorkerTask {
+impl<O: NodeOutput> WorkerTask<O> {
     /// Runs the worker to the end of its inputs, or until the run aborts.
     pub(crate) fn run(mut self) -> NodeReport {
         let mut report = NodeReport {
@@ -113,7 +112,7 @@ impl WorkerTask {
                 self.receive(u, msg, &mut report, &mut open);
             }
         }
-        report.messages_out = self.output.emitted;
+        report.messages_out = self.output.emitted();
         report.policy = self.core.counts();
         report
     }
@@ -161,19 +160,23 @@ impl WorkerTask {
                         });
                     }
                 }
-                self.watch
-                    .event(&self.name, notice, &self.upstream_names, &self.control);
+                self.send_event(notice);
                 Ok(())
             }
             Step::Fatal(notice) => {
                 let failure =
                     crate::report::Failure::from_notice(&self.name, &notice, &self.upstream_names);
                 let message = failure.to_string();
-                self.watch
-                    .event(&self.name, notice, &self.upstream_names, &self.control);
+                self.send_event(notice);
                 self.control.fail(failure);
                 Err(message)
             }
+        }
+    }
+
+    fn send_event(&mut self, notice: Notice) {
+        if let Some(sink) = &mut self.events {
+            sink.event(policy_event(&self.name, notice, &self.upstream_names));
         }
     }
 }

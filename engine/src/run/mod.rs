@@ -1,0 +1,98 @@
+//! The node loops that every mode shares: a spout's run, a worker's read-
+//! step-call loop, and what they need from their mode: an output for their
+//! values, a sink for policy events, and the run's control.
+
+pub(crate) mod edge;
+pub(crate) mod spout;
+pub(crate) mod worker;
+
+use std::any::Any;
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use crate::body::{BoxError, Output};
+use crate::bundle::Notice;
+use crate::report::{Failure, PolicyEvent};
+use crate::stop::StopSignal;
+
+/// What the threads of a run (or of a node process) share: the stop signal
+/// and the first failure.
+#[derive(Debug, Default)]
+pub(crate) struct RunControl {
+    pub(crate) stop: StopSignal,
+    failure: Mutex<Option<Failure>>,
+}
+
+impl RunControl {
+    pub(crate) fn new(stop: StopSignal) -> Arc<Self> {
+        Arc::new(Self {
+            stop,
+            failure: Mutex::new(None),
+        })
+    }
+
+    /// Records `failure` if it is the first, and aborts the run.
+    pub(crate) fn fail(&self, failure: Failure) {
+        let mut first = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        if first.is_none() {
+            *first = Some(failure);
+        }
+        self.stop.abort();
+    }
+
+    /// The first failure, taken.
+    pub(crate) fn take_failure(&self) -> Option<Failure> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+}
+
+/// A node's output as its loop drives it, beyond emitting values.
+pub(crate) trait NodeOutput: Output + Send {
+    /// Ends the node's stream for every consumer.
+    fn finish(&mut self);
+
+    /// Values emitted so far.
+    fn emitted(&self) -> u64;
+
+    /// Whether a spout's emit was refused because the run drains (so the
+    /// error the spout returns with is not a failure).
+    fn refused_for_stop(&self) -> bool;
+}
+
+/// Where a node's policy events go: the debugger, in whatever process it is.
+pub(crate) trait EventSink: Send {
+    /// Hands over one event.
+    fn event(&mut self, event: PolicyEvent);
+}
+
+/// Builds the event of `node` for `notice`.
+pub(crate) fn policy_event(node: &str, notice: Notice, upstreams: &Arc<[String]>) -> PolicyEvent {
+    PolicyEvent {
+        node: node.to_owned(),
+        notice,
+        upstreams: upstreams.clone(),
+    }
+}
+
+/// The message of a node function's failure, or `None` if it succeeded.
+pub(crate) fn node_failure(result: thread::Result<Result<(), BoxError>>) -> Option<String> {
+    match result {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(panic) => Some(format!("panicked: {}", panic_message(&*panic))),
+    }
+}
+
+/// The message a panic was raised with.
+pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_owned()
+    }
+}
