@@ -10,8 +10,7 @@ use super::error::{CreateError, WaitReadersError, WriteError};
 use super::frame::{FrameBuf, FrameKind, FrameSerializer};
 use super::index::WriterIndex;
 use super::layout::{
-    align_frame, frame_size, FrameHeader, FRAME_HEADER_LEN, SLOT_ACTIVE, WRITER_ABANDONED,
-    WRITER_ENDED,
+    frame_size, FrameHeader, FRAME_HEADER_LEN, SLOT_ACTIVE, WRITER_ABANDONED, WRITER_ENDED,
 };
 use super::name::RingName;
 use super::segment::ShmRing;
@@ -131,6 +130,7 @@ impl RingWriter {
     }
 
     /// Writes a Data frame holding `bytes`, waiting for ring space if needed.
+    #[inline]
     pub fn write_bytes(&mut self, seq: u64, bytes: &[u8]) -> Result<(), WriteError> {
         self.write_raw(FrameKind::Data, seq, bytes)
     }
@@ -209,6 +209,7 @@ impl RingWriter {
         std::mem::take(&mut self.dead)
     }
 
+    #[inline]
     fn write_raw(&mut self, kind: FrameKind, seq: u64, bytes: &[u8]) -> Result<(), WriteError> {
         let max = self.max_payload();
         if bytes.len() > max {
@@ -252,17 +253,9 @@ impl RingWriter {
         // SAFETY: the frame's bytes at `pos` are below the writer's limit and
         // unpublished, so only we touch them; ring positions are multiples of
         // FRAME_ALIGN, which suits FrameHeader's alignment.
-        unsafe {
-            self.ring.at(pos).cast::<FrameHeader>().write(header);
-            // Zero the alignment padding so no stale bytes are ever exposed
-            // to a reader (`bytes()` stops at `len`, but be tidy for dumps).
-            let pad = align_frame(len as u64) as usize - len;
-            std::ptr::write_bytes(
-                self.ring.at(pos).add(FRAME_HEADER_LEN as usize + len),
-                0,
-                pad,
-            );
-        }
+        unsafe { self.ring.at(pos).cast::<FrameHeader>().write(header) };
+        // The alignment padding after the payload is left as it was: readers
+        // only ever see `len` bytes.
         self.index.publish(self.ring.control(), pos + size);
     }
 
