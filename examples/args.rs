@@ -44,6 +44,18 @@ impl Args {
             .map_err(|e| format!("{} {raw:?}: {e}\n{}", names[0], self.usage))
     }
 
+    /// The launch the common flags ask for: `--local` for local mode,
+    /// otherwise process mode with `--dir DIR` for the logs.
+    pub(crate) fn launch(&mut self) -> Result<clusterduck::Launch, String> {
+        let local = self.flag("--local");
+        let dir = self.value(&["--dir"], String::from(clusterduck::DEFAULT_LOG_DIR))?;
+        Ok(if local {
+            clusterduck::Launch::local()
+        } else {
+            clusterduck::Launch::processes().dir(dir)
+        })
+    }
+
     /// Fails on anything not taken yet.
     pub(crate) fn finish(self) -> Result<(), String> {
         match self.args.first() {

@@ -19,7 +19,9 @@ mod args;
 
 const USAGE: &str = "usage: collage [--hours N] [--local]
   --hours N   hours of photos per camera (default 24)
-  --local     run every node as a thread of this process (the default)";
+  --local     run every node as a thread of this process
+  --dir DIR   where each node's <name>.out and <name>.err go, in process
+              mode (the default: one process per node); /tmp/clusterduck";
 
 const WIDTH: u32 = 16;
 const HEIGHT: u32 = 8;
@@ -43,7 +45,7 @@ struct Collage {
 }
 
 fn main() -> ExitCode {
-    let hours = match parse() {
+    let (hours, mode) = match parse() {
         Ok(v) => v,
         Err(e) => {
             eprintln!("{e}");
@@ -65,7 +67,7 @@ fn main() -> ExitCode {
         },
     );
 
-    let launch = Launch::local()
+    let launch = mode
         .debug(&collage, |hour, c: Collage| {
             let checksum = c
                 .pixels
@@ -94,12 +96,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn parse() -> Result<u64, String> {
+fn parse() -> Result<(u64, Launch), String> {
     let mut args = args::Args::from_env(USAGE);
     let hours = args.value(&["--hours"], 24u64)?;
-    args.flag("--local");
+    let launch = args.launch()?;
     args.finish()?;
-    Ok(hours)
+    Ok((hours, launch))
 }
 
 /// A camera spout: one photo per hour, pairs of hours swapped as a flaky

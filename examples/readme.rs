@@ -23,13 +23,15 @@ mod args;
 const USAGE: &str = "usage: readme [-n N] [--seed S] [--local]
   -n N        ids per spout (default 100)
   --seed S    seed of the spouts' shuffles (default: random)
-  --local     run every node as a thread of this process (the default)";
+  --local     run every node as a thread of this process
+  --dir DIR   where each node's <name>.out and <name>.err go, in process
+              mode (the default: one process per node); /tmp/clusterduck";
 
 /// Ids are shuffled within blocks of this many.
 const SHUFFLE_BLOCK: u64 = 1024;
 
 fn main() -> ExitCode {
-    let (n, seed) = match parse() {
+    let (n, seed, mode) = match parse() {
         Ok(v) => v,
         Err(e) => {
             eprintln!("{e}");
@@ -64,7 +66,7 @@ fn main() -> ExitCode {
     );
 
     let mut stdout = BufWriter::new(std::io::stdout());
-    let launch = Launch::local()
+    let launch = mode
         .debug(&c, move |_, line: String| {
             // A closed stdout (a pipe to `head`) is no reason to stop the run.
             let _ = writeln!(stdout, "{line}");
@@ -85,13 +87,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn parse() -> Result<(u64, u64), String> {
+fn parse() -> Result<(u64, u64, Launch), String> {
     let mut args = args::Args::from_env(USAGE);
     let n = args.value(&["-n"], 100u64)?;
     let seed = args.value(&["--seed"], fastrand::u64(..))?;
-    args.flag("--local");
+    let launch = args.launch()?;
     args.finish()?;
-    Ok((n, seed))
+    Ok((n, seed, launch))
 }
 
 /// The ids `0..n`, each block of [`SHUFFLE_BLOCK`] ids in a random order.

@@ -31,9 +31,9 @@ pub enum SendError<T> {
     /// The run is failing because of another node; what the spout does now is
     /// discarded.
     Aborted(T),
-    /// The value could not be copied for a second consumer (its archived
-    /// form did not read back).
-    Copy(String),
+    /// The value could not be archived, copied for a second consumer, or
+    /// written to the node's output.
+    Failed(String),
 }
 
 impl<T> SendError<T> {
@@ -41,7 +41,7 @@ impl<T> SendError<T> {
     pub fn into_value(self) -> Option<T> {
         match self {
             SendError::Stopping(v) | SendError::Aborted(v) => Some(v),
-            SendError::Copy(_) => None,
+            SendError::Failed(_) => None,
         }
     }
 }
@@ -51,7 +51,7 @@ impl<T> fmt::Debug for SendError<T> {
         match self {
             SendError::Stopping(_) => f.write_str("SendError::Stopping(..)"),
             SendError::Aborted(_) => f.write_str("SendError::Aborted(..)"),
-            SendError::Copy(e) => write!(f, "SendError::Copy({e:?})"),
+            SendError::Failed(e) => write!(f, "SendError::Failed({e:?})"),
         }
     }
 }
@@ -61,7 +61,7 @@ impl<T> fmt::Display for SendError<T> {
         match self {
             SendError::Stopping(_) => f.write_str("the run is stopping"),
             SendError::Aborted(_) => f.write_str("the run was aborted"),
-            SendError::Copy(e) => write!(f, "could not copy the value for fan-out: {e}"),
+            SendError::Failed(e) => write!(f, "could not send the value: {e}"),
         }
     }
 }
@@ -82,13 +82,13 @@ impl<'a, T: Message> Dispatcher<'a, T> {
         self.out.emit(seq, Box::new(value)).map_err(|e| match e {
             EmitError::Stopping(v) => match unbox::<T>(v) {
                 Ok(v) => SendError::Stopping(v),
-                Err(e) => SendError::Copy(e.to_string()),
+                Err(e) => SendError::Failed(e.to_string()),
             },
             EmitError::Aborted(v) => match unbox::<T>(v) {
                 Ok(v) => SendError::Aborted(v),
-                Err(e) => SendError::Copy(e.to_string()),
+                Err(e) => SendError::Failed(e.to_string()),
             },
-            EmitError::Codec(e) => SendError::Copy(e.to_string()),
+            EmitError::Failed(e) => SendError::Failed(e.to_string()),
         })
     }
 

@@ -55,7 +55,7 @@ impl<'a, U: Message> Emitter<'a, U> {
             Ok(()) => {}
             // The run is failing because of another node: the value is moot.
             Err(EmitError::Aborted(_) | EmitError::Stopping(_)) => {}
-            Err(EmitError::Codec(e)) => {
+            Err(EmitError::Failed(e)) => {
                 self.error.get_or_insert(e);
             }
         }

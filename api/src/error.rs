@@ -1,6 +1,7 @@
 //! What can go wrong with a launch.
 
 use clusterduck_engine::graph::GraphError;
+use clusterduck_engine::process::LaunchError;
 use clusterduck_engine::report::{Failure, RunFailure, RunReport};
 
 /// Why [`Topology::launch`](crate::Topology::launch) did not return a
@@ -22,6 +23,10 @@ pub enum Error {
         /// The node's name.
         node: String,
     },
+    /// The node processes could not be started (log directory, control
+    /// port, program); nothing was left running.
+    #[error("cannot launch: {0}")]
+    Launch(#[from] LaunchError),
     /// The run started and failed: the first failure and what the run did
     /// until then.
     #[error("{}", .0.failure)]

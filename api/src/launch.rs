@@ -3,11 +3,14 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::thread;
+use std::time::Duration;
 
 use clusterduck_engine::body::{DebugSink, Payload};
 use clusterduck_engine::graph::{Graph, NodeId};
 use clusterduck_engine::local::{LocalRun, DEFAULT_EDGE_CAPACITY};
+use clusterduck_engine::process::{node_main, node_role, ProcessRun, DEFAULT_DIR};
 use clusterduck_engine::report::{PolicyEvent, RunFailure, RunReport};
 use clusterduck_engine::stop::StopSignal;
 use clusterduck_engine::Seq;
@@ -27,7 +30,13 @@ type EventCallback = Box<dyn FnMut(&PolicyEvent) + Send>;
 pub enum Mode {
     /// Every node is a thread of the launching process.
     Local,
+    /// Every node is a process of its own, started by re-executing this
+    /// program; values cross between them through shared-memory rings.
+    Processes,
 }
+
+/// Default bytes of a node's output ring in process mode.
+pub const DEFAULT_RING_BYTES: usize = 4 << 20;
 
 /// The options of a launch.
 ///
@@ -47,6 +56,9 @@ pub enum Mode {
 /// ```
 pub struct Launch {
     mode: Mode,
+    dir: PathBuf,
+    ring_bytes: usize,
+    ready_timeout: Duration,
     edge_capacity: usize,
     watches: Vec<(u64, NodeId, String, OutputCallback)>,
     on_event: Option<EventCallback>,
@@ -58,6 +70,8 @@ impl fmt::Debug for Launch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Launch")
             .field("mode", &self.mode)
+            .field("dir", &self.dir)
+            .field("ring_bytes", &self.ring_bytes)
             .field("edge_capacity", &self.edge_capacity)
             .field(
                 "watched",
@@ -75,10 +89,14 @@ impl Default for Launch {
 }
 
 impl Launch {
-    /// The default launch: today, [`Mode::Local`].
+    /// The default launch: [`Mode::Processes`], logs in
+    /// `/tmp/clusterduck`.
     pub fn new() -> Self {
         Self {
-            mode: Mode::Local,
+            mode: Mode::Processes,
+            dir: PathBuf::from(DEFAULT_DIR),
+            ring_bytes: DEFAULT_RING_BYTES,
+            ready_timeout: Duration::from_secs(30),
             edge_capacity: DEFAULT_EDGE_CAPACITY,
             watches: Vec::new(),
             on_event: None,
@@ -95,9 +113,41 @@ impl Launch {
         }
     }
 
+    /// Every node a process of its own.
+    pub fn processes() -> Self {
+        Self {
+            mode: Mode::Processes,
+            ..Self::new()
+        }
+    }
+
     /// The mode.
     pub fn mode(&self) -> Mode {
         self.mode
+    }
+
+    /// Where each node's stdout and stderr go in process mode, as
+    /// `<dir>/<name>.out` and `<dir>/<name>.err` (appended to, each run
+    /// starting with a header line); `/tmp/clusterduck` by default, created
+    /// if missing. In local mode every node shares the launching process's
+    /// stdout and stderr.
+    pub fn dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.dir = dir.as_ref().to_owned();
+        self
+    }
+
+    /// Bytes of each node's output ring in process mode (4 MiB by default);
+    /// the largest value a node can emit is a little less than half of it.
+    pub fn ring_bytes(mut self, bytes: usize) -> Self {
+        self.ring_bytes = bytes;
+        self
+    }
+
+    /// How long node processes may take to start and report ready (30 s by
+    /// default).
+    pub fn ready_timeout(mut self, timeout: Duration) -> Self {
+        self.ready_timeout = timeout;
+        self
     }
 
     /// How many values may be in flight on one edge before its producer
@@ -213,11 +263,17 @@ impl Topology {
 
     /// Validates the topology and starts it; [`Running::wait`] returns its
     /// report.
+    ///
+    /// In process mode, a node process (this same program, re-executed by
+    /// the master) does not return from here: it runs its node and exits.
     pub fn start(self, launch: Launch) -> Result<Running, Error> {
         if let Some(e) = self.deferred {
             return Err(e.into());
         }
         let graph = Graph::new(self.specs)?;
+        if launch.mode == Mode::Processes && node_role().is_some() {
+            node_main(graph, self.impls);
+        }
         let mut outputs = HashMap::new();
         for (topology, id, name, callback) in launch.watches {
             if topology != self.id {
@@ -237,16 +293,34 @@ impl Topology {
                     on_event: launch.on_event,
                 }))
             };
-        let ctrl_c = launch.ctrl_c && ctrl_c::register(&launch.stop);
-        let run = LocalRun {
-            edge_capacity: launch.edge_capacity,
-            watched,
-            stop: launch.stop.clone(),
-        };
         let impls = self.impls;
+        let run: Box<dyn FnOnce() -> Result<RunReport, RunFailure> + Send> = match launch.mode {
+            Mode::Local => {
+                let run = LocalRun {
+                    edge_capacity: launch.edge_capacity,
+                    watched,
+                    stop: launch.stop.clone(),
+                };
+                Box::new(move || run.run(&graph, impls, debugger))
+            }
+            Mode::Processes => {
+                let codecs = impls.iter().map(|i| i.codec.clone()).collect();
+                let master = ProcessRun {
+                    dir: launch.dir.clone(),
+                    ring_bytes: launch.ring_bytes,
+                    edge_capacity: launch.edge_capacity,
+                    watched,
+                    stop: launch.stop.clone(),
+                    ready_timeout: launch.ready_timeout,
+                }
+                .start(graph, codecs, debugger)?;
+                Box::new(move || master.wait())
+            }
+        };
+        let ctrl_c = launch.ctrl_c && ctrl_c::register(&launch.stop);
         let thread = thread::Builder::new()
             .name("clusterduck-run".into())
-            .spawn(move || run.run(&graph, impls, debugger))
+            .spawn(run)
             .expect("spawn the run thread");
         Ok(Running {
             stop: launch.stop,

@@ -83,6 +83,7 @@ mod topology;
 pub use clusterduck_engine::body::BoxError;
 pub use clusterduck_engine::bundle::{Bundling, GapPolicy, Notice, OverflowPolicy, PolicyCounts};
 pub use clusterduck_engine::graph::GraphError;
+pub use clusterduck_engine::process::DEFAULT_DIR as DEFAULT_LOG_DIR;
 pub use clusterduck_engine::report::{
     Failure, IncompleteBundle, NodeReport, PolicyEvent, RunFailure, RunReport,
 };
@@ -91,7 +92,7 @@ pub use clusterduck_engine::Seq;
 pub use dispatcher::{Dispatcher, SendError};
 pub use emitter::Emitter;
 pub use error::Error;
-pub use launch::{Launch, Mode, Running};
+pub use launch::{Launch, Mode, Running, DEFAULT_RING_BYTES};
 pub use message::Message;
 pub use node::{Bundle, Inputs, Node, NodeRef};
 pub use rkyv;

@@ -78,7 +78,50 @@ impl<T: Message> Codec for TypedCodec<T> {
         let copy = rkyv::from_bytes::<T, rancor::Error>(&bytes)?;
         Ok(Box::new(copy))
     }
+
+    fn encode(
+        &self,
+        value: &(dyn Any + Send),
+        write: &mut dyn FnMut(&[u8]) -> Result<(), BoxError>,
+    ) -> Result<(), BoxError> {
+        let value = value
+            .downcast_ref::<T>()
+            .ok_or_else(|| format!("a value is not of type {}", self.type_name()))?;
+        // One scratch buffer per thread, reused: no allocation per value.
+        SCRATCH.with(|scratch| {
+            let mut buffer = scratch.take();
+            buffer.clear();
+            let result = rkyv::api::high::to_bytes_in::<_, rancor::Error>(value, buffer);
+            match result {
+                Ok(bytes) => {
+                    let written = write(&bytes);
+                    scratch.set(bytes);
+                    written
+                }
+                Err(e) => Err(e.into()),
+            }
+        })
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<Payload, BoxError> {
+        let value = if (bytes.as_ptr() as usize) % ARCHIVE_ALIGN == 0 {
+            rkyv::from_bytes::<T, rancor::Error>(bytes)?
+        } else {
+            let mut aligned = AlignedVec::<ARCHIVE_ALIGN>::with_capacity(bytes.len());
+            aligned.extend_from_slice(bytes);
+            rkyv::from_bytes::<T, rancor::Error>(&aligned)?
+        };
+        Ok(Box::new(value))
+    }
 }
+
+thread_local! {
+    static SCRATCH: std::cell::Cell<AlignedVec> = std::cell::Cell::new(AlignedVec::new());
+}
+
+/// The alignment archived values are read at: rkyv's largest primitive
+/// alignment, which its `AlignedVec` also uses.
+const ARCHIVE_ALIGN: usize = 16;
 
 /// Unboxes a value the engine carried, which the typed API made of type `T`.
 pub(crate) fn unbox<T: Message>(value: Payload) -> Result<T, BoxError> {

@@ -28,6 +28,18 @@ pub trait Codec: Send + Sync + fmt::Debug {
     /// then read back. Fan-out gives each consumer its own value this way,
     /// so value types need no `Clone`.
     fn duplicate(&self, value: &(dyn Any + Send)) -> Result<Payload, BoxError>;
+
+    /// Archives `value` and hands the bytes to `write`. The bytes must be
+    /// read back from an address aligned to 16.
+    fn encode(
+        &self,
+        value: &(dyn Any + Send),
+        write: &mut dyn FnMut(&[u8]) -> Result<(), BoxError>,
+    ) -> Result<(), BoxError>;
+
+    /// Reads a value back from its archived form, validating it first:
+    /// bytes from another process are never trusted.
+    fn decode(&self, bytes: &[u8]) -> Result<Payload, BoxError>;
 }
 
 /// Why a value could not be emitted; the value comes back.
@@ -37,8 +49,8 @@ pub enum EmitError {
     Stopping(Payload),
     /// The run is failing; whatever the node does now is discarded.
     Aborted(Payload),
-    /// The value could not be copied for a second consumer.
-    Codec(BoxError),
+    /// The value could not be archived, copied or written.
+    Failed(BoxError),
 }
 
 impl fmt::Display for EmitError {
@@ -46,7 +58,7 @@ impl fmt::Display for EmitError {
         match self {
             EmitError::Stopping(_) => write!(f, "the run is stopping"),
             EmitError::Aborted(_) => write!(f, "the run was aborted"),
-            EmitError::Codec(e) => write!(f, "could not copy the value for fan-out: {e}"),
+            EmitError::Failed(e) => write!(f, "could not emit the value: {e}"),
         }
     }
 }

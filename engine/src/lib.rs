@@ -24,10 +24,12 @@
 
 pub mod body;
 pub mod bundle;
+mod failure;
 pub mod fingerprint;
 pub mod graph;
 pub mod local;
 pub mod node;
+pub mod process;
 pub mod report;
 mod run;
 pub mod stop;

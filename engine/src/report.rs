@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::bundle::{Notice, PolicyCounts};
+pub use crate::failure::Failure;
 use crate::Seq;
 
 /// At most this many incomplete bundles are listed per node in a report;
@@ -84,7 +85,7 @@ impl fmt::Display for PolicyEvent {
 }
 
 /// A bundle still incomplete at end of stream.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct IncompleteBundle {
     /// Its id.
     pub seq: Seq,
@@ -93,12 +94,14 @@ pub struct IncompleteBundle {
 }
 
 /// What one node did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
 pub struct NodeReport {
     /// The node's name.
     pub name: String,
     /// `spout`, `worker` or `bundled`.
-    pub kind: &'static str,
+    pub kind: String,
     /// Values received from upstreams, dropped ones included.
     pub messages_in: u64,
     /// Values emitted.
@@ -175,74 +178,6 @@ impl fmt::Display for RunReport {
             }
         }
         Ok(())
-    }
-}
-
-/// Why a run failed.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum Failure {
-    /// A node's function returned an error or panicked.
-    #[error("node {node} failed{}: {message}", seq.map(|s| format!(" at seq {s}")).unwrap_or_default())]
-    Node {
-        /// The node.
-        node: String,
-        /// The id of the input being processed, if any (spouts have none).
-        seq: Option<Seq>,
-        /// The error's message, or `panicked: <message>`.
-        message: String,
-    },
-    /// A bundle never completed and the gap policy is to fail.
-    #[error("node {node}: seq {seq} never completed: nothing from {} within the gap timeout (gap policy: fail)", missing.join(", "))]
-    Gap {
-        /// The bundled node.
-        node: String,
-        /// The missing bundle's id.
-        seq: Seq,
-        /// The upstreams that did not send it.
-        missing: Vec<String>,
-    },
-    /// An unordered node's table was full and the overflow policy is to fail.
-    #[error("node {node}: bundling table full when seq {seq} arrived from {upstream} (overflow policy: fail)")]
-    Overflow {
-        /// The bundled node.
-        node: String,
-        /// The id that did not fit.
-        seq: Seq,
-        /// The upstream that sent it.
-        upstream: String,
-    },
-    /// The debugger's callback panicked.
-    #[error("the debugger callback panicked: {message}")]
-    Debugger {
-        /// The panic's message.
-        message: String,
-    },
-    /// A second Ctrl-C (or an abort request) stopped the run without draining.
-    #[error("the run was aborted before it drained")]
-    Aborted,
-}
-
-impl Failure {
-    /// The failure a fatal policy notice of `node` stands for: a gap or an
-    /// overflow (no other notice is fatal).
-    pub fn from_notice(node: &str, notice: &Notice, upstreams: &[String]) -> Self {
-        match notice {
-            Notice::Overflow { seq, upstream } => Failure::Overflow {
-                node: node.to_owned(),
-                seq: *seq,
-                upstream: upstreams[*upstream].clone(),
-            },
-            Notice::Gap { seq, missing } => Failure::Gap {
-                node: node.to_owned(),
-                seq: *seq,
-                missing: missing.iter().map(|i| upstreams[*i].clone()).collect(),
-            },
-            other => Failure::Node {
-                node: node.to_owned(),
-                seq: Some(other.seq()),
-                message: format!("unexpected fatal policy event {other:?}"),
-            },
-        }
     }
 }
 

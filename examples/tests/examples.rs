@@ -38,7 +38,11 @@ fn run(cmd: &mut Command) -> Output {
 }
 
 fn lines(bytes: &[u8]) -> Vec<String> {
-    String::from_utf8(bytes.to_vec()).expect("utf-8").lines().map(str::to_owned).collect()
+    String::from_utf8(bytes.to_vec())
+        .expect("utf-8")
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 fn expected_readme(n: u64) -> Vec<String> {
@@ -51,13 +55,23 @@ fn readme_prints_one_line_per_id_in_order_on_stdout_and_cs_stderr() {
     let out = run(example("readme").args(["--local", "-n", "1000"]));
     assert_eq!(lines(&out.stdout), expected_readme(1000));
     let stderr = lines(&out.stderr);
-    let from_c: Vec<String> = stderr.iter().filter(|l| l.starts_with("seq=")).cloned().collect();
-    assert_eq!(from_c, expected_readme(1000), "C writes each line to its stderr");
+    let from_c: Vec<String> = stderr
+        .iter()
+        .filter(|l| l.starts_with("seq="))
+        .cloned()
+        .collect();
+    assert_eq!(
+        from_c,
+        expected_readme(1000),
+        "C writes each line to its stderr"
+    );
     let report = stderr.join("\n");
     assert!(report.contains("run report"), "{report}");
     assert!(
-        report.lines().any(|l| l.split_whitespace().collect::<Vec<_>>()
-            == ["C", "bundled", "2000", "1000", "0", "0", "0", "0", "0"]),
+        report
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["C", "bundled", "2000", "1000", "0", "0", "0", "0", "0"]),
         "{report}"
     );
 }
@@ -78,7 +92,10 @@ fn readme_rejects_bad_flags_with_its_usage() {
     let out = example("readme").args(["-n", "many"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.starts_with("-n \"many\": invalid digit found in string"), "{err}");
+    assert!(
+        err.starts_with("-n \"many\": invalid digit found in string"),
+        "{err}"
+    );
     assert!(err.contains("usage: readme"), "{err}");
     let out = example("readme").arg("--frobnicate").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -93,7 +110,9 @@ fn collage_stitches_one_collage_per_hour_in_order() {
     assert_eq!(lines.len(), 24);
     for (hour, line) in lines.iter().enumerate() {
         assert!(
-            line.starts_with(&format!("hour={hour:02} collage 48x8 of tokyo+paris+new-york checksum=")),
+            line.starts_with(&format!(
+                "hour={hour:02} collage 48x8 of tokyo+paris+new-york checksum="
+            )),
             "{line}"
         );
     }

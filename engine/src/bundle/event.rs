@@ -4,7 +4,7 @@ use crate::Seq;
 
 /// Something a policy did, counted in the report and shown to the debugger.
 /// Upstreams are named by their index in the node's upstream list.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub enum Notice {
     /// A second value for a pending `(seq, upstream)` was dropped.
     Duplicate {
@@ -83,7 +83,9 @@ pub enum TableEvent<V> {
 }
 
 /// Counts of what the policies did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
 pub struct PolicyCounts {
     /// Duplicate values dropped.
     pub duplicates: u64,

@@ -83,7 +83,7 @@ impl Output for LocalOutput {
             let copy = self
                 .codec
                 .duplicate(value.as_ref())
-                .map_err(EmitError::Codec)?;
+                .map_err(EmitError::Failed)?;
             self.deliver(consumer, seq, copy)?;
         }
         if consumers > 0 {

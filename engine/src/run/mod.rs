@@ -54,6 +54,10 @@ pub(crate) trait NodeOutput: Output + Send {
     /// Ends the node's stream for every consumer.
     fn finish(&mut self);
 
+    /// Makes what was emitted visible to consumers that sleep: called
+    /// before the node waits for input.
+    fn flush(&mut self) {}
+
     /// Values emitted so far.
     fn emitted(&self) -> u64;
 

@@ -20,7 +20,7 @@ impl<O: NodeOutput> SpoutTask<O> {
     pub(crate) fn run(mut self) -> NodeReport {
         let mut report = NodeReport {
             name: self.name.clone(),
-            kind: "spout",
+            kind: "spout".to_owned(),
             ..NodeReport::default()
         };
         let body = self.body;

@@ -32,7 +32,7 @@ impl<O: NodeOutput> WorkerTask<O> {
     pub(crate) fn run(mut self) -> NodeReport {
         let mut report = NodeReport {
             name: self.name.clone(),
-            kind: self.kind,
+            kind: self.kind.to_owned(),
             ..NodeReport::default()
         };
         let mut open: Vec<bool> = vec![true; self.inputs.len()];
@@ -84,6 +84,7 @@ impl<O: NodeOutput> WorkerTask<O> {
             }
             // Nothing there: sleep until something arrives, the gap deadline
             // passes, or a tick to look at the stop signal.
+            self.output.flush();
             let timeout = self
                 .core
                 .deadline()

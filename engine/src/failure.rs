@@ -1,0 +1,112 @@
+//! Why a run failed: the first failure of any node, or of the run itself.
+//!
+//! (In a module of its own, private, so that the types rkyv derives beside
+//! it stay out of the public API.)
+
+use crate::bundle::Notice;
+use crate::Seq;
+
+/// Why a run failed.
+#[derive(
+    Clone, Debug, PartialEq, Eq, thiserror::Error, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
+pub enum Failure {
+    /// A node's function returned an error or panicked.
+    #[error("node {node} failed{}: {message}", seq.map(|s| format!(" at seq {s}")).unwrap_or_default())]
+    Node {
+        /// The node.
+        node: String,
+        /// The id of the input being processed, if any (spouts have none).
+        seq: Option<Seq>,
+        /// The error's message, or `panicked: <message>`.
+        message: String,
+    },
+    /// A bundle never completed and the gap policy is to fail.
+    #[error("node {node}: seq {seq} never completed: nothing from {} within the gap timeout (gap policy: fail)", missing.join(", "))]
+    Gap {
+        /// The bundled node.
+        node: String,
+        /// The missing bundle's id.
+        seq: Seq,
+        /// The upstreams that did not send it.
+        missing: Vec<String>,
+    },
+    /// An unordered node's table was full and the overflow policy is to fail.
+    #[error("node {node}: bundling table full when seq {seq} arrived from {upstream} (overflow policy: fail)")]
+    Overflow {
+        /// The bundled node.
+        node: String,
+        /// The id that did not fit.
+        seq: Seq,
+        /// The upstream that sent it.
+        upstream: String,
+    },
+    /// The debugger's callback panicked.
+    #[error("the debugger callback panicked: {message}")]
+    Debugger {
+        /// The panic's message.
+        message: String,
+    },
+    /// A node's process ended without finishing its work.
+    #[error("node {node} (pid {pid}) {cause}")]
+    Died {
+        /// The node.
+        node: String,
+        /// Its process id.
+        pid: u32,
+        /// How it ended: `killed by signal 9 (SIGKILL)`, `exited with status 1`.
+        cause: String,
+    },
+    /// A node's process refused to run (its topology differs from the
+    /// master's, or its configuration could not be read).
+    #[error("node {node} refused to start: {reason}")]
+    Refused {
+        /// The node.
+        node: String,
+        /// Why, in the node's words.
+        reason: String,
+    },
+    /// A node's process did not report ready in time.
+    #[error("node {node} did not report ready within {seconds}s")]
+    NotReady {
+        /// The node.
+        node: String,
+        /// How long the master waited.
+        seconds: u64,
+    },
+    /// The control connection with a node failed.
+    #[error("node {node}: control connection lost: {message}")]
+    Control {
+        /// The node.
+        node: String,
+        /// What happened.
+        message: String,
+    },
+    /// A second Ctrl-C (or an abort request) stopped the run without draining.
+    #[error("the run was aborted before it drained")]
+    Aborted,
+}
+
+impl Failure {
+    /// The failure a fatal policy notice of `node` stands for: a gap or an
+    /// overflow (no other notice is fatal).
+    pub fn from_notice(node: &str, notice: &Notice, upstreams: &[String]) -> Self {
+        match notice {
+            Notice::Overflow { seq, upstream } => Failure::Overflow {
+                node: node.to_owned(),
+                seq: *seq,
+                upstream: upstreams[*upstream].clone(),
+            },
+            Notice::Gap { seq, missing } => Failure::Gap {
+                node: node.to_owned(),
+                seq: *seq,
+                missing: missing.iter().map(|i| upstreams[*i].clone()).collect(),
+            },
+            other => Failure::Node {
+                node: node.to_owned(),
+                seq: Some(other.seq()),
+                message: format!("unexpected fatal policy event {other:?}"),
+            },
+        }
+    }
+}

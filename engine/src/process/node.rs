@@ -1,0 +1,283 @@
+//! The node side of process mode: what a re-executed binary does instead of
+//! launching, once its topology is built.
+
+use std::io::{self, Read};
+use std::net::TcpStream;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use clusterduck_transport::{RingName, RingReader, RingWriter};
+use rkyv::util::AlignedVec;
+
+use super::auth::{self, Secret};
+use super::input::spawn_reader;
+use super::output::RingOutput;
+use super::protocol::{decode, encode, NodeConfig, ToMaster, ToNode};
+use super::wire::{read_message, write_message};
+use crate::body::{Body, NodeImpl};
+use crate::fingerprint::Fingerprint;
+use crate::graph::{Graph, NodeId, NodeKind};
+use crate::node::NodeCore;
+use crate::report::{NodeReport, PolicyEvent};
+use crate::run::edge::edge;
+use crate::run::spout::SpoutTask;
+use crate::run::worker::WorkerTask;
+use crate::run::{EventSink, RunControl};
+use crate::stop::StopSignal;
+
+/// The environment variable that makes a process a node: it holds the
+/// node's name. Set by the master, never by hand.
+pub const NODE_ENV: &str = "CLUSTERDUCK_NODE";
+
+/// How often a node tells the master it is alive.
+pub(crate) const HEARTBEAT: Duration = Duration::from_millis(500);
+
+/// How long a node waits for its consumers to attach to its ring.
+const ATTACH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The name of the node this process must run, if it is a node process.
+pub fn node_role() -> Option<String> {
+    std::env::var(NODE_ENV).ok()
+}
+
+/// The sending half of the control connection, shared by the node's
+/// threads.
+#[derive(Clone)]
+pub(crate) struct ControlTx(Arc<Mutex<TcpStream>>);
+
+impl ControlTx {
+    pub(crate) fn send(&self, message: &ToMaster) -> io::Result<()> {
+        let bytes = encode(message);
+        let mut stream = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        write_message(&mut *stream, &bytes)
+    }
+}
+
+/// Sends policy events to the master.
+struct ControlEvents(ControlTx);
+
+impl EventSink for ControlEvents {
+    fn event(&mut self, event: PolicyEvent) {
+        let _ = self.0.send(&ToMaster::Event {
+            notice: event.notice,
+        });
+    }
+}
+
+/// Runs this process's node of `graph`, then exits the process: 0 when the
+/// node finished, 1 when it failed, 2 when it could not start, 3 when its
+/// topology differs from the master's. Never returns.
+pub fn node_main(graph: Graph, impls: Vec<NodeImpl>) -> ! {
+    let code = match run(graph, impls) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("clusterduck: this node process cannot start: {message}");
+            2
+        }
+    };
+    std::process::exit(code)
+}
+
+fn read_config() -> Result<NodeConfig, String> {
+    let mut bytes = Vec::new();
+    io::stdin()
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("reading the configuration on stdin: {e}"))?;
+    let mut aligned = AlignedVec::<16>::with_capacity(bytes.len());
+    aligned.extend_from_slice(&bytes);
+    decode::<NodeConfig>(&aligned).map_err(|e| format!("bad configuration on stdin: {e}"))
+}
+
+fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<i32, String> {
+    let config = read_config()?;
+    let id = config.node as NodeId;
+    if id >= graph.nodes().len() {
+        return Err(format!(
+            "the master asked for node #{id}, which this topology lacks"
+        ));
+    }
+    let name = graph.node(id).name.clone();
+    let mut stream = TcpStream::connect(&config.control)
+        .map_err(|e| format!("connecting to the master at {}: {e}", config.control))?;
+    stream.set_nodelay(true).ok();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    auth::connect(&mut stream, &Secret::from_bytes(config.secret), config.node)
+        .map_err(|e| format!("authenticating with the master: {e}"))?;
+    stream.set_read_timeout(None).ok();
+    let tx = ControlTx(Arc::new(Mutex::new(
+        stream.try_clone().map_err(|e| e.to_string())?,
+    )));
+
+    let ours = Fingerprint::of(&graph);
+    if ours.hash() != config.fingerprint {
+        let reason = format!(
+            "topology fingerprint mismatch: the master has {:016x} [{}], this process has {ours}",
+            config.fingerprint, config.description
+        );
+        eprintln!("clusterduck: node {name} refused to start: {reason}");
+        let _ = tx.send(&ToMaster::Refused { reason });
+        return Ok(3);
+    }
+
+    let consumers = graph.downstreams(id).len();
+    let ring = if consumers > 0 {
+        let ring_name = RingName::new(&config.run_id, &name).map_err(|e| e.to_string())?;
+        Some(
+            RingWriter::create(&ring_name, config.ring_bytes as usize)
+                .map_err(|e| e.to_string())?,
+        )
+    } else {
+        None
+    };
+    tx.send(&ToMaster::Ready {
+        pid: std::process::id(),
+    })
+    .map_err(|e| format!("telling the master: {e}"))?;
+
+    // Wait for the go; then the control connection carries drain and abort.
+    let mut buf = AlignedVec::new();
+    loop {
+        read_message(&mut stream, &mut buf).map_err(|e| format!("waiting for start: {e}"))?;
+        match decode::<ToNode>(&buf).map_err(|e| format!("bad message from the master: {e}"))? {
+            ToNode::Start => break,
+            ToNode::Drain => {}
+            ToNode::Abort => return Ok(1),
+        }
+    }
+    let stop = StopSignal::new();
+    listen(stream, stop.clone());
+    heartbeat(tx.clone());
+    let control = RunControl::new(stop);
+
+    let spec = graph.node(id).clone();
+    // Values from upstreams are decoded with their codecs: this process
+    // built the whole topology, so it has every codec.
+    let codecs: Vec<_> = impls.iter().map(|i| i.codec.clone()).collect();
+    let node = impls.swap_remove(id);
+    let output = RingOutput {
+        ring,
+        tap: config.watched.then(|| tx.clone()),
+        codec: node.codec,
+        stop: control.stop.clone(),
+        is_spout: matches!(spec.kind, NodeKind::Spout),
+        emitted: 0,
+        refused_for_stop: false,
+        last_flush: Instant::now(),
+    };
+    let report = match node.body {
+        Body::Spout(body) => {
+            wait_for_consumers(&output, consumers)?;
+            SpoutTask {
+                name: name.clone(),
+                body,
+                output,
+                control: control.clone(),
+            }
+            .run()
+        }
+        Body::Worker(body) => {
+            // Attach to the upstreams first, then wait for our own readers:
+            // in a DAG the leaves attach first and nobody waits in a circle.
+            let mut inputs = Vec::new();
+            let mut readers = Vec::new();
+            for up in graph.upstreams(id) {
+                let up_name = &graph.node(*up).name;
+                let ring_name =
+                    RingName::new(&config.run_id, up_name).map_err(|e| e.to_string())?;
+                let reader = RingReader::attach(&ring_name)
+                    .map_err(|e| format!("attaching to the ring of {up_name}: {e}"))?;
+                let (edge_tx, edge_rx) = edge(config.edge_capacity as usize);
+                inputs.push(edge_rx);
+                readers.push((up_name.clone(), reader, codecs[*up].clone(), edge_tx));
+            }
+            wait_for_consumers(&output, consumers)?;
+            for (up_name, reader, codec, edge_tx) in readers {
+                spawn_reader(
+                    name.clone(),
+                    up_name,
+                    reader,
+                    codec,
+                    edge_tx,
+                    control.clone(),
+                );
+            }
+            WorkerTask {
+                name: name.clone(),
+                kind: if matches!(spec.kind, NodeKind::Worker) {
+                    "worker"
+                } else {
+                    "bundled"
+                },
+                core: NodeCore::new(&spec),
+                body,
+                inputs,
+                upstream_names: spec.upstreams.clone().into(),
+                output,
+                control: control.clone(),
+                events: Some(Box::new(ControlEvents(tx.clone()))),
+            }
+            .run()
+        }
+    };
+    finish(&tx, &control, report)
+}
+
+fn wait_for_consumers(output: &RingOutput, consumers: usize) -> Result<(), String> {
+    if let Some(ring) = &output.ring {
+        ring.wait_for_readers(consumers, ATTACH_TIMEOUT)
+            .map_err(|e| format!("waiting for the consumers to attach: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Sends the node's last word: its report, and its failure if it failed.
+fn finish(tx: &ControlTx, control: &RunControl, report: NodeReport) -> Result<i32, String> {
+    let (message, code) = match control.take_failure() {
+        Some(failure) => (ToMaster::Failed { failure, report }, 1),
+        None => (ToMaster::Done { report }, 0),
+    };
+    tx.send(&message)
+        .map_err(|e| format!("sending the report to the master: {e}"))?;
+    Ok(code)
+}
+
+/// Obeys the master: drain, abort. A master that goes away ends this
+/// process at once: no orphans.
+fn listen(mut stream: TcpStream, stop: StopSignal) {
+    thread::Builder::new()
+        .name("clusterduck-control".into())
+        .spawn(move || {
+            let mut buf = AlignedVec::new();
+            loop {
+                if read_message(&mut stream, &mut buf).is_err() {
+                    eprintln!("clusterduck: the master went away; exiting");
+                    std::process::exit(1);
+                }
+                match decode::<ToNode>(&buf) {
+                    Ok(ToNode::Drain) => {
+                        stop.drain();
+                    }
+                    Ok(ToNode::Abort) => std::process::exit(1),
+                    Ok(ToNode::Start) => {}
+                    Err(e) => {
+                        eprintln!("clusterduck: bad message from the master: {e}; exiting");
+                        std::process::exit(1);
+                    }
+                }
+            }
+        })
+        .expect("spawn the control thread");
+}
+
+fn heartbeat(tx: ControlTx) {
+    thread::Builder::new()
+        .name("clusterduck-heartbeat".into())
+        .spawn(move || loop {
+            thread::sleep(HEARTBEAT);
+            if tx.send(&ToMaster::Heartbeat).is_err() {
+                return;
+            }
+        })
+        .expect("spawn the heartbeat thread");
+}

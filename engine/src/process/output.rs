@@ -1,0 +1,95 @@
+//! A node's output in process mode: each value is archived once, written
+//! once into the node's ring (which every local consumer reads in place),
+//! and sent to the master if the debugger watches the node.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clusterduck_transport::RingWriter;
+
+use super::node::ControlTx;
+use super::protocol::ToMaster;
+use crate::body::{Codec, EmitError, Output, Payload};
+use crate::run::NodeOutput;
+use crate::stop::StopSignal;
+use crate::Seq;
+
+/// How long a spout's frames may wait for a wake-up of sleeping readers.
+const SPOUT_FLUSH: Duration = Duration::from_millis(1);
+
+pub(crate) struct RingOutput {
+    pub(crate) ring: Option<RingWriter>,
+    pub(crate) tap: Option<ControlTx>,
+    pub(crate) codec: Arc<dyn Codec>,
+    pub(crate) stop: StopSignal,
+    pub(crate) is_spout: bool,
+    pub(crate) emitted: u64,
+    pub(crate) refused_for_stop: bool,
+    pub(crate) last_flush: Instant,
+}
+
+impl Output for RingOutput {
+    fn emit(&mut self, seq: Seq, value: Payload) -> Result<(), EmitError> {
+        if self.stop.is_aborted() {
+            return Err(EmitError::Aborted(value));
+        }
+        if self.is_spout && self.stop.is_draining() {
+            self.refused_for_stop = true;
+            return Err(EmitError::Stopping(value));
+        }
+        if self.ring.is_some() || self.tap.is_some() {
+            let ring = &mut self.ring;
+            let mut watched = None;
+            let want_copy = self.tap.is_some();
+            self.codec
+                .encode(value.as_ref(), &mut |bytes| {
+                    if let Some(ring) = ring.as_mut() {
+                        ring.write_bytes(seq, bytes)?;
+                    }
+                    if want_copy {
+                        watched = Some(bytes.to_vec());
+                    }
+                    Ok(())
+                })
+                .map_err(EmitError::Failed)?;
+            if let (Some(tap), Some(bytes)) = (&self.tap, watched) {
+                // A master that is gone ends this process soon enough.
+                let _ = tap.send(&ToMaster::Output { seq, bytes });
+            }
+        }
+        self.emitted += 1;
+        if self.is_spout && self.last_flush.elapsed() >= SPOUT_FLUSH {
+            self.flush();
+        }
+        Ok(())
+    }
+
+    fn is_stopping(&self) -> bool {
+        self.is_spout && self.stop.is_draining()
+    }
+}
+
+impl NodeOutput for RingOutput {
+    fn finish(&mut self) {
+        if let Some(ring) = self.ring.take() {
+            // The end frame wakes every reader; a failure here means the
+            // readers are gone, which the master sees for itself.
+            let _ = ring.finish(self.emitted);
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some(ring) = self.ring.as_mut() {
+            ring.flush();
+        }
+        self.last_flush = Instant::now();
+    }
+
+    fn emitted(&self) -> u64 {
+        self.emitted
+    }
+
+    fn refused_for_stop(&self) -> bool {
+        self.refused_for_stop
+    }
+}
