@@ -266,6 +266,9 @@ impl Topology {
     ///
     /// In process mode, a node process (this same program, re-executed by
     /// the master) does not return from here: it runs its node and exits.
+    /// Node processes are tied to the thread that calls `start` (Linux's
+    /// parent-death signal): call it from a thread that lives until the run
+    /// ends, such as `main`.
     pub fn start(self, launch: Launch) -> Result<Running, Error> {
         if let Some(e) = self.deferred {
             return Err(e.into());

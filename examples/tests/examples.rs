@@ -77,13 +77,40 @@ fn readme_prints_one_line_per_id_in_order_on_stdout_and_cs_stderr() {
 }
 
 #[test]
+fn readme_in_process_mode_prints_what_local_mode_prints_and_logs_per_node() {
+    let _w = watchdog("readme-processes", LIMIT);
+    let dir = std::env::temp_dir().join(format!("cd-readme-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = run(example("readme").args(["-n", "1000", "--dir", dir.to_str().unwrap()]));
+    assert_eq!(lines(&out.stdout), expected_readme(1000));
+    let local = run(example("readme").args(["-n", "1000", "--local"]));
+    assert_eq!(out.stdout, local.stdout);
+    let c_err = std::fs::read_to_string(dir.join("C.err")).unwrap();
+    let mut c_lines = c_err.lines();
+    assert!(c_lines.next().unwrap().starts_with("==== clusterduck run "));
+    assert_eq!(
+        c_lines.map(str::to_owned).collect::<Vec<_>>(),
+        expected_readme(1000)
+    );
+    for node in ["A", "B", "C"] {
+        for ext in ["out", "err"] {
+            assert!(dir.join(format!("{node}.{ext}")).exists(), "{node}.{ext}");
+        }
+    }
+    let collage = run(example("collage").args(["--dir", dir.to_str().unwrap()]));
+    let local = run(example("collage").arg("--local"));
+    assert_eq!(collage.stdout, local.stdout);
+    assert_eq!(lines(&collage.stdout).len(), 24);
+}
+
+#[test]
 fn readme_output_does_not_depend_on_the_spouts_orders() {
     let _w = watchdog("readme-seeds", LIMIT);
     for seed in ["1", "2", "3"] {
-        let out = run(example("readme").args(["-n", "3000", "--seed", seed]));
+        let out = run(example("readme").args(["-n", "3000", "--seed", seed, "--local"]));
         assert_eq!(lines(&out.stdout), expected_readme(3000), "seed {seed}");
     }
-    let out = run(example("readme").args(["-n", "0"]));
+    let out = run(example("readme").args(["-n", "0", "--local"]));
     assert!(out.stdout.is_empty());
 }
 

@@ -3,6 +3,8 @@
 //!
 //! Same-host traffic goes through [shared-memory rings](shm): a node writes
 //! each frame once into its own ring and every reader views it in place.
+//! Every connection of a run opens with a [mutual challenge-response](auth)
+//! on the run's secret, then carries [length-checked messages](wire).
 //!
 //! ```
 //! use clusterduck_transport::{FrameKind, ReadError, RingName, RingReader, RingWriter};
@@ -40,9 +42,13 @@
 
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
 
+#[cfg(not(loom))]
+pub mod auth;
 pub mod process;
 pub mod shm;
 pub(crate) mod sync;
+#[cfg(not(loom))]
+pub mod wire;
 
 #[cfg(not(loom))]
 pub use process::ProcessStamp;

@@ -1,4 +1,5 @@
-//! Telling whether a process that shares a ring is still alive.
+//! Telling whether a process that shares a ring is still alive, and tying a
+//! process's life to its parent's.
 //!
 //! A pid alone is not enough: after a crash the pid may have been given to an
 //! unrelated process. A [`ProcessStamp`] pairs the pid with the process's start
@@ -76,6 +77,26 @@ fn pid_exists(pid: u32) -> bool {
     // SAFETY: kill with signal 0 sends nothing; it only checks the pid.
     let rc = unsafe { libc::kill(pid, 0) };
     rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Asks the kernel to kill this process when its parent dies, and exits at
+/// once if the parent `parent` already died (the request comes too late for
+/// that). Linux ties this to the parent *thread*: the parent must start this
+/// process from a thread that lives as long as the child should.
+pub fn die_with_parent(parent: u32) -> std::io::Result<()> {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number as its only
+    // argument and touches no memory of ours.
+    let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: getppid has no preconditions and cannot fail.
+    let ppid = unsafe { libc::getppid() };
+    if ppid as u32 != parent {
+        // Re-parented already: the parent died before the request.
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -14,17 +14,17 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use rkyv::util::AlignedVec;
 
-use super::auth::{self, Secret};
 use super::logs;
 use super::node::NODE_ENV;
 use super::protocol::{decode, encode, NodeConfig, ToMaster, ToNode};
-use super::wire::{read_message, write_message, WireError};
 use crate::body::{Codec, DebugSink};
 use crate::fingerprint::Fingerprint;
 use crate::graph::{Graph, NodeId, NodeKind};
 use crate::report::{Failure, NodeReport, PolicyEvent, RunFailure, RunReport};
 use crate::run::{panic_message, RunControl};
 use crate::stop::StopSignal;
+use clusterduck_transport::auth::{self, Secret};
+use clusterduck_transport::wire::{read_message, write_message, WireError};
 
 /// How often the master looks at its children when nothing arrives.
 const POLL: Duration = Duration::from_millis(20);
@@ -154,6 +154,7 @@ impl ProcessRun {
                 node: id as u32,
                 fingerprint: fingerprint.hash(),
                 description: fingerprint.description().to_owned(),
+                master_pid: std::process::id(),
                 control: address.to_string(),
                 secret: *secret.as_bytes(),
                 ring_bytes: self.ring_bytes as u64,
@@ -306,6 +307,7 @@ fn serve(
         }
     }
     let mut buf = AlignedVec::new();
+    let mut stream = io::BufReader::with_capacity(1 << 16, stream);
     let closed = loop {
         match read_message(&mut stream, &mut buf) {
             Ok(()) => match decode::<ToMaster>(&buf) {

@@ -17,17 +17,13 @@
 //! node as soon as one fails, is killed, or stops answering. A node whose
 //! master goes away exits at once.
 
-mod auth;
 mod input;
 mod logs;
 mod master;
 mod node;
 mod output;
 mod protocol;
-mod wire;
 
-pub use auth::{AuthError, Secret};
 pub use logs::{LogError, DEFAULT_DIR};
 pub use master::{LaunchError, Master, ProcessRun};
 pub use node::{node_main, node_role, NODE_ENV};
-pub use wire::{WireError, MAX_MESSAGE};

@@ -1,20 +1,17 @@
 //! The node side of process mode: what a re-executed binary does instead of
 //! launching, once its topology is built.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use clusterduck_transport::{RingName, RingReader, RingWriter};
 use rkyv::util::AlignedVec;
 
-use super::auth::{self, Secret};
 use super::input::spawn_reader;
 use super::output::RingOutput;
 use super::protocol::{decode, encode, NodeConfig, ToMaster, ToNode};
-use super::wire::{read_message, write_message};
 use crate::body::{Body, NodeImpl};
 use crate::fingerprint::Fingerprint;
 use crate::graph::{Graph, NodeId, NodeKind};
@@ -25,6 +22,9 @@ use crate::run::spout::SpoutTask;
 use crate::run::worker::WorkerTask;
 use crate::run::{EventSink, RunControl};
 use crate::stop::StopSignal;
+use clusterduck_transport::auth::{self, Secret};
+use clusterduck_transport::wire::{append_message, read_message};
+use crossbeam_channel::Sender;
 
 /// The environment variable that makes a process a node: it holds the
 /// node's name. Set by the master, never by hand.
@@ -42,15 +42,76 @@ pub fn node_role() -> Option<String> {
 }
 
 /// The sending half of the control connection, shared by the node's
-/// threads.
+/// threads. Messages queue to one writer thread, which sends all that are
+/// waiting in one write: debugger records at millions a second cost a
+/// system call per batch, not per record.
 #[derive(Clone)]
-pub(crate) struct ControlTx(Arc<Mutex<TcpStream>>);
+pub(crate) struct ControlTx(Sender<Outgoing>);
+
+enum Outgoing {
+    Message(AlignedVec),
+    /// Everything queued before is written: tell the sender.
+    Sync(Sender<()>),
+}
+
+/// Messages queued at most; a slow connection slows the senders.
+const CONTROL_QUEUE: usize = 4096;
+/// Bytes gathered into one write at most.
+const CONTROL_BATCH: usize = 1 << 20;
 
 impl ControlTx {
+    /// Starts the writer thread over `stream`.
+    fn new(mut stream: TcpStream) -> Self {
+        let (tx, rx) = crossbeam_channel::bounded::<Outgoing>(CONTROL_QUEUE);
+        thread::Builder::new()
+            .name("clusterduck-control-tx".into())
+            .spawn(move || {
+                let mut batch = Vec::new();
+                while let Ok(first) = rx.recv() {
+                    let mut synced = Vec::new();
+                    let mut next = Some(first);
+                    while let Some(item) = next.take() {
+                        match item {
+                            Outgoing::Message(bytes) => {
+                                if append_message(&mut batch, &bytes).is_err() {
+                                    eprintln!(
+                                        "clusterduck: a control message is too long; dropped"
+                                    );
+                                }
+                            }
+                            Outgoing::Sync(done) => synced.push(done),
+                        }
+                        if batch.len() < CONTROL_BATCH {
+                            next = rx.try_recv().ok();
+                        }
+                    }
+                    if stream.write_all(&batch).is_err() {
+                        // The master is gone; the control thread exits the
+                        // process when it sees the connection close.
+                        return;
+                    }
+                    batch.clear();
+                    for done in synced {
+                        let _ = done.send(());
+                    }
+                }
+            })
+            .expect("spawn the control writer thread");
+        Self(tx)
+    }
+
     pub(crate) fn send(&self, message: &ToMaster) -> io::Result<()> {
-        let bytes = encode(message);
-        let mut stream = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        write_message(&mut *stream, &bytes)
+        self.0
+            .send(Outgoing::Message(encode(message)))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "control connection closed"))
+    }
+
+    /// Waits until everything sent so far is written.
+    fn sync(&self) -> io::Result<()> {
+        let (done, written) = crossbeam_channel::bounded(1);
+        let closed = || io::Error::new(io::ErrorKind::BrokenPipe, "control connection closed");
+        self.0.send(Outgoing::Sync(done)).map_err(|_| closed())?;
+        written.recv().map_err(|_| closed())
     }
 }
 
@@ -91,6 +152,8 @@ fn read_config() -> Result<NodeConfig, String> {
 
 fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<i32, String> {
     let config = read_config()?;
+    clusterduck_transport::process::die_with_parent(config.master_pid)
+        .map_err(|e| format!("asking to die with the master: {e}"))?;
     let id = config.node as NodeId;
     if id >= graph.nodes().len() {
         return Err(format!(
@@ -105,9 +168,7 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<i32, String> {
     auth::connect(&mut stream, &Secret::from_bytes(config.secret), config.node)
         .map_err(|e| format!("authenticating with the master: {e}"))?;
     stream.set_read_timeout(None).ok();
-    let tx = ControlTx(Arc::new(Mutex::new(
-        stream.try_clone().map_err(|e| e.to_string())?,
-    )));
+    let tx = ControlTx::new(stream.try_clone().map_err(|e| e.to_string())?);
 
     let ours = Fingerprint::of(&graph);
     if ours.hash() != config.fingerprint {
@@ -117,6 +178,7 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<i32, String> {
         );
         eprintln!("clusterduck: node {name} refused to start: {reason}");
         let _ = tx.send(&ToMaster::Refused { reason });
+        let _ = tx.sync();
         return Ok(3);
     }
 
@@ -238,6 +300,7 @@ fn finish(tx: &ControlTx, control: &RunControl, report: NodeReport) -> Result<i3
         None => (ToMaster::Done { report }, 0),
     };
     tx.send(&message)
+        .and_then(|()| tx.sync())
         .map_err(|e| format!("sending the report to the master: {e}"))?;
     Ok(code)
 }

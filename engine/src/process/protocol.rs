@@ -18,6 +18,8 @@ pub(crate) struct NodeConfig {
     /// The master's topology fingerprint: hash, then description.
     pub(crate) fingerprint: u64,
     pub(crate) description: String,
+    /// The master's process id: the node dies with it.
+    pub(crate) master_pid: u32,
     /// The master's control address.
     pub(crate) control: String,
     /// The run's secret.

@@ -34,19 +34,27 @@ pub enum WireError {
     Io(#[from] io::Error),
 }
 
-/// Writes one message.
-pub(crate) fn write_message(w: &mut impl Write, body: &[u8]) -> io::Result<()> {
+/// Writes one message, in one write.
+pub fn write_message(w: &mut impl Write, body: &[u8]) -> io::Result<()> {
+    let mut frame = Vec::with_capacity(4 + body.len());
+    append_message(&mut frame, body)?;
+    w.write_all(&frame)?;
+    w.flush()
+}
+
+/// Appends one message to `out`, so that many can go in one write.
+pub fn append_message(out: &mut Vec<u8>, body: &[u8]) -> io::Result<()> {
     let len = u32::try_from(body.len())
         .ok()
         .filter(|l| *l as usize <= MAX_MESSAGE)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "message too long"))?;
-    w.write_all(&len.to_le_bytes())?;
-    w.write_all(body)?;
-    w.flush()
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(body);
+    Ok(())
 }
 
 /// Reads one message into `buf` (replacing its contents).
-pub(crate) fn read_message(r: &mut impl Read, buf: &mut AlignedVec) -> Result<(), WireError> {
+pub fn read_message(r: &mut impl Read, buf: &mut AlignedVec) -> Result<(), WireError> {
     let mut len = [0u8; 4];
     match r.read_exact(&mut len) {
         Ok(()) => {}

@@ -56,7 +56,7 @@ impl Secret {
 }
 
 /// Fills `bytes` from the kernel's random source.
-pub(crate) fn random(bytes: &mut [u8]) -> io::Result<()> {
+pub fn random(bytes: &mut [u8]) -> io::Result<()> {
     File::open("/dev/urandom")?.read_exact(bytes)
 }
 
@@ -77,7 +77,7 @@ pub enum AuthError {
 
 /// The accepting side: challenges the peer, checks its proof, proves itself
 /// in turn. Returns the id the peer announced (authenticated with it).
-pub(crate) fn accept(stream: &mut (impl Read + Write), secret: &Secret) -> Result<u32, AuthError> {
+pub fn accept(stream: &mut (impl Read + Write), secret: &Secret) -> Result<u32, AuthError> {
     let mut ours = [0u8; NONCE];
     random(&mut ours)?;
     let mut hello = [0u8; 8 + NONCE];
@@ -106,7 +106,7 @@ pub(crate) fn accept(stream: &mut (impl Read + Write), secret: &Secret) -> Resul
 
 /// The connecting side, announcing itself as `id`: answers the challenge,
 /// then checks the acceptor's proof.
-pub(crate) fn connect(
+pub fn connect(
     stream: &mut (impl Read + Write),
     secret: &Secret,
     id: u32,

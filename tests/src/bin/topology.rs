@@ -1,0 +1,60 @@
+//! Topologies for the process-mode tests, chosen by the first argument. The
+//! same arguments reach every node process, which builds the same topology
+//! (or, for `mismatch`, deliberately not).
+//!
+//! - `slow N DIR`: spout `S` sends `0..N`, 20 ms apart; worker `W` prints
+//!   each id on its stdout and passes it on; sink `K`. A debugger on `W`
+//!   prints `W <seq>` on the master's stdout.
+//! - `fail DIR`: like `slow 100`, but `W` fails at id 5.
+//! - `mismatch DIR`: node processes build one node more than the master.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clusterduck::{Emitter, Launch, Topology};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (what, rest) = args
+        .split_first()
+        .expect("usage: topology slow|fail|mismatch ...");
+    let (n, dir, fail_at) = match what.as_str() {
+        "slow" => (rest[0].parse::<u64>().expect("N"), rest[1].clone(), None),
+        "fail" => (100, rest[0].clone(), Some(5)),
+        "mismatch" => (3, rest[0].clone(), None),
+        other => panic!("unknown topology {other}"),
+    };
+    let mut t = Topology::new();
+    let s = t.spout("S", move |out| {
+        for i in 0..n {
+            out.send(i, i)?;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    });
+    let w = t.worker("W", &s, move |seq, v: u64, out: &mut Emitter<u64>| {
+        if Some(seq) == fail_at {
+            return Err(format!("cannot handle {v}").into());
+        }
+        println!("W saw {seq}");
+        out.emit(v);
+        Ok(())
+    });
+    t.sink("K", &w, |_, _| Ok(()));
+    if what == "mismatch" && std::env::var_os("CLUSTERDUCK_NODE").is_some() {
+        t.sink("X", &s, |_, _| Ok(()));
+    }
+    let launch = Launch::processes()
+        .dir(dir)
+        .debug(&w, |seq, _| println!("W {seq}"));
+    match t.launch(launch) {
+        Ok(report) => {
+            eprint!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

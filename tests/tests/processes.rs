@@ -1,0 +1,235 @@
+//! Process mode with real processes: one per node, logs per node, faults.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use clusterduck::{Error, Launch, Topology};
+use clusterduck_tests::{fresh_dir, node_processes, run_id_of, run_segments, watchdog};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn topology(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_topology"));
+    cmd.args(args);
+    cmd
+}
+
+/// Waits until `f` holds, polling; the watchdog bounds the wait.
+fn wait_until(mut f: impl FnMut() -> bool) {
+    while !f() {
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn spawn_slow(n: u64, dir: &str) -> Child {
+    topology(&["slow", &n.to_string(), dir])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn output(mut child: Child) -> (std::process::ExitStatus, String, String) {
+    let mut err_pipe = child.stderr.take().unwrap();
+    let err = thread::spawn(move || {
+        let mut s = String::new();
+        err_pipe.read_to_string(&mut s).unwrap();
+        s
+    });
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let status = child.wait().unwrap();
+    (status, out, err.join().unwrap())
+}
+
+#[test]
+fn each_node_runs_in_its_own_process_and_logs_to_its_own_files() {
+    let _w = watchdog("one-process-per-node", LIMIT);
+    let dir = fresh_dir("per-node");
+    let marker = dir.to_str().unwrap().to_owned();
+    let mut child = spawn_slow(40, &marker);
+    let master = child.id();
+    let mut first = String::new();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    stdout.read_line(&mut first).unwrap();
+    assert_eq!(first, "W 0\n", "the debugger's first record");
+    let nodes = node_processes(&marker);
+    let names: Vec<&str> = nodes.iter().map(|n| n.node.as_str()).collect();
+    assert_eq!(names, ["K", "S", "W"], "{nodes:?}");
+    assert!(
+        nodes.iter().all(|n| n.ppid == master),
+        "children of the master: {nodes:?}"
+    );
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "{err}");
+    let records: Vec<String> = std::iter::once(first.trim_end().to_owned())
+        .chain(rest.lines().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        records,
+        (0..40).map(|i| format!("W {i}")).collect::<Vec<_>>()
+    );
+
+    // The worker's println! went to W.out, after the run's header line.
+    let w_out = std::fs::read_to_string(dir.join("W.out")).unwrap();
+    let lines: Vec<&str> = w_out.lines().collect();
+    assert!(lines[0].starts_with("==== clusterduck run "), "{w_out}");
+    assert!(lines[0].contains(", node W, started 20"), "{w_out}");
+    assert_eq!(
+        lines[1..],
+        (0..40).map(|i| format!("W saw {i}")).collect::<Vec<_>>()[..]
+    );
+    for name in ["S", "W", "K"] {
+        for ext in ["out", "err"] {
+            assert!(dir.join(format!("{name}.{ext}")).exists(), "{name}.{ext}");
+        }
+    }
+    let run = run_id_of(&dir.join("W.out")).unwrap();
+    assert_eq!(run_segments(&run), Vec::<String>::new());
+    assert!(node_processes(&marker).is_empty());
+    assert!(
+        err.contains("W        worker") || err.contains("W                worker"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_killed_worker_is_reported_by_name_pid_and_signal_and_nothing_is_left() {
+    let _w = watchdog("kill-worker", LIMIT);
+    let dir = fresh_dir("kill-worker");
+    let marker = dir.to_str().unwrap().to_owned();
+    let mut child = spawn_slow(10_000, &marker);
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let w = node_processes(&marker)
+        .into_iter()
+        .find(|n| n.node == "W")
+        .expect("W runs");
+    let killed = Instant::now();
+    assert!(Command::new("kill")
+        .args(["-9", &w.pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let mut err_pipe = child.stderr.take().unwrap();
+    let mut err = String::new();
+    err_pipe.read_to_string(&mut err).unwrap();
+    let status = child.wait().unwrap();
+    let reported = killed.elapsed();
+    eprintln!("kill -9 of W reported and the run ended {reported:?} after the kill");
+    assert!(!status.success());
+    let expected = format!("error: node W (pid {}) killed by signal 9 (SIGKILL)", w.pid);
+    assert!(err.lines().any(|l| l == expected), "{err}");
+    assert!(
+        node_processes(&marker).is_empty(),
+        "{:?}",
+        node_processes(&marker)
+    );
+    let run = run_id_of(&dir.join("W.out")).unwrap();
+    assert_eq!(run_segments(&run), Vec::<String>::new());
+}
+
+#[test]
+fn killing_the_master_ends_every_node() {
+    let _w = watchdog("kill-master", LIMIT);
+    let dir = fresh_dir("kill-master");
+    let marker = dir.to_str().unwrap().to_owned();
+    let mut child = spawn_slow(10_000, &marker);
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(node_processes(&marker).len(), 3);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed = Instant::now();
+    wait_until(|| node_processes(&marker).is_empty());
+    eprintln!(
+        "every node gone {:?} after the master was killed",
+        killed.elapsed()
+    );
+}
+
+#[test]
+fn a_failing_worker_stops_the_run_naming_node_and_seq() {
+    let _w = watchdog("fail", LIMIT);
+    let dir = fresh_dir("fail");
+    let marker = dir.to_str().unwrap().to_owned();
+    let child = topology(&["fail", &marker])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (status, out, err) = output(child);
+    assert!(!status.success());
+    assert!(
+        err.lines()
+            .any(|l| l == "error: node W failed at seq 5: cannot handle 5"),
+        "{err}"
+    );
+    assert_eq!(out, "W 0\nW 1\nW 2\nW 3\nW 4\n");
+    assert!(node_processes(&marker).is_empty());
+    let run = run_id_of(&dir.join("W.out")).unwrap();
+    assert_eq!(run_segments(&run), Vec::<String>::new());
+}
+
+#[test]
+fn a_node_that_built_another_topology_is_refused_showing_both() {
+    let _w = watchdog("mismatch", LIMIT);
+    let dir = fresh_dir("mismatch");
+    let marker = dir.to_str().unwrap().to_owned();
+    let child = topology(&["mismatch", &marker])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (status, _, err) = output(child);
+    assert!(!status.success());
+    let line = err.lines().find(|l| l.starts_with("error:")).expect(&err);
+    assert!(
+        line.contains("refused to start: topology fingerprint mismatch: the master has "),
+        "{line}"
+    );
+    let (master, node) = line.split_once(", this process has ").expect(line);
+    assert!(
+        master.ends_with("[spout S -> u64; worker W(S) -> u64; worker K(W) -> ()]"),
+        "{line}"
+    );
+    assert!(
+        node.ends_with("worker K(W) -> (); worker X(S) -> ()]"),
+        "{line}"
+    );
+    assert!(node_processes(&marker).is_empty());
+}
+
+#[test]
+fn an_unwritable_log_directory_is_an_error_before_anything_starts() {
+    let mut t = Topology::new();
+    let s = t.spout("S", |out| out.send(0, 0u64).map_err(Into::into));
+    t.sink("K", &s, |_, _| Ok(()));
+    let e = t
+        .launch(Launch::processes().dir("/proc/self/no-logs-here"))
+        .unwrap_err();
+    assert!(matches!(e, Error::Launch(_)), "{e:?}");
+    assert!(
+        e.to_string().starts_with(
+            "cannot launch: cannot write the logs of node S in /proc/self/no-logs-here: "
+        ),
+        "{e}"
+    );
+}
