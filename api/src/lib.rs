@@ -66,6 +66,18 @@
 //!   delivering out of order), and report the rest as incomplete. A node function that returns an error or
 //!   panics ends the run with an error naming the node, the id and the
 //!   message.
+//! - **Modes.** By default ([`Launch::new`], [`Mode::Processes`]) every
+//!   node runs in its own process: the master re-executes this program with
+//!   the same arguments and `CLUSTERDUCK_NODE=<name>`, and values cross
+//!   through shared-memory rings. The topology-building code therefore runs
+//!   in every process and must build the same topology each time (a node
+//!   that builds another one refuses to start, showing both fingerprints);
+//!   whatever `main` does before `launch` happens in every process, and node
+//!   processes read their configuration on stdin, so do not read stdin
+//!   before `launch`. Each node's stdout and stderr go to
+//!   `<dir>/<name>.out` and `.err` ([`Launch::dir`]). [`Launch::local`] runs
+//!   every node as a thread of the launching process instead: same
+//!   semantics, same output.
 //! - **Values** are [`Message`]s: rkyv-archivable, `Send + 'static`. A value
 //!   sent to several consumers is copied through its archived form, so no
 //!   `Clone` is needed.
