@@ -45,14 +45,24 @@ impl Args {
     }
 
     /// The launch the common flags ask for: `--local` for local mode,
-    /// otherwise process mode with `--dir DIR` for the logs.
+    /// otherwise process mode with `--dir DIR` for the logs, on this machine
+    /// or on `--hosts h1,h2,...`.
     pub(crate) fn launch(&mut self) -> Result<clusterduck::Launch, String> {
         let local = self.flag("--local");
         let dir = self.value(&["--dir"], String::from(clusterduck::DEFAULT_LOG_DIR))?;
+        let hosts = self.value(&["--hosts"], String::new())?;
+        if local && !hosts.is_empty() {
+            return Err(format!(
+                "--local and --hosts exclude each other\n{}",
+                self.usage
+            ));
+        }
         Ok(if local {
             clusterduck::Launch::local()
-        } else {
+        } else if hosts.is_empty() {
             clusterduck::Launch::processes().dir(dir)
+        } else {
+            clusterduck::Launch::hosts(hosts.split(',').filter(|h| !h.is_empty())).dir(dir)
         })
     }
 

@@ -21,7 +21,10 @@ const USAGE: &str = "usage: collage [--hours N] [--local]
   --hours N   hours of photos per camera (default 24)
   --local     run every node as a thread of this process
   --dir DIR   where each node's <name>.out and <name>.err go, in process
-              mode (the default: one process per node); /tmp/clusterduck";
+              mode (the default: one process per node); /tmp/clusterduck
+  --hosts H1,H2,...
+              run the nodes on these SSH hosts, round-robin (see
+              CLUSTERDUCK_SSH_CONFIG)";
 
 const WIDTH: u32 = 16;
 const HEIGHT: u32 = 8;

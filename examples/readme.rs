@@ -25,7 +25,10 @@ const USAGE: &str = "usage: readme [-n N] [--seed S] [--local]
   --seed S    seed of the spouts' shuffles (default: random)
   --local     run every node as a thread of this process
   --dir DIR   where each node's <name>.out and <name>.err go, in process
-              mode (the default: one process per node); /tmp/clusterduck";
+              mode (the default: one process per node); /tmp/clusterduck
+  --hosts H1,H2,...
+              run the nodes on these SSH hosts, round-robin (see
+              CLUSTERDUCK_SSH_CONFIG)";
 
 /// Ids are shuffled within blocks of this many.
 const SHUFFLE_BLOCK: u64 = 1024;

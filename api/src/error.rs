@@ -23,6 +23,12 @@ pub enum Error {
         /// The node's name.
         node: String,
     },
+    /// A placement names a node of another topology.
+    #[error("placement: node {node:?} is not a node of this topology")]
+    PlaceForeignNode {
+        /// The node's name.
+        node: String,
+    },
     /// The node processes could not be started (log directory, control
     /// port, program); nothing was left running.
     #[error("cannot launch: {0}")]

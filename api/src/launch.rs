@@ -59,6 +59,8 @@ pub struct Launch {
     dir: PathBuf,
     ring_bytes: usize,
     ready_timeout: Duration,
+    hosts: Vec<String>,
+    placements: Vec<(u64, String, String)>,
     edge_capacity: usize,
     watches: Vec<(u64, NodeId, String, OutputCallback)>,
     on_event: Option<EventCallback>,
@@ -97,6 +99,8 @@ impl Launch {
             dir: PathBuf::from(DEFAULT_DIR),
             ring_bytes: DEFAULT_RING_BYTES,
             ready_timeout: Duration::from_secs(30),
+            hosts: Vec::new(),
+            placements: Vec::new(),
             edge_capacity: DEFAULT_EDGE_CAPACITY,
             watches: Vec::new(),
             on_event: None,
@@ -119,6 +123,30 @@ impl Launch {
             mode: Mode::Processes,
             ..Self::new()
         }
+    }
+
+    /// Every node a process of its own, on `hosts` (SSH destinations, as
+    /// `ssh` resolves them; `localhost` is this machine, without SSH). Nodes
+    /// not [placed](Self::place) go round-robin over the hosts in
+    /// declaration order. The binary is copied once per host, under
+    /// `<dir>/.bin/`, named by its content hash and reused across runs.
+    pub fn hosts<I, S>(hosts: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self {
+            mode: Mode::Processes,
+            hosts: hosts.into_iter().map(Into::into).collect(),
+            ..Self::new()
+        }
+    }
+
+    /// Runs `node` on `host`, which must be one of the [hosts](Self::hosts).
+    pub fn place<T>(mut self, node: &Node<T>, host: &str) -> Self {
+        self.placements
+            .push((node.topology, node.name().to_owned(), host.to_owned()));
+        self
     }
 
     /// The mode.
@@ -287,6 +315,13 @@ impl Topology {
             }
         }
         let watched: Vec<NodeId> = outputs.keys().copied().collect();
+        let mut placements = Vec::with_capacity(launch.placements.len());
+        for (topology, node, host) in &launch.placements {
+            if *topology != self.id {
+                return Err(Error::PlaceForeignNode { node: node.clone() });
+            }
+            placements.push((node.clone(), host.clone()));
+        }
         let debugger: Option<Box<dyn DebugSink>> =
             if outputs.is_empty() && launch.on_event.is_none() {
                 None
@@ -315,6 +350,8 @@ impl Topology {
                     watched,
                     stop: launch.stop.clone(),
                     ready_timeout: launch.ready_timeout,
+                    hosts: launch.hosts.clone(),
+                    placements,
                 }
                 .start(graph, codecs, debugger)?;
                 Box::new(move || master.wait())

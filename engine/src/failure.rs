@@ -67,10 +67,12 @@ pub enum Failure {
         reason: String,
     },
     /// A node's process did not report ready in time.
-    #[error("node {node} did not report ready within {seconds}s")]
+    #[error("node {node} on host {host} did not report ready within {seconds}s")]
     NotReady {
         /// The node.
         node: String,
+        /// Its host.
+        host: String,
         /// How long the master waited.
         seconds: u64,
     },

@@ -31,10 +31,7 @@ pub(crate) fn open(dir: &Path, node: &str, run_id: &str) -> Result<(File, File),
         source,
     };
     fs::create_dir_all(dir).map_err(fail)?;
-    let header = format!(
-        "==== clusterduck run {run_id}, node {node}, started {} ====\n",
-        utc_now()
-    );
+    let header = header(run_id, node);
     let mut files = ["out", "err"].into_iter().map(|ext| {
         let mut file = OpenOptions::new()
             .create(true)
@@ -46,6 +43,14 @@ pub(crate) fn open(dir: &Path, node: &str, run_id: &str) -> Result<(File, File),
     let out = files.next().expect("two files").map_err(fail)?;
     let err = files.next().expect("two files").map_err(fail)?;
     Ok((out, err))
+}
+
+/// The line that opens a node's logs for a run.
+pub(crate) fn header(run_id: &str, node: &str) -> String {
+    format!(
+        "==== clusterduck run {run_id}, node {node}, started {} ====\n",
+        utc_now()
+    )
 }
 
 /// The current time, UTC, as `YYYY-MM-DDTHH:MM:SSZ`.

@@ -16,7 +16,9 @@ use rkyv::util::AlignedVec;
 
 use super::logs;
 use super::node::NODE_ENV;
+use super::placement::{Placement, PlacementError};
 use super::protocol::{decode, encode, NodeConfig, ToMaster, ToNode};
+use super::remote::{local_address_towards, HostError, RemoteNode, Ssh};
 use crate::body::{Codec, DebugSink};
 use crate::fingerprint::Fingerprint;
 use crate::graph::{Graph, NodeId, NodeKind};
@@ -48,6 +50,11 @@ pub struct ProcessRun {
     pub stop: StopSignal,
     /// How long nodes may take to report ready.
     pub ready_timeout: Duration,
+    /// The hosts (SSH destinations) to run nodes on; this machine alone if
+    /// empty.
+    pub hosts: Vec<String>,
+    /// Explicit placements: (node, host).
+    pub placements: Vec<(String, String)>,
 }
 
 /// Why a process-mode run could not start. Nothing was left running.
@@ -56,6 +63,16 @@ pub enum LaunchError {
     /// A node's log files could not be opened.
     #[error(transparent)]
     Logs(#[from] logs::LogError),
+    /// A node is placed on no valid host.
+    #[error(transparent)]
+    Placement(#[from] PlacementError),
+    /// A host cannot be used.
+    #[error(transparent)]
+    Host(#[from] HostError),
+    /// The log directory is not an absolute path that a remote shell can
+    /// use.
+    #[error("the log directory {0} must be an absolute UTF-8 path to run nodes on other hosts")]
+    RemoteDir(PathBuf),
     /// The control port could not be opened.
     #[error("cannot open the control port: {0}")]
     Control(#[source] io::Error),
@@ -106,6 +123,10 @@ impl std::fmt::Debug for Master {
 
 struct NodeState {
     name: String,
+    host: String,
+    /// The node's own pid, once it said (its host may be another machine,
+    /// where the local child is `ssh`).
+    pid: Option<u32>,
     child: Child,
     exit: Option<ExitStatus>,
     /// The connection's sending half, once authenticated.
@@ -138,50 +159,90 @@ impl ProcessRun {
             }
             Err(e) => eprintln!("clusterduck: cannot look for stale segments: {e}"),
         }
-        let mut logs = Vec::with_capacity(graph.nodes().len());
-        for spec in graph.nodes() {
-            logs.push(logs::open(&self.dir, &spec.name, &run_id)?);
-        }
-        let listener = TcpListener::bind("127.0.0.1:0").map_err(LaunchError::Control)?;
-        let address = listener.local_addr().map_err(LaunchError::Control)?;
+        let placement = Placement::new(&graph, &self.hosts, &self.placements)?;
         let program = std::env::current_exe().map_err(LaunchError::Program)?;
+        let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+        let ssh = Ssh::from_env();
+        let remote_hosts: Vec<String> = placement
+            .used_hosts()
+            .into_iter()
+            .filter(|h| !Placement::is_local(h))
+            .map(str::to_owned)
+            .collect();
+        let remote_dir = match (remote_hosts.is_empty(), self.dir.to_str()) {
+            (true, _) => String::new(),
+            (false, Some(d)) if self.dir.is_absolute() => d.to_owned(),
+            (false, _) => return Err(LaunchError::RemoteDir(self.dir.clone())),
+        };
+        // Every remote host answers, accepts us, and has this binary: all
+        // checked before any node starts.
+        let mut shipped = std::collections::HashMap::new();
+        let mut control_ip: std::net::IpAddr = [127, 0, 0, 1].into();
+        for (i, host) in remote_hosts.iter().enumerate() {
+            let address = ssh.address_of(host)?;
+            if i == 0 {
+                control_ip = local_address_towards(address).map_err(LaunchError::Control)?;
+            }
+            shipped.insert(host.clone(), ssh.ship(host, &program, &remote_dir)?);
+        }
+        let mut logs = Vec::with_capacity(graph.nodes().len());
+        for (id, spec) in graph.nodes().iter().enumerate() {
+            logs.push(if Placement::is_local(placement.host_of(id)) {
+                Some(logs::open(&self.dir, &spec.name, &run_id)?)
+            } else {
+                None
+            });
+        }
+        let listener = TcpListener::bind((control_ip, 0)).map_err(LaunchError::Control)?;
+        let address = listener.local_addr().map_err(LaunchError::Control)?;
         let fingerprint = Fingerprint::of(&graph);
 
         let mut nodes: Vec<NodeState> = Vec::with_capacity(graph.nodes().len());
-        for (id, (spec, (out, err))) in graph.nodes().iter().zip(logs).enumerate() {
+        for (id, (spec, files)) in graph.nodes().iter().zip(logs).enumerate() {
+            let host = placement.host_of(id).to_owned();
             let config = NodeConfig {
                 run_id: run_id.clone(),
                 node: id as u32,
                 fingerprint: fingerprint.hash(),
                 description: fingerprint.description().to_owned(),
-                master_pid: std::process::id(),
+                die_with: files.is_some().then(std::process::id),
                 control: address.to_string(),
                 secret: *secret.as_bytes(),
                 ring_bytes: self.ring_bytes as u64,
                 edge_capacity: self.edge_capacity as u32,
                 watched: self.watched.contains(&id),
             };
-            let spawned = Command::new(&program)
-                .args(std::env::args_os().skip(1))
-                .env(NODE_ENV, &spec.name)
-                .stdin(Stdio::piped())
-                .stdout(out)
-                .stderr(err)
-                // Its own process group: Ctrl-C at the terminal reaches the
-                // master only, which drains the run in order.
-                .process_group(0)
-                .spawn()
-                .and_then(|mut child| {
-                    let mut stdin = child.stdin.take().expect("piped stdin");
-                    match stdin.write_all(&encode(&config)) {
-                        Ok(()) => Ok(child),
-                        Err(e) => {
-                            let _ = child.kill();
-                            let _ = child.wait();
-                            Err(e)
-                        }
+            let spawned = match files {
+                Some((out, err)) => Command::new(&program)
+                    .args(&args)
+                    .env(NODE_ENV, &spec.name)
+                    .stdin(Stdio::piped())
+                    .stdout(out)
+                    .stderr(err)
+                    // Its own process group: Ctrl-C at the terminal reaches
+                    // the master only, which drains the run in order.
+                    .process_group(0)
+                    .spawn(),
+                None => ssh.spawn_node(&RemoteNode {
+                    host: &host,
+                    program: &shipped[&host],
+                    args: &args,
+                    dir: &remote_dir,
+                    name: &spec.name,
+                    header: &logs::header(&run_id, &spec.name),
+                }),
+            }
+            .and_then(|mut child| {
+                let mut stdin = child.stdin.take().expect("piped stdin");
+                match stdin.write_all(&encode(&config)) {
+                    Ok(()) => Ok(child),
+                    Err(e) => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        Err(e)
                     }
-                });
+                }
+            });
             let child = match spawned {
                 Ok(child) => child,
                 Err(source) => {
@@ -197,6 +258,8 @@ impl ProcessRun {
             };
             nodes.push(NodeState {
                 name: spec.name.clone(),
+                host,
+                pid: None,
                 child,
                 exit: None,
                 conn: None,
@@ -375,6 +438,7 @@ impl Master {
                         .expect("a node not ready");
                     self.control.fail(Failure::NotReady {
                         node: late.name.clone(),
+                        host: late.host.clone(),
                         seconds: self.ready_timeout.as_secs(),
                     });
                 }
@@ -441,7 +505,10 @@ impl Master {
     fn handle(&mut self, id: NodeId, message: ToMaster) {
         let name = self.nodes[id].name.clone();
         match message {
-            ToMaster::Ready { .. } => self.nodes[id].ready = true,
+            ToMaster::Ready { pid } => {
+                self.nodes[id].ready = true;
+                self.nodes[id].pid = Some(pid);
+            }
             ToMaster::Heartbeat => {}
             ToMaster::Refused { reason } => {
                 self.control.fail(Failure::Refused { node: name, reason })
@@ -519,10 +586,15 @@ impl Master {
             .find(|n| n.exit.is_some() && (n.closed || !n.connected) && n.report.is_none());
         if let Some(node) = died {
             let status = node.exit.expect("exited");
+            let local = Placement::is_local(&node.host);
             self.control.fail(Failure::Died {
                 node: node.name.clone(),
-                pid: node.child.id(),
-                cause: describe_exit(status),
+                pid: node.pid.unwrap_or_else(|| node.child.id()),
+                cause: if local {
+                    describe_exit(status)
+                } else {
+                    format!("on host {}: {}", node.host, describe_remote_exit(status))
+                },
             });
         }
     }
@@ -611,6 +683,20 @@ fn describe_exit(status: ExitStatus) -> String {
         (Some(code), _) => format!("exited with status {code}"),
         (None, Some(signal)) => format!("killed by signal {signal}{}", signal_name(signal)),
         (None, None) => format!("ended: {status}"),
+    }
+}
+
+/// How a node on another host ended, from the exit status of its `ssh`:
+/// the remote shell reports a signal as 128 + its number; ssh's own
+/// failures are 255.
+fn describe_remote_exit(status: ExitStatus) -> String {
+    match status.code() {
+        Some(255) => "its ssh connection failed (status 255)".to_owned(),
+        Some(code) if code > 128 => {
+            let signal = code - 128;
+            format!("killed by signal {signal}{}", signal_name(signal))
+        }
+        _ => describe_exit(status),
     }
 }
 

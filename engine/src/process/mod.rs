@@ -22,8 +22,12 @@ mod logs;
 mod master;
 mod node;
 mod output;
+mod placement;
 mod protocol;
+mod remote;
 
 pub use logs::{LogError, DEFAULT_DIR};
 pub use master::{LaunchError, Master, ProcessRun};
 pub use node::{node_main, node_role, NODE_ENV};
+pub use placement::{Placement, PlacementError, LOCAL_HOST};
+pub use remote::{HostError, SSH_CONFIG_ENV};

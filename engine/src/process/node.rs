@@ -152,8 +152,10 @@ fn read_config() -> Result<NodeConfig, String> {
 
 fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<i32, String> {
     let config = read_config()?;
-    clusterduck_transport::process::die_with_parent(config.master_pid)
-        .map_err(|e| format!("asking to die with the master: {e}"))?;
+    if let Some(parent) = config.die_with {
+        clusterduck_transport::process::die_with_parent(parent)
+            .map_err(|e| format!("asking to die with the master: {e}"))?;
+    }
     let id = config.node as NodeId;
     if id >= graph.nodes().len() {
         return Err(format!(

@@ -18,8 +18,10 @@ pub(crate) struct NodeConfig {
     /// The master's topology fingerprint: hash, then description.
     pub(crate) fingerprint: u64,
     pub(crate) description: String,
-    /// The master's process id: the node dies with it.
-    pub(crate) master_pid: u32,
+    /// The process the node dies with: the master, when it is the node's
+    /// parent (same host); none on another host, where the control
+    /// connection's end is the signal.
+    pub(crate) die_with: Option<u32>,
     /// The master's control address.
     pub(crate) control: String,
     /// The run's secret.
