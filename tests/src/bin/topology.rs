@@ -7,6 +7,10 @@
 //!   prints `W <seq>` on the master's stdout.
 //! - `fail DIR`: like `slow 100`, but `W` fails at id 5.
 //! - `mismatch DIR`: node processes build one node more than the master.
+//! - `split N DIR H1 H2`: like `slow N`, with `S` and `W` placed on host
+//!   `H1` (an edge within a host) and `K` on `H2` (an edge across hosts);
+//!   `K` passes values on to `E` (on `H2` too), watched by the debugger,
+//!   which prints `K <seq>`.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -19,7 +23,7 @@ fn main() -> ExitCode {
         .split_first()
         .expect("usage: topology slow|fail|mismatch ...");
     let (n, dir, fail_at) = match what.as_str() {
-        "slow" => (rest[0].parse::<u64>().expect("N"), rest[1].clone(), None),
+        "slow" | "split" => (rest[0].parse::<u64>().expect("N"), rest[1].clone(), None),
         "fail" => (100, rest[0].clone(), Some(5)),
         "mismatch" => (3, rest[0].clone(), None),
         other => panic!("unknown topology {other}"),
@@ -40,6 +44,21 @@ fn main() -> ExitCode {
         out.emit(v);
         Ok(())
     });
+    if what == "split" {
+        let (h1, h2) = (rest[2].clone(), rest[3].clone());
+        let k = t.worker("K", &w, |_, v: u64, out: &mut Emitter<u64>| {
+            out.emit(v);
+            Ok(())
+        });
+        t.sink("E", &k, |_, _| Ok(()));
+        let launch = Launch::hosts([h1.clone(), h2.clone()])
+            .dir(dir)
+            .place(&s, &h1)
+            .place(&w, &h1)
+            .place(&k, &h2)
+            .debug(&k, |seq, _| println!("K {seq}"));
+        return finish(t.launch(launch));
+    }
     t.sink("K", &w, |_, _| Ok(()));
     if what == "mismatch" && std::env::var_os("CLUSTERDUCK_NODE").is_some() {
         t.sink("X", &s, |_, _| Ok(()));
@@ -47,7 +66,11 @@ fn main() -> ExitCode {
     let launch = Launch::processes()
         .dir(dir)
         .debug(&w, |seq, _| println!("W {seq}"));
-    match t.launch(launch) {
+    finish(t.launch(launch))
+}
+
+fn finish(result: Result<clusterduck::RunReport, clusterduck::Error>) -> ExitCode {
+    match result {
         Ok(report) => {
             eprint!("{report}");
             ExitCode::SUCCESS
