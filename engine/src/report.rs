@@ -112,6 +112,9 @@ pub struct NodeReport {
     pub incomplete: Vec<IncompleteBundle>,
     /// Why the node failed, if it did.
     pub error: Option<String>,
+    /// The peak resident memory of the node's process, in KiB (process
+    /// mode; none in local mode, where nodes share one process).
+    pub peak_rss_kib: Option<u64>,
 }
 
 /// What a run did.
@@ -147,14 +150,18 @@ impl fmt::Display for RunReport {
         )?;
         writeln!(
             f,
-            "  {:<16} {:<8} {:>12} {:>12} {:>6} {:>6} {:>6} {:>7} {:>10}",
-            "node", "kind", "in", "out", "dup", "late", "gap", "evicted", "incomplete"
+            "  {:<16} {:<8} {:>12} {:>12} {:>6} {:>6} {:>6} {:>7} {:>10} {:>9}",
+            "node", "kind", "in", "out", "dup", "late", "gap", "evicted", "incomplete", "rss MiB"
         )?;
         for n in &self.nodes {
             let p = &n.policy;
+            let rss = n
+                .peak_rss_kib
+                .map(|k| format!("{:.1}", k as f64 / 1024.0))
+                .unwrap_or_else(|| "-".into());
             writeln!(
                 f,
-                "  {:<16} {:<8} {:>12} {:>12} {:>6} {:>6} {:>6} {:>7} {:>10}",
+                "  {:<16} {:<8} {:>12} {:>12} {:>6} {:>6} {:>6} {:>7} {:>10} {:>9}",
                 n.name,
                 n.kind,
                 n.messages_in,
@@ -163,7 +170,8 @@ impl fmt::Display for RunReport {
                 p.late,
                 p.gaps,
                 p.evicted,
-                p.incomplete
+                p.incomplete,
+                rss
             )?;
             for b in &n.incomplete {
                 writeln!(

@@ -71,7 +71,7 @@ fn readme_prints_one_line_per_id_in_order_on_stdout_and_cs_stderr() {
         report
             .lines()
             .any(|l| l.split_whitespace().collect::<Vec<_>>()
-                == ["C", "bundled", "2000", "1000", "0", "0", "0", "0", "0"]),
+                == ["C", "bundled", "2000", "1000", "0", "0", "0", "0", "0", "-"]),
         "{report}"
     );
 }

@@ -295,8 +295,22 @@ fn wait_for_consumers(output: &RingOutput, consumers: usize) -> Result<(), Strin
     Ok(())
 }
 
+/// The peak resident memory of this process, in KiB (`VmHWM`).
+fn peak_rss_kib() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// Sends the node's last word: its report, and its failure if it failed.
-fn finish(tx: &ControlTx, control: &RunControl, report: NodeReport) -> Result<i32, String> {
+fn finish(tx: &ControlTx, control: &RunControl, mut report: NodeReport) -> Result<i32, String> {
+    report.peak_rss_kib = peak_rss_kib();
     let (message, code) = match control.take_failure() {
         Some(failure) => (ToMaster::Failed { failure, report }, 1),
         None => (ToMaster::Done { report }, 0),
