@@ -1,0 +1,156 @@
+//! What one bench run measured, its median over runs, and how it prints: a
+//! table row or one JSON object per line.
+
+use std::fmt::Write as _;
+
+/// The figures of one run (or the median of several).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Figures {
+    pub(crate) workload: String,
+    pub(crate) transport: String,
+    pub(crate) messages: u64,
+    pub(crate) payload_bytes: u64,
+    pub(crate) batch: u64,
+    pub(crate) ring_bytes: u64,
+    pub(crate) rate: u64,
+    pub(crate) seconds: f64,
+    /// Messages (joined pairs for `join`) per second.
+    pub(crate) msgs_per_s: f64,
+    pub(crate) mb_per_s: f64,
+    pub(crate) p50_us: f64,
+    pub(crate) p99_us: f64,
+    pub(crate) p999_us: f64,
+    pub(crate) max_rss_mb: f64,
+}
+
+impl Figures {
+    /// One JSON object, the keys the issue names (and the knobs).
+    pub(crate) fn json(&self) -> String {
+        let mut s = String::from("{");
+        let _ = write!(
+            s,
+            "\"workload\":\"{}\",\"transport\":\"{}\",\"messages\":{},\"payload_bytes\":{},\"batch\":{},\"ring_bytes\":{},\"rate\":{},",
+            self.workload, self.transport, self.messages, self.payload_bytes, self.batch, self.ring_bytes, self.rate
+        );
+        let _ = write!(
+            s,
+            "\"seconds\":{:.6},\"msgs_per_s\":{:.1},\"mb_per_s\":{:.3},\"p50_us\":{:.3},\"p99_us\":{:.3},\"p999_us\":{:.3},\"max_rss_mb\":{:.3}}}",
+            self.seconds, self.msgs_per_s, self.mb_per_s, self.p50_us, self.p99_us, self.p999_us, self.max_rss_mb
+        );
+        s
+    }
+
+    /// Reads back what [`json`](Self::json) wrote.
+    pub(crate) fn parse(line: &str) -> Result<Self, String> {
+        let body = line
+            .trim()
+            .strip_prefix('{')
+            .and_then(|l| l.strip_suffix('}'))
+            .ok_or_else(|| format!("not a JSON object: {line}"))?;
+        let mut f = Figures::default();
+        for field in body.split(',') {
+            let (key, value) = field
+                .split_once(':')
+                .ok_or_else(|| format!("bad field {field:?}"))?;
+            let key = key.trim_matches('"');
+            let text = value.trim_matches('"').to_owned();
+            let num = || value.parse::<f64>().map_err(|e| format!("{key}: {e}"));
+            match key {
+                "workload" => f.workload = text,
+                "transport" => f.transport = text,
+                "messages" => f.messages = num()? as u64,
+                "payload_bytes" => f.payload_bytes = num()? as u64,
+                "batch" => f.batch = num()? as u64,
+                "ring_bytes" => f.ring_bytes = num()? as u64,
+                "rate" => f.rate = num()? as u64,
+                "seconds" => f.seconds = num()?,
+                "msgs_per_s" => f.msgs_per_s = num()?,
+                "mb_per_s" => f.mb_per_s = num()?,
+                "p50_us" => f.p50_us = num()?,
+                "p99_us" => f.p99_us = num()?,
+                "p999_us" => f.p999_us = num()?,
+                "max_rss_mb" => f.max_rss_mb = num()?,
+                other => return Err(format!("unknown key {other:?}")),
+            }
+        }
+        Ok(f)
+    }
+
+    /// The median of each figure over `runs` (of one configuration).
+    pub(crate) fn median(runs: &[Figures]) -> Figures {
+        let med = |get: fn(&Figures) -> f64| {
+            let mut v: Vec<f64> = runs.iter().map(get).collect();
+            v.sort_by(|a, b| a.total_cmp(b));
+            v[v.len() / 2]
+        };
+        Figures {
+            seconds: med(|f| f.seconds),
+            msgs_per_s: med(|f| f.msgs_per_s),
+            mb_per_s: med(|f| f.mb_per_s),
+            p50_us: med(|f| f.p50_us),
+            p99_us: med(|f| f.p99_us),
+            p999_us: med(|f| f.p999_us),
+            max_rss_mb: med(|f| f.max_rss_mb),
+            ..runs[0].clone()
+        }
+    }
+
+    pub(crate) const HEADER: &'static str = "workload transport   messages payload edgecap ring KiB     rate    seconds      msgs/s       MB/s   p50 µs   p99 µs p99.9 µs  rss MiB";
+
+    /// One table row.
+    pub(crate) fn row(&self) -> String {
+        format!(
+            "{:<8} {:<9} {:>10} {:>7} {:>7} {:>8} {:>8} {:>10.3} {:>11.0} {:>10.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1}",
+            self.workload,
+            self.transport,
+            self.messages,
+            self.payload_bytes,
+            self.batch,
+            self.ring_bytes / 1024,
+            if self.rate == 0 { "max".to_owned() } else { self.rate.to_string() },
+            self.seconds,
+            self.msgs_per_s,
+            self.mb_per_s,
+            self.p50_us,
+            self.p99_us,
+            self.p999_us,
+            self.max_rss_mb
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_round_trips_and_medians_are_per_figure() {
+        let f = Figures {
+            workload: "join".into(),
+            transport: "shm".into(),
+            messages: 10,
+            payload_bytes: 64,
+            batch: 32,
+            ring_bytes: 1 << 20,
+            rate: 0,
+            seconds: 1.5,
+            msgs_per_s: 6.0,
+            mb_per_s: 0.5,
+            p50_us: 1.0,
+            p99_us: 2.0,
+            p999_us: 3.0,
+            max_rss_mb: 4.0,
+        };
+        assert_eq!(Figures::parse(&f.json()).unwrap(), f);
+        let runs: Vec<Figures> = [3.0, 1.0, 2.0]
+            .iter()
+            .map(|x| Figures {
+                msgs_per_s: *x,
+                p99_us: 10.0 - x,
+                ..f.clone()
+            })
+            .collect();
+        let m = Figures::median(&runs);
+        assert_eq!((m.msgs_per_s, m.p99_us), (2.0, 8.0));
+    }
+}

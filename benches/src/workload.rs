@@ -1,0 +1,261 @@
+//! The standard workloads, each a real topology launched through the public
+//! API, and what one run of one measures.
+//!
+//! - `pipe`: spout → worker (pass-through) → sink;
+//! - `join`: two spouts sending the same ids → a bundled, sequenced worker →
+//!   sink (the README's topology);
+//! - `fanout`: one spout → four workers → one sink each.
+//!
+//! Every value carries the wall-clock time of its `send`; each sink records
+//! the end-to-end latency of every value it gets in a histogram and, at the
+//! last one, emits a summary that the debugger brings to the launching
+//! process.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clusterduck::{Bundling, Emitter, Launch, Node, Topology};
+use hdrhistogram::Histogram;
+
+use crate::figures::Figures;
+
+/// A value of the benches: when it was sent, and its payload.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub(crate) struct Sample {
+    sent_ns: u64,
+    payload: Vec<u8>,
+}
+
+/// What a sink saw.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Debug)]
+pub(crate) struct Summary {
+    count: u64,
+    first_sent_ns: u64,
+    last_received_ns: u64,
+    p50_ns: u64,
+    p99_ns: u64,
+    p999_ns: u64,
+}
+
+/// Which topology.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Workload {
+    Pipe,
+    Join,
+    Fanout,
+}
+
+impl Workload {
+    pub(crate) fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "pipe" => Ok(Self::Pipe),
+            "join" => Ok(Self::Join),
+            "fanout" => Ok(Self::Fanout),
+            other => Err(format!("unknown workload {other:?}: pipe, join or fanout")),
+        }
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Pipe => "pipe",
+            Self::Join => "join",
+            Self::Fanout => "fanout",
+        }
+    }
+}
+
+/// Where the nodes run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Transport {
+    /// Threads of one process.
+    Local,
+    /// One process per node, shared-memory rings.
+    Shm,
+}
+
+impl Transport {
+    pub(crate) fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "local" => Ok(Self::Local),
+            "shm" => Ok(Self::Shm),
+            "tcp" => {
+                Err("--transport tcp needs the cross-host data path, which is not there yet".into())
+            }
+            other => Err(format!("unknown transport {other:?}: local, shm or tcp")),
+        }
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Shm => "shm",
+        }
+    }
+}
+
+/// One configuration to measure.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub(crate) workload: Workload,
+    pub(crate) transport: Transport,
+    pub(crate) messages: u64,
+    pub(crate) payload: usize,
+    pub(crate) edge_capacity: usize,
+    pub(crate) ring_bytes: usize,
+    /// Values per second each spout offers; 0: as fast as it can.
+    pub(crate) rate: u64,
+    pub(crate) dir: String,
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+fn spout(t: &mut Topology, name: &str, messages: u64, payload: usize, rate: u64) -> Node<Sample> {
+    t.spout(name, move |out| {
+        let start = Instant::now();
+        for i in 0..messages {
+            if rate > 0 {
+                // Open loop: value i is due at i / rate, whatever came before.
+                let due = start + Duration::from_nanos(i * 1_000_000_000 / rate);
+                while Instant::now() < due {
+                    std::hint::spin_loop();
+                }
+            }
+            out.send(
+                i,
+                Sample {
+                    sent_ns: now_ns(),
+                    payload: vec![0xAB; payload],
+                },
+            )?;
+        }
+        Ok(())
+    })
+}
+
+fn pass(t: &mut Topology, name: &str, up: &Node<Sample>) -> Node<Sample> {
+    t.worker(name, up, |_, v: Sample, out: &mut Emitter<Sample>| {
+        out.emit(v);
+        Ok(())
+    })
+}
+
+fn sink(t: &mut Topology, name: &str, up: &Node<Sample>, expected: u64) -> Node<Summary> {
+    // 1 ns to an hour, 3 significant digits.
+    let mut histogram =
+        Histogram::<u64>::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid histogram bounds");
+    let mut first_sent_ns = u64::MAX;
+    t.worker(name, up, move |_, v: Sample, out: &mut Emitter<Summary>| {
+        let now = now_ns();
+        first_sent_ns = first_sent_ns.min(v.sent_ns);
+        histogram.saturating_record(now.saturating_sub(v.sent_ns).max(1));
+        if histogram.len() == expected {
+            out.emit(Summary {
+                count: histogram.len(),
+                first_sent_ns,
+                last_received_ns: now,
+                p50_ns: histogram.value_at_quantile(0.5),
+                p99_ns: histogram.value_at_quantile(0.99),
+                p999_ns: histogram.value_at_quantile(0.999),
+            });
+        }
+        Ok(())
+    })
+}
+
+/// Runs `config` once and returns what it measured.
+pub(crate) fn run_once(config: &Config) -> Result<Figures, String> {
+    let n = config.messages;
+    let mut t = Topology::new();
+    let mut sinks = Vec::new();
+    match config.workload {
+        Workload::Pipe => {
+            let s = spout(&mut t, "S", n, config.payload, config.rate);
+            let w = pass(&mut t, "W", &s);
+            sinks.push(sink(&mut t, "K", &w, n));
+        }
+        Workload::Join => {
+            let a = spout(&mut t, "A", n, config.payload, config.rate);
+            let b = spout(&mut t, "B", n, config.payload, config.rate);
+            let j = t.bundled(
+                "J",
+                (&a, &b),
+                Bundling::sequenced(0),
+                |_, (a, b): (Sample, Sample), out: &mut Emitter<Sample>| {
+                    // A pair is as old as its older half.
+                    out.emit(Sample {
+                        sent_ns: a.sent_ns.min(b.sent_ns),
+                        payload: a.payload,
+                    });
+                    Ok(())
+                },
+            );
+            sinks.push(sink(&mut t, "K", &j, n));
+        }
+        Workload::Fanout => {
+            let s = spout(&mut t, "S", n, config.payload, config.rate);
+            for k in 1..=4 {
+                let w = pass(&mut t, &format!("W{k}"), &s);
+                sinks.push(sink(&mut t, &format!("K{k}"), &w, n));
+            }
+        }
+    }
+    let summaries = Arc::new(Mutex::new(Vec::new()));
+    let mut launch = match config.transport {
+        Transport::Local => Launch::local(),
+        Transport::Shm => Launch::processes()
+            .ring_bytes(config.ring_bytes)
+            .dir(&config.dir),
+    }
+    .edge_capacity(config.edge_capacity)
+    .ctrl_c(false);
+    for k in &sinks {
+        let got = summaries.clone();
+        launch = launch.debug(k, move |_, s: Summary| got.lock().unwrap().push(s));
+    }
+    let report = t.launch(launch).map_err(|e| e.to_string())?;
+    let summaries = summaries.lock().unwrap().clone();
+    if summaries.len() != sinks.len() {
+        return Err(format!(
+            "{} of {} sinks reported",
+            summaries.len(),
+            sinks.len()
+        ));
+    }
+    let first = summaries.iter().map(|s| s.first_sent_ns).min().unwrap_or(0);
+    let last = summaries
+        .iter()
+        .map(|s| s.last_received_ns)
+        .max()
+        .unwrap_or(0);
+    let seconds = last.saturating_sub(first) as f64 / 1e9;
+    let worst =
+        |get: fn(&Summary) -> u64| summaries.iter().map(get).max().unwrap_or(0) as f64 / 1e3;
+    let msgs_per_s = n as f64 / seconds;
+    Ok(Figures {
+        workload: config.workload.name().into(),
+        transport: config.transport.name().into(),
+        messages: n,
+        payload_bytes: config.payload as u64,
+        batch: config.edge_capacity as u64,
+        ring_bytes: config.ring_bytes as u64,
+        rate: config.rate,
+        seconds,
+        msgs_per_s,
+        mb_per_s: msgs_per_s * config.payload as f64 / 1e6,
+        p50_us: worst(|s| s.p50_ns),
+        p99_us: worst(|s| s.p99_ns),
+        p999_us: worst(|s| s.p999_ns),
+        max_rss_mb: report
+            .nodes
+            .iter()
+            .filter_map(|n| n.peak_rss_kib)
+            .max()
+            .unwrap_or(0) as f64
+            / 1024.0,
+    })
+}
