@@ -4,7 +4,8 @@
 //! Same-host traffic goes through [shared-memory rings](shm): a node writes
 //! each frame once into its own ring and every reader views it in place.
 //! Every connection of a run opens with a [mutual challenge-response](auth)
-//! on the run's secret, then carries [length-checked messages](wire).
+//! on the run's secret, then carries [length-checked messages](wire); across
+//! hosts, [TCP links](tcp) stream a ring's frames into a mirror ring.
 //!
 //! ```
 //! use clusterduck_transport::{FrameKind, ReadError, RingName, RingReader, RingWriter};
@@ -47,6 +48,8 @@ pub mod auth;
 pub mod process;
 pub mod shm;
 pub(crate) mod sync;
+#[cfg(not(loom))]
+pub mod tcp;
 #[cfg(not(loom))]
 pub mod wire;
 

@@ -88,6 +88,75 @@ impl RingReader {
         }
     }
 
+    // Raw access for the TCP sender (`crate::tcp`), which sends published
+    // frames straight from the ring and releases them as the socket takes
+    // them.
+
+    /// The end of what is published: blocks until there is more than the
+    /// cursor if `block`, else `None` when there is nothing new.
+    pub(crate) fn published_end(&mut self, block: bool) -> Result<Option<u64>, ReadError> {
+        if block {
+            return self.wait(None);
+        }
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let index = self.index.as_ref().expect("attached");
+        match index.poll(self.ring.control()) {
+            Some(DataWait::Ready(end)) => Ok(Some(end)),
+            Some(_) => Err(self.closed()),
+            None => Ok(None),
+        }
+    }
+
+    /// Everything below this position is released.
+    #[inline]
+    pub(crate) fn cursor(&self) -> u64 {
+        self.index.as_ref().expect("attached").cursor()
+    }
+
+    /// The data region's size in bytes.
+    #[inline]
+    pub(crate) fn capacity(&self) -> usize {
+        self.ring.capacity()
+    }
+
+    /// The published, unreleased bytes `[from, to)`, in place.
+    ///
+    /// Panics unless `cursor <= from <= to <= end`, with `end` a position
+    /// returned by [`published_end`](Self::published_end).
+    #[inline]
+    pub(crate) fn bytes(&self, from: u64, to: u64) -> &[u8] {
+        assert!(
+            self.cursor() <= from && from <= to && to - self.cursor() <= self.capacity() as u64
+        );
+        // SAFETY: `[from, to)` lies between the cursor and a published
+        // position (the caller's contract; the assert bounds it by the
+        // capacity), so it was completely written and published (Acquire in
+        // `poll`/`wait`), and the writer does not touch it until we release
+        // it, which takes `&mut self`; it is contiguous thanks to the double
+        // mapping and at most `capacity` long.
+        unsafe { std::slice::from_raw_parts(self.ring.at(from), (to - from) as usize) }
+    }
+
+    /// The address of ring position `pos`, for a send that outlives a
+    /// borrow of `self`: see [`bytes`](Self::bytes) for what may be read.
+    #[inline]
+    pub(crate) fn at(&self, pos: u64) -> *const u8 {
+        self.ring.at(pos)
+    }
+
+    /// Lets the writer overwrite everything below `pos` (at most the end of
+    /// what is published).
+    #[inline]
+    pub(crate) fn release_to(&mut self, pos: u64) {
+        let ring = &self.ring;
+        let index = self.index.as_mut().expect("attached");
+        if pos > index.cursor() {
+            index.release(ring.control(), pos);
+        }
+    }
+
     fn wait(&mut self, deadline: Option<Instant>) -> Result<Option<u64>, ReadError> {
         if let Some(e) = &self.failed {
             return Err(e.clone());

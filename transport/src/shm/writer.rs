@@ -209,6 +209,52 @@ impl RingWriter {
         std::mem::take(&mut self.dead)
     }
 
+    /// The bytes a frame may take at the next write without waiting: free
+    /// ring space as of now (looks at the readers' cursors again).
+    pub fn free_space(&mut self) -> usize {
+        self.index.refresh(self.ring.control()) as usize
+    }
+
+    // Raw access for the TCP receiver (`crate::tcp`), which lands bytes from
+    // the network in place, in the free space, and publishes them once it has
+    // checked that they are whole frames.
+
+    /// The published position: ring bytes below it are frames readers see.
+    #[inline]
+    pub(crate) fn published(&self) -> u64 {
+        self.index.published()
+    }
+
+    /// Looks at the readers' cursors again; returns the position below which
+    /// the writer may write (the slowest cursor plus the capacity).
+    #[inline]
+    pub(crate) fn refresh_limit(&mut self) -> u64 {
+        let free = self.index.refresh(self.ring.control());
+        self.index.published() + free
+    }
+
+    /// The address of ring position `pos`; valid for `capacity` bytes (the
+    /// data region is mapped twice).
+    #[inline]
+    pub(crate) fn at(&self, pos: u64) -> *mut u8 {
+        self.ring.at(pos)
+    }
+
+    /// Publishes the frames written in place between the published position
+    /// and `pos`.
+    ///
+    /// # Safety
+    ///
+    /// `pos` is at most the limit returned by the last
+    /// [`refresh_limit`](Self::refresh_limit), and the bytes from the
+    /// published position to `pos` are whole frames (headers with a known
+    /// kind, lengths that add up exactly to `pos`), so that readers' frame
+    /// walk stays in step.
+    #[inline]
+    pub(crate) unsafe fn publish_in_place(&mut self, pos: u64) {
+        self.index.publish(self.ring.control(), pos);
+    }
+
     #[inline]
     fn write_raw(&mut self, kind: FrameKind, seq: u64, bytes: &[u8]) -> Result<(), WriteError> {
         let max = self.max_payload();

@@ -1,0 +1,204 @@
+//! The readiness backend: non-blocking socket calls and `ppoll(2)` on the
+//! link's one socket (with a single descriptor per thread, epoll's interest
+//! list buys nothing over poll; the behaviour is the same). It runs where
+//! io_uring is refused.
+
+use std::io::{self, ErrorKind};
+use std::net::{Shutdown, TcpStream};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use super::error::LinkError;
+use super::landing::{Landing, SPILL};
+use super::outbox::Outbox;
+use super::protocol::{credit, CREDIT_LEN};
+use super::sys::{self, Interest};
+use super::LinkStats;
+
+/// How long a sender that sent End waits for the receiver to close.
+pub(crate) const LINGER: Duration = Duration::from_secs(10);
+
+fn io(peer: std::net::SocketAddr) -> impl Fn(io::Error) -> LinkError {
+    move |source| LinkError::Io { peer, source }
+}
+
+/// The sender: see [`super::send_ring`].
+pub(crate) fn send(mut out: Outbox, stream: TcpStream) -> Result<LinkStats, LinkError> {
+    let fd = stream.as_raw_fd();
+    let peer = out.peer();
+    let mut buf = [0u8; 4096];
+    loop {
+        if out.done() {
+            break;
+        }
+        // Nothing to send: wait for the producer (credit that comes
+        // meanwhile waits in the socket).
+        out.refill(out.unqueued() == 0)?;
+        // Credit, without waiting.
+        loop {
+            match sys::recv(fd, &mut buf) {
+                Ok(0) => return Err(LinkError::PeerClosed { peer }),
+                Ok(n) => out.credit(&buf[..n])?,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => return Err(io(peer)(e)),
+            }
+        }
+        let (ptr, n) = out.next();
+        if n == 0 {
+            if out.starved() {
+                sys::wait(
+                    fd,
+                    Interest {
+                        read: true,
+                        write: false,
+                    },
+                    None,
+                )
+                .map_err(io(peer))?;
+            }
+            continue;
+        }
+        // SAFETY: `next` hands out published, unreleased ring bytes that
+        // stay valid until `complete` releases them, below.
+        let bytes = unsafe { std::slice::from_raw_parts(ptr, n) };
+        match sys::send(fd, bytes) {
+            Ok(k) => {
+                out.queue(k);
+                out.complete(k);
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                sys::wait(
+                    fd,
+                    Interest {
+                        read: true,
+                        write: true,
+                    },
+                    None,
+                )
+                .map_err(io(peer))?;
+            }
+            Err(e) => return Err(io(peer)(e)),
+        }
+    }
+    linger(&stream, &mut out, &mut buf);
+    Ok(out.stats())
+}
+
+/// After End: half-closes and reads until the receiver closes, so that no
+/// unread credit turns our close into a reset that could destroy data the
+/// receiver has not read yet.
+fn linger(stream: &TcpStream, out: &mut Outbox, buf: &mut [u8]) {
+    let _ = stream.shutdown(Shutdown::Write);
+    let fd = stream.as_raw_fd();
+    let deadline = Instant::now() + LINGER;
+    loop {
+        match sys::recv(fd, buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                if out.credit(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return;
+                }
+                let read = Interest {
+                    read: true,
+                    write: false,
+                };
+                if sys::wait(fd, read, Some(left)).is_err() {
+                    return;
+                }
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// Credit messages waiting for the socket: only the newest grant matters,
+/// but a message started must be finished.
+#[derive(Debug, Default)]
+pub(crate) struct CreditOut {
+    msg: [u8; CREDIT_LEN],
+    /// Bytes of `msg` already sent; `CREDIT_LEN` when none is pending.
+    off: usize,
+    newest: Option<u64>,
+}
+
+impl CreditOut {
+    pub(crate) fn new() -> Self {
+        CreditOut {
+            msg: [0; CREDIT_LEN],
+            off: CREDIT_LEN,
+            newest: None,
+        }
+    }
+
+    pub(crate) fn push(&mut self, granted: u64) {
+        self.newest = Some(granted);
+    }
+
+    pub(crate) fn pending(&self) -> bool {
+        self.off < CREDIT_LEN || self.newest.is_some()
+    }
+
+    /// Sends what it can without blocking.
+    fn flush(&mut self, fd: i32) -> io::Result<()> {
+        loop {
+            if self.off == CREDIT_LEN {
+                let Some(g) = self.newest.take() else {
+                    return Ok(());
+                };
+                self.msg = credit(g);
+                self.off = 0;
+            }
+            match sys::send(fd, &self.msg[self.off..]) {
+                Ok(n) => self.off += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// The receiver: see [`super::receive_into_ring`].
+pub(crate) fn receive(mut land: Landing, stream: TcpStream) -> Result<LinkStats, LinkError> {
+    let fd = stream.as_raw_fd();
+    let peer = land.peer();
+    let mut credits = CreditOut::new();
+    let mut spill = [0u8; SPILL];
+    let seq = loop {
+        if let Some(g) = land.grant(false) {
+            credits.push(g);
+        }
+        credits.flush(fd).map_err(io(peer))?;
+        let (dst, room) = land.room();
+        match sys::recv_two(fd, dst, room, &mut spill) {
+            Ok(0) => return Err(land.closed()),
+            Ok(n) => {
+                if let Some(seq) = land.landed(n)? {
+                    break seq;
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                if let Some(g) = land.grant(true) {
+                    credits.push(g);
+                    credits.flush(fd).map_err(io(peer))?;
+                }
+                land.flush();
+                let timeout = land.wait_timeout();
+                let want = Interest {
+                    read: true,
+                    write: credits.pending(),
+                };
+                sys::wait(fd, want, timeout).map_err(io(peer))?;
+            }
+            Err(e) => return Err(io(peer)(e)),
+        }
+    };
+    let stats = land.finish(seq);
+    drop(stream);
+    stats
+}

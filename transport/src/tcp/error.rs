@@ -1,0 +1,149 @@
+//! The errors of a link, one enum for each side's operation.
+
+use std::io;
+use std::net::SocketAddr;
+
+use crate::shm::{ReadError, WriteError};
+
+pub use super::protocol::BadCredit;
+
+/// Why a frame from the network was refused. Offsets count from the start of
+/// the bytes being checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BadFrame {
+    /// A header with a kind code no frame has.
+    #[error("unknown frame kind {code} at offset {offset}")]
+    UnknownKind {
+        /// The code found.
+        code: u32,
+        /// Where its header starts.
+        offset: u64,
+    },
+    /// A payload longer than the local ring can hold.
+    #[error("frame of {len} bytes at offset {offset}; the ring takes at most {max}")]
+    TooLarge {
+        /// The announced length.
+        len: u32,
+        /// The largest payload of the local ring.
+        max: u64,
+        /// Where its header starts.
+        offset: u64,
+    },
+    /// An End frame with a payload.
+    #[error("End frame with a {len}-byte payload at offset {offset}")]
+    EndWithPayload {
+        /// The announced length.
+        len: u32,
+        /// Where its header starts.
+        offset: u64,
+    },
+    /// Bytes after the End frame.
+    #[error("{bytes} bytes after the End frame")]
+    AfterEnd {
+        /// How many came.
+        bytes: u64,
+    },
+    /// The peer closed the connection inside a frame.
+    #[error("connection closed inside a frame ({bytes} bytes of it came)")]
+    Truncated {
+        /// The bytes of the incomplete frame that came.
+        bytes: u64,
+    },
+}
+
+/// Why [`send_ring`](super::send_ring) or
+/// [`receive_into_ring`](super::receive_into_ring) stopped before the End
+/// frame went through.
+///
+/// Every error from the network side is also printed once on stderr, naming
+/// the peer; the connection is closed, the process goes on.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// The socket failed (reset, unreachable, ...).
+    #[error("link with {peer}: i/o: {source}")]
+    Io {
+        /// The peer's address.
+        peer: SocketAddr,
+        /// The system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// The peer closed the connection before the End frame (sender side:
+    /// before it had all been sent; receiver side: between two frames).
+    #[error("link with {peer}: peer closed the connection mid-stream")]
+    PeerClosed {
+        /// The peer's address.
+        peer: SocketAddr,
+    },
+    /// The receiver got a malformed frame (garbage, a kind it does not know,
+    /// a truncated frame, ...).
+    #[error("link with {peer}: bad frame: {frame}")]
+    BadFrame {
+        /// The peer's address.
+        peer: SocketAddr,
+        /// What was wrong.
+        frame: BadFrame,
+    },
+    /// The receiver got a frame larger than its ring can ever hold.
+    #[error("link with {peer}: frame of {len} bytes; the local ring takes at most {max}")]
+    TooLarge {
+        /// The peer's address.
+        peer: SocketAddr,
+        /// The announced payload length.
+        len: u32,
+        /// The local ring's largest payload.
+        max: u64,
+    },
+    /// The sender sent more bytes than the receiver had granted.
+    #[error("link with {peer}: {received} bytes received, only {granted} granted")]
+    CreditExceeded {
+        /// The peer's address.
+        peer: SocketAddr,
+        /// Cumulative bytes granted.
+        granted: u64,
+        /// Cumulative bytes received (at least).
+        received: u64,
+    },
+    /// The sender got something other than credit messages from the receiver.
+    #[error("link with {peer}: bad credit message: {credit}")]
+    BadCredit {
+        /// The peer's address.
+        peer: SocketAddr,
+        /// What was wrong.
+        credit: BadCredit,
+    },
+    /// Reading the producer's ring failed (its writer was dropped without
+    /// `finish`, or died): the link closes without an End frame, so the
+    /// remote consumer sees its mirror ring dropped.
+    #[error("link: reading the local ring: {0}")]
+    Read(#[from] ReadError),
+    /// Writing the End frame into the mirror ring failed.
+    #[error("link: writing the local ring: {0}")]
+    Write(#[from] WriteError),
+    /// The socket has no peer address (it is not connected).
+    #[error("link: socket not connected: {0}")]
+    NotConnected(#[source] io::Error),
+}
+
+impl LinkError {
+    /// Turns a [`BadFrame`] into the error that names it.
+    pub(crate) fn frame(peer: SocketAddr, frame: BadFrame) -> LinkError {
+        match frame {
+            BadFrame::TooLarge { len, max, .. } => LinkError::TooLarge { peer, len, max },
+            frame => LinkError::BadFrame { peer, frame },
+        }
+    }
+
+    /// The peer this error is about, if it is about one.
+    pub fn peer(&self) -> Option<SocketAddr> {
+        match self {
+            LinkError::Io { peer, .. }
+            | LinkError::PeerClosed { peer }
+            | LinkError::BadFrame { peer, .. }
+            | LinkError::TooLarge { peer, .. }
+            | LinkError::CreditExceeded { peer, .. }
+            | LinkError::BadCredit { peer, .. } => Some(*peer),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,548 @@
+//! The TCP link's conformance suite, run against both backends over real
+//! sockets on 127.0.0.1: round trips (credit binding, a slow consumer), bad
+//! input against a receiver, bad credit against a sender, a listener that
+//! survives bad handshakes.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use clusterduck_transport::auth::{self, Secret};
+use clusterduck_transport::tcp::{self, BadCredit, BadFrame, IoBackend, LinkError, LinkStats};
+use clusterduck_transport::{FrameKind, ReadError, RingReader, RingWriter};
+use common::{unique, watchdog};
+
+const WATCHDOG: u64 = 300;
+
+/// Whether the backend can run here; prints why not.
+fn available(backend: IoBackend) -> bool {
+    match backend {
+        IoBackend::Epoll => true,
+        IoBackend::Uring => match tcp::probe_uring() {
+            Ok(()) => true,
+            Err(why) => {
+                eprintln!("SKIPPED: io_uring backend unavailable: {why}");
+                false
+            }
+        },
+    }
+}
+
+fn secret() -> Secret {
+    Secret::from_bytes([7; 32])
+}
+
+/// The bytes a frame with a `len`-byte payload takes in a ring.
+fn frame_size(len: usize) -> u64 {
+    16 + len.div_ceil(16) as u64 * 16
+}
+
+/// Frame `seq`'s payload length: mostly small, some up to 64 KiB.
+fn size_of(seq: u64, max: usize) -> usize {
+    let mut rng = fastrand::Rng::with_seed(seq);
+    let len = match rng.u32(0..100) {
+        0..90 => rng.usize(1..=256),
+        90..99 => rng.usize(257..=4096),
+        _ => rng.usize(4097..=65536),
+    };
+    len.min(max)
+}
+
+fn fill(seq: u64, buf: &mut Vec<u8>, len: usize) {
+    buf.clear();
+    buf.extend((0..len).map(|i| (seq as usize).wrapping_mul(31).wrapping_add(i) as u8));
+}
+
+/// A link between a producer ring and a mirror ring, over loopback.
+struct Link {
+    producer: RingWriter,
+    consumer: RingReader,
+    sender: JoinHandle<Result<LinkStats, LinkError>>,
+    receiver: JoinHandle<Result<LinkStats, LinkError>>,
+}
+
+fn link(backend: IoBackend, producer_cap: usize, mirror_cap: usize) -> Link {
+    let pname = unique("producer");
+    let mname = unique("mirror");
+    let producer = RingWriter::create(&pname, producer_cap).unwrap();
+    let reader = RingReader::attach(&pname).unwrap();
+    let mirror = RingWriter::create(&mname, mirror_cap).unwrap();
+    let consumer = RingReader::attach(&mname).unwrap();
+    mirror.wait_for_readers(1, Duration::from_secs(10)).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let receiver = thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        assert_eq!(auth::accept(&mut stream, &secret()).unwrap(), 1);
+        tcp::receive_into_ring(stream, mirror, backend)
+    });
+    let sender = thread::spawn(move || {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        auth::connect(&mut stream, &secret(), 1).unwrap();
+        tcp::send_ring(reader, stream, backend)
+    });
+    Link {
+        producer,
+        consumer,
+        sender,
+        receiver,
+    }
+}
+
+/// Streams `n` frames through a link and checks every byte and seq on the
+/// far side. A consumer that sleeps `pause` every 256 frames is slow; the
+/// producer must then block: it may get ahead of the consumer by no more
+/// than the two rings hold (credit keeps everything else bounded).
+fn round_trip(backend: IoBackend, n: u64, producer_cap: usize, mirror_cap: usize, pause: Duration) {
+    if !available(backend) {
+        return;
+    }
+    let _dog = watchdog(WATCHDOG, "tcp round trip");
+    let Link {
+        mut producer,
+        mut consumer,
+        sender,
+        receiver,
+    } = link(backend, producer_cap, mirror_cap);
+    let max = producer.max_payload().min(mirror_cap - 16);
+    let consumed = Arc::new(AtomicU64::new(0));
+    let check = {
+        let consumed = consumed.clone();
+        thread::spawn(move || {
+            let mut next = 0u64;
+            let mut want = Vec::new();
+            let mut bytes = 0u64;
+            loop {
+                let batch = match consumer.read() {
+                    Ok(b) => b,
+                    Err(ReadError::Ended) => break,
+                    Err(e) => panic!("consumer: {e}"),
+                };
+                for frame in &batch {
+                    let frame = frame.unwrap();
+                    match frame.kind() {
+                        FrameKind::Data => {
+                            assert_eq!(frame.seq(), next, "frames lost or reordered");
+                            let len = size_of(next, max);
+                            fill(next, &mut want, len);
+                            assert!(frame.bytes() == &want[..], "frame {next} corrupted");
+                            bytes += frame_size(len);
+                            next += 1;
+                            if !pause.is_zero() && next % 256 == 0 {
+                                thread::sleep(pause);
+                            }
+                        }
+                        FrameKind::End => assert_eq!(frame.seq(), n),
+                        k => panic!("unexpected {k:?}"),
+                    }
+                }
+                drop(batch);
+                consumed.store(bytes, Ordering::Release);
+            }
+            next
+        })
+    };
+    let bound = (producer_cap + mirror_cap) as u64 + frame_size(max);
+    let mut lead = 0u64;
+    let mut written = 0u64;
+    let mut buf = Vec::new();
+    for seq in 0..n {
+        let len = size_of(seq, max);
+        fill(seq, &mut buf, len);
+        producer.write_bytes(seq, &buf).unwrap();
+        written += frame_size(len);
+        lead = lead.max(written - consumed.load(Ordering::Acquire));
+    }
+    producer.finish(n).unwrap();
+    assert_eq!(check.join().unwrap(), n, "End arrived before every frame");
+    let sent = sender.join().unwrap().unwrap();
+    let got = receiver.join().unwrap().unwrap();
+    assert_eq!(sent, got);
+    assert_eq!(got.frames, n);
+    assert_eq!(got.bytes, written + 16);
+    eprintln!(
+        "{backend}: {n} frames, {written} bytes; producer's greatest lead {lead} (bound {bound})"
+    );
+    assert!(
+        lead <= bound,
+        "the producer ran {lead} bytes ahead (bound {bound})"
+    );
+}
+
+/// A receiver with a mirror of `mirror_cap` whose reader never reads, and a
+/// client that passed the handshake and sends `bytes` (after reading the
+/// first credit, if `read_credit`), then closes.
+fn bad_input(
+    backend: IoBackend,
+    mirror_cap: usize,
+    bytes: impl FnOnce(u64) -> Vec<u8>,
+) -> (LinkError, SocketAddr) {
+    let _dog = watchdog(WATCHDOG, "tcp bad input");
+    let mname = unique("mirror");
+    let mirror = RingWriter::create(&mname, mirror_cap).unwrap();
+    let consumer = RingReader::attach(&mname).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let receiver = thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        auth::accept(&mut stream, &secret()).unwrap();
+        tcp::receive_into_ring(stream, mirror, backend)
+    });
+    let mut stream = TcpStream::connect(addr).unwrap();
+    auth::connect(&mut stream, &secret(), 9).unwrap();
+    let me = stream.local_addr().unwrap();
+    let mut credit = [0u8; 16];
+    stream.read_exact(&mut credit).unwrap();
+    assert_eq!(&credit[..4], b"CDcr");
+    let granted = u64::from_le_bytes(credit[8..].try_into().unwrap());
+    let _ = stream.write_all(&bytes(granted));
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let err = receiver.join().unwrap().unwrap_err();
+    drop(stream);
+    drop(consumer);
+    assert_eq!(err.peer(), Some(me), "{err}");
+    assert!(err.to_string().contains(&me.to_string()), "{err}");
+    (err, me)
+}
+
+fn header(len: u32, kind: u32, seq: u64) -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend_from_slice(&len.to_le_bytes());
+    v.extend_from_slice(&kind.to_le_bytes());
+    v.extend_from_slice(&seq.to_le_bytes());
+    v
+}
+
+fn data_frame(len: usize, seq: u64) -> Vec<u8> {
+    let mut v = header(len as u32, 1, seq);
+    v.resize(frame_size(len) as usize, 0xAB);
+    v
+}
+
+fn garbage(backend: IoBackend) {
+    if !available(backend) {
+        return;
+    }
+    let (err, _) = bad_input(backend, 1 << 16, |_| {
+        b"GET / HTTP/1.1\r\nHost: clusterduck\r\n\r\n\x00\x01\x02garbage garbage".to_vec()
+    });
+    assert!(
+        matches!(
+            err,
+            LinkError::BadFrame {
+                frame: BadFrame::UnknownKind { .. },
+                ..
+            } | LinkError::TooLarge { .. }
+        ),
+        "{err:?}"
+    );
+}
+
+fn oversize(backend: IoBackend) {
+    if !available(backend) {
+        return;
+    }
+    let (err, _) = bad_input(backend, 1 << 16, |_| {
+        let mut v = data_frame(100, 0);
+        v.extend(header((1 << 16) - 15, 1, 1));
+        v
+    });
+    assert!(
+        matches!(
+            err,
+            LinkError::TooLarge {
+                len: 65521,
+                max: 65520,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+fn truncated(backend: IoBackend) {
+    if !available(backend) {
+        return;
+    }
+    let (err, _) = bad_input(backend, 1 << 16, |_| data_frame(100, 0)[..70].to_vec());
+    assert!(
+        matches!(
+            err,
+            LinkError::BadFrame {
+                frame: BadFrame::Truncated { bytes: 70 },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+fn closed_between_frames(backend: IoBackend) {
+    if !available(backend) {
+        return;
+    }
+    let (err, _) = bad_input(backend, 1 << 16, |_| data_frame(100, 0));
+    assert!(matches!(err, LinkError::PeerClosed { .. }), "{err:?}");
+}
+
+fn unknown_kind(backend: IoBackend) {
+    if !available(backend) {
+        return;
+    }
+    let (err, _) = bad_input(backend, 1 << 16, |_| {
+        let mut v = data_frame(10, 0);
+        v.extend(header(0, 7, 1));
+        v
+    });
+    assert!(
+        matches!(
+            err,
+            LinkError::BadFrame {
+                frame: BadFrame::UnknownKind {
+                    code: 7,
+                    offset: 32
+                },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+fn past_credit(backend: IoBackend) {
+    if !available(backend) {
+        return;
+    }
+    // The mirror's reader reads nothing, so the first grant is the last.
+    let (err, _) = bad_input(backend, 1 << 16, |granted| {
+        let mut v = Vec::new();
+        let mut seq = 0;
+        while (v.len() as u64) <= granted {
+            v.extend(data_frame(1000, seq));
+            seq += 1;
+        }
+        v
+    });
+    assert!(
+        matches!(err, LinkError::CreditExceeded { granted: 65536, .. }),
+        "{err:?}"
+    );
+}
+
+/// A receiver that sends something other than credit: the sender stops.
+fn bad_credit(backend: IoBackend) {
+    if !available(backend) {
+        return;
+    }
+    let _dog = watchdog(WATCHDOG, "tcp bad credit");
+    let pname = unique("producer");
+    let mut producer = RingWriter::create(&pname, 1 << 16).unwrap();
+    let reader = RingReader::attach(&pname).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let sender = thread::spawn(move || {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        auth::connect(&mut stream, &secret(), 1).unwrap();
+        tcp::send_ring(reader, stream, backend)
+    });
+    let (mut stream, _) = listener.accept().unwrap();
+    auth::accept(&mut stream, &secret()).unwrap();
+    producer.write_bytes(0, b"hello").unwrap();
+    stream.write_all(b"this is not credit").unwrap();
+    let err = sender.join().unwrap().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LinkError::BadCredit {
+                credit: BadCredit::Garbage(_),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(err.peer(), Some(addr));
+}
+
+/// Records what a stream writes.
+struct Recorder<'a>(&'a mut TcpStream, Vec<u8>);
+
+impl Read for Recorder<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl Write for Recorder<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.1.extend_from_slice(buf);
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// A data listener that refuses strangers, wrong secrets and a replayed
+/// handshake, and then still serves a real sender.
+fn listener_survives_bad_handshakes(backend: IoBackend) {
+    if !available(backend) {
+        return;
+    }
+    let _dog = watchdog(WATCHDOG, "tcp listener");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(false).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mname = unique("mirror");
+    let mirror = RingWriter::create(&mname, 1 << 16).unwrap();
+    let mut consumer = RingReader::attach(&mname).unwrap();
+    let server = thread::spawn(move || {
+        let mut refused = 0;
+        let mut mirror = Some(mirror);
+        for stream in listener.incoming() {
+            let mut stream = stream.unwrap();
+            let peer = stream.peer_addr().unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            match auth::accept(&mut stream, &secret()) {
+                Ok(_) => {
+                    stream.set_read_timeout(None).unwrap();
+                    let stats = tcp::receive_into_ring(stream, mirror.take().unwrap(), backend);
+                    return (refused, stats);
+                }
+                Err(e) => {
+                    eprintln!("clusterduck: data listener: {peer}: {e}");
+                    refused += 1;
+                }
+            }
+        }
+        unreachable!()
+    });
+    // A stranger.
+    let mut s = TcpStream::connect(addr).unwrap();
+    let _ = s.write_all(&[0x55; 100]);
+    drop(s);
+    // A wrong secret.
+    let mut s = TcpStream::connect(addr).unwrap();
+    assert!(auth::connect(&mut s, &Secret::from_bytes([8; 32]), 1).is_err());
+    drop(s);
+    // A replay: a real client's handshake with another listener of the run,
+    // recorded, sent again.
+    let other = TcpListener::bind("127.0.0.1:0").unwrap();
+    let other_addr = other.local_addr().unwrap();
+    let other = thread::spawn(move || {
+        let (mut s, _) = other.accept().unwrap();
+        auth::accept(&mut s, &secret()).unwrap()
+    });
+    let mut s = TcpStream::connect(other_addr).unwrap();
+    let mut rec = Recorder(&mut s, Vec::new());
+    auth::connect(&mut rec, &secret(), 1).unwrap();
+    let recorded = rec.1;
+    assert_eq!(other.join().unwrap(), 1);
+    drop(s);
+    let mut s = TcpStream::connect(addr).unwrap();
+    let mut hello = [0u8; 40];
+    s.read_exact(&mut hello).unwrap();
+    let _ = s.write_all(&recorded);
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "a replayed handshake got an answer");
+    drop(s);
+    // The real sender.
+    let pname = unique("producer");
+    let mut producer = RingWriter::create(&pname, 1 << 16).unwrap();
+    let reader = RingReader::attach(&pname).unwrap();
+    let mut s = TcpStream::connect(addr).unwrap();
+    auth::connect(&mut s, &secret(), 1).unwrap();
+    let sender = thread::spawn(move || tcp::send_ring(reader, s, backend));
+    producer.write_bytes(5, b"after the strangers").unwrap();
+    producer.finish(6).unwrap();
+    let batch = consumer.read().unwrap();
+    let frame = batch.iter().next().unwrap().unwrap();
+    assert_eq!(
+        (frame.seq(), frame.bytes()),
+        (5, &b"after the strangers"[..])
+    );
+    drop(batch);
+    sender.join().unwrap().unwrap();
+    let (refused, stats) = server.join().unwrap();
+    assert_eq!(refused, 3);
+    assert_eq!(stats.unwrap().frames, 1);
+}
+
+macro_rules! conformance {
+    ($name:ident, $backend:expr) => {
+        mod $name {
+            use super::*;
+
+            #[test]
+            fn round_trip_200k_frames() {
+                round_trip($backend, 200_000, 1 << 20, 1 << 20, Duration::ZERO);
+            }
+
+            #[test]
+            fn round_trip_small_mirror_credit_binds() {
+                round_trip($backend, 100_000, 4 << 20, 128 << 10, Duration::ZERO);
+            }
+
+            #[test]
+            fn round_trip_slow_consumer_holds_back_producer() {
+                round_trip(
+                    $backend,
+                    20_000,
+                    256 << 10,
+                    128 << 10,
+                    Duration::from_millis(1),
+                );
+            }
+
+            #[test]
+            fn garbage_after_handshake() {
+                garbage($backend);
+            }
+
+            #[test]
+            fn oversize_frame() {
+                oversize($backend);
+            }
+
+            #[test]
+            fn truncated_frame() {
+                truncated($backend);
+            }
+
+            #[test]
+            fn closed_mid_stream() {
+                closed_between_frames($backend);
+            }
+
+            #[test]
+            fn unknown_frame_kind() {
+                unknown_kind($backend);
+            }
+
+            #[test]
+            fn bytes_past_credit() {
+                past_credit($backend);
+            }
+
+            #[test]
+            fn garbage_credit() {
+                bad_credit($backend);
+            }
+
+            #[test]
+            fn listener_survives_strangers() {
+                listener_survives_bad_handshakes($backend);
+            }
+        }
+    };
+}
+
+conformance!(epoll, IoBackend::Epoll);
+conformance!(uring, IoBackend::Uring);
