@@ -34,7 +34,8 @@
 #
 # Addresses
 #   10.203.0.0/24 by default; set CLUSTERDUCK_TESTNET_PREFIX=A.B.C to use
-#   A.B.C.0/24 instead (private ranges only). `up` first checks that nothing
+#   A.B.C.0/24 instead (private ranges only; `up` again keeps the subnet the
+#   hosts are on, and refuses another one until `down`). `up` first checks that nothing
 #   else on the machine has an address or a route in that subnet (apart from
 #   cd-br0's own) and fails, naming the interface, if something does.
 #
@@ -48,6 +49,7 @@
 #                       checked, never learned (use it with `ssh -F`)
 #   hosts/cd-hK/        host key, sshd_config, sshd.pid, sshd.log
 #   prefix              the subnet's first three octets, as used by `up`
+#   count               N, as given to `up`
 #
 # Idempotent
 #   `up` on hosts that are up checks each part and repairs or reuses it: it
@@ -190,19 +192,42 @@ ensure_keys() {
   mv "$STATE/authorized_keys.new" "$STATE/authorized_keys"
 }
 
-# The pid in host K's sshd pid file, if that process is alive, is an sshd and
-# is in host K's namespace.
-live_sshd_pid() {
-  local k=$1 ns pidfile pid
-  ns=$(host_ns "$k")
+# The pid in host K's sshd pid file, if that process is alive and is the
+# sshd this script started for host K (its command line names K's config).
+own_sshd_pid() {
+  local k=$1 pidfile pid
   pidfile=$(host_dir "$k")/sshd.pid
   [[ -s $pidfile ]] || return 1
   pid=$(<"$pidfile")
   [[ $pid =~ ^[0-9]+$ ]] || return 1
   [[ $(cat "/proc/$pid/comm" 2>/dev/null) == sshd ]] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "-f $(host_dir "$k")/sshd_config " || return 1
+  printf '%s\n' "$pid"
+}
+
+# Like own_sshd_pid, and the process is in host K's namespace (not in one
+# deleted and made again behind its back).
+live_sshd_pid() {
+  local k=$1 ns pid
+  ns=$(host_ns "$k")
+  pid=$(own_sshd_pid "$k") || return 1
   ns_exists "$ns" || return 1
   [[ $(readlink "/proc/$pid/ns/net" 2>/dev/null) == "$(ip netns exec "$ns" readlink /proc/self/ns/net 2>/dev/null)" ]] || return 1
   printf '%s\n' "$pid"
+}
+
+# The sshd listeners this script started (their command line names a
+# config in the state directory), wherever they are: `down` ends them even
+# when their pid files or namespaces are gone.
+stray_sshd_pids() {
+  local dir pid
+  for dir in /proc/[0-9]*; do
+    pid=${dir#/proc/}
+    [[ $(cat "$dir/comm" 2>/dev/null) == sshd ]] || continue
+    if tr '\0' ' ' <"$dir/cmdline" 2>/dev/null | grep -qE -- "^(sshd: )?$SSHD -f $STATE/hosts/cd-h[0-9]+/sshd_config "; then
+      printf '%s\n' "$pid"
+    fi
+  done
 }
 
 sshd_config_text() {
@@ -249,7 +274,7 @@ ensure_host() {
   fi
   # A veth whose other end is gone, or a namespace without its eth0: remake the pair.
   if ! ip netns exec "$ns" ip link show eth0 >/dev/null 2>&1; then
-    ip link del "$veth" >/dev/null 2>&1 || true
+    del_link "$veth"
     run "creating veth pair $veth <-> $ns:eth0" ip link add "$veth" type veth peer name eth0 netns "$ns"
   elif ! ip link show "$veth" >/dev/null 2>&1; then
     ip netns exec "$ns" ip link del eth0 >/dev/null 2>&1 || true
@@ -272,6 +297,10 @@ ensure_host() {
   run "checking the sshd config of $ns" "$SSHD" -t -f "$dir/sshd_config.new"
 
   local pid
+  if ! live_sshd_pid "$k" >/dev/null && pid=$(own_sshd_pid "$k"); then
+    log "stopping the sshd of $ns left in a namespace that is gone (pid $pid)"
+    stop_pid "$pid"
+  fi
   if pid=$(live_sshd_pid "$k"); then
     if cmp -s "$dir/sshd_config.new" "$dir/sshd_config"; then
       rm -f "$dir/sshd_config.new"
@@ -325,6 +354,7 @@ EOF
   mv "$known" "$STATE/known_hosts"
   mv "$ssh_config" "$STATE/ssh_config"
   printf '%s\n' "$PREFIX" >"$STATE/prefix"
+  printf '%s\n' "$n" >"$STATE/count"
 }
 
 # Waits (bounded, about 10 s) until `ssh cd-hK true` works from the
@@ -360,7 +390,7 @@ remove_host() {
   local k=$1 ns veth pid pids i
   ns=$(host_ns "$k")
   veth=$(host_veth "$k")
-  if pid=$(live_sshd_pid "$k"); then
+  if pid=$(own_sshd_pid "$k"); then
     stop_pid "$pid"
   fi
   if ns_exists "$ns"; then
@@ -379,13 +409,24 @@ remove_host() {
       [[ -z $pids ]] || kill -KILL $pids 2>/dev/null || true
     fi
     log "removing host $ns"
+  fi
+  # The pair first, synchronously: a namespace's own links go away in the
+  # background after `ip netns del`, and a later `up` would find them.
+  del_link "$veth"
+  if ns_exists "$ns"; then
     run "deleting network namespace $ns" ip netns del "$ns"
   fi
-  # Deleting the namespace deletes the pair, unless a process kept it alive.
-  if ip link show "$veth" >/dev/null 2>&1; then
-    run "deleting veth $veth" ip link del "$veth"
-  fi
   rm -rf "$(host_dir "$k")"
+}
+
+# Deletes a link in the root namespace if it exists; a link that vanishes
+# meanwhile (its namespace being torn down) is not an error.
+del_link() {
+  local out
+  ip link show "$1" >/dev/null 2>&1 || return 0
+  if ! out=$(ip link del "$1" 2>&1) && ip link show "$1" >/dev/null 2>&1; then
+    die "deleting link $1 failed: $out"
+  fi
 }
 
 export_line() { printf 'export CLUSTERDUCK_SSH_CONFIG=%s/ssh_config\n' "$STATE"; }
@@ -399,6 +440,11 @@ cmd_up() {
   # Only the export line goes to stdout: eval "$(testnet.sh up)".
   exec 3>&1 1>&2
   take_lock
+  # Hosts that are up keep their subnet unless another one is asked for.
+  if [[ -z ${CLUSTERDUCK_TESTNET_PREFIX:-} && -s $STATE/prefix ]]; then
+    PREFIX=$(<"$STATE/prefix")
+    check_prefix
+  fi
   if [[ -s $STATE/prefix && $(<"$STATE/prefix") != "$PREFIX" ]]; then
     die "test hosts are up on $(<"$STATE/prefix").0/24, not $PREFIX.0/24: run \`$0 down\` first"
   fi
@@ -436,16 +482,21 @@ cmd_down() {
   command -v flock >/dev/null || die "\`flock\` not found: install Debian package util-linux"
   take_lock
   local k veth
+  local pid
   for k in $(existing_hosts); do
     remove_host "$k"
   done
+  for pid in $(stray_sshd_pids); do
+    log "stopping a test host's sshd left outside its host (pid $pid)"
+    stop_pid "$pid"
+  done
   # Outer veth ends left without their namespace.
   for veth in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | sed -n 's/^\(cd-v[0-9][0-9]*\)\(@.*\)\{0,1\}$/\1/p'); do
-    run "deleting veth $veth" ip link del "$veth"
+    del_link "$veth"
   done
   if ip link show "$BRIDGE" >/dev/null 2>&1; then
     log "removing bridge $BRIDGE"
-    run "deleting bridge $BRIDGE" ip link del "$BRIDGE"
+    del_link "$BRIDGE"
   fi
   rm -rf "$STATE"
   rm -f "$LOCK"
@@ -461,6 +512,18 @@ cmd_status() {
   if [[ -z $hosts ]]; then
     echo "down: no test hosts"
     return 1
+  fi
+  if [[ -s $STATE/count ]]; then
+    # Expected hosts that are missing, then every host that exists.
+    for ((k = 1; k <= $(<"$STATE/count"); k++)); do
+      grep -qx "$k" <<<"$hosts" || {
+        echo "$(host_ns "$k"): MISSING (no network namespace)"
+        ok=1
+      }
+    done
+  else
+    echo "state $STATE: MISSING (run up again)"
+    ok=1
   fi
   if ip -o -4 addr show dev "$BRIDGE" 2>/dev/null | grep -q .; then
     echo "bridge $BRIDGE: $(ip -o -4 addr show dev "$BRIDGE" | awk '{print $4}')"
