@@ -35,9 +35,10 @@
 # Addresses
 #   10.203.0.0/24 by default; set CLUSTERDUCK_TESTNET_PREFIX=A.B.C to use
 #   A.B.C.0/24 instead (private ranges only; `up` again keeps the subnet the
-#   hosts are on, and refuses another one until `down`). `up` first checks that nothing
-#   else on the machine has an address or a route in that subnet (apart from
-#   cd-br0's own) and fails, naming the interface, if something does.
+#   hosts are on, and refuses another one until `down`). `up` first checks
+#   that nothing else on the machine has an address or a route in that
+#   subnet (apart from cd-br0's own) and fails, naming the interface or the
+#   route, if something does.
 #
 # Keys and the ssh config (state in /tmp/clusterduck-testnet/, mode 0700)
 #   id_ed25519{,.pub}   the client key pair the master uses
@@ -46,7 +47,9 @@
 #   ssh_config          `Host cd-hK` -> HostName, User root, IdentityFile,
 #                       UserKnownHostsFile, StrictHostKeyChecking yes,
 #                       BatchMode yes, ConnectTimeout 5: host keys are
-#                       checked, never learned (use it with `ssh -F`)
+#                       checked, never learned (use it with `ssh -F`);
+#                       ServerAliveInterval 5 so a cut link ends a session
+#                       within about 15 s
 #   hosts/cd-hK/        host key, sshd_config, sshd.pid, sshd.log
 #   prefix              the subnet's first three octets, as used by `up`
 #   count               N, as given to `up`
@@ -56,8 +59,11 @@
 #   keeps the keys (so known_hosts stays valid), restarts an sshd that is dead
 #   or whose config changed, and removes hosts numbered above N. `down` stops
 #   every process still inside a test host (the sshds and whatever was started
-#   through them) by pid, SIGTERM then SIGKILL, deletes the namespaces, veths,
-#   bridge and state directory, and succeeds when nothing is up.
+#   through them) by pid, SIGTERM then SIGKILL, and any sshd it started that
+#   was stranded outside its host (its command line names its config here);
+#   it deletes the veths, namespaces, bridge and state directory, and
+#   succeeds when nothing is up. One `up` or `down` runs at a time (a lock
+#   in /run, removed by `down`).
 set -euo pipefail
 
 readonly STATE=/tmp/clusterduck-testnet
