@@ -18,7 +18,7 @@ use super::LinkStats;
 /// How long a sender that sent End waits for the receiver to close.
 pub(crate) const LINGER: Duration = Duration::from_secs(10);
 
-fn io(peer: std::net::SocketAddr) -> impl Fn(io::Error) -> LinkError {
+pub(crate) fn io(peer: std::net::SocketAddr) -> impl Fn(io::Error) -> LinkError {
     move |source| LinkError::Io { peer, source }
 }
 
@@ -178,7 +178,7 @@ pub(crate) fn receive(mut land: Landing, stream: TcpStream) -> Result<LinkStats,
         match sys::recv_two(fd, dst, room, &mut spill) {
             Ok(0) => return Err(land.closed()),
             Ok(n) => {
-                if let Some(seq) = land.landed(n)? {
+                if let Some(seq) = land.landed(n, room, &spill)? {
                     break seq;
                 }
             }

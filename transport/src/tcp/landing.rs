@@ -80,17 +80,39 @@ impl Landing {
         (self.writer.at(self.base + self.received), n as usize)
     }
 
-    /// `n` bytes landed at [`room`](Self::room) (and past it, in the spill,
-    /// if `n` exceeds the room). Checks and publishes the whole frames;
-    /// returns the End frame's seq when it came.
-    pub(crate) fn landed(&mut self, n: usize) -> Result<Option<u64>, LinkError> {
-        let room = self.grants.granted() - self.received;
-        if n as u64 > room {
+    /// `n` bytes landed at [`room`](Self::room), which had `room` bytes when
+    /// the receive started, and past it in `spill`. Bytes in the spill within
+    /// credit granted since (a receive in flight keeps its first room) move
+    /// into the ring; past the credit, they are the sender's fault. Checks
+    /// and publishes the whole frames; returns the End frame's seq when it
+    /// came.
+    pub(crate) fn landed(
+        &mut self,
+        n: usize,
+        room: usize,
+        spill: &[u8],
+    ) -> Result<Option<u64>, LinkError> {
+        if self.received + n as u64 > self.grants.granted() {
             return Err(LinkError::CreditExceeded {
                 peer: self.peer,
                 granted: self.grants.granted(),
                 received: self.received + n as u64,
             });
+        }
+        if n > room {
+            let extra = &spill[..n - room];
+            // SAFETY: the `extra.len()` bytes after the room are below the
+            // credit granted (checked above), so ring memory below the limit,
+            // unpublished, that only this side writes; `at` is valid for
+            // `capacity` bytes and `n <= capacity`. The spill is our own
+            // buffer: no overlap.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    extra.as_ptr(),
+                    self.writer.at(self.base + self.received + room as u64),
+                    extra.len(),
+                );
+            }
         }
         self.received += n as u64;
         let start = self.base + self.parsed;

@@ -97,19 +97,11 @@ impl Outbox {
     }
 
     /// A queued send that took only part of its bytes: the rest go again.
-    #[allow(dead_code)] // for the io_uring backend's short sends
     #[inline]
     pub(crate) fn requeue_from_sent(&mut self) {
         let back = self.queued - self.sent;
         self.queued = self.sent;
         self.window.unsend(back);
-    }
-
-    /// Whether a send is in flight.
-    #[allow(dead_code)] // for the io_uring backend
-    #[inline]
-    pub(crate) fn in_flight(&self) -> bool {
-        self.queued > self.sent
     }
 
     /// Whether the End frame is in the socket.

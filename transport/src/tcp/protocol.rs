@@ -189,7 +189,6 @@ impl Window {
     }
 
     /// Takes back `n` bytes counted as sent that the socket did not take.
-    #[allow(dead_code)] // for the io_uring backend's short sends
     #[inline]
     pub(crate) fn unsend(&mut self, n: u64) {
         self.sent -= n;
