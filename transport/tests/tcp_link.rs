@@ -546,3 +546,39 @@ macro_rules! conformance {
 
 conformance!(epoll, IoBackend::Epoll);
 conformance!(uring, IoBackend::Uring);
+
+/// `CLUSTERDUCK_IO=epoll` forces the readiness backend, and the choice is
+/// said once on stderr however often it is asked (checked in a child
+/// process, whose environment and stderr are its own).
+#[test]
+fn the_environment_forces_epoll_and_the_choice_is_said_once() {
+    if std::env::var(common::ROLE).as_deref() == Ok("io_backend") {
+        assert_eq!(tcp::io_backend(), IoBackend::Epoll);
+        assert_eq!(tcp::io_backend(), IoBackend::Epoll);
+        return;
+    }
+    let _dog = watchdog(WATCHDOG, "io backend child");
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "the_environment_forces_epoll_and_the_choice_is_said_once",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(common::ROLE, "io_backend")
+        .env(tcp::IO_ENV, "epoll")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let said: Vec<_> = stderr
+        .lines()
+        .filter(|l| l.contains("tcp links use"))
+        .collect();
+    assert_eq!(
+        said,
+        ["clusterduck: tcp links use the epoll backend (CLUSTERDUCK_IO=epoll)"],
+        "{stderr}"
+    );
+    eprintln!("probe here: {:?}", tcp::probe_uring());
+}
