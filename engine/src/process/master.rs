@@ -28,6 +28,10 @@ use crate::stop::StopSignal;
 use clusterduck_transport::auth::{self, Secret};
 use clusterduck_transport::wire::{read_message, write_message, WireError};
 
+/// The environment variable that makes the master say where everything is
+/// (run id, control port, placement) on its stderr.
+pub const VERBOSE_ENV: &str = "CLUSTERDUCK_VERBOSE";
+
 /// How often the master looks at its children when nothing arrives.
 const POLL: Duration = Duration::from_millis(20);
 /// How long an aborted node may take to exit before it is killed.
@@ -93,7 +97,7 @@ pub enum LaunchError {
 /// A message from a node's connection thread.
 enum Incoming {
     Connected(TcpStream),
-    Message(ToMaster),
+    Message(Box<ToMaster>),
     Closed(String),
 }
 
@@ -124,6 +128,8 @@ impl std::fmt::Debug for Master {
 struct NodeState {
     name: String,
     host: String,
+    /// The address of the node's data port, once ready (empty: none).
+    data: String,
     /// The node's own pid, once it said (its host may be another machine,
     /// where the local child is `ssh`).
     pid: Option<u32>,
@@ -177,6 +183,7 @@ impl ProcessRun {
         // Every remote host answers, accepts us, and has this binary: all
         // checked before any node starts.
         let mut shipped = std::collections::HashMap::new();
+        let mut addresses = std::collections::HashMap::new();
         let mut control_ip: std::net::IpAddr = [127, 0, 0, 1].into();
         for (i, host) in remote_hosts.iter().enumerate() {
             let address = ssh.address_of(host)?;
@@ -184,6 +191,7 @@ impl ProcessRun {
                 control_ip = local_address_towards(address).map_err(LaunchError::Control)?;
             }
             shipped.insert(host.clone(), ssh.ship(host, &program, &remote_dir)?);
+            addresses.insert(host.clone(), address);
         }
         let mut logs = Vec::with_capacity(graph.nodes().len());
         for (id, spec) in graph.nodes().iter().enumerate() {
@@ -196,6 +204,16 @@ impl ProcessRun {
         let listener = TcpListener::bind((control_ip, 0)).map_err(LaunchError::Control)?;
         let address = listener.local_addr().map_err(LaunchError::Control)?;
         let fingerprint = Fingerprint::of(&graph);
+        if std::env::var_os(VERBOSE_ENV).is_some() {
+            eprintln!("clusterduck: run {run_id}: control port {address}");
+            for (id, spec) in graph.nodes().iter().enumerate() {
+                eprintln!(
+                    "clusterduck: run {run_id}: node {} on {}",
+                    spec.name,
+                    placement.host_of(id)
+                );
+            }
+        }
 
         let mut nodes: Vec<NodeState> = Vec::with_capacity(graph.nodes().len());
         for (id, (spec, files)) in graph.nodes().iter().zip(logs).enumerate() {
@@ -211,6 +229,14 @@ impl ProcessRun {
                 ring_bytes: self.ring_bytes as u64,
                 edge_capacity: self.edge_capacity as u32,
                 watched: self.watched.contains(&id),
+                hosts: (0..graph.nodes().len())
+                    .map(|n| placement.host_of(n).to_owned())
+                    .collect(),
+                bind: if Placement::is_local(&host) {
+                    control_ip.to_string()
+                } else {
+                    addresses[&host].to_string()
+                },
             };
             let spawned = match files {
                 Some((out, err)) => Command::new(&program)
@@ -259,6 +285,7 @@ impl ProcessRun {
             nodes.push(NodeState {
                 name: spec.name.clone(),
                 host,
+                data: String::new(),
                 pid: None,
                 child,
                 exit: None,
@@ -375,7 +402,7 @@ fn serve(
         match read_message(&mut stream, &mut buf) {
             Ok(()) => match decode::<ToMaster>(&buf) {
                 Ok(message) => {
-                    if tx.send((id, Incoming::Message(message))).is_err() {
+                    if tx.send((id, Incoming::Message(Box::new(message)))).is_err() {
                         return;
                     }
                 }
@@ -428,7 +455,8 @@ impl Master {
             }
             if !started && !stop.is_aborted() {
                 if self.nodes.iter().all(|n| n.ready) {
-                    self.broadcast(&ToNode::Start);
+                    let data = self.nodes.iter().map(|n| n.data.clone()).collect();
+                    self.broadcast(&ToNode::Start { data });
                     started = true;
                 } else if self.started_at.elapsed() > self.ready_timeout {
                     let late = self
@@ -498,16 +526,17 @@ impl Master {
                     );
                 }
             }
-            Incoming::Message(message) => self.handle(id, message),
+            Incoming::Message(message) => self.handle(id, *message),
         }
     }
 
     fn handle(&mut self, id: NodeId, message: ToMaster) {
         let name = self.nodes[id].name.clone();
         match message {
-            ToMaster::Ready { pid } => {
+            ToMaster::Ready { pid, data } => {
                 self.nodes[id].ready = true;
                 self.nodes[id].pid = Some(pid);
+                self.nodes[id].data = data;
             }
             ToMaster::Heartbeat => {}
             ToMaster::Refused { reason } => {

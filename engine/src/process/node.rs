@@ -10,6 +10,7 @@ use clusterduck_transport::{RingName, RingReader, RingWriter};
 use rkyv::util::AlignedVec;
 
 use super::input::spawn_reader;
+use super::link;
 use super::output::RingOutput;
 use super::protocol::{decode, encode, NodeConfig, ToMaster, ToNode};
 use crate::body::{Body, NodeImpl};
@@ -185,6 +186,33 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<i32, String> {
     }
 
     let consumers = graph.downstreams(id).len();
+    let remote_consumers: Vec<NodeId> = graph
+        .downstreams(id)
+        .iter()
+        .map(|(c, _)| *c)
+        .filter(|c| config.hosts[*c] != config.hosts[id])
+        .collect();
+    let data_port = if remote_consumers.is_empty() {
+        None
+    } else {
+        Some(
+            std::net::TcpListener::bind((config.bind.as_str(), 0))
+                .map_err(|e| format!("opening the data port on {}: {e}", config.bind))?,
+        )
+    };
+    let data = match &data_port {
+        Some(l) => l.local_addr().map_err(|e| e.to_string())?.to_string(),
+        None => String::new(),
+    };
+    if std::env::var_os(super::VERBOSE_ENV).is_some() {
+        eprintln!(
+            "clusterduck: node {name} of run {} on {}: control at {}",
+            config.run_id, config.hosts[id], config.control
+        );
+        if !data.is_empty() {
+            eprintln!("clusterduck: node {name}: data port {data}");
+        }
+    }
     let ring = if consumers > 0 {
         let ring_name = RingName::new(&config.run_id, &name).map_err(|e| e.to_string())?;
         Some(
@@ -196,23 +224,38 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<i32, String> {
     };
     tx.send(&ToMaster::Ready {
         pid: std::process::id(),
+        data,
     })
     .map_err(|e| format!("telling the master: {e}"))?;
 
     // Wait for the go; then the control connection carries drain and abort.
     let mut buf = AlignedVec::new();
-    loop {
+    let addresses = loop {
         read_message(&mut stream, &mut buf).map_err(|e| format!("waiting for start: {e}"))?;
         match decode::<ToNode>(&buf).map_err(|e| format!("bad message from the master: {e}"))? {
-            ToNode::Start => break,
+            ToNode::Start { data } if data.len() == graph.nodes().len() => break data,
+            ToNode::Start { .. } => return Err("a start message for another topology".into()),
             ToNode::Drain => {}
             ToNode::Abort => return Ok(1),
         }
-    }
+    };
     let stop = StopSignal::new();
     listen(stream, stop.clone());
     heartbeat(tx.clone());
     let control = RunControl::new(stop);
+    let secret = Secret::from_bytes(config.secret);
+    let remote_count = remote_consumers.len();
+    let mut senders = None;
+    if let (Some(listener), Some(ring)) = (data_port, &ring) {
+        senders = Some(link::serve(
+            listener,
+            secret.clone(),
+            name.clone(),
+            ring.name().clone(),
+            remote_consumers,
+            control.clone(),
+        ));
+    }
 
     let spec = graph.node(id).clone();
     // Values from upstreams are decoded with their codecs: this process
@@ -247,10 +290,21 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<i32, String> {
             let mut readers = Vec::new();
             for up in graph.upstreams(id) {
                 let up_name = &graph.node(*up).name;
-                let ring_name =
-                    RingName::new(&config.run_id, up_name).map_err(|e| e.to_string())?;
-                let reader = RingReader::attach(&ring_name)
-                    .map_err(|e| format!("attaching to the ring of {up_name}: {e}"))?;
+                let reader = if config.hosts[*up] == config.hosts[id] {
+                    let ring_name =
+                        RingName::new(&config.run_id, up_name).map_err(|e| e.to_string())?;
+                    RingReader::attach(&ring_name)
+                        .map_err(|e| format!("attaching to the ring of {up_name}: {e}"))?
+                } else {
+                    link::connect(
+                        &addresses[*up],
+                        &secret,
+                        id,
+                        link::mirror_name(&config.run_id, up_name, &name)?,
+                        config.ring_bytes as usize,
+                    )
+                    .map_err(|e| format!("linking to {up_name}: {e}"))?
+                };
                 let (edge_tx, edge_rx) = edge(config.edge_capacity as usize);
                 inputs.push(edge_rx);
                 readers.push((up_name.clone(), reader, codecs[*up].clone(), edge_tx));
@@ -284,6 +338,11 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<i32, String> {
             .run()
         }
     };
+    if let Some(senders) = senders {
+        if !control.has_failed() {
+            senders.finish(remote_count);
+        }
+    }
     finish(&tx, &control, report)
 }
 
@@ -338,7 +397,7 @@ fn listen(mut stream: TcpStream, stop: StopSignal) {
                         stop.drain();
                     }
                     Ok(ToNode::Abort) => std::process::exit(1),
-                    Ok(ToNode::Start) => {}
+                    Ok(ToNode::Start { .. }) => {}
                     Err(e) => {
                         eprintln!("clusterduck: bad message from the master: {e}; exiting");
                         std::process::exit(1);

@@ -32,13 +32,19 @@ pub(crate) struct NodeConfig {
     pub(crate) edge_capacity: u32,
     /// Whether the debugger watches the node's outputs.
     pub(crate) watched: bool,
+    /// The host of every node, by declaration index: edges between nodes on
+    /// different hosts go over TCP.
+    pub(crate) hosts: Vec<String>,
+    /// The address the node's data port binds to (its host's address).
+    pub(crate) bind: String,
 }
 
 /// From a node to the master.
 #[derive(Debug, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub(crate) enum ToMaster {
-    /// The node's output ring exists; it waits for `Start`.
-    Ready { pid: u32 },
+    /// The node's output ring exists; it waits for `Start`. `data` is the
+    /// address of its data port, if it has consumers on other hosts.
+    Ready { pid: u32, data: String },
     /// The node will not run: its topology differs, or similar.
     Refused { reason: String },
     /// An output of a watched node, archived.
@@ -59,8 +65,9 @@ pub(crate) enum ToMaster {
 /// From the master to a node.
 #[derive(Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub(crate) enum ToNode {
-    /// Every node is ready: spouts may send.
-    Start,
+    /// Every node is ready: spouts may send. `data` holds every node's data
+    /// port address (empty for none), by declaration index.
+    Start { data: Vec<String> },
     /// The run drains: spouts should return.
     Drain,
     /// The run stops now.

@@ -188,8 +188,14 @@ impl Ssh {
             .iter()
             .map(|a| quote(&a.to_string_lossy()))
             .collect();
+        // The run's settings (CLUSTERDUCK_IO, CLUSTERDUCK_VERBOSE, ...) go
+        // along; ssh would not pass them.
+        let settings: String = std::env::vars()
+            .filter(|(k, _)| k.starts_with("CLUSTERDUCK_") && k != NODE_ENV && k != SSH_CONFIG_ENV)
+            .map(|(k, v)| format!("{k}={} ", quote(&v)))
+            .collect();
         let script = format!(
-            "mkdir -p {d} && printf '%s\\n' {h} >> {out} && printf '%s\\n' {h} >> {err} && exec env {env}={n} {p} {a} >> {out} 2>> {err}",
+            "mkdir -p {d} && printf '%s\\n' {h} >> {out} && printf '%s\\n' {h} >> {err} && exec env {settings}{env}={n} {p} {a} >> {out} 2>> {err}",
             d = quote(node.dir),
             h = quote(node.header.trim_end()),
             env = NODE_ENV,

@@ -40,6 +40,14 @@ impl RunControl {
         self.stop.abort();
     }
 
+    /// Whether the run failed (the failure stays for `take_failure`).
+    pub(crate) fn has_failed(&self) -> bool {
+        self.failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
     /// The first failure, taken.
     pub(crate) fn take_failure(&self) -> Option<Failure> {
         self.failure

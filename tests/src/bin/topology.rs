@@ -50,12 +50,13 @@ fn main() -> ExitCode {
             out.emit(v);
             Ok(())
         });
-        t.sink("E", &k, |_, _| Ok(()));
+        let e = t.sink("E", &k, |_, _| Ok(()));
         let launch = Launch::hosts([h1.clone(), h2.clone()])
             .dir(dir)
             .place(&s, &h1)
             .place(&w, &h1)
             .place(&k, &h2)
+            .place(&e, &h2)
             .debug(&k, |seq, _| println!("K {seq}"));
         return finish(t.launch(launch));
     }

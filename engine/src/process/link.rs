@@ -1,0 +1,172 @@
+//! Edges between nodes on different hosts: the producer serves its ring to
+//! each remote consumer over an authenticated TCP connection, and the
+//! consumer lands the frames in a local mirror ring that it reads like any
+//! other (`clusterduck_transport::tcp` moves the bytes, with credit-based
+//! flow control, over io_uring or epoll).
+
+use std::collections::HashSet;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use clusterduck_transport::auth::{self, Secret};
+use clusterduck_transport::tcp::{io_backend, receive_into_ring, send_ring};
+use clusterduck_transport::{RingName, RingReader, RingWriter};
+
+use crate::graph::NodeId;
+use crate::report::Failure;
+use crate::run::RunControl;
+
+/// How long a handshake may take.
+const HANDSHAKE: Duration = Duration::from_secs(5);
+
+/// The name of the mirror ring of `producer`'s output at `consumer`.
+pub(crate) fn mirror_name(
+    run_id: &str,
+    producer: &str,
+    consumer: &str,
+) -> Result<RingName, String> {
+    RingName::new(run_id, &format!("{producer}@{consumer}")).map_err(|e| e.to_string())
+}
+
+/// The threads streaming a node's ring to its remote consumers.
+#[derive(Clone, Default)]
+pub(crate) struct Senders(Arc<Mutex<Vec<thread::JoinHandle<()>>>>);
+
+impl Senders {
+    /// Waits until `expected` links were started and each has sent the whole
+    /// stream: a node process must not exit while its frames are on the way.
+    pub(crate) fn finish(&self, expected: usize) {
+        loop {
+            let handles: Vec<_> = {
+                let mut list = self.0.lock().unwrap_or_else(|e| e.into_inner());
+                if list.len() < expected {
+                    None
+                } else {
+                    Some(list.drain(..).collect())
+                }
+            }
+            .unwrap_or_default();
+            if handles.is_empty() {
+                thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+            for handle in handles {
+                let _ = handle.join();
+            }
+            return;
+        }
+    }
+}
+
+/// Serves node `node`'s ring to its remote consumers: each connection must
+/// authenticate as one of `consumers` (once); it then gets a reader of the
+/// ring, streamed by a thread of its own (in the returned [`Senders`]).
+/// Anything else is closed and logged, and the node goes on.
+pub(crate) fn serve(
+    listener: TcpListener,
+    secret: Secret,
+    node: String,
+    ring: RingName,
+    consumers: Vec<NodeId>,
+    control: Arc<RunControl>,
+) -> Senders {
+    let senders = Senders::default();
+    let started = senders.clone();
+    let served = Arc::new(Mutex::new(HashSet::new()));
+    thread::Builder::new()
+        .name(format!("{node}-links"))
+        .spawn(move || {
+            for stream in listener.incoming() {
+                let mut stream = match stream {
+                    Ok(stream) => stream,
+                    Err(e) => {
+                        eprintln!("clusterduck: node {node}: data port: {e}");
+                        continue;
+                    }
+                };
+                let peer = peer_of(&stream);
+                let _ = stream.set_read_timeout(Some(HANDSHAKE));
+                let consumer = match auth::accept(&mut stream, &secret) {
+                    Ok(id) => id as NodeId,
+                    Err(e) => {
+                        eprintln!("clusterduck: node {node}: data connection from {peer} refused: {e}");
+                        continue;
+                    }
+                };
+                let fresh = served.lock().unwrap_or_else(|e| e.into_inner()).insert(consumer);
+                if !consumers.contains(&consumer) || !fresh {
+                    eprintln!(
+                        "clusterduck: node {node}: data connection from {peer} refused: node #{consumer} is not a remote consumer waiting for this node"
+                    );
+                    continue;
+                }
+                let _ = stream.set_read_timeout(None);
+                let reader = match RingReader::attach(&ring) {
+                    Ok(reader) => reader,
+                    Err(e) => {
+                        control.fail(Failure::Node {
+                            node: node.clone(),
+                            seq: None,
+                            message: format!("serving consumer #{consumer}: {e}"),
+                        });
+                        return;
+                    }
+                };
+                let handle = thread::Builder::new()
+                    .name(format!("{node}->#{consumer}"))
+                    .spawn(move || {
+                        // `send_ring` logs its own failure; the consumer's end
+                        // or the master reports what it means for the run.
+                        let _ = send_ring(reader, stream, io_backend());
+                    });
+                match handle {
+                    Ok(handle) => started.0.lock().unwrap_or_else(|e| e.into_inner()).push(handle),
+                    Err(e) => control.fail(Failure::Node {
+                        node: node.clone(),
+                        seq: None,
+                        message: format!("starting the link to consumer #{consumer}: {e}"),
+                    }),
+                }
+            }
+        })
+        .expect("spawn the data port thread");
+    senders
+}
+
+/// Connects node `me` to its remote upstream `producer` at `address` and
+/// returns the reader of the local mirror ring its frames land in.
+pub(crate) fn connect(
+    address: &str,
+    secret: &Secret,
+    me: NodeId,
+    mirror: RingName,
+    ring_bytes: usize,
+) -> Result<RingReader, String> {
+    let mut stream =
+        TcpStream::connect(address).map_err(|e| format!("connecting to {address}: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(HANDSHAKE));
+    auth::connect(&mut stream, secret, me as u32)
+        .map_err(|e| format!("authenticating with {address}: {e}"))?;
+    let _ = stream.set_read_timeout(None);
+    let writer = RingWriter::create(&mirror, ring_bytes).map_err(|e| e.to_string())?;
+    let reader = RingReader::attach(&mirror).map_err(|e| e.to_string())?;
+    thread::Builder::new()
+        .name(format!("link<-{address}"))
+        .spawn(move || {
+            // `receive_into_ring` logs its own failure; the mirror's reader
+            // then sees its writer dropped, and the master reports the cause.
+            let _ = receive_into_ring(stream, writer, io_backend());
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(reader)
+}
+
+fn peer_of(stream: &TcpStream) -> String {
+    stream
+        .peer_addr()
+        .map(|a: SocketAddr| a.to_string())
+        .unwrap_or_else(|_| "an unknown peer".into())
+}

@@ -1,0 +1,206 @@
+//! Topologies across real test hosts: network namespaces with their own
+//! sshd, made by `tools/testnet.sh` (`.ci/run` brings up three).
+//!
+//! Without `CLUSTERDUCK_SSH_CONFIG` (the test hosts are not up) each test
+//! prints `SKIPPED: ...` on stderr and returns.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use clusterduck_tests::{fresh_dir, node_processes, watchdog};
+
+const LIMIT: Duration = Duration::from_secs(180);
+const HOSTS: &str = "cd-h1,cd-h2,cd-h3";
+
+fn hosts_up(test: &str) -> bool {
+    if std::env::var_os("CLUSTERDUCK_SSH_CONFIG").is_some() {
+        return true;
+    }
+    eprintln!("SKIPPED: {test}: test hosts are not up (run: eval \"$(tools/testnet.sh up 3)\")");
+    false
+}
+
+/// An example binary, built by `cargo test` beside the tests.
+fn example(name: &str) -> PathBuf {
+    let mut path = std::env::current_exe().unwrap();
+    path.pop();
+    if path.ends_with("deps") {
+        path.pop();
+    }
+    path.join("examples").join(name)
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn network_namespace(pid: u32) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/net"))
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn readme_and_collage_across_three_hosts_print_what_local_mode_prints() {
+    if !hosts_up("readme across hosts") {
+        return;
+    }
+    let _w = watchdog("readme-hosts", LIMIT);
+    let readme = example("readme");
+    assert!(
+        readme.exists(),
+        "build the examples: cargo test --workspace"
+    );
+    let local = run(Command::new(&readme).args(["-n", "1000", "--local"]));
+    for io in ["uring", "epoll"] {
+        let dir = fresh_dir(&format!("readme-hosts-{io}"));
+        let out = run(Command::new(&readme)
+            .args([
+                "-n",
+                "1000",
+                "--hosts",
+                HOSTS,
+                "--dir",
+                dir.to_str().unwrap(),
+            ])
+            .env("CLUSTERDUCK_IO", io));
+        assert_eq!(out.stdout, local.stdout, "CLUSTERDUCK_IO={io}");
+    }
+    let collage = example("collage");
+    let local = run(Command::new(&collage).arg("--local"));
+    let dir = fresh_dir("collage-hosts");
+    let out = run(Command::new(&collage).args(["--hosts", HOSTS, "--dir", dir.to_str().unwrap()]));
+    assert_eq!(out.stdout, local.stdout);
+}
+
+#[test]
+fn nodes_run_in_three_network_namespaces() {
+    if !hosts_up("namespaces") {
+        return;
+    }
+    let _w = watchdog("namespaces", LIMIT);
+    let dir = fresh_dir("namespaces");
+    let marker = dir.to_str().unwrap().to_owned();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_topology"))
+        .args(["split", "100", &marker, "cd-h1", "cd-h2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 4];
+    child
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut first)
+        .unwrap();
+    let nodes = node_processes(&marker);
+    let ours = network_namespace(std::process::id());
+    let ns: Vec<(String, String)> = nodes
+        .iter()
+        .map(|n| (n.node.clone(), network_namespace(n.pid)))
+        .collect();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(ns.len(), 4, "{ns:?}");
+    let of = |name: &str| ns.iter().find(|(n, _)| n == name).unwrap().1.clone();
+    assert_eq!(of("S"), of("W"), "S and W share cd-h1");
+    assert_eq!(of("K"), of("E"), "K and E share cd-h2");
+    assert_ne!(of("S"), of("K"));
+    assert!(ns.iter().all(|(_, n)| *n != ours), "{ns:?} vs {ours}");
+}
+
+/// The data port a node logged in its `.err` on its host.
+fn data_port(dir: &Path, node: &str) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join(format!("{node}.err"))).ok()?;
+    text.lines().find_map(|l| {
+        l.split_once(": data port ")
+            .map(|(_, a)| a.trim().to_owned())
+    })
+}
+
+#[test]
+fn an_edge_across_hosts_and_one_within_survive_bad_input_on_every_port() {
+    if !hosts_up("bad input") {
+        return;
+    }
+    let _w = watchdog("bad-input", LIMIT);
+    let dir = fresh_dir("bad-input");
+    let marker = dir.to_str().unwrap().to_owned();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_topology"))
+        .args(["split", "150", &marker, "cd-h1", "cd-h2"])
+        .env("CLUSTERDUCK_VERBOSE", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        stderr.read_to_string(&mut s).unwrap();
+        s
+    });
+    // Wait for the first value: every port is open then.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 4];
+    stdout.read_exact(&mut first).unwrap();
+    let w_port = data_port(&dir, "W").expect("W logs its data port");
+    let control = std::fs::read_to_string(dir.join("W.err"))
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.split_once("control at ")
+                .map(|(_, a)| a.trim().to_owned())
+        })
+        .expect("nodes log the master's control address");
+    let attacks: Vec<(&str, Vec<u8>)> = vec![
+        ("garbage", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()),
+        (
+            "wrong secret",
+            [vec![0x11; 32], 1u32.to_le_bytes().to_vec(), vec![0x22; 32]].concat(),
+        ),
+        ("oversize length", u32::MAX.to_le_bytes().repeat(32)),
+        ("truncated", vec![0x33; 10]),
+    ];
+    for port in [&w_port, &control] {
+        for (what, bytes) in &attacks {
+            let mut s = TcpStream::connect(port.as_str()).unwrap();
+            let mut hello = [0u8; 40];
+            let _ = s.read_exact(&mut hello);
+            let _ = s.write_all(bytes);
+            drop(s);
+            eprintln!("sent {what} to {port}");
+        }
+        // An unauthenticated client that says nothing and leaves.
+        drop(TcpStream::connect(port.as_str()).unwrap());
+    }
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    let status = child.wait().unwrap();
+    let err = err.join().unwrap();
+    assert!(status.success(), "{err}");
+    let got = format!("{}{rest}", String::from_utf8_lossy(&first));
+    let expected: String = (0..150).map(|i| format!("K {i}\n")).collect();
+    assert_eq!(got, expected);
+    let refused = |text: &str| text.lines().filter(|l| l.contains("refused")).count();
+    let w_err = std::fs::read_to_string(dir.join("W.err")).unwrap();
+    assert!(
+        refused(&w_err) >= 4,
+        "W logs each refused connection: {w_err}"
+    );
+    assert!(
+        refused(&err) >= 4,
+        "the master logs each refused connection: {err}"
+    );
+    assert!(node_processes(&marker).is_empty());
+}
