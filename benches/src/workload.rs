@@ -118,9 +118,9 @@ fn spout(t: &mut Topology, name: &str, messages: u64, payload: usize, rate: u64)
     t.spout(name, move |out| {
         let start = Instant::now();
         for i in 0..messages {
-            if rate > 0 {
-                // Open loop: value i is due at i / rate, whatever came before.
-                let due = start + Duration::from_nanos(i * 1_000_000_000 / rate);
+            // Open loop: value i is due at i / rate, whatever came before.
+            if let Some(at) = (i * 1_000_000_000).checked_div(rate) {
+                let due = start + Duration::from_nanos(at);
                 while Instant::now() < due {
                     std::hint::spin_loop();
                 }
