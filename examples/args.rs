@@ -2,6 +2,7 @@
 //! for a handful of flags).
 
 use std::fmt::Display;
+use std::process::ExitCode;
 use std::str::FromStr;
 
 /// The command line, flag by flag.
@@ -72,6 +73,24 @@ impl Args {
             None => Ok(()),
             Some(a) if a == "-h" || a == "--help" => Err(self.usage.to_owned()),
             Some(a) => Err(format!("unknown argument {a:?}\n{}", self.usage)),
+        }
+    }
+}
+
+/// Prints the run's report (and its error) on stderr; the exit code says
+/// how it went.
+pub(crate) fn report(result: Result<clusterduck::RunReport, clusterduck::Error>) -> ExitCode {
+    match result {
+        Ok(report) => {
+            eprint!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            if let Some(report) = e.report() {
+                eprint!("{report}");
+            }
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -84,19 +84,7 @@ fn main() -> ExitCode {
             );
         })
         .on_event(|event| eprintln!("{event}"));
-    match t.launch(launch) {
-        Ok(report) => {
-            eprint!("{report}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            if let Some(report) = e.report() {
-                eprint!("{report}");
-            }
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    args::report(t.launch(launch))
 }
 
 fn parse() -> Result<(u64, Launch), String> {

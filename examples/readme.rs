@@ -75,19 +75,7 @@ fn main() -> ExitCode {
             let _ = writeln!(stdout, "{line}");
         })
         .on_event(|event| eprintln!("{event}"));
-    match t.launch(launch) {
-        Ok(report) => {
-            eprint!("{report}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            if let Some(report) = e.report() {
-                eprint!("{report}");
-            }
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    args::report(t.launch(launch))
 }
 
 fn parse() -> Result<(u64, u64, Launch), String> {

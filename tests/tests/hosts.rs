@@ -204,3 +204,87 @@ fn an_edge_across_hosts_and_one_within_survive_bad_input_on_every_port() {
     );
     assert!(node_processes(&marker).is_empty());
 }
+
+/// An ssh config like the test hosts' with `edit` applied.
+fn edited_config(dir: &Path, edit: impl Fn(&str) -> String) -> PathBuf {
+    let original = std::env::var("CLUSTERDUCK_SSH_CONFIG").unwrap();
+    let text = std::fs::read_to_string(original).unwrap();
+    let path = dir.join("ssh_config");
+    std::fs::write(&path, edit(&text)).unwrap();
+    path
+}
+
+fn launch_error(config: &Path, hosts: &str, dir: &Path) -> String {
+    let out = Command::new(example("readme"))
+        .args(["-n", "10", "--hosts", hosts, "--dir", dir.to_str().unwrap()])
+        .env("CLUSTERDUCK_SSH_CONFIG", config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "nothing ran");
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn host_problems_are_errors_naming_the_host_before_anything_runs() {
+    if !hosts_up("host errors") {
+        return;
+    }
+    let _w = watchdog("host-errors", LIMIT);
+    let dir = fresh_dir("host-errors");
+    // Our key is not the one the hosts accept.
+    let bad_key = dir.join("not-our-key");
+    let made = Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-f",
+            bad_key.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let config = edited_config(&dir, |text| {
+        text.lines()
+            .map(|l| {
+                if l.trim_start().starts_with("IdentityFile ") {
+                    format!("  IdentityFile {}", bad_key.display())
+                } else {
+                    l.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    let e = launch_error(&config, "cd-h1,cd-h2", &dir);
+    assert!(
+        e.starts_with("error: cannot launch: host cd-h1: authentication refused: "),
+        "{e}"
+    );
+
+    // A host whose address refuses connections (loopback, a closed port).
+    let config = edited_config(&dir, |text| {
+        format!("Host cd-closed\n  HostName 127.0.0.1\n  Port 1\n\n{text}")
+    });
+    let e = launch_error(&config, "cd-h1,cd-closed", &dir);
+    assert!(
+        e.starts_with("error: cannot launch: host cd-closed: unreachable: "),
+        "{e}"
+    );
+    assert!(e.contains("Connection refused"), "{e}");
+
+    // A host no one knows.
+    let config = edited_config(&dir, |text| text.to_owned());
+    let e = launch_error(&config, "cd-h1,cd-nowhere", &dir);
+    assert!(
+        e.starts_with("error: cannot launch: host cd-nowhere: cannot resolve its address: "),
+        "{e}"
+    );
+}

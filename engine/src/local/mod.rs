@@ -19,7 +19,7 @@ use crate::report::{Failure, NodeReport, PolicyEvent, RunFailure, RunReport};
 use crate::run::edge::{self, send, EdgeRx, EdgeTx};
 use crate::run::spout::SpoutTask;
 use crate::run::worker::WorkerTask;
-use crate::run::{panic_message, EventSink, RunControl};
+use crate::run::{panic_message, EmitGate, EventSink, RunControl};
 use crate::stop::StopSignal;
 
 /// Default capacity of an edge, in values.
@@ -103,7 +103,7 @@ impl LocalRun {
             let spec = graph.node(id);
             let output = LocalOutput {
                 node: id,
-                is_spout: matches!(spec.kind, NodeKind::Spout),
+                gate: EmitGate::new(control.stop.clone(), matches!(spec.kind, NodeKind::Spout)),
                 edges,
                 tap: if self.watched.contains(&id) {
                     debug_tx.clone()
@@ -111,9 +111,7 @@ impl LocalRun {
                     None
                 },
                 codec: node.codec,
-                stop: control.stop.clone(),
                 emitted: 0,
-                refused_for_stop: false,
             };
             let name = spec.name.clone();
             let task: Box<dyn FnOnce() -> NodeReport + Send> = match (node.body, &spec.kind) {

@@ -21,7 +21,7 @@ use crate::report::{NodeReport, PolicyEvent};
 use crate::run::edge::edge;
 use crate::run::spout::SpoutTask;
 use crate::run::worker::WorkerTask;
-use crate::run::{EventSink, RunControl};
+use crate::run::{EmitGate, EventSink, RunControl};
 use crate::stop::StopSignal;
 use clusterduck_transport::auth::{self, Secret};
 use clusterduck_transport::wire::{append_message, read_message};
@@ -266,10 +266,8 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<i32, String> {
         ring,
         tap: config.watched.then(|| tx.clone()),
         codec: node.codec,
-        stop: control.stop.clone(),
-        is_spout: matches!(spec.kind, NodeKind::Spout),
+        gate: EmitGate::new(control.stop.clone(), matches!(spec.kind, NodeKind::Spout)),
         emitted: 0,
-        refused_for_stop: false,
         last_flush: Instant::now(),
     };
     let report = match node.body {

@@ -10,8 +10,7 @@ use clusterduck_transport::RingWriter;
 use super::node::ControlTx;
 use super::protocol::ToMaster;
 use crate::body::{Codec, EmitError, Output, Payload};
-use crate::run::NodeOutput;
-use crate::stop::StopSignal;
+use crate::run::{EmitGate, NodeOutput};
 use crate::Seq;
 
 /// How long a spout's frames may wait for a wake-up of sleeping readers.
@@ -21,22 +20,14 @@ pub(crate) struct RingOutput {
     pub(crate) ring: Option<RingWriter>,
     pub(crate) tap: Option<ControlTx>,
     pub(crate) codec: Arc<dyn Codec>,
-    pub(crate) stop: StopSignal,
-    pub(crate) is_spout: bool,
+    pub(crate) gate: EmitGate,
     pub(crate) emitted: u64,
-    pub(crate) refused_for_stop: bool,
     pub(crate) last_flush: Instant,
 }
 
 impl Output for RingOutput {
     fn emit(&mut self, seq: Seq, value: Payload) -> Result<(), EmitError> {
-        if self.stop.is_aborted() {
-            return Err(EmitError::Aborted(value));
-        }
-        if self.is_spout && self.stop.is_draining() {
-            self.refused_for_stop = true;
-            return Err(EmitError::Stopping(value));
-        }
+        let value = self.gate.admit(value)?;
         if self.ring.is_some() || self.tap.is_some() {
             let ring = &mut self.ring;
             let mut watched = None;
@@ -58,14 +49,14 @@ impl Output for RingOutput {
             }
         }
         self.emitted += 1;
-        if self.is_spout && self.last_flush.elapsed() >= SPOUT_FLUSH {
+        if self.gate.is_spout && self.last_flush.elapsed() >= SPOUT_FLUSH {
             self.flush();
         }
         Ok(())
     }
 
     fn is_stopping(&self) -> bool {
-        self.is_spout && self.stop.is_draining()
+        self.gate.is_stopping()
     }
 }
 
@@ -90,6 +81,6 @@ impl NodeOutput for RingOutput {
     }
 
     fn refused_for_stop(&self) -> bool {
-        self.refused_for_stop
+        self.gate.refused_for_stop
     }
 }

@@ -10,7 +10,7 @@ use std::any::Any;
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use crate::body::{BoxError, Output};
+use crate::body::{BoxError, EmitError, Output, Payload};
 use crate::bundle::Notice;
 use crate::report::{Failure, PolicyEvent};
 use crate::stop::StopSignal;
@@ -72,6 +72,44 @@ pub(crate) trait NodeOutput: Output + Send {
     /// Whether a spout's emit was refused because the run drains (so the
     /// error the spout returns with is not a failure).
     fn refused_for_stop(&self) -> bool;
+}
+
+/// What every output checks before it takes a value: the run aborting, or,
+/// for a spout, the run draining (the spout should return).
+#[derive(Debug)]
+pub(crate) struct EmitGate {
+    pub(crate) stop: StopSignal,
+    pub(crate) is_spout: bool,
+    /// Set when a spout's value was refused because the run drains, so that
+    /// the error the spout returns with is not taken for a failure.
+    pub(crate) refused_for_stop: bool,
+}
+
+impl EmitGate {
+    pub(crate) fn new(stop: StopSignal, is_spout: bool) -> Self {
+        Self {
+            stop,
+            is_spout,
+            refused_for_stop: false,
+        }
+    }
+
+    /// The value back if it may go on, or the error that refuses it.
+    pub(crate) fn admit(&mut self, value: Payload) -> Result<Payload, EmitError> {
+        if self.stop.is_aborted() {
+            return Err(EmitError::Aborted(value));
+        }
+        if self.is_stopping() {
+            self.refused_for_stop = true;
+            return Err(EmitError::Stopping(value));
+        }
+        Ok(value)
+    }
+
+    /// Whether a spout should return.
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.is_spout && self.stop.is_draining()
+    }
 }
 
 /// Where a node's policy events go: the debugger, in whatever process it is.
