@@ -76,6 +76,41 @@ fn readme_and_collage_across_three_hosts_print_what_local_mode_prints() {
             .env("CLUSTERDUCK_IO", io));
         assert_eq!(out.stdout, local.stdout, "CLUSTERDUCK_IO={io}");
     }
+    // Each node ran in its host's network namespace, none in ours.
+    let dir = fresh_dir("readme-namespaces");
+    run(Command::new(&readme)
+        .args([
+            "-n",
+            "1000",
+            "--hosts",
+            HOSTS,
+            "--dir",
+            dir.to_str().unwrap(),
+        ])
+        .env("CLUSTERDUCK_VERBOSE", "1"));
+    let namespaces: Vec<String> = ["A", "B", "C"]
+        .iter()
+        .map(|node| {
+            let log = std::fs::read_to_string(dir.join(format!("{node}.err"))).unwrap();
+            log.lines()
+                .find_map(|l| {
+                    l.split_once("(network namespace ")
+                        .map(|(_, r)| r.to_owned())
+                })
+                .and_then(|r| r.split_once(')').map(|(ns, _)| ns.to_owned()))
+                .unwrap_or_else(|| panic!("{node} logs its namespace: {log}"))
+        })
+        .collect();
+    let ours = network_namespace(std::process::id());
+    assert!(
+        namespaces.iter().all(|ns| *ns != ours),
+        "{namespaces:?} vs {ours}"
+    );
+    let mut distinct = namespaces.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 3, "{namespaces:?}");
+
     let collage = example("collage");
     let local = run(Command::new(&collage).arg("--local"));
     let dir = fresh_dir("collage-hosts");

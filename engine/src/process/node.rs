@@ -205,8 +205,11 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<i32, String> {
         None => String::new(),
     };
     if std::env::var_os(super::VERBOSE_ENV).is_some() {
+        let namespace = std::fs::read_link("/proc/self/ns/net")
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "unknown".into());
         eprintln!(
-            "clusterduck: node {name} of run {} on {}: control at {}",
+            "clusterduck: node {name} of run {} on {} (network namespace {namespace}): control at {}",
             config.run_id, config.hosts[id], config.control
         );
         if !data.is_empty() {
