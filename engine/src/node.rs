@@ -127,6 +127,12 @@ impl<V> NodeCore<V> {
         }
     }
 
+    /// Whether the core keeps time (a bundling table's gap timeouts): if
+    /// not, the time passed in does not matter.
+    pub fn deadline_matters(&self) -> bool {
+        matches!(self.join, Join::Bundle(_))
+    }
+
     /// Whether every upstream has ended and every step has been taken.
     pub fn is_finished(&self) -> bool {
         match &self.join {

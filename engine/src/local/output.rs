@@ -49,7 +49,7 @@ impl LocalOutput {
             Some(tx) => match send(tx, Msg::Data(seq, value), &self.gate.stop) {
                 Ok(()) => return Ok(()),
                 Err(Msg::Data(_, v)) => v,
-                Err(Msg::End) => unreachable!("a data message comes back as data"),
+                Err(_) => unreachable!("a data message comes back as data"),
             },
             None => match &self.tap {
                 Some(tap) => match send(

@@ -15,7 +15,11 @@ use crate::report::Failure;
 use crate::run::edge::{send, EdgeTx, Msg};
 use crate::run::RunControl;
 
-/// Reads `reader` (the ring of `upstream`) into `edge` until its end.
+/// Values handed to the node's loop at once, at most.
+pub(crate) const BATCH: usize = 256;
+
+/// Reads `reader` (the ring of `upstream`) into `edge` until its end, in
+/// batches of up to [`BATCH`] values.
 pub(crate) fn spawn_reader(
     node: String,
     upstream: String,
@@ -34,6 +38,7 @@ pub(crate) fn spawn_reader(
                     Err(e) => break Some(e.to_string()),
                 };
                 let mut ended = false;
+                let mut values = Vec::new();
                 for frame in batch.iter() {
                     let frame = match frame {
                         Ok(frame) => frame,
@@ -47,22 +52,17 @@ pub(crate) fn spawn_reader(
                         }
                     };
                     match frame.kind() {
-                        FrameKind::Data => {
-                            let value = match codec.decode(frame.bytes()) {
-                                Ok(value) => value,
-                                Err(e) => {
-                                    control.fail(Failure::Node {
-                                        node: node.clone(),
-                                        seq: Some(frame.seq()),
-                                        message: format!("bad value from {upstream}: {e}"),
-                                    });
-                                    return;
-                                }
-                            };
-                            if send(&edge, Msg::Data(frame.seq(), value), &control.stop).is_err() {
+                        FrameKind::Data => match codec.decode(frame.bytes()) {
+                            Ok(value) => values.push((frame.seq(), value)),
+                            Err(e) => {
+                                control.fail(Failure::Node {
+                                    node: node.clone(),
+                                    seq: Some(frame.seq()),
+                                    message: format!("bad value from {upstream}: {e}"),
+                                });
                                 return;
                             }
-                        }
+                        },
                         FrameKind::End => ended = true,
                         other => {
                             control.fail(Failure::Node {
@@ -73,6 +73,16 @@ pub(crate) fn spawn_reader(
                             return;
                         }
                     }
+                    if values.len() == BATCH {
+                        let full = std::mem::take(&mut values);
+                        if send(&edge, Msg::Batch(full), &control.stop).is_err() {
+                            return;
+                        }
+                    }
+                }
+                // The ring's space goes back once the values are handed over.
+                if !values.is_empty() && send(&edge, Msg::Batch(values), &control.stop).is_err() {
+                    return;
                 }
                 if ended {
                     break None;

@@ -306,7 +306,12 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<i32, String> {
                     )
                     .map_err(|e| format!("linking to {up_name}: {e}"))?
                 };
-                let (edge_tx, edge_rx) = edge(config.edge_capacity as usize);
+                // The edge carries batches: as many values in flight as the
+                // configured capacity, in batches.
+                let batches = (config.edge_capacity as usize)
+                    .div_ceil(super::input::BATCH)
+                    .max(2);
+                let (edge_tx, edge_rx) = edge(batches);
                 inputs.push(edge_rx);
                 readers.push((up_name.clone(), reader, codecs[*up].clone(), edge_tx));
             }

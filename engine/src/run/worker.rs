@@ -1,6 +1,7 @@
 //! The loop of a worker: read the accepted upstreams, step the node's core,
 //! call the function, until every upstream ended or the run aborts.
 
+use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,6 +14,7 @@ use crate::body::{Payload, WorkerFn};
 use crate::bundle::Notice;
 use crate::node::{NodeCore, Step};
 use crate::report::{IncompleteBundle, NodeReport, LISTED_INCOMPLETE};
+use crate::Seq;
 
 /// Everything a worker thread owns.
 pub(crate) struct WorkerTask<O> {
@@ -27,6 +29,27 @@ pub(crate) struct WorkerTask<O> {
     pub(crate) events: Option<Box<dyn EventSink>>,
 }
 
+/// What has arrived from one upstream and not been offered yet: at most one
+/// batch, since an upstream is read only when its queue is empty.
+#[derive(Default)]
+struct Inbox {
+    queue: VecDeque<(Seq, Payload)>,
+    /// The End message arrived; it takes effect once the queue is empty.
+    ended: bool,
+    /// The core was told of the end.
+    closed: bool,
+}
+
+impl Inbox {
+    fn put(&mut self, msg: Msg) {
+        match msg {
+            Msg::Data(seq, value) => self.queue.push_back((seq, value)),
+            Msg::Batch(values) => self.queue.extend(values),
+            Msg::End => self.ended = true,
+        }
+    }
+}
+
 impl<O: NodeOutput> WorkerTask<O> {
     /// Runs the worker to the end of its inputs, or until the run aborts.
     pub(crate) fn run(mut self) -> NodeReport {
@@ -35,9 +58,18 @@ impl<O: NodeOutput> WorkerTask<O> {
             kind: self.kind.to_owned(),
             ..NodeReport::default()
         };
-        let mut open: Vec<bool> = vec![true; self.inputs.len()];
-        let mut next_input = 0;
+        let n = self.inputs.len();
+        let mut inbox: Vec<Inbox> = (0..n).map(|_| Inbox::default()).collect();
+        // The input being worked through: stay on it while it has values, so
+        // that a batch is taken in one go; move on when it runs dry, so that a
+        // busy upstream cannot starve the others.
+        let mut current = 0;
         let mut draining = false;
+        // Only bundling tables keep time (gap timeouts); a plain worker
+        // should not pay for a clock read per value.
+        let timed = self.core.deadline_matters();
+        let epoch = Instant::now();
+        let clock = || if timed { Instant::now() } else { epoch };
         'run: loop {
             if self.control.stop.is_aborted() {
                 break;
@@ -46,7 +78,7 @@ impl<O: NodeOutput> WorkerTask<O> {
                 draining = true;
                 self.core.drain();
             }
-            let now = Instant::now();
+            let now = clock();
             while let Some(step) = self.core.poll(now) {
                 if let Err(message) = self.step(step, &mut report) {
                     report.error = Some(message);
@@ -57,25 +89,48 @@ impl<O: NodeOutput> WorkerTask<O> {
                 self.output.finish();
                 break;
             }
-            // Take what is there, one upstream after another, so that a busy
-            // upstream cannot starve the others.
-            let n = self.inputs.len();
+            // Offer the next value that is there and accepted.
+            let ready = (0..n)
+                .map(|i| (current + i) % n)
+                .find(|u| !inbox[*u].queue.is_empty() && self.core.accepts(*u));
+            if let Some(u) = ready {
+                current = u;
+                let (seq, value) = inbox[u].queue.pop_front().expect("a queued value");
+                report.messages_in += 1;
+                self.core.offer(u, seq, value, now);
+                continue;
+            }
+            // Ends that are due.
+            let mut ended = false;
+            for (u, inbox) in inbox.iter_mut().enumerate() {
+                if inbox.ended && !inbox.closed && inbox.queue.is_empty() {
+                    inbox.closed = true;
+                    self.core.end(u, now);
+                    ended = true;
+                }
+            }
+            if ended {
+                continue;
+            }
+            // Read the upstreams that are empty and accepted, without waiting.
+            let wanted = |u: usize, inbox: &[Inbox], core: &NodeCore<Payload>| {
+                !inbox[u].ended && inbox[u].queue.is_empty() && core.accepts(u)
+            };
             let mut took = false;
             for i in 0..n {
-                let u = (next_input + i) % n;
-                if !open[u] || !self.core.accepts(u) {
+                let u = (current + i) % n;
+                if !wanted(u, &inbox, &self.core) {
                     continue;
                 }
                 match self.inputs[u].try_recv() {
                     Ok(msg) => {
-                        self.receive(u, msg, &mut report, &mut open);
-                        next_input = u + 1;
+                        inbox[u].put(msg);
                         took = true;
-                        break;
                     }
                     Err(TryRecvError::Empty) => {}
                     Err(TryRecvError::Disconnected) => {
-                        self.receive(u, Msg::End, &mut report, &mut open);
+                        inbox[u].put(Msg::End);
+                        took = true;
                     }
                 }
             }
@@ -94,7 +149,7 @@ impl<O: NodeOutput> WorkerTask<O> {
                 let mut select = Select::new();
                 let mut waiting = Vec::new();
                 for (u, rx) in self.inputs.iter().enumerate() {
-                    if open[u] && self.core.accepts(u) {
+                    if wanted(u, &inbox, &self.core) {
                         select.recv(rx);
                         waiting.push(u);
                     }
@@ -110,26 +165,12 @@ impl<O: NodeOutput> WorkerTask<O> {
                 }
             };
             if let Some((u, msg)) = received {
-                self.receive(u, msg, &mut report, &mut open);
+                inbox[u].put(msg);
             }
         }
         report.messages_out = self.output.emitted();
         report.policy = self.core.counts();
         report
-    }
-
-    fn receive(&mut self, u: usize, msg: Msg, report: &mut NodeReport, open: &mut [bool]) {
-        let now = Instant::now();
-        match msg {
-            Msg::Data(seq, value) => {
-                report.messages_in += 1;
-                self.core.offer(u, seq, value, now);
-            }
-            Msg::End => {
-                open[u] = false;
-                self.core.end(u, now);
-            }
-        }
     }
 
     /// Carries out one step; an error is the node's failure message.
