@@ -17,6 +17,7 @@ use crate::graph::{Graph, NodeId, NodeKind};
 use crate::node::NodeCore;
 use crate::report::{Failure, NodeReport, PolicyEvent, RunFailure, RunReport};
 use crate::run::edge::{self, send, EdgeRx, EdgeTx};
+use crate::run::inlet::Inlet;
 use crate::run::spout::SpoutTask;
 use crate::run::worker::WorkerTask;
 use crate::run::{panic_message, EmitGate, EventSink, RunControl};
@@ -136,7 +137,7 @@ impl LocalRun {
                         body,
                         inputs: inputs[id]
                             .iter_mut()
-                            .map(|rx| rx.take().expect("every input has an edge"))
+                            .map(|rx| Inlet::Edge(rx.take().expect("every input has an edge")))
                             .collect(),
                         upstream_names: spec.upstreams.clone().into(),
                         output,

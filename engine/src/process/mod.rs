@@ -17,7 +17,6 @@
 //! node as soon as one fails, is killed, or stops answering. A node whose
 //! master goes away exits at once.
 
-mod input;
 mod link;
 mod logs;
 mod master;

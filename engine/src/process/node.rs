@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use clusterduck_transport::{RingName, RingReader, RingWriter};
 use rkyv::util::AlignedVec;
 
-use super::input::spawn_reader;
 use super::link;
 use super::output::RingOutput;
 use super::protocol::{decode, encode, NodeConfig, ToMaster, ToNode};
@@ -18,7 +17,7 @@ use crate::fingerprint::Fingerprint;
 use crate::graph::{Graph, NodeId, NodeKind};
 use crate::node::NodeCore;
 use crate::report::{NodeReport, PolicyEvent};
-use crate::run::edge::edge;
+use crate::run::inlet::Inlet;
 use crate::run::spout::SpoutTask;
 use crate::run::worker::WorkerTask;
 use crate::run::{EmitGate, EventSink, RunControl};
@@ -288,7 +287,6 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<i32, String> {
             // Attach to the upstreams first, then wait for our own readers:
             // in a DAG the leaves attach first and nobody waits in a circle.
             let mut inputs = Vec::new();
-            let mut readers = Vec::new();
             for up in graph.upstreams(id) {
                 let up_name = &graph.node(*up).name;
                 let reader = if config.hosts[*up] == config.hosts[id] {
@@ -306,26 +304,16 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<i32, String> {
                     )
                     .map_err(|e| format!("linking to {up_name}: {e}"))?
                 };
-                // The edge carries batches: as many values in flight as the
-                // configured capacity, in batches.
-                let batches = (config.edge_capacity as usize)
-                    .div_ceil(super::input::BATCH)
-                    .max(2);
-                let (edge_tx, edge_rx) = edge(batches);
-                inputs.push(edge_rx);
-                readers.push((up_name.clone(), reader, codecs[*up].clone(), edge_tx));
+                // The node's loop reads the ring itself, with the upstream's
+                // codec: this process built the whole topology, so it has
+                // every codec.
+                inputs.push(Inlet::Ring {
+                    reader,
+                    codec: codecs[*up].clone(),
+                    broken: false,
+                });
             }
             wait_for_consumers(&output, consumers)?;
-            for (up_name, reader, codec, edge_tx) in readers {
-                spawn_reader(
-                    name.clone(),
-                    up_name,
-                    reader,
-                    codec,
-                    edge_tx,
-                    control.clone(),
-                );
-            }
             WorkerTask {
                 name: name.clone(),
                 kind: if matches!(spec.kind, NodeKind::Worker) {

@@ -16,8 +16,6 @@ pub(crate) const TICK: Duration = Duration::from_millis(20);
 pub(crate) enum Msg {
     /// A value and its id.
     Data(Seq, Payload),
-    /// Values and their ids, in order: what one read of a ring found.
-    Batch(Vec<(Seq, Payload)>),
     /// The producer's stream ended.
     End,
 }

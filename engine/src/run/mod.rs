@@ -3,6 +3,7 @@
 //! values, a sink for policy events, and the run's control.
 
 pub(crate) mod edge;
+pub(crate) mod inlet;
 pub(crate) mod spout;
 pub(crate) mod worker;
 

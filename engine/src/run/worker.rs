@@ -1,20 +1,17 @@
 //! The loop of a worker: read the accepted upstreams, step the node's core,
 //! call the function, until every upstream ended or the run aborts.
 
-use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crossbeam_channel::{Select, TryRecvError};
-
-use super::edge::{EdgeRx, Msg, TICK};
+use super::edge::TICK;
+use super::inlet::{wait_any, BadInput, Inbox, Inlet};
 use super::{node_failure, policy_event, EventSink, NodeOutput, RunControl};
 use crate::body::{Payload, WorkerFn};
 use crate::bundle::Notice;
 use crate::node::{NodeCore, Step};
 use crate::report::{IncompleteBundle, NodeReport, LISTED_INCOMPLETE};
-use crate::Seq;
 
 /// Everything a worker thread owns.
 pub(crate) struct WorkerTask<O> {
@@ -22,32 +19,11 @@ pub(crate) struct WorkerTask<O> {
     pub(crate) kind: &'static str,
     pub(crate) core: NodeCore<Payload>,
     pub(crate) body: Box<dyn WorkerFn>,
-    pub(crate) inputs: Vec<EdgeRx>,
+    pub(crate) inputs: Vec<Inlet>,
     pub(crate) upstream_names: Arc<[String]>,
     pub(crate) output: O,
     pub(crate) control: Arc<RunControl>,
     pub(crate) events: Option<Box<dyn EventSink>>,
-}
-
-/// What has arrived from one upstream and not been offered yet: at most one
-/// batch, since an upstream is read only when its queue is empty.
-#[derive(Default)]
-struct Inbox {
-    queue: VecDeque<(Seq, Payload)>,
-    /// The End message arrived; it takes effect once the queue is empty.
-    ended: bool,
-    /// The core was told of the end.
-    closed: bool,
-}
-
-impl Inbox {
-    fn put(&mut self, msg: Msg) {
-        match msg {
-            Msg::Data(seq, value) => self.queue.push_back((seq, value)),
-            Msg::Batch(values) => self.queue.extend(values),
-            Msg::End => self.ended = true,
-        }
-    }
 }
 
 impl<O: NodeOutput> WorkerTask<O> {
@@ -113,24 +89,22 @@ impl<O: NodeOutput> WorkerTask<O> {
                 continue;
             }
             // Read the upstreams that are empty and accepted, without waiting.
-            let wanted = |u: usize, inbox: &[Inbox], core: &NodeCore<Payload>| {
-                !inbox[u].ended && inbox[u].queue.is_empty() && core.accepts(u)
-            };
+            let wanted: Vec<usize> = (0..n)
+                .map(|i| (current + i) % n)
+                .filter(|u| {
+                    !inbox[*u].ended
+                        && inbox[*u].queue.is_empty()
+                        && self.core.accepts(*u)
+                        && !self.inputs[*u].is_broken()
+                })
+                .collect();
             let mut took = false;
-            for i in 0..n {
-                let u = (current + i) % n;
-                if !wanted(u, &inbox, &self.core) {
-                    continue;
-                }
-                match self.inputs[u].try_recv() {
-                    Ok(msg) => {
-                        inbox[u].put(msg);
-                        took = true;
-                    }
-                    Err(TryRecvError::Empty) => {}
-                    Err(TryRecvError::Disconnected) => {
-                        inbox[u].put(Msg::End);
-                        took = true;
+            for u in &wanted {
+                match self.inputs[*u].try_fill(&mut inbox[*u]) {
+                    Ok(got) => took |= got,
+                    Err(bad) => {
+                        report.error = Some(self.bad_input(*u, bad));
+                        break 'run;
                     }
                 }
             }
@@ -145,32 +119,26 @@ impl<O: NodeOutput> WorkerTask<O> {
                 .deadline()
                 .map(|d| d.saturating_duration_since(Instant::now()).min(TICK))
                 .unwrap_or(TICK);
-            let received = {
-                let mut select = Select::new();
-                let mut waiting = Vec::new();
-                for (u, rx) in self.inputs.iter().enumerate() {
-                    if wanted(u, &inbox, &self.core) {
-                        select.recv(rx);
-                        waiting.push(u);
-                    }
-                }
-                if waiting.is_empty() {
-                    std::thread::sleep(timeout);
-                    None
-                } else {
-                    select.select_timeout(timeout).ok().map(|op| {
-                        let u = waiting[op.index()];
-                        (u, op.recv(&self.inputs[u]).unwrap_or(Msg::End))
-                    })
-                }
-            };
-            if let Some((u, msg)) = received {
-                inbox[u].put(msg);
+            if let Err(bad) = wait_any(&mut self.inputs, &mut inbox, &wanted, current, timeout) {
+                let u = wanted.first().copied().unwrap_or(0);
+                report.error = Some(self.bad_input(u, bad));
+                break 'run;
             }
         }
         report.messages_out = self.output.emitted();
         report.policy = self.core.counts();
         report
+    }
+
+    /// Fails the node for a value from upstream `u` that could not be read.
+    fn bad_input(&mut self, u: usize, bad: BadInput) -> String {
+        let message = format!("from {}: {}", self.upstream_names[u], bad.message);
+        self.control.fail(crate::report::Failure::Node {
+            node: self.name.clone(),
+            seq: bad.seq,
+            message: message.clone(),
+        });
+        message
     }
 
     /// Carries out one step; an error is the node's failure message.

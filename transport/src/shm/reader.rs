@@ -253,6 +253,23 @@ impl Batch<'_> {
         self.end - self.start
     }
 
+    /// Keeps at most the first `frames` frames: the others stay in the ring
+    /// for the next read, and only the kept ones are released when the batch
+    /// is dropped. A reader that cannot hold more than so many values at a
+    /// time reads this way.
+    pub fn limit(&mut self, frames: usize) {
+        let mut kept = self.iter();
+        for _ in 0..frames {
+            match kept.next() {
+                Some(Ok(_)) => {}
+                // The end, or a malformed frame (which poisons the reader
+                // when the batch is dropped): nothing to cut.
+                _ => return,
+            }
+        }
+        self.end = kept.pos;
+    }
+
     /// The frames.
     pub fn iter(&self) -> Frames<'_> {
         Frames {

@@ -451,3 +451,22 @@ fn stale_segments_of_dead_processes_are_removed_and_live_ones_kept() {
     assert!(!dir.join("clusterduck-old-x").exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_limited_batch_leaves_the_rest_for_the_next_read() {
+    let name = unique("limit");
+    let mut writer = RingWriter::create(&name, 4096).unwrap();
+    let mut reader = RingReader::attach(&name).unwrap();
+    for seq in 0..10u64 {
+        writer.write_bytes(seq, &[seq as u8; 5]).unwrap();
+    }
+    writer.flush();
+    let mut batch = reader.try_read().unwrap().unwrap();
+    batch.limit(3);
+    let first: Vec<u64> = batch.iter().map(|f| f.unwrap().seq()).collect();
+    assert_eq!(first, [0, 1, 2]);
+    drop(batch);
+    let batch = reader.try_read().unwrap().unwrap();
+    let rest: Vec<u64> = batch.iter().map(|f| f.unwrap().seq()).collect();
+    assert_eq!(rest, (3..10).collect::<Vec<_>>());
+}

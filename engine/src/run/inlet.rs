@@ -1,0 +1,230 @@
+//! Where a node's loop takes an upstream's values from: a channel (local
+//! mode) or, in process mode, the upstream's ring itself, read and decoded
+//! on the node's own thread (no hand-over thread, and each value is
+//! allocated and freed by the same thread).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clusterduck_transport::{Batch, FrameKind, ReadError, RingReader};
+use crossbeam_channel::{Select, TryRecvError};
+
+use super::edge::{EdgeRx, Msg};
+use crate::body::{Codec, Payload};
+use crate::Seq;
+
+/// Values decoded from a ring at one read, at most.
+const READ_LIMIT: usize = 256;
+
+/// How long a node waiting on several rings sleeps on one of them before it
+/// looks at the others.
+const RING_POLL: Duration = Duration::from_millis(1);
+
+/// One upstream's values, as the node's loop reads them.
+pub(crate) enum Inlet {
+    /// A channel that other threads send to.
+    Edge(EdgeRx),
+    /// A ring in shared memory (the upstream's own, or a mirror of it).
+    Ring {
+        reader: RingReader,
+        codec: Arc<dyn Codec>,
+        /// The upstream's process died or its writer went away: nothing more
+        /// will come, and this is not an end of stream. The master reports
+        /// it and stops the run.
+        broken: bool,
+    },
+}
+
+/// What has arrived from one upstream and not been offered yet: at most
+/// what one read found, since an upstream is read only when its queue is
+/// empty.
+#[derive(Default)]
+pub(crate) struct Inbox {
+    pub(crate) queue: VecDeque<(Seq, Payload)>,
+    /// The stream ended; the end takes effect once the queue is empty.
+    pub(crate) ended: bool,
+    /// The node's core was told of the end.
+    pub(crate) closed: bool,
+}
+
+impl Inbox {
+    fn put(&mut self, msg: Msg) {
+        match msg {
+            Msg::Data(seq, value) => self.queue.push_back((seq, value)),
+            Msg::End => self.ended = true,
+        }
+    }
+}
+
+/// A value that could not be read; the node fails with it.
+#[derive(Debug)]
+pub(crate) struct BadInput {
+    pub(crate) seq: Option<Seq>,
+    pub(crate) message: String,
+}
+
+impl Inlet {
+    /// Whether reading this inlet can ever give something again.
+    pub(crate) fn is_broken(&self) -> bool {
+        matches!(self, Inlet::Ring { broken: true, .. })
+    }
+
+    /// Takes what is there without waiting. Returns whether anything came.
+    pub(crate) fn try_fill(&mut self, inbox: &mut Inbox) -> Result<bool, BadInput> {
+        match self {
+            Inlet::Edge(rx) => match rx.try_recv() {
+                Ok(msg) => {
+                    inbox.put(msg);
+                    Ok(true)
+                }
+                Err(TryRecvError::Empty) => Ok(false),
+                Err(TryRecvError::Disconnected) => {
+                    inbox.ended = true;
+                    Ok(true)
+                }
+            },
+            Inlet::Ring {
+                reader,
+                codec,
+                broken,
+            } => {
+                if *broken {
+                    return Ok(false);
+                }
+                let read = reader.try_read();
+                take(read, codec.as_ref(), broken, inbox)
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for something and takes it.
+    fn wait_fill(&mut self, inbox: &mut Inbox, timeout: Duration) -> Result<bool, BadInput> {
+        match self {
+            Inlet::Edge(rx) => match rx.recv_timeout(timeout) {
+                Ok(msg) => {
+                    inbox.put(msg);
+                    Ok(true)
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => Ok(false),
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                    inbox.ended = true;
+                    Ok(true)
+                }
+            },
+            Inlet::Ring {
+                reader,
+                codec,
+                broken,
+            } => {
+                if *broken {
+                    std::thread::sleep(timeout);
+                    return Ok(false);
+                }
+                let read = reader.read_timeout(timeout);
+                take(read, codec.as_ref(), broken, inbox)
+            }
+        }
+    }
+}
+
+/// Decodes what a ring read found into `inbox`.
+fn take(
+    read: Result<Option<Batch<'_>>, ReadError>,
+    codec: &dyn Codec,
+    broken: &mut bool,
+    inbox: &mut Inbox,
+) -> Result<bool, BadInput> {
+    let mut batch = match read {
+        Ok(Some(batch)) => batch,
+        Ok(None) => return Ok(false),
+        Err(ReadError::Ended) => {
+            inbox.ended = true;
+            return Ok(true);
+        }
+        Err(ReadError::Frame(e)) => {
+            return Err(BadInput {
+                seq: None,
+                message: format!("bad frame: {e}"),
+            })
+        }
+        Err(e) => {
+            eprintln!("clusterduck: reading an upstream: {e}");
+            *broken = true;
+            return Ok(false);
+        }
+    };
+    // A node holds at most so many decoded values per upstream; the rest
+    // stay in the ring, where they hold the writer back.
+    batch.limit(READ_LIMIT);
+    for frame in batch.iter() {
+        let frame = frame.map_err(|e| BadInput {
+            seq: None,
+            message: format!("bad frame: {e}"),
+        })?;
+        match frame.kind() {
+            FrameKind::Data => {
+                let value = codec.decode(frame.bytes()).map_err(|e| BadInput {
+                    seq: Some(frame.seq()),
+                    message: format!("bad value: {e}"),
+                })?;
+                inbox.queue.push_back((frame.seq(), value));
+            }
+            FrameKind::End => inbox.ended = true,
+            other => {
+                return Err(BadInput {
+                    seq: Some(frame.seq()),
+                    message: format!("unexpected {other:?} frame"),
+                })
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// Waits up to `timeout` for any of the `wanted` inlets, and takes what the
+/// first one to answer has. Channels alone are waited on together; with a
+/// ring among them, one inlet is waited on at a time (a ring's wake-up is its
+/// own futex), `first` first, for at most [`RING_POLL`] when others wait too.
+pub(crate) fn wait_any(
+    inlets: &mut [Inlet],
+    inboxes: &mut [Inbox],
+    wanted: &[usize],
+    first: usize,
+    timeout: Duration,
+) -> Result<(), BadInput> {
+    if wanted.is_empty() {
+        std::thread::sleep(timeout);
+        return Ok(());
+    }
+    let all_edges = wanted.iter().all(|u| matches!(inlets[*u], Inlet::Edge(_)));
+    if all_edges && wanted.len() > 1 {
+        let mut select = Select::new();
+        for u in wanted {
+            if let Inlet::Edge(rx) = &inlets[*u] {
+                select.recv(rx);
+            }
+        }
+        if let Ok(op) = select.select_timeout(timeout) {
+            let u = wanted[op.index()];
+            if let Inlet::Edge(rx) = &inlets[u] {
+                match op.recv(rx) {
+                    Ok(msg) => inboxes[u].put(msg),
+                    Err(_) => inboxes[u].ended = true,
+                }
+            }
+        }
+        return Ok(());
+    }
+    let u = wanted
+        .iter()
+        .copied()
+        .find(|u| *u >= first)
+        .unwrap_or(wanted[0]);
+    let slice = if wanted.len() == 1 {
+        timeout
+    } else {
+        timeout.min(RING_POLL)
+    };
+    inlets[u].wait_fill(&mut inboxes[u], slice).map(|_| ())
+}
