@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clusterduck_transport::{Batch, FrameKind, ReadError, RingReader};
-use crossbeam_channel::{Select, TryRecvError};
+use crossbeam_channel::Select;
 
 use super::edge::{EdgeRx, Msg};
 use crate::body::{Codec, Payload};
@@ -72,56 +72,40 @@ impl Inlet {
 
     /// Takes what is there without waiting. Returns whether anything came.
     pub(crate) fn try_fill(&mut self, inbox: &mut Inbox) -> Result<bool, BadInput> {
-        match self {
-            Inlet::Edge(rx) => match rx.try_recv() {
-                Ok(msg) => {
-                    inbox.put(msg);
-                    Ok(true)
-                }
-                Err(TryRecvError::Empty) => Ok(false),
-                Err(TryRecvError::Disconnected) => {
-                    inbox.ended = true;
-                    Ok(true)
-                }
-            },
-            Inlet::Ring {
-                reader,
-                codec,
-                broken,
-            } => {
-                if *broken {
-                    return Ok(false);
-                }
-                let read = reader.try_read();
-                take(read, codec.as_ref(), broken, inbox)
-            }
-        }
+        self.fill(inbox, None)
     }
 
-    /// Waits up to `timeout` for something and takes it.
-    fn wait_fill(&mut self, inbox: &mut Inbox, timeout: Duration) -> Result<bool, BadInput> {
+    /// Takes what comes, waiting up to `wait` if given (else not at all).
+    fn fill(&mut self, inbox: &mut Inbox, wait: Option<Duration>) -> Result<bool, BadInput> {
         match self {
-            Inlet::Edge(rx) => match rx.recv_timeout(timeout) {
-                Ok(msg) => {
-                    inbox.put(msg);
-                    Ok(true)
+            Inlet::Edge(rx) => {
+                let got = match wait {
+                    None => rx.try_recv().map_err(|e| e.is_disconnected()),
+                    Some(t) => rx.recv_timeout(t).map_err(|e| e.is_disconnected()),
+                };
+                match got {
+                    Ok(msg) => inbox.put(msg),
+                    Err(false) => return Ok(false),
+                    // Every sender is gone: nothing more will come.
+                    Err(true) => inbox.ended = true,
                 }
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => Ok(false),
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                    inbox.ended = true;
-                    Ok(true)
-                }
-            },
+                Ok(true)
+            }
             Inlet::Ring {
                 reader,
                 codec,
                 broken,
             } => {
                 if *broken {
-                    std::thread::sleep(timeout);
+                    if let Some(t) = wait {
+                        std::thread::sleep(t);
+                    }
                     return Ok(false);
                 }
-                let read = reader.read_timeout(timeout);
+                let read = match wait {
+                    None => reader.try_read(),
+                    Some(t) => reader.read_timeout(t),
+                };
                 take(read, codec.as_ref(), broken, inbox)
             }
         }
@@ -226,5 +210,5 @@ pub(crate) fn wait_any(
     } else {
         timeout.min(RING_POLL)
     };
-    inlets[u].wait_fill(&mut inboxes[u], slice).map(|_| ())
+    inlets[u].fill(&mut inboxes[u], Some(slice)).map(|_| ())
 }
