@@ -19,7 +19,9 @@ use workload::{run_once, Config, Transport, Workload};
 
 const USAGE: &str = "usage: clusterduck-bench [OPTIONS]
   --workload pipe|join|fanout   (default: all three)
-  --transport local|shm         (default: both)
+  --transport local|shm|tcp     (default: local and shm; tcp crosses the
+                                test hosts when CLUSTERDUCK_SSH_CONFIG is set,
+                                else loopback)
   --messages N                  values per spout (default 1000000)
   --payload BYTES               payload bytes per value (default 64)
   --edge-capacity N             values a node's input holds ahead of it (default 1024)
