@@ -19,7 +19,11 @@ fn hosts_up(test: &str) -> bool {
     if std::env::var_os("CLUSTERDUCK_SSH_CONFIG").is_some() {
         return true;
     }
-    eprintln!("SKIPPED: {test}: test hosts are not up (run: eval \"$(tools/testnet.sh up 3)\")");
+    // Straight to stderr: the test harness would swallow `eprintln!`.
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED: {test}: test hosts are not up (run: eval \"$(tools/testnet.sh up 3)\")"
+    );
     false
 }
 

@@ -17,6 +17,7 @@
 //! variable set, every failure is a real one.
 
 use std::collections::BTreeSet;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -42,7 +43,11 @@ fn ssh_config() -> Option<PathBuf> {
             Some(path)
         }
         None => {
-            eprintln!("SKIPPED: test hosts are not up (run: eval \"$(tools/testnet.sh up 3)\")");
+            // Straight to stderr: the test harness would swallow `eprintln!`.
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED: test hosts are not up (run: eval \"$(tools/testnet.sh up 3)\")"
+            );
             None
         }
     }

@@ -26,7 +26,11 @@ fn available(backend: IoBackend) -> bool {
         IoBackend::Uring => match tcp::probe_uring() {
             Ok(()) => true,
             Err(why) => {
-                eprintln!("SKIPPED: io_uring backend unavailable: {why}");
+                // Straight to stderr: the test harness would swallow `eprintln!`.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "SKIPPED: io_uring backend unavailable: {why}"
+                );
                 false
             }
         },
