@@ -77,7 +77,9 @@
 //!   before `launch`. Each node's stdout and stderr go to
 //!   `<dir>/<name>.out` and `.err` ([`Launch::dir`]). [`Launch::local`] runs
 //!   every node as a thread of the launching process instead: same
-//!   semantics, same output.
+//!   semantics, same output. Inside `cargo test`, use local mode (a test
+//!   binary re-executed with the harness's arguments would run every test),
+//!   or launch a binary of your own as the tests of this crate do.
 //! - **Values** are [`Message`]s: rkyv-archivable, `Send + 'static`. A value
 //!   sent to several consumers is copied through its archived form, so no
 //!   `Clone` is needed.
