@@ -21,6 +21,9 @@ pub(crate) struct Figures {
     pub(crate) p99_us: f64,
     pub(crate) p999_us: f64,
     pub(crate) max_rss_mb: f64,
+    /// For `join`: the bundled worker's peak RSS, and its window.
+    pub(crate) bundler_rss_mb: f64,
+    pub(crate) window: u64,
 }
 
 impl Figures {
@@ -34,8 +37,8 @@ impl Figures {
         );
         let _ = write!(
             s,
-            "\"seconds\":{:.6},\"msgs_per_s\":{:.1},\"mb_per_s\":{:.3},\"p50_us\":{:.3},\"p99_us\":{:.3},\"p999_us\":{:.3},\"max_rss_mb\":{:.3}}}",
-            self.seconds, self.msgs_per_s, self.mb_per_s, self.p50_us, self.p99_us, self.p999_us, self.max_rss_mb
+            "\"seconds\":{:.6},\"msgs_per_s\":{:.1},\"mb_per_s\":{:.3},\"p50_us\":{:.3},\"p99_us\":{:.3},\"p999_us\":{:.3},\"max_rss_mb\":{:.3},\"window\":{},\"bundler_rss_mb\":{:.3}}}",
+            self.seconds, self.msgs_per_s, self.mb_per_s, self.p50_us, self.p99_us, self.p999_us, self.max_rss_mb, self.window, self.bundler_rss_mb
         );
         s
     }
@@ -70,6 +73,8 @@ impl Figures {
                 "p99_us" => f.p99_us = num()?,
                 "p999_us" => f.p999_us = num()?,
                 "max_rss_mb" => f.max_rss_mb = num()?,
+                "window" => f.window = num()? as u64,
+                "bundler_rss_mb" => f.bundler_rss_mb = num()?,
                 other => return Err(format!("unknown key {other:?}")),
             }
         }
@@ -91,16 +96,17 @@ impl Figures {
             p99_us: med(|f| f.p99_us),
             p999_us: med(|f| f.p999_us),
             max_rss_mb: med(|f| f.max_rss_mb),
+            bundler_rss_mb: med(|f| f.bundler_rss_mb),
             ..runs[0].clone()
         }
     }
 
-    pub(crate) const HEADER: &'static str = "workload transport   messages payload edgecap ring KiB     rate    seconds      msgs/s       MB/s   p50 µs   p99 µs p99.9 µs  rss MiB";
+    pub(crate) const HEADER: &'static str = "workload transport   messages payload edgecap ring KiB     rate    seconds      msgs/s       MB/s   p50 µs   p99 µs p99.9 µs  rss MiB  window  J rss MiB";
 
     /// One table row.
     pub(crate) fn row(&self) -> String {
         format!(
-            "{:<8} {:<9} {:>10} {:>7} {:>7} {:>8} {:>8} {:>10.3} {:>11.0} {:>10.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1}",
+            "{:<8} {:<9} {:>10} {:>7} {:>7} {:>8} {:>8} {:>10.3} {:>11.0} {:>10.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>7} {:>10}",
             self.workload,
             self.transport,
             self.messages,
@@ -114,7 +120,9 @@ impl Figures {
             self.p50_us,
             self.p99_us,
             self.p999_us,
-            self.max_rss_mb
+            self.max_rss_mb,
+            if self.window == 0 { "-".to_owned() } else { self.window.to_string() },
+            if self.window == 0 { "-".to_owned() } else { format!("{:.1}", self.bundler_rss_mb) }
         )
     }
 }
@@ -140,6 +148,8 @@ mod tests {
             p99_us: 2.0,
             p999_us: 3.0,
             max_rss_mb: 4.0,
+            bundler_rss_mb: 3.0,
+            window: 4096,
         };
         assert_eq!(Figures::parse(&f.json()).unwrap(), f);
         let runs: Vec<Figures> = [3.0, 1.0, 2.0]

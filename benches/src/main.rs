@@ -27,6 +27,8 @@ const USAGE: &str = "usage: clusterduck-bench [OPTIONS]
   --edge-capacity N             values a node's input holds ahead of it (default 1024)
   --ring-bytes N                bytes of each node's ring, shm (default 4 MiB)
   --rate R                      values/s each spout offers, open loop (default: flat out)
+  --slow S                      join: spout B offers rate / S values/s (needs --rate)
+  --window N                    join: the reorder window, in ids (default 4096)
   --runs R                      runs per configuration; the median is printed (default 3)
   --sweep edge-capacity|ring-bytes   measure a range of values
   --dir DIR                     node logs (default /tmp/clusterduck-bench)
@@ -89,6 +91,8 @@ fn parse(args: &[String]) -> Result<Plan, String> {
         edge_capacity: 1024,
         ring_bytes: 4 << 20,
         rate: 0,
+        slow: 1,
+        window: 4096,
         dir: "/tmp/clusterduck-bench".into(),
     };
     let mut runs = 3;
@@ -110,6 +114,8 @@ fn parse(args: &[String]) -> Result<Plan, String> {
             "--edge-capacity" => base.edge_capacity = number(value()?)?.max(1) as usize,
             "--ring-bytes" => base.ring_bytes = number(value()?)? as usize,
             "--rate" => base.rate = number(value()?)?,
+            "--slow" => base.slow = number(value()?)?.max(1),
+            "--window" => base.window = number(value()?)?.max(1) as usize,
             "--runs" => runs = number(value()?)?.max(1) as usize,
             "--dir" => base.dir = value()?,
             "--json" => json = true,
@@ -170,6 +176,8 @@ fn single_args(config: &Config) -> Vec<String> {
         config.edge_capacity.to_string(),
         config.ring_bytes.to_string(),
         config.rate.to_string(),
+        config.slow.to_string(),
+        config.window.to_string(),
         config.dir.clone(),
     ]
 }
@@ -205,7 +213,9 @@ fn single(args: &[String]) -> ExitCode {
             edge_capacity: num(4)? as usize,
             ring_bytes: num(5)? as usize,
             rate: num(6)?,
-            dir: get(7)?,
+            slow: num(7)?,
+            window: num(8)? as usize,
+            dir: get(9)?,
         })
     })();
     let config = match parsed {

@@ -108,6 +108,10 @@ pub(crate) struct Config {
     pub(crate) ring_bytes: usize,
     /// Values per second each spout offers; 0: as fast as it can.
     pub(crate) rate: u64,
+    /// For `join`: spout B offers `rate / slow` values per second.
+    pub(crate) slow: u64,
+    /// For `join`: the reorder window, in ids.
+    pub(crate) window: usize,
     pub(crate) dir: String,
 }
 
@@ -193,12 +197,21 @@ pub(crate) fn run_once(config: &Config) -> Result<Figures, String> {
             sinks.push(sink(&mut t, "K", &w, n));
         }
         Workload::Join => {
+            if config.slow > 1 && config.rate == 0 {
+                return Err("--slow needs --rate: B offers rate / slow values per second".into());
+            }
             let a = spout(&mut t, "A", n, config.payload, config.rate);
-            let b = spout(&mut t, "B", n, config.payload, config.rate);
+            let b = spout(
+                &mut t,
+                "B",
+                n,
+                config.payload,
+                config.rate / config.slow.max(1),
+            );
             let j = t.bundled(
                 "J",
                 (&a, &b),
-                Bundling::sequenced(0),
+                Bundling::sequenced(0).window(config.window),
                 |_, (a, b): (Sample, Sample), out: &mut Emitter<Sample>| {
                     // A pair is as old as its older half.
                     out.emit(Sample {
@@ -281,5 +294,11 @@ pub(crate) fn run_once(config: &Config) -> Result<Figures, String> {
             .max()
             .unwrap_or(0) as f64
             / 1024.0,
+        bundler_rss_mb: report.node("J").and_then(|n| n.peak_rss_kib).unwrap_or(0) as f64 / 1024.0,
+        window: if config.workload == Workload::Join {
+            config.window as u64
+        } else {
+            0
+        },
     })
 }
