@@ -20,24 +20,13 @@ fn unique(node: &str) -> RingName {
     RingName::new(&run, node).unwrap()
 }
 
+#[path = "../../tests/common/watchdog.rs"]
+#[allow(unreachable_pub)]
+mod watchdog_impl;
+
 /// Aborts the process if a test hangs.
 fn watchdog(secs: u64) -> impl Drop {
-    struct Guard(std::sync::mpsc::Sender<()>);
-    impl Drop for Guard {
-        fn drop(&mut self) {
-            let _ = self.0.send(());
-        }
-    }
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-            rx.recv_timeout(Duration::from_secs(secs))
-        {
-            eprintln!("watchdog: test still running after {secs} s, aborting");
-            std::process::abort();
-        }
-    });
-    Guard(tx)
+    watchdog_impl::watchdog(secs, "a shm unit test")
 }
 
 fn collect(reader: &mut RingReader) -> Result<Vec<(FrameKind, u64, Vec<u8>)>, ReadError> {

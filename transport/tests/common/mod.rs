@@ -6,9 +6,13 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use clusterduck_transport::RingName;
+
+// Shared with the crate's unit tests (`src/shm/tests.rs`).
+#[path = "watchdog.rs"]
+mod watchdog_impl;
+pub use watchdog_impl::watchdog;
 
 /// The environment variable that gives a re-executed test binary its role.
 pub const ROLE: &str = "CLUSTERDUCK_TEST_ROLE";
@@ -60,26 +64,6 @@ pub fn report(msg: impl std::fmt::Display) {
     let mut out = std::io::stdout().lock();
     writeln!(out, "CD:{msg}").unwrap();
     out.flush().unwrap();
-}
-
-/// Aborts the process, with a message, if it still runs after `secs`.
-pub fn watchdog(secs: u64, what: &'static str) -> impl Drop {
-    struct Guard(std::sync::mpsc::Sender<()>);
-    impl Drop for Guard {
-        fn drop(&mut self) {
-            let _ = self.0.send(());
-        }
-    }
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-            rx.recv_timeout(Duration::from_secs(secs))
-        {
-            eprintln!("watchdog: {what} still running after {secs} s, aborting");
-            std::process::abort();
-        }
-    });
-    Guard(tx)
 }
 
 /// Kills a child with SIGKILL: a crash, with no chance to clean up.
