@@ -3,7 +3,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 
-use clusterduck_engine::body::{EmitError, Output};
+use clusterduck_engine::body::{payload, EmitError, Output};
 use clusterduck_engine::Seq;
 
 use crate::message::{unbox, Message};
@@ -79,7 +79,7 @@ impl<'a, T: Message> Dispatcher<'a, T> {
     /// Sends `value` with id `seq` to every downstream node, blocking while
     /// one of them is full (back-pressure: nothing is dropped).
     pub fn send(&mut self, seq: Seq, value: T) -> Result<(), SendError<T>> {
-        self.out.emit(seq, Box::new(value)).map_err(|e| match e {
+        self.out.emit(seq, payload(value)).map_err(|e| match e {
             EmitError::Stopping(v) => match unbox::<T>(v) {
                 Ok(v) => SendError::Stopping(v),
                 Err(e) => SendError::Failed(e.to_string()),

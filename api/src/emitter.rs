@@ -4,7 +4,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 
-use clusterduck_engine::body::{BoxError, EmitError, Output};
+use clusterduck_engine::body::{payload, BoxError, EmitError, Output};
 use clusterduck_engine::Seq;
 
 use crate::message::Message;
@@ -51,7 +51,7 @@ impl<'a, U: Message> Emitter<'a, U> {
 
     /// Emits `value` with id `seq`.
     pub fn emit_at(&mut self, seq: Seq, value: U) {
-        match self.out.emit(seq, Box::new(value)) {
+        match self.out.emit(seq, payload(value)) {
             Ok(()) => {}
             // The run is failing because of another node: the value is moot.
             Err(EmitError::Aborted(_) | EmitError::Stopping(_)) => {}

@@ -6,7 +6,7 @@ use std::any::Any;
 use std::fmt;
 use std::marker::PhantomData;
 
-use clusterduck_engine::body::{BoxError, Codec, Payload};
+use clusterduck_engine::body::{payload, BoxError, Codec, Payload};
 use rkyv::api::high::{HighDeserializer, HighSerializer, HighValidator};
 use rkyv::bytecheck::CheckBytes;
 use rkyv::rancor;
@@ -76,7 +76,7 @@ impl<T: Message> Codec for TypedCodec<T> {
             .ok_or_else(|| format!("a value is not of type {}", self.type_name()))?;
         let bytes = rkyv::to_bytes::<rancor::Error>(value)?;
         let copy = rkyv::from_bytes::<T, rancor::Error>(&bytes)?;
-        Ok(Box::new(copy))
+        Ok(payload(copy))
     }
 
     fn encode(
@@ -111,7 +111,7 @@ impl<T: Message> Codec for TypedCodec<T> {
             aligned.extend_from_slice(bytes);
             rkyv::from_bytes::<T, rancor::Error>(&aligned)?
         };
-        Ok(Box::new(value))
+        Ok(payload(value))
     }
 }
 
@@ -125,7 +125,7 @@ const ARCHIVE_ALIGN: usize = 16;
 
 /// Unboxes a value the engine carried, which the typed API made of type `T`.
 pub(crate) fn unbox<T: Message>(value: Payload) -> Result<T, BoxError> {
-    value.downcast::<T>().map(|v| *v).map_err(|_| {
+    value.downcast::<T>().map(|v| v.into_inner()).map_err(|_| {
         format!(
             "internal error: a value is not of the declared type {}",
             std::any::type_name::<T>()

@@ -11,6 +11,7 @@
 
 use std::process::{Command, ExitCode};
 
+mod clock;
 mod figures;
 mod workload;
 

@@ -12,17 +12,18 @@
 //! process.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use clusterduck::{Bundling, Emitter, Launch, Node, Topology};
 use hdrhistogram::Histogram;
 
+use crate::clock::{stamp, Calibration};
 use crate::figures::Figures;
 
-/// A value of the benches: when it was sent, and its payload.
+/// A value of the benches: when it was sent (a [`stamp`]), and its payload.
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub(crate) struct Sample {
-    sent_ns: u64,
+    sent: u64,
     payload: Vec<u8>,
 }
 
@@ -30,8 +31,11 @@ pub(crate) struct Sample {
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Debug)]
 pub(crate) struct Summary {
     count: u64,
-    first_sent_ns: u64,
-    last_received_ns: u64,
+    /// Stamps.
+    first_sent: u64,
+    last_received: u64,
+    /// Stamps per nanosecond, as the sink measured it.
+    per_ns: f64,
     p50_ns: u64,
     p99_ns: u64,
     p999_ns: u64,
@@ -115,13 +119,6 @@ pub(crate) struct Config {
     pub(crate) dir: String,
 }
 
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
-
 fn spout(t: &mut Topology, name: &str, messages: u64, payload: usize, rate: u64) -> Node<Sample> {
     t.spout(name, move |out| {
         let start = Instant::now();
@@ -146,7 +143,7 @@ fn spout(t: &mut Topology, name: &str, messages: u64, payload: usize, rate: u64)
             out.send(
                 i,
                 Sample {
-                    sent_ns: now_ns(),
+                    sent: stamp(),
                     payload: vec![0xAB; payload],
                 },
             )?;
@@ -163,22 +160,28 @@ fn pass(t: &mut Topology, name: &str, up: &Node<Sample>) -> Node<Sample> {
 }
 
 fn sink(t: &mut Topology, name: &str, up: &Node<Sample>, expected: u64) -> Node<Summary> {
-    // 1 ns to an hour, 3 significant digits.
-    let mut histogram =
-        Histogram::<u64>::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid histogram bounds");
-    let mut first_sent_ns = u64::MAX;
+    // Latencies in stamps, from 1 to an hour at 10 stamps a nanosecond,
+    // 3 significant digits.
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, 36_000_000_000_000, 3)
+        .expect("valid histogram bounds");
+    let mut first_sent = u64::MAX;
+    let mut calibration = None;
     t.worker(name, up, move |_, v: Sample, out: &mut Emitter<Summary>| {
-        let now = now_ns();
-        first_sent_ns = first_sent_ns.min(v.sent_ns);
-        histogram.saturating_record(now.saturating_sub(v.sent_ns).max(1));
+        let now = stamp();
+        let calibration = *calibration.get_or_insert_with(Calibration::start);
+        first_sent = first_sent.min(v.sent);
+        histogram.saturating_record(now.saturating_sub(v.sent).max(1));
         if histogram.len() == expected {
+            let per_ns = calibration.per_ns();
+            let ns = |q: f64| (histogram.value_at_quantile(q) as f64 / per_ns) as u64;
             out.emit(Summary {
                 count: histogram.len(),
-                first_sent_ns,
-                last_received_ns: now,
-                p50_ns: histogram.value_at_quantile(0.5),
-                p99_ns: histogram.value_at_quantile(0.99),
-                p999_ns: histogram.value_at_quantile(0.999),
+                first_sent,
+                last_received: now,
+                per_ns,
+                p50_ns: ns(0.5),
+                p99_ns: ns(0.99),
+                p999_ns: ns(0.999),
             });
         }
         Ok(())
@@ -215,7 +218,7 @@ pub(crate) fn run_once(config: &Config) -> Result<Figures, String> {
                 |_, (a, b): (Sample, Sample), out: &mut Emitter<Sample>| {
                     // A pair is as old as its older half.
                     out.emit(Sample {
-                        sent_ns: a.sent_ns.min(b.sent_ns),
+                        sent: a.sent.min(b.sent),
                         payload: a.payload,
                     });
                     Ok(())
@@ -263,13 +266,10 @@ pub(crate) fn run_once(config: &Config) -> Result<Figures, String> {
             sinks.len()
         ));
     }
-    let first = summaries.iter().map(|s| s.first_sent_ns).min().unwrap_or(0);
-    let last = summaries
-        .iter()
-        .map(|s| s.last_received_ns)
-        .max()
-        .unwrap_or(0);
-    let seconds = last.saturating_sub(first) as f64 / 1e9;
+    let first = summaries.iter().map(|s| s.first_sent).min().unwrap_or(0);
+    let last = summaries.iter().map(|s| s.last_received).max().unwrap_or(0);
+    let per_ns = summaries.first().map_or(1.0, |s| s.per_ns);
+    let seconds = last.saturating_sub(first) as f64 / per_ns / 1e9;
     let worst =
         |get: fn(&Summary) -> u64| summaries.iter().map(get).max().unwrap_or(0) as f64 / 1e3;
     let msgs_per_s = n as f64 / seconds;

@@ -8,13 +8,25 @@ use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
+use smallbox::space::S4;
+use smallbox::{smallbox, SmallBox};
+
 use crate::graph::NodeId;
 use crate::node::Input;
 use crate::report::PolicyEvent;
 use crate::Seq;
 
-/// A value in flight between two nodes of one process.
-pub type Payload = Box<dyn Any + Send>;
+/// A value in flight between two nodes of one process. Values of at most
+/// four words (a number and a `String`, a `Vec`, a small struct of such) are
+/// held inline, so carrying one through the engine allocates nothing; larger
+/// ones go to the heap.
+pub type Payload = SmallBox<dyn Any + Send, S4>;
+
+/// Wraps `value` for the engine.
+#[inline]
+pub fn payload<T: Any + Send>(value: T) -> Payload {
+    smallbox!(value)
+}
 
 /// The error a node function returns.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

@@ -75,7 +75,7 @@ impl Output for LocalOutput {
         for consumer in 0..consumers.saturating_sub(1) {
             let copy = self
                 .codec
-                .duplicate(value.as_ref())
+                .duplicate(&*value)
                 .map_err(EmitError::Failed)?;
             self.deliver(consumer, seq, copy)?;
         }

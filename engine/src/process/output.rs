@@ -33,7 +33,7 @@ impl Output for RingOutput {
             let mut watched = None;
             let want_copy = self.tap.is_some();
             self.codec
-                .encode(value.as_ref(), &mut |bytes| {
+                .encode(&*value, &mut |bytes| {
                     if let Some(ring) = ring.as_mut() {
                         ring.write_bytes(seq, bytes)?;
                     }
