@@ -220,6 +220,8 @@ impl RingReader {
             reader: self,
             start,
             end,
+            limit: None,
+            reached: Cell::new(start),
             bad: Cell::new(None),
             _not_sync: PhantomData,
         }
@@ -242,6 +244,10 @@ pub struct Batch<'r> {
     reader: &'r mut RingReader,
     start: u64,
     end: u64,
+    /// At most so many frames are yielded, and only those released.
+    limit: Option<usize>,
+    /// The end of the frames iterated so far.
+    reached: Cell<u64>,
     /// A malformed frame met while iterating: poisons the reader on drop.
     bad: Cell<Option<FrameError>>,
     _not_sync: PhantomData<Cell<()>>,
@@ -253,21 +259,13 @@ impl Batch<'_> {
         self.end - self.start
     }
 
-    /// Keeps at most the first `frames` frames: the others stay in the ring
-    /// for the next read, and only the kept ones are released when the batch
-    /// is dropped. A reader that cannot hold more than so many values at a
-    /// time reads this way.
+    /// Keeps at most the first `frames` frames: iterating yields no more,
+    /// and dropping the batch releases only the frames iterated; the others
+    /// stay in the ring for the next read. A reader that cannot hold more
+    /// than so many values at a time reads this way. Costs nothing up front:
+    /// the frames are walked once, by the iteration.
     pub fn limit(&mut self, frames: usize) {
-        let mut kept = self.iter();
-        for _ in 0..frames {
-            match kept.next() {
-                Some(Ok(_)) => {}
-                // The end, or a malformed frame (which poisons the reader
-                // when the batch is dropped): nothing to cut.
-                _ => return,
-            }
-        }
-        self.end = kept.pos;
+        self.limit = Some(frames);
     }
 
     /// The frames.
@@ -276,7 +274,17 @@ impl Batch<'_> {
             ring: &self.reader.ring,
             pos: self.start,
             end: self.end,
+            left: self.limit.unwrap_or(usize::MAX),
+            reached: &self.reached,
             bad: &self.bad,
+        }
+    }
+
+    /// Where the released space ends when the batch is dropped.
+    fn release_end(&self) -> u64 {
+        match self.limit {
+            Some(_) => self.reached.get(),
+            None => self.end,
         }
     }
 }
@@ -291,13 +299,14 @@ impl<'b> IntoIterator for &'b Batch<'_> {
 
 impl Drop for Batch<'_> {
     fn drop(&mut self) {
-        let reader = &mut *self.reader;
         if let Some(e) = self.bad.take() {
             // Frame boundaries are lost: the stream cannot go on.
-            reader.failed = Some(ReadError::Frame(e));
+            self.reader.failed = Some(ReadError::Frame(e));
         }
+        let end = self.release_end();
+        let reader = &mut *self.reader;
         if let Some(index) = reader.index.as_mut() {
-            index.release(reader.ring.control(), self.end);
+            index.release(reader.ring.control(), end);
         }
     }
 }
@@ -324,6 +333,9 @@ pub struct Frames<'b> {
     ring: &'b ShmRing,
     pos: u64,
     end: u64,
+    /// Frames it may still yield.
+    left: usize,
+    reached: &'b Cell<u64>,
     bad: &'b Cell<Option<FrameError>>,
 }
 
@@ -332,7 +344,7 @@ impl<'b> Iterator for Frames<'b> {
 
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        if self.pos >= self.end {
+        if self.pos >= self.end || self.left == 0 {
             return None;
         }
         let pos = self.pos;
@@ -369,6 +381,10 @@ impl<'b> Iterator for Frames<'b> {
             });
         };
         self.pos = pos + size;
+        self.left -= 1;
+        if self.pos > self.reached.get() {
+            self.reached.set(self.pos);
+        }
         // SAFETY: the payload lies within the published frame checked above
         // (`size <= end - pos`), contiguous thanks to the double mapping; the
         // writer does not write it while the batch (which 'b borrows) lives.

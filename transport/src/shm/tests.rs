@@ -455,7 +455,13 @@ fn a_limited_batch_leaves_the_rest_for_the_next_read() {
     let first: Vec<u64> = batch.iter().map(|f| f.unwrap().seq()).collect();
     assert_eq!(first, [0, 1, 2]);
     drop(batch);
+    // With a limit, what was not iterated is not released either.
+    let mut batch = reader.try_read().unwrap().unwrap();
+    batch.limit(5);
+    let second: Vec<u64> = batch.iter().take(2).map(|f| f.unwrap().seq()).collect();
+    assert_eq!(second, [3, 4]);
+    drop(batch);
     let batch = reader.try_read().unwrap().unwrap();
     let rest: Vec<u64> = batch.iter().map(|f| f.unwrap().seq()).collect();
-    assert_eq!(rest, (3..10).collect::<Vec<_>>());
+    assert_eq!(rest, (5..10).collect::<Vec<_>>());
 }
