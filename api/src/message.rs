@@ -6,7 +6,8 @@ use std::any::Any;
 use std::fmt;
 use std::marker::PhantomData;
 
-use clusterduck_engine::body::{payload, BoxError, Codec, Payload};
+use clusterduck_engine::body::{payload, BoxError, Codec, FrameSerializer, Payload, RingWriter};
+use clusterduck_engine::Seq;
 use rkyv::api::high::{HighDeserializer, HighSerializer, HighValidator};
 use rkyv::bytecheck::CheckBytes;
 use rkyv::rancor;
@@ -35,6 +36,7 @@ pub trait Message:
         Archived: for<'a> CheckBytes<HighValidator<'a, rancor::Error>>
                       + rkyv::Deserialize<Self, HighDeserializer<rancor::Error>>,
     > + for<'a> rkyv::Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>>
+    + for<'a> rkyv::Serialize<FrameSerializer<'a>>
     + Send
     + 'static
 {
@@ -45,6 +47,7 @@ impl<T> Message for T where
             Archived: for<'a> CheckBytes<HighValidator<'a, rancor::Error>>
                           + rkyv::Deserialize<T, HighDeserializer<rancor::Error>>,
         > + for<'a> rkyv::Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>>
+        + for<'a> rkyv::Serialize<FrameSerializer<'a>>
         + Send
         + 'static
 {
@@ -65,15 +68,22 @@ impl<T> fmt::Debug for TypedCodec<T> {
     }
 }
 
+impl<T: Message> TypedCodec<T> {
+    /// `value` as a `T`.
+    fn typed<'v>(&self, value: &'v (dyn Any + Send)) -> Result<&'v T, BoxError> {
+        value
+            .downcast_ref::<T>()
+            .ok_or_else(|| format!("a value is not of type {}", self.type_name()).into())
+    }
+}
+
 impl<T: Message> Codec for TypedCodec<T> {
     fn type_name(&self) -> &'static str {
         std::any::type_name::<T>()
     }
 
     fn duplicate(&self, value: &(dyn Any + Send)) -> Result<Payload, BoxError> {
-        let value = value
-            .downcast_ref::<T>()
-            .ok_or_else(|| format!("a value is not of type {}", self.type_name()))?;
+        let value = self.typed(value)?;
         let bytes = rkyv::to_bytes::<rancor::Error>(value)?;
         let copy = rkyv::from_bytes::<T, rancor::Error>(&bytes)?;
         Ok(payload(copy))
@@ -84,9 +94,7 @@ impl<T: Message> Codec for TypedCodec<T> {
         value: &(dyn Any + Send),
         write: &mut dyn FnMut(&[u8]) -> Result<(), BoxError>,
     ) -> Result<(), BoxError> {
-        let value = value
-            .downcast_ref::<T>()
-            .ok_or_else(|| format!("a value is not of type {}", self.type_name()))?;
+        let value = self.typed(value)?;
         // One scratch buffer per thread, reused: no allocation per value.
         SCRATCH.with(|scratch| {
             let mut buffer = scratch.take();
@@ -101,6 +109,15 @@ impl<T: Message> Codec for TypedCodec<T> {
                 Err(e) => Err(e.into()),
             }
         })
+    }
+
+    fn write_frame(
+        &self,
+        value: &(dyn Any + Send),
+        seq: Seq,
+        ring: &mut RingWriter,
+    ) -> Result<(), BoxError> {
+        Ok(ring.write_value(seq, self.typed(value)?)?)
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<Payload, BoxError> {

@@ -8,6 +8,7 @@ use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
+pub use clusterduck_transport::{FrameSerializer, RingWriter};
 use smallbox::space::S4;
 use smallbox::{smallbox, SmallBox};
 
@@ -47,6 +48,15 @@ pub trait Codec: Send + Sync + fmt::Debug {
         &self,
         value: &(dyn Any + Send),
         write: &mut dyn FnMut(&[u8]) -> Result<(), BoxError>,
+    ) -> Result<(), BoxError>;
+
+    /// Archives `value` in place into `ring`, as a Data frame with id `seq`
+    /// (no copy through a buffer), waiting for ring space if needed.
+    fn write_frame(
+        &self,
+        value: &(dyn Any + Send),
+        seq: Seq,
+        ring: &mut RingWriter,
     ) -> Result<(), BoxError>;
 
     /// Reads a value back from its archived form, validating it first:

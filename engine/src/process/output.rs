@@ -28,24 +28,30 @@ pub(crate) struct RingOutput {
 impl Output for RingOutput {
     fn emit(&mut self, seq: Seq, value: Payload) -> Result<(), EmitError> {
         let value = self.gate.admit(value)?;
-        if self.ring.is_some() || self.tap.is_some() {
-            let ring = &mut self.ring;
-            let mut watched = None;
-            let want_copy = self.tap.is_some();
-            self.codec
-                .encode(&*value, &mut |bytes| {
-                    if let Some(ring) = ring.as_mut() {
-                        ring.write_bytes(seq, bytes)?;
-                    }
-                    if want_copy {
-                        watched = Some(bytes.to_vec());
-                    }
-                    Ok(())
-                })
-                .map_err(EmitError::Failed)?;
-            if let (Some(tap), Some(bytes)) = (&self.tap, watched) {
+        match (&mut self.ring, &self.tap) {
+            (None, None) => {}
+            // The hot path: archived in place, straight into the ring.
+            (Some(ring), None) => self
+                .codec
+                .write_frame(&*value, seq, ring)
+                .map_err(EmitError::Failed)?,
+            // Watched: the debugger gets a copy of the archived bytes.
+            (ring, Some(tap)) => {
+                let mut watched = Vec::new();
+                self.codec
+                    .encode(&*value, &mut |bytes| {
+                        if let Some(ring) = ring.as_mut() {
+                            ring.write_bytes(seq, bytes)?;
+                        }
+                        watched = bytes.to_vec();
+                        Ok(())
+                    })
+                    .map_err(EmitError::Failed)?;
                 // A master that is gone ends this process soon enough.
-                let _ = tap.send(&ToMaster::Output { seq, bytes });
+                let _ = tap.send(&ToMaster::Output {
+                    seq,
+                    bytes: watched,
+                });
             }
         }
         self.emitted += 1;
