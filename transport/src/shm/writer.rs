@@ -17,6 +17,10 @@ use super::segment::ShmRing;
 use crate::process::ProcessStamp;
 use crate::sync::Ordering::*;
 
+/// Free bytes below which an in-place write looks at the readers' cursors
+/// again.
+const REFRESH_BELOW: u64 = 4096;
+
 /// A reader whose process died while the writer waited for it; its slot was
 /// reclaimed and the writer went on without it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,8 +152,11 @@ impl RingWriter {
     {
         let max = self.max_payload();
         // Look at the readers again only when the cached space runs low, as
-        // that takes a fence and a scan of the reader slots.
-        if self.index.free() < self.ring.capacity() as u64 / 2 {
+        // that takes a fence and a scan of the reader slots: under back-
+        // pressure the ring stays nearly full, and a looser threshold would
+        // rescan at every write. A value larger than the space known goes
+        // through the scratch buffer, and `write_raw` waits for its room.
+        if self.index.free() < REFRESH_BELOW.min(self.ring.capacity() as u64 / 2) {
             self.index.refresh(self.ring.control());
         }
         let free = self.index.free().saturating_sub(FRAME_HEADER_LEN) as usize;
