@@ -10,6 +10,7 @@ use std::time::Duration;
 use clusterduck_engine::body::{DebugSink, Payload};
 use clusterduck_engine::graph::{Graph, NodeId};
 use clusterduck_engine::local::{LocalRun, DEFAULT_EDGE_CAPACITY};
+use clusterduck_engine::DEFAULT_BATCH;
 use clusterduck_engine::process::{node_main, node_role, ProcessRun, DEFAULT_DIR};
 use clusterduck_engine::report::{PolicyEvent, RunFailure, RunReport};
 use clusterduck_engine::stop::StopSignal;
@@ -62,6 +63,7 @@ pub struct Launch {
     hosts: Vec<String>,
     placements: Vec<(u64, String, String)>,
     edge_capacity: usize,
+    batch: usize,
     watches: Vec<(u64, NodeId, String, OutputCallback)>,
     on_event: Option<EventCallback>,
     ctrl_c: bool,
@@ -75,6 +77,7 @@ impl fmt::Debug for Launch {
             .field("dir", &self.dir)
             .field("ring_bytes", &self.ring_bytes)
             .field("edge_capacity", &self.edge_capacity)
+            .field("batch", &self.batch)
             .field(
                 "watched",
                 &self.watches.iter().map(|w| &w.2).collect::<Vec<_>>(),
@@ -102,6 +105,7 @@ impl Launch {
             hosts: Vec::new(),
             placements: Vec::new(),
             edge_capacity: DEFAULT_EDGE_CAPACITY,
+            batch: DEFAULT_BATCH,
             watches: Vec::new(),
             on_event: None,
             ctrl_c: true,
@@ -179,9 +183,30 @@ impl Launch {
     }
 
     /// How many values may be in flight on one edge before its producer
-    /// blocks (1024 by default).
+    /// blocks (1024 by default), in local mode. In process mode an edge is
+    /// its producer's ring, bounded by [`ring_bytes`](Self::ring_bytes).
     pub fn edge_capacity(mut self, values: usize) -> Self {
         self.edge_capacity = values.max(1);
+        self
+    }
+
+    /// How many values a node takes from one upstream at a time, at most
+    /// (256 by default): from its upstream's ring in process mode (values
+    /// decoded per read; the rest stay in the ring, holding the upstream
+    /// back), from its edge in local mode.
+    ///
+    /// Batching never delays a value: a value is visible to its consumers
+    /// the moment it is written, and a node takes whatever is there, up to
+    /// `batch`, each time it reads. A larger batch spreads the cost of a
+    /// read (looking at the ring or channel, the loop's bookkeeping) over
+    /// more values; a smaller one keeps fewer decoded values in memory per
+    /// upstream and lets a node with several upstreams alternate between
+    /// them more finely. `clusterduck-bench --sweep batch` measures the
+    /// trade-off on your machine. In local mode, what a node took from an
+    /// edge adds to what the edge holds: a producer runs at most
+    /// `edge_capacity + batch` values ahead of its consumer.
+    pub fn batch(mut self, values: usize) -> Self {
+        self.batch = values.max(1);
         self
     }
 
@@ -336,6 +361,7 @@ impl Topology {
             Mode::Local => {
                 let run = LocalRun {
                     edge_capacity: launch.edge_capacity,
+                    batch: launch.batch,
                     watched,
                     stop: launch.stop.clone(),
                 };
@@ -346,7 +372,7 @@ impl Topology {
                 let master = ProcessRun {
                     dir: launch.dir.clone(),
                     ring_bytes: launch.ring_bytes,
-                    edge_capacity: launch.edge_capacity,
+                    batch: launch.batch,
                     watched,
                     stop: launch.stop.clone(),
                     ready_timeout: launch.ready_timeout,

@@ -101,7 +101,7 @@ impl Figures {
         }
     }
 
-    pub(crate) const HEADER: &'static str = "workload transport   messages payload edgecap ring KiB     rate    seconds      msgs/s       MB/s   p50 µs   p99 µs p99.9 µs  rss MiB  window  J rss MiB";
+    pub(crate) const HEADER: &'static str = "workload transport   messages payload   batch ring KiB     rate    seconds      msgs/s       MB/s   p50 µs   p99 µs p99.9 µs  rss MiB  window  J rss MiB";
 
     /// One table row.
     pub(crate) fn row(&self) -> String {

@@ -25,13 +25,14 @@ const USAGE: &str = "usage: clusterduck-bench [OPTIONS]
                                 else loopback)
   --messages N                  values per spout (default 1000000)
   --payload BYTES               payload bytes per value (default 64)
-  --edge-capacity N             values a node's input holds ahead of it (default 1024)
+  --batch N                     values a node takes from an upstream per read (default 256)
+  --edge-capacity N             local: values in flight on an edge (default 1024)
   --ring-bytes N                bytes of each node's ring, shm (default 4 MiB)
   --rate R                      values/s each spout offers, open loop (default: flat out)
   --slow S                      join: spout B offers rate / S values/s (needs --rate)
   --window N                    join: the reorder window, in ids (default 4096)
   --runs R                      runs per configuration; the median is printed (default 3)
-  --sweep edge-capacity|ring-bytes   measure a range of values
+  --sweep batch|ring-bytes|edge-capacity   measure a range of values
   --dir DIR                     node logs (default /tmp/clusterduck-bench)
   --json                        one JSON object per configuration instead of a table";
 
@@ -90,6 +91,7 @@ fn parse(args: &[String]) -> Result<Plan, String> {
         messages: 1_000_000,
         payload: 64,
         edge_capacity: 1024,
+        batch: clusterduck_engine::DEFAULT_BATCH,
         ring_bytes: 4 << 20,
         rate: 0,
         slow: 1,
@@ -121,16 +123,20 @@ fn parse(args: &[String]) -> Result<Plan, String> {
             "--dir" => base.dir = value()?,
             "--json" => json = true,
             "--sweep" => sweep = Some(value()?),
-            "--batch" => return Err(
-                "--batch: nodes do not batch hand-overs yet; --edge-capacity is the knob there is"
-                    .into(),
-            ),
+            "--batch" => base.batch = number(value()?)?.max(1) as usize,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
     let variants: Vec<Config> = match sweep.as_deref() {
         None => vec![base],
+        Some("batch") => [1, 4, 16, 64, 256, 1024, 4096]
+            .iter()
+            .map(|b| Config {
+                batch: *b,
+                ..base.clone()
+            })
+            .collect(),
         Some("edge-capacity") => [16, 64, 256, 1024, 4096]
             .iter()
             .map(|c| Config {
@@ -145,7 +151,11 @@ fn parse(args: &[String]) -> Result<Plan, String> {
                 ..base.clone()
             })
             .collect(),
-        Some(other) => return Err(format!("--sweep {other:?}: edge-capacity or ring-bytes")),
+        Some(other) => {
+            return Err(format!(
+                "--sweep {other:?}: batch, ring-bytes or edge-capacity"
+            ))
+        }
     };
     let mut configs = Vec::new();
     for workload in &workloads {
@@ -175,6 +185,7 @@ fn single_args(config: &Config) -> Vec<String> {
         config.messages.to_string(),
         config.payload.to_string(),
         config.edge_capacity.to_string(),
+        config.batch.to_string(),
         config.ring_bytes.to_string(),
         config.rate.to_string(),
         config.slow.to_string(),
@@ -212,11 +223,12 @@ fn single(args: &[String]) -> ExitCode {
             messages: num(2)?,
             payload: num(3)? as usize,
             edge_capacity: num(4)? as usize,
-            ring_bytes: num(5)? as usize,
-            rate: num(6)?,
-            slow: num(7)?,
-            window: num(8)? as usize,
-            dir: get(9)?,
+            batch: num(5)? as usize,
+            ring_bytes: num(6)? as usize,
+            rate: num(7)?,
+            slow: num(8)?,
+            window: num(9)? as usize,
+            dir: get(10)?,
         })
     })();
     let config = match parsed {

@@ -109,6 +109,8 @@ pub(crate) struct Config {
     pub(crate) messages: u64,
     pub(crate) payload: usize,
     pub(crate) edge_capacity: usize,
+    /// Values a node takes from an upstream per read.
+    pub(crate) batch: usize,
     pub(crate) ring_bytes: usize,
     /// Values per second each spout offers; 0: as fast as it can.
     pub(crate) rate: u64,
@@ -252,6 +254,7 @@ pub(crate) fn run_once(config: &Config) -> Result<Figures, String> {
         }
     }
     .edge_capacity(config.edge_capacity)
+    .batch(config.batch)
     .ctrl_c(false);
     for k in &sinks {
         let got = summaries.clone();
@@ -278,7 +281,7 @@ pub(crate) fn run_once(config: &Config) -> Result<Figures, String> {
         transport: config.transport.name().into(),
         messages: n,
         payload_bytes: config.payload as u64,
-        batch: config.edge_capacity as u64,
+        batch: config.batch as u64,
         ring_bytes: config.ring_bytes as u64,
         rate: config.rate,
         seconds,

@@ -34,5 +34,7 @@ pub mod report;
 mod run;
 pub mod stop;
 
+pub use run::inlet::DEFAULT_BATCH;
+
 /// A sequence id, chosen by spouts and carried by every value.
 pub type Seq = u64;

@@ -484,7 +484,23 @@ fn draining_stops_the_spouts_and_processes_all_they_sent() {
 #[test]
 fn a_slow_consumer_holds_the_spout_back_without_loss() {
     let _w = watchdog("back-pressure", LIMIT);
-    const CAPACITY: u64 = 4;
+    for batch in [1, 4] {
+        let max = values_ahead_of_a_slow_consumer(batch);
+        // In flight at most: the edge, the values the consumer took (one
+        // batch, the one being processed among them), the one being sent,
+        // and one the sink finished but has not counted yet.
+        assert!(
+            max <= CAPACITY + batch + 2,
+            "batch {batch}: the spout ran {max} values ahead"
+        );
+    }
+}
+
+/// Values in flight on an edge of this capacity.
+const CAPACITY: u64 = 4;
+
+/// How far a spout ran ahead of a slow sink, at most.
+fn values_ahead_of_a_slow_consumer(batch: u64) -> u64 {
     let mut t = Topology::new();
     let sent = Arc::new(Mutex::new(0u64));
     let processed = Arc::new(Mutex::new(0u64));
@@ -508,13 +524,15 @@ fn a_slow_consumer_holds_the_spout_back_without_loss() {
         *p.lock().unwrap() += 1;
         Ok(())
     });
-    t.launch(Launch::local().edge_capacity(CAPACITY as usize))
-        .unwrap();
+    t.launch(
+        Launch::local()
+            .edge_capacity(CAPACITY as usize)
+            .batch(batch as usize),
+    )
+    .unwrap();
     assert_eq!(*processed.lock().unwrap(), 200);
-    // In flight at most: the edge, the value being processed, the one the
-    // consumer took, and the one being sent.
     let max = *max_ahead.lock().unwrap();
-    assert!(max <= CAPACITY + 3, "the spout ran {max} values ahead");
+    max
 }
 
 #[test]

@@ -17,7 +17,7 @@ use crate::graph::{Graph, NodeId, NodeKind};
 use crate::node::NodeCore;
 use crate::report::{Failure, NodeReport, PolicyEvent, RunFailure, RunReport};
 use crate::run::edge::{self, send, EdgeRx, EdgeTx};
-use crate::run::inlet::Inlet;
+use crate::run::inlet::{Inlet, DEFAULT_BATCH};
 use crate::run::spout::SpoutTask;
 use crate::run::worker::WorkerTask;
 use crate::run::{panic_message, EmitGate, EventSink, RunControl};
@@ -31,6 +31,8 @@ pub const DEFAULT_EDGE_CAPACITY: usize = 1024;
 pub struct LocalRun {
     /// Values in flight on one edge, at most.
     pub edge_capacity: usize,
+    /// Values a node takes from one upstream at a time, at most.
+    pub batch: usize,
     /// The nodes whose outputs go to the debugger, by id.
     pub watched: Vec<NodeId>,
     /// Stops the run from outside.
@@ -41,6 +43,7 @@ impl Default for LocalRun {
     fn default() -> Self {
         Self {
             edge_capacity: DEFAULT_EDGE_CAPACITY,
+            batch: DEFAULT_BATCH,
             watched: Vec::new(),
             stop: StopSignal::new(),
         }
@@ -137,7 +140,9 @@ impl LocalRun {
                         body,
                         inputs: inputs[id]
                             .iter_mut()
-                            .map(|rx| Inlet::Edge(rx.take().expect("every input has an edge")))
+                            .map(|rx| {
+                                Inlet::edge(rx.take().expect("every input has an edge"), self.batch)
+                            })
                             .collect(),
                         upstream_names: spec.upstreams.clone().into(),
                         output,

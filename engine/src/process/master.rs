@@ -46,8 +46,8 @@ pub struct ProcessRun {
     pub dir: PathBuf,
     /// Bytes of each node's output ring.
     pub ring_bytes: usize,
-    /// Values in flight between a ring reader thread and its node's loop.
-    pub edge_capacity: usize,
+    /// Values a node takes from one upstream at a time, at most.
+    pub batch: usize,
     /// The nodes whose outputs go to the debugger.
     pub watched: Vec<NodeId>,
     /// Stops the run from outside.
@@ -227,7 +227,7 @@ impl ProcessRun {
                 control: address.to_string(),
                 secret: *secret.as_bytes(),
                 ring_bytes: self.ring_bytes as u64,
-                edge_capacity: self.edge_capacity as u32,
+                batch: self.batch.min(u32::MAX as usize) as u32,
                 watched: self.watched.contains(&id),
                 hosts: (0..graph.nodes().len())
                     .map(|n| placement.host_of(n).to_owned())

@@ -307,11 +307,11 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<i32, String> {
                 // The node's loop reads the ring itself, with the upstream's
                 // codec: this process built the whole topology, so it has
                 // every codec.
-                inputs.push(Inlet::Ring {
+                inputs.push(Inlet::ring(
                     reader,
-                    codec: codecs[*up].clone(),
-                    broken: false,
-                });
+                    codecs[*up].clone(),
+                    config.batch as usize,
+                ));
             }
             wait_for_consumers(&output, consumers)?;
             WorkerTask {

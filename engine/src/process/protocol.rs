@@ -28,8 +28,8 @@ pub(crate) struct NodeConfig {
     pub(crate) secret: [u8; 32],
     /// Bytes of the node's output ring.
     pub(crate) ring_bytes: u64,
-    /// Values in flight between a ring reader and the node's loop.
-    pub(crate) edge_capacity: u32,
+    /// Values the node takes from one upstream at a time, at most.
+    pub(crate) batch: u32,
     /// Whether the debugger watches the node's outputs.
     pub(crate) watched: bool,
     /// The host of every node, by declaration index: edges between nodes on

@@ -14,15 +14,22 @@ use super::edge::{EdgeRx, Msg};
 use crate::body::{Codec, Payload};
 use crate::Seq;
 
-/// Values decoded from a ring at one read, at most.
-const READ_LIMIT: usize = 256;
+/// Values taken from one upstream at one read, at most, by default.
+pub const DEFAULT_BATCH: usize = 256;
 
 /// How long a node waiting on several rings sleeps on one of them before it
 /// looks at the others.
 const RING_POLL: Duration = Duration::from_millis(1);
 
-/// One upstream's values, as the node's loop reads them.
-pub(crate) enum Inlet {
+/// One upstream's values, as the node's loop reads them, at most `batch` at
+/// a time.
+pub(crate) struct Inlet {
+    source: Source,
+    batch: usize,
+}
+
+/// Where an inlet's values come from.
+enum Source {
     /// A channel that other threads send to.
     Edge(EdgeRx),
     /// A ring in shared memory (the upstream's own, or a mirror of it).
@@ -65,9 +72,33 @@ pub(crate) struct BadInput {
 }
 
 impl Inlet {
+    /// The inlet of a channel.
+    pub(crate) fn edge(rx: EdgeRx, batch: usize) -> Self {
+        Self {
+            source: Source::Edge(rx),
+            batch: batch.max(1),
+        }
+    }
+
+    /// The inlet of a ring, whose values `codec` reads back.
+    pub(crate) fn ring(reader: RingReader, codec: Arc<dyn Codec>, batch: usize) -> Self {
+        Self {
+            source: Source::Ring {
+                reader,
+                codec,
+                broken: false,
+            },
+            batch: batch.max(1),
+        }
+    }
+
     /// Whether reading this inlet can ever give something again.
     pub(crate) fn is_broken(&self) -> bool {
-        matches!(self, Inlet::Ring { broken: true, .. })
+        matches!(self.source, Source::Ring { broken: true, .. })
+    }
+
+    fn is_edge(&self) -> bool {
+        matches!(self.source, Source::Edge(_))
     }
 
     /// Takes what is there without waiting. Returns whether anything came.
@@ -77,21 +108,21 @@ impl Inlet {
 
     /// Takes what comes, waiting up to `wait` if given (else not at all).
     fn fill(&mut self, inbox: &mut Inbox, wait: Option<Duration>) -> Result<bool, BadInput> {
-        match self {
-            Inlet::Edge(rx) => {
+        match &mut self.source {
+            Source::Edge(rx) => {
                 let got = match wait {
                     None => rx.try_recv().map_err(|e| e.is_disconnected()),
                     Some(t) => rx.recv_timeout(t).map_err(|e| e.is_disconnected()),
                 };
                 match got {
-                    Ok(msg) => inbox.put(msg),
+                    Ok(msg) => put_edge(rx, msg, inbox, self.batch),
                     Err(false) => return Ok(false),
                     // Every sender is gone: nothing more will come.
                     Err(true) => inbox.ended = true,
                 }
                 Ok(true)
             }
-            Inlet::Ring {
+            Source::Ring {
                 reader,
                 codec,
                 broken,
@@ -106,7 +137,24 @@ impl Inlet {
                     None => reader.try_read(),
                     Some(t) => reader.read_timeout(t),
                 };
-                take(read, codec.as_ref(), broken, inbox)
+                take(read, codec.as_ref(), broken, inbox, self.batch)
+            }
+        }
+    }
+}
+
+/// Queues `first`, then what else the channel holds, up to `batch` values.
+fn put_edge(rx: &EdgeRx, first: Msg, inbox: &mut Inbox, batch: usize) {
+    inbox.put(first);
+    for _ in 1..batch {
+        if inbox.ended {
+            break;
+        }
+        match rx.try_recv() {
+            Ok(msg) => inbox.put(msg),
+            Err(e) => {
+                inbox.ended |= e.is_disconnected();
+                break;
             }
         }
     }
@@ -118,6 +166,7 @@ fn take(
     codec: &dyn Codec,
     broken: &mut bool,
     inbox: &mut Inbox,
+    batch_limit: usize,
 ) -> Result<bool, BadInput> {
     let mut batch = match read {
         Ok(Some(batch)) => batch,
@@ -140,7 +189,7 @@ fn take(
     };
     // A node holds at most so many decoded values per upstream; the rest
     // stay in the ring, where they hold the writer back.
-    batch.limit(READ_LIMIT);
+    batch.limit(batch_limit);
     for frame in batch.iter() {
         let frame = frame.map_err(|e| BadInput {
             seq: None,
@@ -181,19 +230,19 @@ pub(crate) fn wait_any(
         std::thread::sleep(timeout);
         return Ok(());
     }
-    let all_edges = wanted.iter().all(|u| matches!(inlets[*u], Inlet::Edge(_)));
+    let all_edges = wanted.iter().all(|u| inlets[*u].is_edge());
     if all_edges && wanted.len() > 1 {
         let mut select = Select::new();
         for u in wanted {
-            if let Inlet::Edge(rx) = &inlets[*u] {
+            if let Source::Edge(rx) = &inlets[*u].source {
                 select.recv(rx);
             }
         }
         if let Ok(op) = select.select_timeout(timeout) {
             let u = wanted[op.index()];
-            if let Inlet::Edge(rx) = &inlets[u] {
+            if let Source::Edge(rx) = &inlets[u].source {
                 match op.recv(rx) {
-                    Ok(msg) => inboxes[u].put(msg),
+                    Ok(msg) => put_edge(rx, msg, &mut inboxes[u], inlets[u].batch),
                     Err(_) => inboxes[u].ended = true,
                 }
             }
