@@ -109,6 +109,22 @@ fn each_node_runs_in_its_own_process_and_logs_to_its_own_files() {
 }
 
 #[test]
+fn values_arrive_whole_and_in_order_whatever_the_batch() {
+    let _w = watchdog("batched", LIMIT);
+    let dir = fresh_dir("batched");
+    for batch in ["1", "7", "4096"] {
+        let child = topology(&["batched", "20000", batch, dir.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (status, out, err) = output(child);
+        assert!(status.success(), "batch {batch}: {err}");
+        assert_eq!(out.trim(), "K counted 20000", "batch {batch}: {err}");
+    }
+}
+
+#[test]
 fn a_killed_worker_is_reported_by_name_pid_and_signal_and_nothing_is_left() {
     let _w = watchdog("kill-worker", LIMIT);
     let dir = fresh_dir("kill-worker");

@@ -11,6 +11,10 @@
 //!   `H1` (an edge within a host) and `K` on `H2` (an edge across hosts);
 //!   `K` passes values on to `E` (on `H2` too), watched by the debugger,
 //!   which prints `K <seq>`.
+//! - `batched N BATCH DIR`: spout `S` sends `0..N` as fast as it can,
+//!   worker `W` passes them on, and `K`, with nodes taking at most `BATCH`
+//!   values per read, checks that they come in order and, at the last one,
+//!   emits the count, which the debugger prints as `K counted <count>`.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -26,6 +30,7 @@ fn main() -> ExitCode {
         "slow" | "split" => (rest[0].parse::<u64>().expect("N"), rest[1].clone(), None),
         "fail" => (100, rest[0].clone(), Some(5)),
         "mismatch" => (3, rest[0].clone(), None),
+        "batched" => return batched(rest),
         other => panic!("unknown topology {other}"),
     };
     let mut t = Topology::new();
@@ -67,6 +72,38 @@ fn main() -> ExitCode {
     let launch = Launch::processes()
         .dir(dir)
         .debug(&w, |seq, _| println!("W {seq}"));
+    finish(t.launch(launch))
+}
+
+fn batched(rest: &[String]) -> ExitCode {
+    let n: u64 = rest[0].parse().expect("N");
+    let batch: usize = rest[1].parse().expect("BATCH");
+    let mut t = Topology::new();
+    let s = t.spout("S", move |out| {
+        for i in 0..n {
+            out.send(i, i)?;
+        }
+        Ok(())
+    });
+    let w = t.worker("W", &s, |_, v: u64, out: &mut Emitter<u64>| {
+        out.emit(v);
+        Ok(())
+    });
+    let mut next = 0;
+    let k = t.worker("K", &w, move |seq, v: u64, out: &mut Emitter<u64>| {
+        if seq != next || v != next {
+            return Err(format!("got id {seq} (value {v}) where {next} was due").into());
+        }
+        next += 1;
+        if next == n {
+            out.emit(next);
+        }
+        Ok(())
+    });
+    let launch = Launch::processes()
+        .dir(&rest[2])
+        .batch(batch)
+        .debug(&k, |_, count| println!("K counted {count}"));
     finish(t.launch(launch))
 }
 
