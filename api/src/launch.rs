@@ -10,11 +10,11 @@ use std::time::Duration;
 use clusterduck_engine::body::{DebugSink, Payload};
 use clusterduck_engine::graph::{Graph, NodeId};
 use clusterduck_engine::local::{LocalRun, DEFAULT_EDGE_CAPACITY};
-use clusterduck_engine::DEFAULT_BATCH;
 use clusterduck_engine::process::{node_main, node_role, ProcessRun, DEFAULT_DIR};
 use clusterduck_engine::report::{PolicyEvent, RunFailure, RunReport};
 use clusterduck_engine::stop::StopSignal;
 use clusterduck_engine::Seq;
+use clusterduck_engine::DEFAULT_BATCH;
 
 use crate::ctrl_c;
 use crate::error::Error;

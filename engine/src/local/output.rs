@@ -73,10 +73,7 @@ impl Output for LocalOutput {
         let value = self.gate.admit(value)?;
         let consumers = self.edges.len() + usize::from(self.tap.is_some());
         for consumer in 0..consumers.saturating_sub(1) {
-            let copy = self
-                .codec
-                .duplicate(&*value)
-                .map_err(EmitError::Failed)?;
+            let copy = self.codec.duplicate(&*value).map_err(EmitError::Failed)?;
             self.deliver(consumer, seq, copy)?;
         }
         if consumers > 0 {
