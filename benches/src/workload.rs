@@ -128,18 +128,14 @@ fn spout(t: &mut Topology, name: &str, messages: u64, payload: usize, rate: u64)
             // Open loop: value i is due at i / rate, whatever came before.
             if let Some(at) = (i * 1_000_000_000).checked_div(rate) {
                 let due = start + Duration::from_nanos(at);
-                // Give the core away while early: on two cores, a spout that
-                // spins starves the nodes it measures.
-                loop {
-                    let now = Instant::now();
-                    if now >= due {
-                        break;
-                    }
-                    if due - now > Duration::from_micros(200) {
-                        std::thread::sleep(due - now - Duration::from_micros(100));
-                    } else {
-                        std::thread::yield_now();
-                    }
+                // Sleep while early, never spin: on two cores, a spout that
+                // spins or yields in a loop takes a core from the nodes it
+                // measures. A sleep lasts at least the timer slack (50 µs),
+                // so values leave in bursts of that many microseconds' worth,
+                // each stamped when it is actually sent.
+                let now = Instant::now();
+                if now < due {
+                    std::thread::sleep(due - now);
                 }
             }
             out.send(

@@ -217,10 +217,16 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<i32, String> {
     }
     let ring = if consumers > 0 {
         let ring_name = RingName::new(&config.run_id, &name).map_err(|e| e.to_string())?;
-        Some(
-            RingWriter::create(&ring_name, config.ring_bytes as usize)
-                .map_err(|e| e.to_string())?,
-        )
+        let mut ring = RingWriter::create(&ring_name, config.ring_bytes as usize)
+            .map_err(|e| e.to_string())?;
+        if matches!(graph.node(id).kind, NodeKind::Spout) {
+            // A worker wakes its consumers before it waits for input; a
+            // spout pauses in its user's code, unseen: every frame it writes
+            // must wake a consumer that fell asleep, or that frame waits
+            // for the next check.
+            ring.wake_every(1);
+        }
+        Some(ring)
     } else {
         None
     };

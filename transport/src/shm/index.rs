@@ -26,7 +26,7 @@ use std::time::Duration;
 use super::layout::{Control, WakeLine, SLOT_ACTIVE, SLOT_CLAIMED, SLOT_FREE, WRITER_OPEN};
 use crate::sync::{fence, futex_wait, futex_wake_all, spin_loop, yield_now, Ordering::*, Wake};
 
-/// A publish makes the fenced wake-up check at least this often.
+/// A publish makes the fenced wake-up check at least this often, by default.
 pub(crate) const CHECK_EVERY: u32 = 64;
 
 /// Busy-wait iterations before yielding.
@@ -76,6 +76,8 @@ pub(crate) struct WriterIndex {
     capacity: u64,
     /// Publishes since the last fenced wake-up check.
     since_check: u32,
+    /// Publishes between two fenced wake-up checks, at most.
+    check_every: u32,
 }
 
 impl WriterIndex {
@@ -86,7 +88,14 @@ impl WriterIndex {
             limit: 0,
             capacity,
             since_check: 0,
+            check_every: CHECK_EVERY,
         }
+    }
+
+    /// Makes the fenced wake-up check at least every `publishes` publishes
+    /// (1: at every one).
+    pub(crate) fn check_every(&mut self, publishes: u32) {
+        self.check_every = publishes.max(1);
     }
 
     /// The last published position.
@@ -137,7 +146,7 @@ impl WriterIndex {
         self.since_check += 1;
         // A reader asleep for a while shows up here without a fence; one
         // falling asleep right now is caught by the next fenced check.
-        if self.since_check >= CHECK_EVERY || ctl.data_wake.sleepers.load(Relaxed) != 0 {
+        if self.since_check >= self.check_every || ctl.data_wake.sleepers.load(Relaxed) != 0 {
             self.wake_readers(ctl);
         }
     }

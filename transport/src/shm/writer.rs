@@ -41,7 +41,9 @@ pub struct DeadReader {
 /// to sleep in the instant of a write may be woken only at the writer's next
 /// fenced check (at most [`CHECK_EVERY`](Self::CHECK_EVERY) frames later, or at
 /// [`flush`](Self::flush)): call `flush` before the writer's thread stops
-/// writing for a while, e.g. before it blocks on its own input.
+/// writing for a while, e.g. before it blocks on its own input. A writer that
+/// cannot know when it pauses (it runs someone else's code between writes)
+/// should [`wake_every`](Self::wake_every)`(1)` instead.
 pub struct RingWriter {
     ring: ShmRing,
     name: RingName,
@@ -197,6 +199,14 @@ impl RingWriter {
         self.ended = true;
         self.index.close(self.ring.control(), WRITER_ENDED);
         Ok(())
+    }
+
+    /// Makes the fenced wake-up check at least every `frames` frames
+    /// ([`CHECK_EVERY`](Self::CHECK_EVERY) by default). With 1, no reader
+    /// ever sleeps on a written frame, whenever the writer pauses, at the
+    /// price of a fence per frame (about 10 ns).
+    pub fn wake_every(&mut self, frames: u32) {
+        self.index.check_every(frames);
     }
 
     /// Wakes readers that sleep on frames already written. Cheap when none
