@@ -1,13 +1,17 @@
 //! Typed closures turned into the engine's node functions.
 
+use std::any::TypeId;
 use std::marker::PhantomData;
 
 use clusterduck_engine::body::{BoxError, Output, Payload, SpoutFn, WorkerFn};
 use clusterduck_engine::node::Input;
 use clusterduck_engine::Seq;
+use rkyv::rancor;
+use rkyv::util::AlignedVec;
+use rkyv::Archived;
 
 use crate::dispatcher::Dispatcher;
-use crate::emitter::Emitter;
+use crate::emitter::{ArchivedInput, Emitter};
 use crate::message::{unbox, Message};
 
 pub(crate) struct Spout<T, F> {
@@ -49,6 +53,76 @@ where
         let mut emitter = Emitter::new(out, seq);
         (self.f)(seq, value, &mut emitter)?;
         emitter.finish()
+    }
+}
+
+/// A worker's function that takes its input archived, in place.
+pub(crate) struct InPlace<T, U, F> {
+    pub(crate) f: F,
+    /// Where a value given owned is archived.
+    pub(crate) scratch: AlignedVec,
+    pub(crate) _type: PhantomData<fn(T) -> U>,
+}
+
+impl<T, U, F> InPlace<T, U, F>
+where
+    T: Message,
+    U: Message,
+    F: FnMut(Seq, &Archived<T>, &mut Emitter<'_, U>) -> Result<(), BoxError> + Send,
+{
+    /// Validates `bytes` as an archived `T` and calls the function with it.
+    fn call_with(&mut self, seq: Seq, bytes: &[u8], out: &mut dyn Output) -> Result<(), BoxError> {
+        let value = rkyv::access::<Archived<T>, rancor::Error>(bytes)
+            .map_err(|e| format!("bad value: {e}"))?;
+        let input = ArchivedInput {
+            bytes,
+            type_id: TypeId::of::<T>(),
+        };
+        let mut emitter = Emitter::with_input(out, seq, input);
+        (self.f)(seq, value, &mut emitter)?;
+        emitter.finish()
+    }
+}
+
+impl<T, U, F> WorkerFn for InPlace<T, U, F>
+where
+    T: Message,
+    U: Message,
+    F: FnMut(Seq, &Archived<T>, &mut Emitter<'_, U>) -> Result<(), BoxError> + Send,
+{
+    fn takes_archived(&self) -> bool {
+        true
+    }
+
+    fn call_archived(
+        &mut self,
+        seq: Seq,
+        _upstream: usize,
+        bytes: &[u8],
+        out: &mut dyn Output,
+    ) -> Result<(), BoxError> {
+        self.call_with(seq, bytes, out)
+    }
+
+    /// Where values are not in rings (local mode), each is archived here
+    /// first, into a buffer reused from call to call.
+    fn call(
+        &mut self,
+        seq: Seq,
+        input: Input<Payload>,
+        out: &mut dyn Output,
+    ) -> Result<(), BoxError> {
+        let value = match input {
+            Input::One { value, .. } => unbox::<T>(value)?,
+            Input::Bundle(_) => return Err("internal error: a merged worker got a bundle".into()),
+        };
+        let bytes = rkyv::api::high::to_bytes_in::<_, rancor::Error>(
+            &value,
+            std::mem::take(&mut self.scratch),
+        )?;
+        let result = self.call_with(seq, &bytes, out);
+        self.scratch = bytes;
+        result
     }
 }
 

@@ -1,20 +1,44 @@
 //! What a worker emits through: zero, one or many values per input, with the
 //! input's id or one the worker chooses.
 
+use std::any::TypeId;
 use std::fmt;
 use std::marker::PhantomData;
 
 use clusterduck_engine::body::{payload, BoxError, EmitError, Output};
 use clusterduck_engine::Seq;
+use rkyv::rancor;
+use rkyv::Archived;
 
 use crate::message::Message;
+
+/// Whether `value` is the root of `input`, archived as a `U`: the input
+/// itself, which can go on as its bytes.
+fn is_root_of<U: Message>(value: &Archived<U>, input: &ArchivedInput<'_>) -> bool {
+    let root = rkyv::api::root_position::<Archived<U>>(input.bytes.len());
+    input.type_id == TypeId::of::<U>()
+        && std::ptr::eq(
+            (value as *const Archived<U>).cast::<u8>(),
+            input.bytes[root..].as_ptr(),
+        )
+}
 
 /// A worker's output for one input.
 pub struct Emitter<'a, U> {
     out: &'a mut dyn Output,
     seq: Seq,
+    /// The input, archived, when the worker takes its input in place: what
+    /// [`forward`](Self::forward) sends on as it is.
+    input: Option<ArchivedInput<'a>>,
     error: Option<BoxError>,
     _type: PhantomData<fn(U)>,
+}
+
+/// The archived bytes of a worker's input, and the input's type.
+#[derive(Clone, Copy)]
+pub(crate) struct ArchivedInput<'a> {
+    pub(crate) bytes: &'a [u8],
+    pub(crate) type_id: TypeId,
 }
 
 impl<U> fmt::Debug for Emitter<'_, U> {
@@ -33,8 +57,17 @@ impl<'a, U: Message> Emitter<'a, U> {
         Self {
             out,
             seq,
+            input: None,
             error: None,
             _type: PhantomData,
+        }
+    }
+
+    /// The emitter of a worker that was given `input` archived.
+    pub(crate) fn with_input(out: &'a mut dyn Output, seq: Seq, input: ArchivedInput<'a>) -> Self {
+        Self {
+            input: Some(input),
+            ..Self::new(out, seq)
         }
     }
 
@@ -51,12 +84,44 @@ impl<'a, U: Message> Emitter<'a, U> {
 
     /// Emits `value` with id `seq`.
     pub fn emit_at(&mut self, seq: Seq, value: U) {
-        match self.out.emit(seq, payload(value)) {
+        let sent = self.out.emit(seq, payload(value));
+        self.take_result(sent);
+    }
+
+    fn take_result(&mut self, sent: Result<(), EmitError>) {
+        match sent {
             Ok(()) => {}
             // The run is failing because of another node: the value is moot.
             Err(EmitError::Aborted(_) | EmitError::Stopping(_)) => {}
             Err(EmitError::Failed(e)) => {
                 self.error.get_or_insert(e);
+            }
+        }
+    }
+
+    /// Emits the input being processed as it is, with the input's id: its
+    /// archived bytes go on without being decoded or archived again (in
+    /// process mode they are copied once, into this node's ring). For a
+    /// worker that takes its input archived
+    /// ([`Topology::worker_archived`](crate::Topology::worker_archived))
+    /// and emits values of its input's type; any other `value` is
+    /// deserialised and emitted like [`emit`](Self::emit) would.
+    pub fn forward(&mut self, value: &Archived<U>) {
+        self.forward_at(self.seq, value);
+    }
+
+    /// Emits the input being processed as it is, with id `seq`: see
+    /// [`forward`](Self::forward).
+    pub fn forward_at(&mut self, seq: Seq, value: &Archived<U>) {
+        if let Some(input) = self.input.filter(|i| is_root_of::<U>(value, i)) {
+            let sent = self.out.emit_archived(seq, input.bytes);
+            self.take_result(sent);
+            return;
+        }
+        match rkyv::deserialize::<U, rancor::Error>(value) {
+            Ok(owned) => self.emit_at(seq, owned),
+            Err(e) => {
+                self.error.get_or_insert(e.into());
             }
         }
     }

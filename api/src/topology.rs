@@ -10,8 +10,9 @@ use clusterduck_engine::body::{Body, BoxError, NodeImpl};
 use clusterduck_engine::bundle::Bundling;
 use clusterduck_engine::graph::{GraphError, NodeSpec};
 use clusterduck_engine::Seq;
+use rkyv::Archived;
 
-use crate::body::{Bundled, Merge, Spout};
+use crate::body::{Bundled, InPlace, Merge, Spout};
 use crate::dispatcher::Dispatcher;
 use crate::emitter::Emitter;
 use crate::message::{Message, TypedCodec};
@@ -99,6 +100,76 @@ impl Topology {
             NodeSpec::worker(name, upstreams, std::any::type_name::<U>()),
             body,
         )
+    }
+
+    /// Adds a worker that takes its input zero-copy: a reference to the
+    /// value as rkyv archived it, where it lies in its upstream's ring,
+    /// validated (bytes from another process are never trusted) but never
+    /// decoded, copied or allocated. Otherwise like [`worker`](Self::worker):
+    /// one upstream or several of one type, merged.
+    ///
+    /// Read fields through the archived type (`value.id.to_native()`,
+    /// `value.name.as_str()`); get an owned value with
+    /// `rkyv::deserialize::<T, rkyv::rancor::Error>(value)`; send the input
+    /// on unchanged with [`Emitter::forward`], which copies its bytes as
+    /// they are. Where values are not in rings (local mode), each is
+    /// archived once before the call, so the function sees the same thing
+    /// in every mode.
+    ///
+    /// ```
+    /// use clusterduck::{Emitter, Launch, Topology};
+    ///
+    /// let mut t = Topology::new();
+    /// let words = t.spout("words", |out| {
+    ///     for (i, w) in ["duck", "goose", "swan"].into_iter().enumerate() {
+    ///         out.send(i as u64, w.to_string())?;
+    ///     }
+    ///     Ok(())
+    /// });
+    /// // Keeps the short words, passing them on as they are.
+    /// let short = t.worker_archived("short", &words, |_, w, out: &mut Emitter<String>| {
+    ///     if w.len() <= 4 {
+    ///         out.forward(w);
+    ///     }
+    ///     Ok(())
+    /// });
+    /// t.sink_archived("print", &short, |seq, w| {
+    ///     println!("{seq} {}", w.as_str());
+    ///     Ok(())
+    /// });
+    /// let report = t.launch(Launch::local()).unwrap();
+    /// assert_eq!(report.node("short").unwrap().messages_out, 2);
+    /// ```
+    pub fn worker_archived<I, U, F>(&mut self, name: &str, inputs: I, f: F) -> Node<U>
+    where
+        I: Inputs,
+        U: Message,
+        F: FnMut(Seq, &Archived<I::Value>, &mut Emitter<'_, U>) -> Result<(), BoxError>
+            + Send
+            + 'static,
+    {
+        let upstreams = self.upstream_names(name, inputs.upstreams());
+        let body = Body::Worker(Box::new(InPlace {
+            f,
+            scratch: Default::default(),
+            _type: PhantomData::<fn(I::Value) -> U>,
+        }));
+        self.add::<U>(
+            NodeSpec::worker(name, upstreams, std::any::type_name::<U>()),
+            body,
+        )
+    }
+
+    /// Adds a worker that takes its input zero-copy (see
+    /// [`worker_archived`](Self::worker_archived)) and emits nothing.
+    pub fn sink_archived<I, F>(&mut self, name: &str, inputs: I, mut f: F) -> Node<()>
+    where
+        I: Inputs,
+        F: FnMut(Seq, &Archived<I::Value>) -> Result<(), BoxError> + Send + 'static,
+    {
+        self.worker_archived(name, inputs, move |seq, value, _: &mut Emitter<'_, ()>| {
+            f(seq, value)
+        })
     }
 
     /// Adds a worker that emits nothing: the end of a pipeline.

@@ -8,6 +8,8 @@ use std::fmt::Write as _;
 pub(crate) struct Figures {
     pub(crate) workload: String,
     pub(crate) transport: String,
+    /// How workers took their values: `owned` or `archived`.
+    pub(crate) input: String,
     pub(crate) messages: u64,
     pub(crate) payload_bytes: u64,
     pub(crate) batch: u64,
@@ -32,8 +34,8 @@ impl Figures {
         let mut s = String::from("{");
         let _ = write!(
             s,
-            "\"workload\":\"{}\",\"transport\":\"{}\",\"messages\":{},\"payload_bytes\":{},\"batch\":{},\"ring_bytes\":{},\"rate\":{},",
-            self.workload, self.transport, self.messages, self.payload_bytes, self.batch, self.ring_bytes, self.rate
+            "\"workload\":\"{}\",\"transport\":\"{}\",\"input\":\"{}\",\"messages\":{},\"payload_bytes\":{},\"batch\":{},\"ring_bytes\":{},\"rate\":{},",
+            self.workload, self.transport, self.input, self.messages, self.payload_bytes, self.batch, self.ring_bytes, self.rate
         );
         let _ = write!(
             s,
@@ -61,6 +63,7 @@ impl Figures {
             match key {
                 "workload" => f.workload = text,
                 "transport" => f.transport = text,
+                "input" => f.input = text,
                 "messages" => f.messages = num()? as u64,
                 "payload_bytes" => f.payload_bytes = num()? as u64,
                 "batch" => f.batch = num()? as u64,
@@ -101,14 +104,15 @@ impl Figures {
         }
     }
 
-    pub(crate) const HEADER: &'static str = "workload transport   messages payload   batch ring KiB     rate    seconds      msgs/s       MB/s   p50 µs   p99 µs p99.9 µs  rss MiB  window  J rss MiB";
+    pub(crate) const HEADER: &'static str = "workload transport input       messages payload   batch ring KiB     rate    seconds      msgs/s       MB/s   p50 µs   p99 µs p99.9 µs  rss MiB  window  J rss MiB";
 
     /// One table row.
     pub(crate) fn row(&self) -> String {
         format!(
-            "{:<8} {:<9} {:>10} {:>7} {:>7} {:>8} {:>8} {:>10.3} {:>11.0} {:>10.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>7} {:>10}",
+            "{:<8} {:<9} {:<8} {:>10} {:>7} {:>7} {:>8} {:>8} {:>10.3} {:>11.0} {:>10.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>7} {:>10}",
             self.workload,
             self.transport,
+            self.input,
             self.messages,
             self.payload_bytes,
             self.batch,
@@ -136,6 +140,7 @@ mod tests {
         let f = Figures {
             workload: "join".into(),
             transport: "shm".into(),
+            input: "archived".into(),
             messages: 10,
             payload_bytes: 64,
             batch: 32,

@@ -16,13 +16,17 @@ mod figures;
 mod workload;
 
 use figures::Figures;
-use workload::{run_once, Config, Transport, Workload};
+use workload::{run_once, Config, Input, Transport, Workload};
 
 const USAGE: &str = "usage: clusterduck-bench [OPTIONS]
   --workload pipe|join|fanout   (default: all three)
   --transport local|shm|tcp     (default: local and shm; tcp crosses the
                                 test hosts when CLUSTERDUCK_SSH_CONFIG is set,
                                 else loopback)
+  --input archived|owned        how workers take values: zero-copy where they lie
+                                (worker_archived; pass-through workers forward
+                                the bytes) or decoded (worker) (default archived;
+                                join's bundled worker always decodes)
   --messages N                  values per spout (default 1000000)
   --payload BYTES               payload bytes per value (default 64)
   --batch N                     values a node takes from an upstream per read (default 256)
@@ -88,6 +92,7 @@ fn parse(args: &[String]) -> Result<Plan, String> {
     let mut base = Config {
         workload: Workload::Pipe,
         transport: Transport::Local,
+        input: Input::Archived,
         messages: 1_000_000,
         payload: 64,
         edge_capacity: 1024,
@@ -112,6 +117,7 @@ fn parse(args: &[String]) -> Result<Plan, String> {
         match flag.as_str() {
             "--workload" => workloads = vec![Workload::parse(&value()?)?],
             "--transport" => transports = vec![Transport::parse(&value()?)?],
+            "--input" => base.input = Input::parse(&value()?)?,
             "--messages" => base.messages = number(value()?)?,
             "--payload" => base.payload = number(value()?)? as usize,
             "--edge-capacity" => base.edge_capacity = number(value()?)?.max(1) as usize,
@@ -182,6 +188,7 @@ fn single_args(config: &Config) -> Vec<String> {
         "--single".into(),
         config.workload.name().into(),
         config.transport.name().into(),
+        config.input.name().into(),
         config.messages.to_string(),
         config.payload.to_string(),
         config.edge_capacity.to_string(),
@@ -220,15 +227,16 @@ fn single(args: &[String]) -> ExitCode {
         Ok(Config {
             workload: Workload::parse(&get(0)?)?,
             transport: Transport::parse(&get(1)?)?,
-            messages: num(2)?,
-            payload: num(3)? as usize,
-            edge_capacity: num(4)? as usize,
-            batch: num(5)? as usize,
-            ring_bytes: num(6)? as usize,
-            rate: num(7)?,
-            slow: num(8)?,
-            window: num(9)? as usize,
-            dir: get(10)?,
+            input: Input::parse(&get(2)?)?,
+            messages: num(3)?,
+            payload: num(4)? as usize,
+            edge_capacity: num(5)? as usize,
+            batch: num(6)? as usize,
+            ring_bytes: num(7)? as usize,
+            rate: num(8)?,
+            slow: num(9)?,
+            window: num(10)? as usize,
+            dir: get(11)?,
         })
     })();
     let config = match parsed {

@@ -101,11 +101,40 @@ impl Transport {
     }
 }
 
+/// How workers take their values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Input {
+    /// Decoded into owned values (`Topology::worker`).
+    Owned,
+    /// Zero-copy, archived where they lie (`Topology::worker_archived`);
+    /// pass-through workers forward their input's bytes.
+    Archived,
+}
+
+impl Input {
+    pub(crate) fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "owned" => Ok(Self::Owned),
+            "archived" => Ok(Self::Archived),
+            other => Err(format!("unknown input {other:?}: owned or archived")),
+        }
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Owned => "owned",
+            Self::Archived => "archived",
+        }
+    }
+}
+
 /// One configuration to measure.
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
     pub(crate) workload: Workload,
     pub(crate) transport: Transport,
+    /// How the workers other than the join's take their values.
+    pub(crate) input: Input,
     pub(crate) messages: u64,
     pub(crate) payload: usize,
     pub(crate) edge_capacity: usize,
@@ -150,31 +179,74 @@ fn spout(t: &mut Topology, name: &str, messages: u64, payload: usize, rate: u64)
     })
 }
 
-fn pass(t: &mut Topology, name: &str, up: &Node<Sample>) -> Node<Sample> {
-    t.worker(name, up, |_, v: Sample, out: &mut Emitter<Sample>| {
-        out.emit(v);
-        Ok(())
-    })
+fn pass(t: &mut Topology, name: &str, up: &Node<Sample>, input: Input) -> Node<Sample> {
+    match input {
+        Input::Owned => t.worker(name, up, |_, v: Sample, out: &mut Emitter<Sample>| {
+            out.emit(v);
+            Ok(())
+        }),
+        Input::Archived => t.worker_archived(name, up, |_, v, out: &mut Emitter<Sample>| {
+            out.forward(v);
+            Ok(())
+        }),
+    }
 }
 
-fn sink(t: &mut Topology, name: &str, up: &Node<Sample>, expected: u64) -> Node<Summary> {
-    // Latencies in stamps, from 1 to an hour at 10 stamps a nanosecond,
-    // 3 significant digits.
-    let mut histogram = Histogram::<u64>::new_with_bounds(1, 36_000_000_000_000, 3)
-        .expect("valid histogram bounds");
-    let mut first_sent = u64::MAX;
-    let mut calibration = None;
-    t.worker(name, up, move |_, v: Sample, out: &mut Emitter<Summary>| {
+fn sink(
+    t: &mut Topology,
+    name: &str,
+    up: &Node<Sample>,
+    expected: u64,
+    input: Input,
+) -> Node<Summary> {
+    let mut seen = Seen::new(expected);
+    match input {
+        Input::Owned => t.worker(name, up, move |_, v: Sample, out: &mut Emitter<Summary>| {
+            seen.record(v.sent, out);
+            Ok(())
+        }),
+        Input::Archived => t.worker_archived(name, up, move |_, v, out: &mut Emitter<Summary>| {
+            seen.record(v.sent.to_native(), out);
+            Ok(())
+        }),
+    }
+}
+
+/// What a sink records of the values it gets.
+struct Seen {
+    expected: u64,
+    histogram: Histogram<u64>,
+    first_sent: u64,
+    calibration: Option<Calibration>,
+}
+
+impl Seen {
+    fn new(expected: u64) -> Self {
+        Self {
+            expected,
+            // Latencies in stamps, from 1 to an hour at 10 stamps a
+            // nanosecond, 3 significant digits.
+            histogram: Histogram::<u64>::new_with_bounds(1, 36_000_000_000_000, 3)
+                .expect("valid histogram bounds"),
+            first_sent: u64::MAX,
+            calibration: None,
+        }
+    }
+
+    /// Records a value sent at stamp `sent`; at the last one, emits the
+    /// summary.
+    fn record(&mut self, sent: u64, out: &mut Emitter<Summary>) {
         let now = stamp();
-        let calibration = *calibration.get_or_insert_with(Calibration::start);
-        first_sent = first_sent.min(v.sent);
-        histogram.saturating_record(now.saturating_sub(v.sent).max(1));
-        if histogram.len() == expected {
+        let calibration = *self.calibration.get_or_insert_with(Calibration::start);
+        self.first_sent = self.first_sent.min(sent);
+        let histogram = &mut self.histogram;
+        histogram.saturating_record(now.saturating_sub(sent).max(1));
+        if histogram.len() == self.expected {
             let per_ns = calibration.per_ns();
             let ns = |q: f64| (histogram.value_at_quantile(q) as f64 / per_ns) as u64;
             out.emit(Summary {
                 count: histogram.len(),
-                first_sent,
+                first_sent: self.first_sent,
                 last_received: now,
                 per_ns,
                 p50_ns: ns(0.5),
@@ -182,8 +254,7 @@ fn sink(t: &mut Topology, name: &str, up: &Node<Sample>, expected: u64) -> Node<
                 p999_ns: ns(0.999),
             });
         }
-        Ok(())
-    })
+    }
 }
 
 /// Runs `config` once and returns what it measured.
@@ -194,8 +265,8 @@ pub(crate) fn run_once(config: &Config) -> Result<Figures, String> {
     match config.workload {
         Workload::Pipe => {
             let s = spout(&mut t, "S", n, config.payload, config.rate);
-            let w = pass(&mut t, "W", &s);
-            sinks.push(sink(&mut t, "K", &w, n));
+            let w = pass(&mut t, "W", &s, config.input);
+            sinks.push(sink(&mut t, "K", &w, n, config.input));
         }
         Workload::Join => {
             if config.slow > 1 && config.rate == 0 {
@@ -222,13 +293,13 @@ pub(crate) fn run_once(config: &Config) -> Result<Figures, String> {
                     Ok(())
                 },
             );
-            sinks.push(sink(&mut t, "K", &j, n));
+            sinks.push(sink(&mut t, "K", &j, n, config.input));
         }
         Workload::Fanout => {
             let s = spout(&mut t, "S", n, config.payload, config.rate);
             for k in 1..=4 {
-                let w = pass(&mut t, &format!("W{k}"), &s);
-                sinks.push(sink(&mut t, &format!("K{k}"), &w, n));
+                let w = pass(&mut t, &format!("W{k}"), &s, config.input);
+                sinks.push(sink(&mut t, &format!("K{k}"), &w, n, config.input));
             }
         }
     }
@@ -275,6 +346,7 @@ pub(crate) fn run_once(config: &Config) -> Result<Figures, String> {
     Ok(Figures {
         workload: config.workload.name().into(),
         transport: config.transport.name().into(),
+        input: config.input.name().into(),
         messages: n,
         payload_bytes: config.payload as u64,
         batch: config.batch as u64,

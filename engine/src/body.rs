@@ -93,6 +93,13 @@ pub trait Output {
     /// Sends `value` with id `seq`, blocking while a consumer is full.
     fn emit(&mut self, seq: Seq, value: Payload) -> Result<(), EmitError>;
 
+    /// Sends a value already archived: `bytes` as [`Codec::encode`] makes
+    /// them for the node's output type (a value that came in archived, sent
+    /// on as it is). In process mode they are copied into the ring as they
+    /// are; elsewhere they are read back first. When the run refuses the
+    /// value, the error carries `()`: the bytes stay the caller's.
+    fn emit_archived(&mut self, seq: Seq, bytes: &[u8]) -> Result<(), EmitError>;
+
     /// Whether the run is draining and a spout should return.
     fn is_stopping(&self) -> bool;
 }
@@ -112,6 +119,28 @@ pub trait WorkerFn: Send {
         input: Input<Payload>,
         out: &mut dyn Output,
     ) -> Result<(), BoxError>;
+
+    /// Whether the function takes its values archived, in place, through
+    /// [`call_archived`](Self::call_archived), where they lie in rings. A
+    /// plain worker whose inputs are all rings is then called with them
+    /// there, never decoded; elsewhere it is called with owned values.
+    fn takes_archived(&self) -> bool {
+        false
+    }
+
+    /// Processes the value with id `seq` from upstream `upstream`, given as
+    /// the archived bytes in its upstream's ring (unchecked: the function
+    /// validates them).
+    fn call_archived(
+        &mut self,
+        seq: Seq,
+        upstream: usize,
+        bytes: &[u8],
+        out: &mut dyn Output,
+    ) -> Result<(), BoxError> {
+        let _ = (seq, upstream, bytes, out);
+        Err("internal error: this worker takes owned values".into())
+    }
 }
 
 /// A node's function.

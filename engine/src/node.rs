@@ -81,6 +81,11 @@ impl<V> NodeCore<V> {
         }
     }
 
+    /// Whether the node bundles its inputs (a plain worker merges them).
+    pub fn bundles(&self) -> bool {
+        matches!(self.join, Join::Bundle(_))
+    }
+
     /// Offers the next value from `upstream`, which must be accepted.
     pub fn offer(&mut self, upstream: usize, seq: Seq, value: V, now: Instant) {
         match &mut self.join {

@@ -125,6 +125,38 @@ fn values_arrive_whole_and_in_order_whatever_the_batch() {
 }
 
 #[test]
+fn workers_take_values_archived_in_place_and_forward_them() {
+    let _w = watchdog("archived", LIMIT);
+    let dir = fresh_dir("archived");
+    let child = topology(&["archived", "10000", "10000", dir.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (status, out, err) = output(child);
+    assert!(status.success(), "{err}");
+    assert_eq!(out.trim(), "K saw 10000 words, 5000 upper-cased", "{err}");
+}
+
+#[test]
+fn a_failing_archived_worker_names_node_and_seq() {
+    let _w = watchdog("archived-fail", LIMIT);
+    let dir = fresh_dir("archived-fail");
+    let child = topology(&["archived", "100", "7", dir.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (status, _, err) = output(child);
+    assert!(!status.success());
+    assert!(
+        err.lines()
+            .any(|l| l == "error: node W failed at seq 7: cannot take word 7"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_killed_worker_is_reported_by_name_pid_and_signal_and_nothing_is_left() {
     let _w = watchdog("kill-worker", LIMIT);
     let dir = fresh_dir("kill-worker");

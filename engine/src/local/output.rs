@@ -83,6 +83,12 @@ impl Output for LocalOutput {
         Ok(())
     }
 
+    fn emit_archived(&mut self, seq: Seq, bytes: &[u8]) -> Result<(), EmitError> {
+        self.gate.admit_archived()?;
+        let value = self.codec.decode(bytes).map_err(EmitError::Failed)?;
+        self.emit(seq, value)
+    }
+
     fn is_stopping(&self) -> bool {
         self.gate.is_stopping()
     }

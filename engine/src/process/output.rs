@@ -63,6 +63,23 @@ impl Output for RingOutput {
         Ok(())
     }
 
+    fn emit_archived(&mut self, seq: Seq, bytes: &[u8]) -> Result<(), EmitError> {
+        self.gate.admit_archived()?;
+        if let Some(ring) = self.ring.as_mut() {
+            ring.write_bytes(seq, bytes)
+                .map_err(|e| EmitError::Failed(e.into()))?;
+        }
+        if let Some(tap) = &self.tap {
+            // A master that is gone ends this process soon enough.
+            let _ = tap.send(&ToMaster::Output {
+                seq,
+                bytes: bytes.to_vec(),
+            });
+        }
+        self.emitted += 1;
+        Ok(())
+    }
+
     fn is_stopping(&self) -> bool {
         self.gate.is_stopping()
     }

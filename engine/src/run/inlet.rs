@@ -19,7 +19,7 @@ pub const DEFAULT_BATCH: usize = 256;
 
 /// How long a node waiting on several rings sleeps on one of them before it
 /// looks at the others.
-const RING_POLL: Duration = Duration::from_millis(1);
+pub(crate) const RING_POLL: Duration = Duration::from_millis(1);
 
 /// One upstream's values, as the node's loop reads them, at most `batch` at
 /// a time.
@@ -97,6 +97,40 @@ impl Inlet {
         matches!(self.source, Source::Ring { broken: true, .. })
     }
 
+    /// Whether the inlet is a ring, which [`visit`](Self::visit) reads.
+    pub(crate) fn is_ring(&self) -> bool {
+        matches!(self.source, Source::Ring { .. })
+    }
+
+    /// Reads a ring in place: hands the archived bytes of each value there
+    /// is (at most a batch), waiting up to `wait` if given, to `visit`,
+    /// without decoding or copying them. Sets `ended` at the stream's end.
+    /// Returns whether anything came.
+    ///
+    /// # Panics
+    /// If the inlet is not a ring.
+    pub(crate) fn visit<E: From<BadInput>>(
+        &mut self,
+        wait: Option<Duration>,
+        ended: &mut bool,
+        visit: impl FnMut(Seq, &[u8]) -> Result<(), E>,
+    ) -> Result<bool, E> {
+        let Source::Ring { reader, broken, .. } = &mut self.source else {
+            panic!("only a ring is read in place");
+        };
+        if *broken {
+            if let Some(t) = wait {
+                std::thread::sleep(t);
+            }
+            return Ok(false);
+        }
+        let read = match wait {
+            None => reader.try_read(),
+            Some(t) => reader.read_timeout(t),
+        };
+        visit_frames(read, broken, ended, self.batch, visit)
+    }
+
     fn is_edge(&self) -> bool {
         matches!(self.source, Source::Edge(_))
     }
@@ -122,22 +156,17 @@ impl Inlet {
                 }
                 Ok(true)
             }
-            Source::Ring {
-                reader,
-                codec,
-                broken,
-            } => {
-                if *broken {
-                    if let Some(t) = wait {
-                        std::thread::sleep(t);
-                    }
-                    return Ok(false);
-                }
-                let read = match wait {
-                    None => reader.try_read(),
-                    Some(t) => reader.read_timeout(t),
-                };
-                take(read, codec.as_ref(), broken, inbox, self.batch)
+            Source::Ring { codec, .. } => {
+                let codec = codec.clone();
+                let queue = &mut inbox.queue;
+                self.visit(wait, &mut inbox.ended, |seq, bytes| {
+                    let value = codec.decode(bytes).map_err(|e| BadInput {
+                        seq: Some(seq),
+                        message: format!("bad value: {e}"),
+                    })?;
+                    queue.push_back((seq, value));
+                    Ok(())
+                })
             }
         }
     }
@@ -160,55 +189,47 @@ fn put_edge(rx: &EdgeRx, first: Msg, inbox: &mut Inbox, batch: usize) {
     }
 }
 
-/// Decodes what a ring read found into `inbox`.
-fn take(
+/// Hands each value of what a ring read found to `visit`, in place, while
+/// the read holds the frames: at most `limit` of them; the rest stay in the
+/// ring, where they hold the writer back. Sets `ended` at the End frame.
+/// Returns whether anything came.
+fn visit_frames<E: From<BadInput>>(
     read: Result<Option<Batch<'_>>, ReadError>,
-    codec: &dyn Codec,
     broken: &mut bool,
-    inbox: &mut Inbox,
-    batch_limit: usize,
-) -> Result<bool, BadInput> {
+    ended: &mut bool,
+    limit: usize,
+    mut visit: impl FnMut(Seq, &[u8]) -> Result<(), E>,
+) -> Result<bool, E> {
+    let bad_frame = |e| BadInput {
+        seq: None,
+        message: format!("bad frame: {e}"),
+    };
     let mut batch = match read {
         Ok(Some(batch)) => batch,
         Ok(None) => return Ok(false),
         Err(ReadError::Ended) => {
-            inbox.ended = true;
+            *ended = true;
             return Ok(true);
         }
-        Err(ReadError::Frame(e)) => {
-            return Err(BadInput {
-                seq: None,
-                message: format!("bad frame: {e}"),
-            })
-        }
+        Err(ReadError::Frame(e)) => return Err(bad_frame(e).into()),
         Err(e) => {
             eprintln!("clusterduck: reading an upstream: {e}");
             *broken = true;
             return Ok(false);
         }
     };
-    // A node holds at most so many decoded values per upstream; the rest
-    // stay in the ring, where they hold the writer back.
-    batch.limit(batch_limit);
+    batch.limit(limit);
     for frame in batch.iter() {
-        let frame = frame.map_err(|e| BadInput {
-            seq: None,
-            message: format!("bad frame: {e}"),
-        })?;
+        let frame = frame.map_err(bad_frame)?;
         match frame.kind() {
-            FrameKind::Data => {
-                let value = codec.decode(frame.bytes()).map_err(|e| BadInput {
-                    seq: Some(frame.seq()),
-                    message: format!("bad value: {e}"),
-                })?;
-                inbox.queue.push_back((frame.seq(), value));
-            }
-            FrameKind::End => inbox.ended = true,
+            FrameKind::Data => visit(frame.seq(), frame.bytes())?,
+            FrameKind::End => *ended = true,
             other => {
                 return Err(BadInput {
                     seq: Some(frame.seq()),
                     message: format!("unexpected {other:?} frame"),
-                })
+                }
+                .into())
             }
         }
     }

@@ -3,6 +3,7 @@
 //! values, a sink for policy events, and the run's control.
 
 pub(crate) mod edge;
+mod in_place;
 pub(crate) mod inlet;
 pub(crate) mod spout;
 pub(crate) mod worker;
@@ -11,7 +12,7 @@ use std::any::Any;
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use crate::body::{BoxError, EmitError, Output, Payload};
+use crate::body::{payload, BoxError, EmitError, Output, Payload};
 use crate::bundle::Notice;
 use crate::report::{Failure, PolicyEvent};
 use crate::stop::StopSignal;
@@ -105,6 +106,11 @@ impl EmitGate {
             return Err(EmitError::Stopping(value));
         }
         Ok(value)
+    }
+
+    /// Whether an archived value may go on; a refusal carries `()`.
+    pub(crate) fn admit_archived(&mut self) -> Result<(), EmitError> {
+        self.admit(payload(())).map(drop)
     }
 
     /// Whether a spout should return.

@@ -29,6 +29,9 @@ pub(crate) struct WorkerTask<O> {
 impl<O: NodeOutput> WorkerTask<O> {
     /// Runs the worker to the end of its inputs, or until the run aborts.
     pub(crate) fn run(mut self) -> NodeReport {
+        if self.runs_in_place() {
+            return self.run_in_place();
+        }
         let mut report = NodeReport {
             name: self.name.clone(),
             kind: self.kind.to_owned(),
@@ -135,7 +138,7 @@ impl<O: NodeOutput> WorkerTask<O> {
     }
 
     /// Fails the node for a value from upstream `u` that could not be read.
-    fn bad_input(&mut self, u: usize, bad: BadInput) -> String {
+    pub(super) fn bad_input(&mut self, u: usize, bad: BadInput) -> String {
         let message = format!("from {}: {}", self.upstream_names[u], bad.message);
         self.control.fail(crate::report::Failure::Node {
             node: self.name.clone(),

@@ -15,6 +15,12 @@
 //!   worker `W` passes them on, and `K`, with nodes taking at most `BATCH`
 //!   values per read, checks that they come in order and, at the last one,
 //!   emits the count, which the debugger prints as `K counted <count>`.
+//! - `archived N FAIL_AT DIR`: spout `S` sends words `0..N` (an id and a
+//!   text); worker `W` takes them archived, in place, forwards the even ones
+//!   as they are and emits the odd ones with their text upper-cased (and
+//!   fails at id `FAIL_AT` if it is below `N`); sink `K` takes them archived
+//!   too, checks each, and at the last emits what it saw, which the debugger
+//!   prints as `K saw <count> words, <upper> upper-cased`.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -31,6 +37,7 @@ fn main() -> ExitCode {
         "fail" => (100, rest[0].clone(), Some(5)),
         "mismatch" => (3, rest[0].clone(), None),
         "batched" => return batched(rest),
+        "archived" => return archived(rest),
         other => panic!("unknown topology {other}"),
     };
     let mut t = Topology::new();
@@ -104,6 +111,65 @@ fn batched(rest: &[String]) -> ExitCode {
         .dir(&rest[2])
         .batch(batch)
         .debug(&k, |_, count| println!("K counted {count}"));
+    finish(t.launch(launch))
+}
+
+/// A value with out-of-line data, to be read in place.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct Word {
+    id: u64,
+    text: String,
+}
+
+fn archived(rest: &[String]) -> ExitCode {
+    let n: u64 = rest[0].parse().expect("N");
+    let fail_at: u64 = rest[1].parse().expect("FAIL_AT");
+    let mut t = Topology::new();
+    let s = t.spout("S", move |out| {
+        for i in 0..n {
+            out.send(
+                i,
+                Word {
+                    id: i,
+                    text: format!("word {i}"),
+                },
+            )?;
+        }
+        Ok(())
+    });
+    let w = t.worker_archived("W", &s, move |seq, word, out: &mut Emitter<Word>| {
+        if seq == fail_at {
+            return Err(format!("cannot take {}", word.text.as_str()).into());
+        }
+        if word.id.to_native() % 2 == 0 {
+            out.forward(word);
+        } else {
+            out.emit(Word {
+                id: word.id.to_native(),
+                text: word.text.as_str().to_uppercase(),
+            });
+        }
+        Ok(())
+    });
+    let (mut count, mut upper) = (0, 0);
+    let k = t.worker_archived("K", &w, move |seq, word, out: &mut Emitter<u64>| {
+        let expected = format!("word {seq}");
+        let text = word.text.as_str();
+        if word.id.to_native() != seq || !text.eq_ignore_ascii_case(&expected) {
+            return Err(format!("id {seq} came as {} {text:?}", word.id.to_native()).into());
+        }
+        count += 1;
+        upper += u64::from(text != expected);
+        if count == n {
+            out.emit(upper);
+        }
+        Ok(())
+    });
+    let launch = Launch::processes()
+        .dir(&rest[2])
+        .debug(&k, move |_, upper| {
+            println!("K saw {n} words, {upper} upper-cased")
+        });
     finish(t.launch(launch))
 }
 
