@@ -29,6 +29,14 @@ where
     }
 }
 
+/// The value of a merged worker's input.
+fn single<T: Message>(input: Input<Payload>) -> Result<T, BoxError> {
+    match input {
+        Input::One { value, .. } => unbox::<T>(value),
+        Input::Bundle(_) => Err("internal error: a merged worker got a bundle".into()),
+    }
+}
+
 pub(crate) struct Merge<T, U, F> {
     pub(crate) f: F,
     pub(crate) _type: PhantomData<fn(T) -> U>,
@@ -46,10 +54,7 @@ where
         input: Input<Payload>,
         out: &mut dyn Output,
     ) -> Result<(), BoxError> {
-        let value = match input {
-            Input::One { value, .. } => unbox::<T>(value)?,
-            Input::Bundle(_) => return Err("internal error: a merged worker got a bundle".into()),
-        };
+        let value = single::<T>(input)?;
         let mut emitter = Emitter::new(out, seq);
         (self.f)(seq, value, &mut emitter)?;
         emitter.finish()
@@ -112,10 +117,7 @@ where
         input: Input<Payload>,
         out: &mut dyn Output,
     ) -> Result<(), BoxError> {
-        let value = match input {
-            Input::One { value, .. } => unbox::<T>(value)?,
-            Input::Bundle(_) => return Err("internal error: a merged worker got a bundle".into()),
-        };
+        let value = single::<T>(input)?;
         let bytes = rkyv::api::high::to_bytes_in::<_, rancor::Error>(
             &value,
             std::mem::take(&mut self.scratch),

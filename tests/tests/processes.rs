@@ -31,6 +31,16 @@ fn spawn_slow(n: u64, dir: &str) -> Child {
         .unwrap()
 }
 
+/// Runs the topology binary with `args` to its end.
+fn run(args: &[&str]) -> (std::process::ExitStatus, String, String) {
+    let child = topology(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    output(child)
+}
+
 fn output(mut child: Child) -> (std::process::ExitStatus, String, String) {
     let mut err_pipe = child.stderr.take().unwrap();
     let err = thread::spawn(move || {
@@ -113,12 +123,7 @@ fn values_arrive_whole_and_in_order_whatever_the_batch() {
     let _w = watchdog("batched", LIMIT);
     let dir = fresh_dir("batched");
     for batch in ["1", "7", "4096"] {
-        let child = topology(&["batched", "20000", batch, dir.to_str().unwrap()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (status, out, err) = output(child);
+        let (status, out, err) = run(&["batched", "20000", batch, dir.to_str().unwrap()]);
         assert!(status.success(), "batch {batch}: {err}");
         assert_eq!(out.trim(), "K counted 20000", "batch {batch}: {err}");
     }
@@ -128,12 +133,7 @@ fn values_arrive_whole_and_in_order_whatever_the_batch() {
 fn workers_take_values_archived_in_place_and_forward_them() {
     let _w = watchdog("archived", LIMIT);
     let dir = fresh_dir("archived");
-    let child = topology(&["archived", "10000", "10000", dir.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (status, out, err) = output(child);
+    let (status, out, err) = run(&["archived", "10000", "10000", dir.to_str().unwrap()]);
     assert!(status.success(), "{err}");
     assert_eq!(out.trim(), "K saw 10000 words, 5000 upper-cased", "{err}");
 }
@@ -142,12 +142,7 @@ fn workers_take_values_archived_in_place_and_forward_them() {
 fn a_failing_archived_worker_names_node_and_seq() {
     let _w = watchdog("archived-fail", LIMIT);
     let dir = fresh_dir("archived-fail");
-    let child = topology(&["archived", "100", "7", dir.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (status, _, err) = output(child);
+    let (status, _, err) = run(&["archived", "100", "7", dir.to_str().unwrap()]);
     assert!(!status.success());
     assert!(
         err.lines()
