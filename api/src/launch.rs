@@ -64,6 +64,7 @@ pub struct Launch {
     placements: Vec<(u64, String, String)>,
     edge_capacity: usize,
     batch: usize,
+    spin: Duration,
     watches: Vec<(u64, NodeId, String, OutputCallback)>,
     on_event: Option<EventCallback>,
     ctrl_c: bool,
@@ -78,6 +79,7 @@ impl fmt::Debug for Launch {
             .field("ring_bytes", &self.ring_bytes)
             .field("edge_capacity", &self.edge_capacity)
             .field("batch", &self.batch)
+            .field("spin", &self.spin)
             .field(
                 "watched",
                 &self.watches.iter().map(|w| &w.2).collect::<Vec<_>>(),
@@ -106,6 +108,7 @@ impl Launch {
             placements: Vec::new(),
             edge_capacity: DEFAULT_EDGE_CAPACITY,
             batch: DEFAULT_BATCH,
+            spin: Duration::ZERO,
             watches: Vec::new(),
             on_event: None,
             ctrl_c: true,
@@ -207,6 +210,21 @@ impl Launch {
     /// `edge_capacity + batch` values ahead of its consumer.
     pub fn batch(mut self, values: usize) -> Self {
         self.batch = values.max(1);
+        self
+    }
+
+    /// How long a node that has read everything keeps polling its inputs
+    /// before it sleeps, in process mode (by default a few microseconds).
+    ///
+    /// A sleeping node costs nothing, but the next value must wake it: about
+    /// 10 µs per edge on the reference machine, more under load. A polling
+    /// node sees the next value within a microsecond and burns its core
+    /// meanwhile. Spinning pays where latency matters and there are cores
+    /// for it: at least one per node that spins, or inputs that come often
+    /// enough that a node rarely polls for long. `clusterduck-bench
+    /// --sweep spin --rate R` measures the trade-off at a given load.
+    pub fn spin(mut self, spin: Duration) -> Self {
+        self.spin = spin;
         self
     }
 
@@ -373,6 +391,7 @@ impl Topology {
                     dir: launch.dir.clone(),
                     ring_bytes: launch.ring_bytes,
                     batch: launch.batch,
+                    spin: launch.spin,
                     watched,
                     stop: launch.stop.clone(),
                     ready_timeout: launch.ready_timeout,

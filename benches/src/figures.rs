@@ -13,6 +13,7 @@ pub(crate) struct Figures {
     pub(crate) messages: u64,
     pub(crate) payload_bytes: u64,
     pub(crate) batch: u64,
+    pub(crate) spin_us: u64,
     pub(crate) ring_bytes: u64,
     pub(crate) rate: u64,
     pub(crate) seconds: f64,
@@ -34,8 +35,8 @@ impl Figures {
         let mut s = String::from("{");
         let _ = write!(
             s,
-            "\"workload\":\"{}\",\"transport\":\"{}\",\"input\":\"{}\",\"messages\":{},\"payload_bytes\":{},\"batch\":{},\"ring_bytes\":{},\"rate\":{},",
-            self.workload, self.transport, self.input, self.messages, self.payload_bytes, self.batch, self.ring_bytes, self.rate
+            "\"workload\":\"{}\",\"transport\":\"{}\",\"input\":\"{}\",\"messages\":{},\"payload_bytes\":{},\"batch\":{},\"spin_us\":{},\"ring_bytes\":{},\"rate\":{},",
+            self.workload, self.transport, self.input, self.messages, self.payload_bytes, self.batch, self.spin_us, self.ring_bytes, self.rate
         );
         let _ = write!(
             s,
@@ -67,6 +68,7 @@ impl Figures {
                 "messages" => f.messages = num()? as u64,
                 "payload_bytes" => f.payload_bytes = num()? as u64,
                 "batch" => f.batch = num()? as u64,
+                "spin_us" => f.spin_us = num()? as u64,
                 "ring_bytes" => f.ring_bytes = num()? as u64,
                 "rate" => f.rate = num()? as u64,
                 "seconds" => f.seconds = num()?,
@@ -104,18 +106,19 @@ impl Figures {
         }
     }
 
-    pub(crate) const HEADER: &'static str = "workload transport input       messages payload   batch ring KiB     rate    seconds      msgs/s       MB/s   p50 µs   p99 µs p99.9 µs  rss MiB  window  J rss MiB";
+    pub(crate) const HEADER: &'static str = "workload transport input       messages payload   batch spin µs ring KiB     rate    seconds      msgs/s       MB/s   p50 µs   p99 µs p99.9 µs  rss MiB  window  J rss MiB";
 
     /// One table row.
     pub(crate) fn row(&self) -> String {
         format!(
-            "{:<8} {:<9} {:<8} {:>10} {:>7} {:>7} {:>8} {:>8} {:>10.3} {:>11.0} {:>10.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>7} {:>10}",
+            "{:<8} {:<9} {:<8} {:>10} {:>7} {:>7} {:>7} {:>8} {:>8} {:>10.3} {:>11.0} {:>10.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>7} {:>10}",
             self.workload,
             self.transport,
             self.input,
             self.messages,
             self.payload_bytes,
             self.batch,
+            self.spin_us,
             self.ring_bytes / 1024,
             if self.rate == 0 { "max".to_owned() } else { self.rate.to_string() },
             self.seconds,
@@ -144,6 +147,7 @@ mod tests {
             messages: 10,
             payload_bytes: 64,
             batch: 32,
+            spin_us: 50,
             ring_bytes: 1 << 20,
             rate: 0,
             seconds: 1.5,

@@ -30,13 +30,15 @@ const USAGE: &str = "usage: clusterduck-bench [OPTIONS]
   --messages N                  values per spout (default 1000000)
   --payload BYTES               payload bytes per value (default 64)
   --batch N                     values a node takes from an upstream per read (default 256)
+  --spin MICROS                 shm, tcp: how long a node polls before it sleeps
+                                (default 0: a few microseconds)
   --edge-capacity N             local: values in flight on an edge (default 1024)
   --ring-bytes N                bytes of each node's ring, shm (default 4 MiB)
   --rate R                      values/s each spout offers, open loop (default: flat out)
   --slow S                      join: spout B offers rate / S values/s (needs --rate)
   --window N                    join: the reorder window, in ids (default 4096)
   --runs R                      runs per configuration; the median is printed (default 3)
-  --sweep batch|ring-bytes|edge-capacity   measure a range of values
+  --sweep batch|spin|ring-bytes|edge-capacity   measure a range of values
   --dir DIR                     node logs (default /tmp/clusterduck-bench)
   --json                        one JSON object per configuration instead of a table";
 
@@ -97,6 +99,7 @@ fn parse(args: &[String]) -> Result<Plan, String> {
         payload: 64,
         edge_capacity: 1024,
         batch: clusterduck_engine::DEFAULT_BATCH,
+        spin_us: 0,
         ring_bytes: 4 << 20,
         rate: 0,
         slow: 1,
@@ -130,6 +133,7 @@ fn parse(args: &[String]) -> Result<Plan, String> {
             "--json" => json = true,
             "--sweep" => sweep = Some(value()?),
             "--batch" => base.batch = number(value()?)?.max(1) as usize,
+            "--spin" => base.spin_us = number(value()?)?,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -140,6 +144,13 @@ fn parse(args: &[String]) -> Result<Plan, String> {
             .iter()
             .map(|b| Config {
                 batch: *b,
+                ..base.clone()
+            })
+            .collect(),
+        Some("spin") => [0, 10, 50, 200, 1000]
+            .iter()
+            .map(|us| Config {
+                spin_us: *us,
                 ..base.clone()
             })
             .collect(),
@@ -159,7 +170,7 @@ fn parse(args: &[String]) -> Result<Plan, String> {
             .collect(),
         Some(other) => {
             return Err(format!(
-                "--sweep {other:?}: batch, ring-bytes or edge-capacity"
+                "--sweep {other:?}: batch, spin, ring-bytes or edge-capacity"
             ))
         }
     };
@@ -193,6 +204,7 @@ fn single_args(config: &Config) -> Vec<String> {
         config.payload.to_string(),
         config.edge_capacity.to_string(),
         config.batch.to_string(),
+        config.spin_us.to_string(),
         config.ring_bytes.to_string(),
         config.rate.to_string(),
         config.slow.to_string(),
@@ -232,11 +244,12 @@ fn single(args: &[String]) -> ExitCode {
             payload: num(4)? as usize,
             edge_capacity: num(5)? as usize,
             batch: num(6)? as usize,
-            ring_bytes: num(7)? as usize,
-            rate: num(8)?,
-            slow: num(9)?,
-            window: num(10)? as usize,
-            dir: get(11)?,
+            spin_us: num(7)?,
+            ring_bytes: num(8)? as usize,
+            rate: num(9)?,
+            slow: num(10)?,
+            window: num(11)? as usize,
+            dir: get(12)?,
         })
     })();
     let config = match parsed {

@@ -140,6 +140,8 @@ pub(crate) struct Config {
     pub(crate) edge_capacity: usize,
     /// Values a node takes from an upstream per read.
     pub(crate) batch: usize,
+    /// How long a node polls its inputs before it sleeps, in microseconds.
+    pub(crate) spin_us: u64,
     pub(crate) ring_bytes: usize,
     /// Values per second each spout offers; 0: as fast as it can.
     pub(crate) rate: u64,
@@ -322,6 +324,7 @@ pub(crate) fn run_once(config: &Config) -> Result<Figures, String> {
     }
     .edge_capacity(config.edge_capacity)
     .batch(config.batch)
+    .spin(Duration::from_micros(config.spin_us))
     .ctrl_c(false);
     for k in &sinks {
         let got = summaries.clone();
@@ -350,6 +353,7 @@ pub(crate) fn run_once(config: &Config) -> Result<Figures, String> {
         messages: n,
         payload_bytes: config.payload as u64,
         batch: config.batch as u64,
+        spin_us: config.spin_us,
         ring_bytes: config.ring_bytes as u64,
         rate: config.rate,
         seconds,

@@ -48,6 +48,8 @@ pub struct ProcessRun {
     pub ring_bytes: usize,
     /// Values a node takes from one upstream at a time, at most.
     pub batch: usize,
+    /// How long a node polls its inputs before it sleeps.
+    pub spin: Duration,
     /// The nodes whose outputs go to the debugger.
     pub watched: Vec<NodeId>,
     /// Stops the run from outside.
@@ -228,6 +230,7 @@ impl ProcessRun {
                 secret: *secret.as_bytes(),
                 ring_bytes: self.ring_bytes as u64,
                 batch: self.batch.min(u32::MAX as usize) as u32,
+                spin_ns: self.spin.as_nanos().min(u128::from(u64::MAX)) as u64,
                 watched: self.watched.contains(&id),
                 hosts: (0..graph.nodes().len())
                     .map(|n| placement.host_of(n).to_owned())

@@ -313,6 +313,8 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<i32, String> {
                 // The node's loop reads the ring itself, with the upstream's
                 // codec: this process built the whole topology, so it has
                 // every codec.
+                let mut reader = reader;
+                reader.set_spin(Duration::from_nanos(config.spin_ns));
                 inputs.push(Inlet::ring(
                     reader,
                     codecs[*up].clone(),

@@ -30,6 +30,8 @@ pub(crate) struct NodeConfig {
     pub(crate) ring_bytes: u64,
     /// Values the node takes from one upstream at a time, at most.
     pub(crate) batch: u32,
+    /// How long the node polls its inputs before it sleeps, in nanoseconds.
+    pub(crate) spin_ns: u64,
     /// Whether the debugger watches the node's outputs.
     pub(crate) watched: bool,
     /// The host of every node, by declaration index: edges between nodes on

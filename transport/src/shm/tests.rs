@@ -465,3 +465,37 @@ fn a_limited_batch_leaves_the_rest_for_the_next_read() {
     let rest: Vec<u64> = batch.iter().map(|f| f.unwrap().seq()).collect();
     assert_eq!(rest, (5..10).collect::<Vec<_>>());
 }
+
+#[test]
+fn a_spinning_reader_gets_frames_and_the_end_like_a_sleeping_one() {
+    let name = unique("spin");
+    let mut writer = RingWriter::create(&name, 4096).unwrap();
+    let mut reader = RingReader::attach(&name).unwrap();
+    reader.set_spin(Duration::from_millis(50));
+    let late = std::thread::spawn(move || {
+        // One frame while the reader polls, one after it went to sleep.
+        std::thread::sleep(Duration::from_millis(5));
+        writer.write_bytes(1, b"polled").unwrap();
+        writer.flush();
+        std::thread::sleep(Duration::from_millis(100));
+        writer.write_bytes(2, b"slept").unwrap();
+        writer.finish(2).unwrap();
+    });
+    let mut got = Vec::new();
+    loop {
+        match reader.read() {
+            Ok(batch) => {
+                for frame in &batch {
+                    let frame = frame.unwrap();
+                    if frame.kind() == FrameKind::Data {
+                        got.push((frame.seq(), frame.bytes().to_vec()));
+                    }
+                }
+            }
+            Err(ReadError::Ended) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    late.join().unwrap();
+    assert_eq!(got, [(1, b"polled".to_vec()), (2, b"slept".to_vec())]);
+}
