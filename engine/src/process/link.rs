@@ -87,6 +87,9 @@ pub(crate) fn serve(
                     }
                 };
                 let peer = peer_of(&stream);
+                // Frames go out as soon as they are published: no waiting
+                // for the peer's acknowledgement of the last ones (Nagle).
+                let _ = stream.set_nodelay(true);
                 let _ = stream.set_read_timeout(Some(HANDSHAKE));
                 let consumer = match auth::accept(&mut stream, &secret) {
                     Ok(id) => id as NodeId,
