@@ -4,7 +4,10 @@
 //! A **spout** is a data source: its function is given a [`Dispatcher`] and
 //! sends `(sequence id, value)` pairs, the spout choosing the ids. A
 //! **worker** processes the values of its upstreams, emitting zero, one or
-//! many values per input. A **bundled** worker receives, for each id, one
+//! many values per input; it takes each value owned
+//! ([`Topology::worker`]) or zero-copy, as a reference to the value archived
+//! where it lies in its upstream's ring ([`Topology::worker_archived`]). A
+//! **bundled** worker receives, for each id, one
 //! value from every upstream, optionally strictly in id order. A
 //! **debugger** hands the outputs of chosen nodes to callbacks in the
 //! launching process.
