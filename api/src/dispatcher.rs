@@ -92,6 +92,37 @@ impl<'a, T: Message> Dispatcher<'a, T> {
         })
     }
 
+    /// Sends a copy of `value` with id `seq`, like [`send`](Self::send),
+    /// the spout keeping `value`: a spout that fills one buffer again and
+    /// again (a camera frame, a line read from a file) sends it without
+    /// giving it away. In process mode the value is archived straight from
+    /// the reference into the spout's ring, as any value is, so this costs
+    /// no more than `send` (and saves building a value per send); in local
+    /// mode each consumer gets a copy.
+    ///
+    /// ```
+    /// # use clusterduck::{Launch, Topology};
+    /// # let mut t = Topology::new();
+    /// let lines = t.spout("lines", |out| {
+    ///     let mut line = String::new();
+    ///     for i in 0..3u64 {
+    ///         line.clear();
+    ///         line.push_str(&format!("line {i}"));
+    ///         out.send_ref(i, &line)?;
+    ///     }
+    ///     Ok(())
+    /// });
+    /// # t.sink("print", &lines, |_, l: String| { println!("{l}"); Ok(()) });
+    /// # t.launch(Launch::local()).unwrap();
+    /// ```
+    pub fn send_ref(&mut self, seq: Seq, value: &T) -> Result<(), SendError<()>> {
+        self.out.emit_ref(seq, value).map_err(|e| match e {
+            EmitError::Stopping(_) => SendError::Stopping(()),
+            EmitError::Aborted(_) => SendError::Aborted(()),
+            EmitError::Failed(e) => SendError::Failed(e.to_string()),
+        })
+    }
+
     /// Whether the run is draining and the spout should return. A spout that
     /// waits on something else than [`send`](Self::send) (a socket, a timer)
     /// should look at this between waits.

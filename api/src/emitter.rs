@@ -88,6 +88,13 @@ impl<'a, U: Message> Emitter<'a, U> {
         self.take_result(sent);
     }
 
+    /// Emits a copy of `value` with the input's id, the worker keeping
+    /// `value` (see [`Dispatcher::send_ref`](crate::Dispatcher::send_ref)).
+    pub fn emit_ref(&mut self, value: &U) {
+        let sent = self.out.emit_ref(self.seq, value);
+        self.take_result(sent);
+    }
+
     fn take_result(&mut self, sent: Result<(), EmitError>) {
         match sent {
             Ok(()) => {}

@@ -152,8 +152,23 @@ pub(crate) struct Config {
     pub(crate) dir: String,
 }
 
-fn spout(t: &mut Topology, name: &str, messages: u64, payload: usize, rate: u64) -> Node<Sample> {
+/// A spout of `messages` values of `payload` bytes, `rate` a second (0:
+/// flat out). Where nodes are processes it sends one value again and again
+/// by reference (`send_ref`: archived straight into its ring); in local mode,
+/// where a reference means a copy per consumer, it gives values away.
+fn spout(
+    t: &mut Topology,
+    name: &str,
+    messages: u64,
+    payload: usize,
+    rate: u64,
+    by_ref: bool,
+) -> Node<Sample> {
     t.spout(name, move |out| {
+        let mut sample = Sample {
+            sent: 0,
+            payload: vec![0xAB; payload],
+        };
         let start = Instant::now();
         for i in 0..messages {
             // Open loop: value i is due at i / rate, whatever came before.
@@ -169,13 +184,16 @@ fn spout(t: &mut Topology, name: &str, messages: u64, payload: usize, rate: u64)
                     std::thread::sleep(due - now);
                 }
             }
-            out.send(
-                i,
-                Sample {
+            if by_ref {
+                sample.sent = stamp();
+                out.send_ref(i, &sample)?;
+            } else {
+                let value = Sample {
                     sent: stamp(),
-                    payload: vec![0xAB; payload],
-                },
-            )?;
+                    payload: sample.payload.clone(),
+                };
+                out.send(i, value)?;
+            }
         }
         Ok(())
     })
@@ -262,11 +280,12 @@ impl Seen {
 /// Runs `config` once and returns what it measured.
 pub(crate) fn run_once(config: &Config) -> Result<Figures, String> {
     let n = config.messages;
+    let by_ref = config.transport != Transport::Local;
     let mut t = Topology::new();
     let mut sinks = Vec::new();
     match config.workload {
         Workload::Pipe => {
-            let s = spout(&mut t, "S", n, config.payload, config.rate);
+            let s = spout(&mut t, "S", n, config.payload, config.rate, by_ref);
             let w = pass(&mut t, "W", &s, config.input);
             sinks.push(sink(&mut t, "K", &w, n, config.input));
         }
@@ -274,13 +293,14 @@ pub(crate) fn run_once(config: &Config) -> Result<Figures, String> {
             if config.slow > 1 && config.rate == 0 {
                 return Err("--slow needs --rate: B offers rate / slow values per second".into());
             }
-            let a = spout(&mut t, "A", n, config.payload, config.rate);
+            let a = spout(&mut t, "A", n, config.payload, config.rate, by_ref);
             let b = spout(
                 &mut t,
                 "B",
                 n,
                 config.payload,
                 config.rate / config.slow.max(1),
+                by_ref,
             );
             let j = t.bundled(
                 "J",
@@ -298,7 +318,7 @@ pub(crate) fn run_once(config: &Config) -> Result<Figures, String> {
             sinks.push(sink(&mut t, "K", &j, n, config.input));
         }
         Workload::Fanout => {
-            let s = spout(&mut t, "S", n, config.payload, config.rate);
+            let s = spout(&mut t, "S", n, config.payload, config.rate, by_ref);
             for k in 1..=4 {
                 let w = pass(&mut t, &format!("W{k}"), &s, config.input);
                 sinks.push(sink(&mut t, &format!("K{k}"), &w, n, config.input));

@@ -93,6 +93,12 @@ pub trait Output {
     /// Sends `value` with id `seq`, blocking while a consumer is full.
     fn emit(&mut self, seq: Seq, value: Payload) -> Result<(), EmitError>;
 
+    /// Sends a copy of `value`, which the caller keeps: in process mode it
+    /// is archived straight from the reference, as any value is; elsewhere
+    /// it is copied (archived and read back). When the run refuses the
+    /// value, the error carries `()`.
+    fn emit_ref(&mut self, seq: Seq, value: &(dyn Any + Send)) -> Result<(), EmitError>;
+
     /// Sends a value already archived: `bytes` as [`Codec::encode`] makes
     /// them for the node's output type (a value that came in archived, sent
     /// on as it is). In process mode they are copied into the ring as they

@@ -677,3 +677,35 @@ fn a_failing_archived_worker_names_node_and_seq() {
     let err = t.launch(Launch::local()).unwrap_err();
     assert_eq!(err.to_string(), "node K failed at seq 3: no threes");
 }
+
+#[test]
+fn spouts_and_workers_send_copies_of_values_they_keep() {
+    let _w = watchdog("by-ref", LIMIT);
+    let mut t = Topology::new();
+    let s = t.spout("S", |out| {
+        let mut line = String::new();
+        for i in 0..5u64 {
+            line.push_str(&i.to_string());
+            out.send_ref(i, &line)?;
+        }
+        Ok(())
+    });
+    // Two consumers: each gets its own copy.
+    let mut total = 0u64;
+    let w = t.worker("W", &s, move |_, line: String, out: &mut Emitter<u64>| {
+        total += line.len() as u64;
+        out.emit_ref(&total);
+        Ok(())
+    });
+    let (lines, watch_lines) = collector::<String>();
+    let (totals, watch_totals) = collector::<u64>();
+    t.sink("K", &s, |_, _: String| Ok(()));
+    t.launch(
+        Launch::local()
+            .debug(&s, watch_lines)
+            .debug(&w, watch_totals),
+    )
+    .unwrap();
+    assert_eq!(*lines.lock().unwrap(), ["0", "01", "012", "0123", "01234"]);
+    assert_eq!(*totals.lock().unwrap(), [1, 3, 6, 10, 15]);
+}

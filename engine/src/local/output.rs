@@ -2,6 +2,7 @@
 //! and to the debugger if it watches the node. Every consumer but the last
 //! gets a copy; the last gets the value itself.
 
+use std::any::Any;
 use std::sync::Arc;
 
 use crossbeam_channel::Sender;
@@ -83,8 +84,14 @@ impl Output for LocalOutput {
         Ok(())
     }
 
+    fn emit_ref(&mut self, seq: Seq, value: &(dyn Any + Send)) -> Result<(), EmitError> {
+        self.gate.admit_kept()?;
+        let copy = self.codec.duplicate(value).map_err(EmitError::Failed)?;
+        self.emit(seq, copy)
+    }
+
     fn emit_archived(&mut self, seq: Seq, bytes: &[u8]) -> Result<(), EmitError> {
-        self.gate.admit_archived()?;
+        self.gate.admit_kept()?;
         let value = self.codec.decode(bytes).map_err(EmitError::Failed)?;
         self.emit(seq, value)
     }

@@ -4,7 +4,7 @@
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clusterduck_transport::{RingName, RingReader, RingWriter};
 use rkyv::util::AlignedVec;
@@ -276,7 +276,6 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<i32, String> {
         codec: node.codec,
         gate: EmitGate::new(control.stop.clone(), matches!(spec.kind, NodeKind::Spout)),
         emitted: 0,
-        last_flush: Instant::now(),
     };
     let report = match node.body {
         Body::Spout(body) => {

@@ -2,8 +2,8 @@
 //! once into the node's ring (which every local consumer reads in place),
 //! and sent to the master if the debugger watches the node.
 
+use std::any::Any;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use clusterduck_transport::RingWriter;
 
@@ -13,33 +13,29 @@ use crate::body::{Codec, EmitError, Output, Payload};
 use crate::run::{EmitGate, NodeOutput};
 use crate::Seq;
 
-/// How long a spout's frames may wait for a wake-up of sleeping readers.
-const SPOUT_FLUSH: Duration = Duration::from_millis(1);
-
 pub(crate) struct RingOutput {
     pub(crate) ring: Option<RingWriter>,
     pub(crate) tap: Option<ControlTx>,
     pub(crate) codec: Arc<dyn Codec>,
     pub(crate) gate: EmitGate,
     pub(crate) emitted: u64,
-    pub(crate) last_flush: Instant,
 }
 
-impl Output for RingOutput {
-    fn emit(&mut self, seq: Seq, value: Payload) -> Result<(), EmitError> {
-        let value = self.gate.admit(value)?;
+impl RingOutput {
+    /// Archives `value` into the ring, and for the debugger if it watches.
+    fn write(&mut self, seq: Seq, value: &(dyn Any + Send)) -> Result<(), EmitError> {
         match (&mut self.ring, &self.tap) {
             (None, None) => {}
             // The hot path: archived in place, straight into the ring.
             (Some(ring), None) => self
                 .codec
-                .write_frame(&*value, seq, ring)
+                .write_frame(value, seq, ring)
                 .map_err(EmitError::Failed)?,
             // Watched: the debugger gets a copy of the archived bytes.
             (ring, Some(tap)) => {
                 let mut watched = Vec::new();
                 self.codec
-                    .encode(&*value, &mut |bytes| {
+                    .encode(value, &mut |bytes| {
                         if let Some(ring) = ring.as_mut() {
                             ring.write_bytes(seq, bytes)?;
                         }
@@ -55,16 +51,23 @@ impl Output for RingOutput {
             }
         }
         self.emitted += 1;
-        // Reading the clock costs: look every 64 values.
-        if self.gate.is_spout && self.emitted % 64 == 0 && self.last_flush.elapsed() >= SPOUT_FLUSH
-        {
-            self.flush();
-        }
         Ok(())
+    }
+}
+
+impl Output for RingOutput {
+    fn emit(&mut self, seq: Seq, value: Payload) -> Result<(), EmitError> {
+        let value = self.gate.admit(value)?;
+        self.write(seq, &*value)
+    }
+
+    fn emit_ref(&mut self, seq: Seq, value: &(dyn Any + Send)) -> Result<(), EmitError> {
+        self.gate.admit_kept()?;
+        self.write(seq, value)
     }
 
     fn emit_archived(&mut self, seq: Seq, bytes: &[u8]) -> Result<(), EmitError> {
-        self.gate.admit_archived()?;
+        self.gate.admit_kept()?;
         if let Some(ring) = self.ring.as_mut() {
             ring.write_bytes(seq, bytes)
                 .map_err(|e| EmitError::Failed(e.into()))?;
@@ -98,7 +101,6 @@ impl NodeOutput for RingOutput {
         if let Some(ring) = self.ring.as_mut() {
             ring.flush();
         }
-        self.last_flush = Instant::now();
     }
 
     fn emitted(&self) -> u64 {

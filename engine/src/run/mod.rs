@@ -108,8 +108,9 @@ impl EmitGate {
         Ok(value)
     }
 
-    /// Whether an archived value may go on; a refusal carries `()`.
-    pub(crate) fn admit_archived(&mut self) -> Result<(), EmitError> {
+    /// Whether a value the caller keeps (a reference, archived bytes) may
+    /// go on; a refusal carries `()`.
+    pub(crate) fn admit_kept(&mut self) -> Result<(), EmitError> {
         self.admit(payload(())).map(drop)
     }
 

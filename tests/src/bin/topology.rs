@@ -16,7 +16,7 @@
 //!   values per read, checks that they come in order and, at the last one,
 //!   emits the count, which the debugger prints as `K counted <count>`.
 //! - `archived N FAIL_AT DIR`: spout `S` sends words `0..N` (an id and a
-//!   text); worker `W` takes them archived, in place, forwards the even ones
+//!   text), one value refilled and sent by reference; worker `W` takes them archived, in place, forwards the even ones
 //!   as they are and emits the odd ones with their text upper-cased (and
 //!   fails at id `FAIL_AT` if it is below `N`); sink `K` takes them archived
 //!   too, checks each, and at the last emits what it saw, which the debugger
@@ -125,15 +125,17 @@ fn archived(rest: &[String]) -> ExitCode {
     let n: u64 = rest[0].parse().expect("N");
     let fail_at: u64 = rest[1].parse().expect("FAIL_AT");
     let mut t = Topology::new();
+    // One word, filled again and again, sent by reference.
     let s = t.spout("S", move |out| {
+        let mut word = Word {
+            id: 0,
+            text: String::new(),
+        };
         for i in 0..n {
-            out.send(
-                i,
-                Word {
-                    id: i,
-                    text: format!("word {i}"),
-                },
-            )?;
+            word.id = i;
+            word.text.clear();
+            word.text.push_str(&format!("word {i}"));
+            out.send_ref(i, &word)?;
         }
         Ok(())
     });
