@@ -10,6 +10,8 @@ pub(crate) struct Figures {
     pub(crate) transport: String,
     /// How workers took their values: `owned` or `archived`.
     pub(crate) input: String,
+    /// How spouts sent them: `ref` or `value`.
+    pub(crate) send: String,
     pub(crate) messages: u64,
     pub(crate) payload_bytes: u64,
     pub(crate) batch: u64,
@@ -35,8 +37,8 @@ impl Figures {
         let mut s = String::from("{");
         let _ = write!(
             s,
-            "\"workload\":\"{}\",\"transport\":\"{}\",\"input\":\"{}\",\"messages\":{},\"payload_bytes\":{},\"batch\":{},\"spin_us\":{},\"ring_bytes\":{},\"rate\":{},",
-            self.workload, self.transport, self.input, self.messages, self.payload_bytes, self.batch, self.spin_us, self.ring_bytes, self.rate
+            "\"workload\":\"{}\",\"transport\":\"{}\",\"input\":\"{}\",\"send\":\"{}\",\"messages\":{},\"payload_bytes\":{},\"batch\":{},\"spin_us\":{},\"ring_bytes\":{},\"rate\":{},",
+            self.workload, self.transport, self.input, self.send, self.messages, self.payload_bytes, self.batch, self.spin_us, self.ring_bytes, self.rate
         );
         let _ = write!(
             s,
@@ -65,6 +67,7 @@ impl Figures {
                 "workload" => f.workload = text,
                 "transport" => f.transport = text,
                 "input" => f.input = text,
+                "send" => f.send = text,
                 "messages" => f.messages = num()? as u64,
                 "payload_bytes" => f.payload_bytes = num()? as u64,
                 "batch" => f.batch = num()? as u64,
@@ -106,15 +109,16 @@ impl Figures {
         }
     }
 
-    pub(crate) const HEADER: &'static str = "workload transport input       messages payload   batch spin µs ring KiB     rate    seconds      msgs/s       MB/s   p50 µs   p99 µs p99.9 µs  rss MiB  window  J rss MiB";
+    pub(crate) const HEADER: &'static str = "workload transport input    send    messages payload   batch spin µs ring KiB     rate    seconds      msgs/s       MB/s   p50 µs   p99 µs p99.9 µs  rss MiB  window  J rss MiB";
 
     /// One table row.
     pub(crate) fn row(&self) -> String {
         format!(
-            "{:<8} {:<9} {:<8} {:>10} {:>7} {:>7} {:>7} {:>8} {:>8} {:>10.3} {:>11.0} {:>10.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>7} {:>10}",
+            "{:<8} {:<9} {:<8} {:<5} {:>10} {:>7} {:>7} {:>7} {:>8} {:>8} {:>10.3} {:>11.0} {:>10.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>7} {:>10}",
             self.workload,
             self.transport,
             self.input,
+            self.send,
             self.messages,
             self.payload_bytes,
             self.batch,
@@ -144,6 +148,7 @@ mod tests {
             workload: "join".into(),
             transport: "shm".into(),
             input: "archived".into(),
+            send: "ref".into(),
             messages: 10,
             payload_bytes: 64,
             batch: 32,

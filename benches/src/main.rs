@@ -27,6 +27,9 @@ const USAGE: &str = "usage: clusterduck-bench [OPTIONS]
                                 (worker_archived; pass-through workers forward
                                 the bytes) or decoded (worker) (default archived;
                                 join's bundled worker always decodes)
+  --send ref|value              how spouts send: one value refilled and sent by
+                                reference (send_ref), or a new value each time
+                                (send) (default: ref, value in local mode)
   --messages N                  values per spout (default 1000000)
   --payload BYTES               payload bytes per value (default 64)
   --batch N                     values a node takes from an upstream per read (default 256)
@@ -95,6 +98,7 @@ fn parse(args: &[String]) -> Result<Plan, String> {
         workload: Workload::Pipe,
         transport: Transport::Local,
         input: Input::Archived,
+        send_ref: true,
         messages: 1_000_000,
         payload: 64,
         edge_capacity: 1024,
@@ -109,6 +113,7 @@ fn parse(args: &[String]) -> Result<Plan, String> {
     let mut runs = 3;
     let mut json = false;
     let mut sweep: Option<String> = None;
+    let mut send_given = false;
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let mut value = || {
@@ -121,6 +126,14 @@ fn parse(args: &[String]) -> Result<Plan, String> {
             "--workload" => workloads = vec![Workload::parse(&value()?)?],
             "--transport" => transports = vec![Transport::parse(&value()?)?],
             "--input" => base.input = Input::parse(&value()?)?,
+            "--send" => {
+                base.send_ref = match value()?.as_str() {
+                    "ref" => true,
+                    "value" => false,
+                    other => return Err(format!("--send {other:?}: ref or value")),
+                };
+                send_given = true;
+            }
             "--messages" => base.messages = number(value()?)?,
             "--payload" => base.payload = number(value()?)? as usize,
             "--edge-capacity" => base.edge_capacity = number(value()?)?.max(1) as usize,
@@ -181,6 +194,12 @@ fn parse(args: &[String]) -> Result<Plan, String> {
                 configs.push(Config {
                     workload: *workload,
                     transport: *transport,
+                    // In local mode a reference means a copy per consumer.
+                    send_ref: if send_given {
+                        v.send_ref
+                    } else {
+                        *transport != Transport::Local
+                    },
                     ..v.clone()
                 });
             }
@@ -200,6 +219,7 @@ fn single_args(config: &Config) -> Vec<String> {
         config.workload.name().into(),
         config.transport.name().into(),
         config.input.name().into(),
+        config.send_ref.to_string(),
         config.messages.to_string(),
         config.payload.to_string(),
         config.edge_capacity.to_string(),
@@ -240,16 +260,17 @@ fn single(args: &[String]) -> ExitCode {
             workload: Workload::parse(&get(0)?)?,
             transport: Transport::parse(&get(1)?)?,
             input: Input::parse(&get(2)?)?,
-            messages: num(3)?,
-            payload: num(4)? as usize,
-            edge_capacity: num(5)? as usize,
-            batch: num(6)? as usize,
-            spin_us: num(7)?,
-            ring_bytes: num(8)? as usize,
-            rate: num(9)?,
-            slow: num(10)?,
-            window: num(11)? as usize,
-            dir: get(12)?,
+            send_ref: get(3)? == "true",
+            messages: num(4)?,
+            payload: num(5)? as usize,
+            edge_capacity: num(6)? as usize,
+            batch: num(7)? as usize,
+            spin_us: num(8)?,
+            ring_bytes: num(9)? as usize,
+            rate: num(10)?,
+            slow: num(11)?,
+            window: num(12)? as usize,
+            dir: get(13)?,
         })
     })();
     let config = match parsed {

@@ -135,6 +135,9 @@ pub(crate) struct Config {
     pub(crate) transport: Transport,
     /// How the workers other than the join's take their values.
     pub(crate) input: Input,
+    /// Whether spouts send one value again and again by reference
+    /// (`send_ref`) rather than a new value each time (`send`).
+    pub(crate) send_ref: bool,
     pub(crate) messages: u64,
     pub(crate) payload: usize,
     pub(crate) edge_capacity: usize,
@@ -153,9 +156,9 @@ pub(crate) struct Config {
 }
 
 /// A spout of `messages` values of `payload` bytes, `rate` a second (0:
-/// flat out). Where nodes are processes it sends one value again and again
-/// by reference (`send_ref`: archived straight into its ring); in local mode,
-/// where a reference means a copy per consumer, it gives values away.
+/// flat out): one value refilled and sent by reference (`send_ref`: in
+/// process mode archived straight from it into the ring; in local mode a
+/// copy per consumer), or a new value for each send (`send`).
 fn spout(
     t: &mut Topology,
     name: &str,
@@ -280,7 +283,7 @@ impl Seen {
 /// Runs `config` once and returns what it measured.
 pub(crate) fn run_once(config: &Config) -> Result<Figures, String> {
     let n = config.messages;
-    let by_ref = config.transport != Transport::Local;
+    let by_ref = config.send_ref;
     let mut t = Topology::new();
     let mut sinks = Vec::new();
     match config.workload {
@@ -370,6 +373,7 @@ pub(crate) fn run_once(config: &Config) -> Result<Figures, String> {
         workload: config.workload.name().into(),
         transport: config.transport.name().into(),
         input: config.input.name().into(),
+        send: if config.send_ref { "ref" } else { "value" }.into(),
         messages: n,
         payload_bytes: config.payload as u64,
         batch: config.batch as u64,
