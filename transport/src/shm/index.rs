@@ -362,7 +362,7 @@ impl ReaderIndex {
     /// Announces that this reader is about to sleep; returns the futex word
     /// value to sleep on, or `None` if there is something to read (or the
     /// writer closed) after all.
-    fn prepare_sleep(&self, ctl: &Control) -> Option<u32> {
+    fn prepare_sleep(&self, ctl: &Control, past: u64) -> Option<u32> {
         // Word first, then flag: see `WriterIndex::prepare_sleep`. (Loom
         // found the other order losing a wake-up: a redundant wake-up for
         // data already read took the flag down, and the sleeper then slept on
@@ -375,7 +375,7 @@ impl ReaderIndex {
         // our re-check below sees the writer's position or state, or the
         // writer sees our flag and wakes us.
         fence(SeqCst);
-        if Self::write_pos(ctl) > self.cursor || Self::state(ctl) != WRITER_OPEN {
+        if Self::write_pos(ctl) > past || Self::state(ctl) != WRITER_OPEN {
             None
         } else {
             Some(word)
@@ -385,13 +385,20 @@ impl ReaderIndex {
     /// Non-blocking: what is there to read now.
     #[inline]
     pub(crate) fn poll(&self, ctl: &Control) -> Option<DataWait> {
+        self.poll_past(ctl, self.cursor)
+    }
+
+    /// Non-blocking: what is published past position `past` (at or past
+    /// the cursor: a reader that holds frames reads on past them).
+    #[inline]
+    pub(crate) fn poll_past(&self, ctl: &Control, past: u64) -> Option<DataWait> {
         let end = Self::write_pos(ctl);
-        if end > self.cursor {
+        if end > past {
             Some(DataWait::Ready(end))
         } else if Self::state(ctl) != WRITER_OPEN {
             // The state is stored after the last publish: look again.
             let end = Self::write_pos(ctl);
-            Some(if end > self.cursor {
+            Some(if end > past {
                 DataWait::Ready(end)
             } else {
                 DataWait::Closed
@@ -401,18 +408,20 @@ impl ReaderIndex {
         }
     }
 
-    /// Blocks until there is something to read or the writer closed: spin,
-    /// yield, then futex sleep in slices of at most `slice`. After each slice
-    /// without a wake-up, `on_timeout` returns the next slice, or `None` to
-    /// stop.
+    /// Blocks until there is something to read past position `past` (the
+    /// cursor, or further for a reader that holds frames) or the writer
+    /// closed: spin, yield, then futex sleep in slices of at most `slice`.
+    /// After each slice without a wake-up, `on_timeout` returns the next
+    /// slice, or `None` to stop.
     pub(crate) fn wait_for_data(
         &self,
         ctl: &Control,
+        past: u64,
         mut slice: Duration,
         mut on_timeout: impl FnMut() -> Option<Duration>,
     ) -> DataWait {
         for i in 0..SPINS + YIELDS {
-            if let Some(found) = self.poll(ctl) {
+            if let Some(found) = self.poll_past(ctl, past) {
                 return found;
             }
             if i < SPINS {
@@ -422,10 +431,10 @@ impl ReaderIndex {
             }
         }
         loop {
-            if let Some(found) = self.poll(ctl) {
+            if let Some(found) = self.poll_past(ctl, past) {
                 return found;
             }
-            if let Some(word) = self.prepare_sleep(ctl) {
+            if let Some(word) = self.prepare_sleep(ctl, past) {
                 if futex_wait(&ctl.data_wake.futex, word, slice.min(SLEEP_SLICE)) == Wake::TimedOut
                 {
                     match on_timeout() {

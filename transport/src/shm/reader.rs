@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use super::error::{AttachError, FrameError, ReadError};
 use super::frame::{Frame, FrameKind};
 use super::index::{DataWait, ReaderIndex, SLEEP_SLICE};
-use super::layout::{frame_size, FrameHeader, FRAME_HEADER_LEN, MAX_READERS, WRITER_ENDED};
+use super::layout::{
+    frame_size, FrameHeader, FRAME_ALIGN, FRAME_HEADER_LEN, MAX_READERS, WRITER_ENDED,
+};
 use super::name::RingName;
 use super::segment::ShmRing;
 use crate::process::ProcessStamp;
@@ -26,6 +28,8 @@ pub struct RingReader {
     failed: Option<ReadError>,
     /// How long a blocking read polls before it sleeps.
     spin: Duration,
+    /// The furthest position known published.
+    seen_end: u64,
 }
 
 impl RingReader {
@@ -48,6 +52,7 @@ impl RingReader {
             writer,
             failed: None,
             spin: Duration::ZERO,
+            seen_end: 0,
         })
     }
 
@@ -94,7 +99,10 @@ impl RingReader {
         match index.poll(self.ring.control()) {
             Some(DataWait::Ready(end)) => Ok(Some(self.batch(end))),
             Some(_) => Err(self.closed()),
-            None if !self.writer.is_alive() => self.writer_died().map(|_| None),
+            None if !self.writer.is_alive() => {
+                let cursor = self.cursor();
+                self.writer_died(cursor).map(|_| None)
+            }
             None => Ok(None),
         }
     }
@@ -120,9 +128,10 @@ impl RingReader {
         }
     }
 
-    /// Everything below this position is released.
+    /// Everything below this position is released: reading in place starts
+    /// here.
     #[inline]
-    pub(crate) fn cursor(&self) -> u64 {
+    pub fn cursor(&self) -> u64 {
         self.index.as_ref().expect("attached").cursor()
     }
 
@@ -158,9 +167,10 @@ impl RingReader {
     }
 
     /// Lets the writer overwrite everything below `pos` (at most the end of
-    /// what is published).
+    /// what is published, a frame boundary); positions below the cursor are
+    /// released already.
     #[inline]
-    pub(crate) fn release_to(&mut self, pos: u64) {
+    pub fn release_to(&mut self, pos: u64) {
         let ring = &self.ring;
         let index = self.index.as_mut().expect("attached");
         if pos > index.cursor() {
@@ -168,13 +178,74 @@ impl RingReader {
         }
     }
 
+    // Reading in place past a read: for a reader that holds frames until it
+    // is done with them (a bundling node holds values until their bundles
+    // are complete), reads on past them, and releases them later, in order,
+    // with `release_to`.
+
+    /// The end of what is published past position `pos` (at or past the
+    /// cursor), waiting up to `timeout` for it (not at all if zero); `None`
+    /// if nothing is there past `pos`.
+    pub fn published_past(
+        &mut self,
+        pos: u64,
+        timeout: Duration,
+    ) -> Result<Option<u64>, ReadError> {
+        assert!(pos >= self.cursor(), "reading below the cursor");
+        let end = if timeout.is_zero() {
+            if let Some(e) = &self.failed {
+                return Err(e.clone());
+            }
+            let index = self.index.as_ref().expect("attached");
+            match index.poll_past(self.ring.control(), pos) {
+                Some(DataWait::Ready(end)) => Some(end),
+                Some(_) => return Err(self.closed()),
+                None if !self.writer.is_alive() => self.writer_died(pos)?,
+                None => None,
+            }
+        } else {
+            self.wait_past(pos, Some(Instant::now() + timeout))?
+        };
+        if let Some(end) = end {
+            self.seen_end = self.seen_end.max(end);
+        }
+        Ok(end)
+    }
+
+    /// The frame at position `pos` and the position after it. `pos` must be
+    /// at or past the cursor and below an end [`published_past`]
+    /// (Self::published_past) returned; reading frame after frame from the
+    /// cursor gives every frame in order.
+    ///
+    /// # Panics
+    /// If `pos` is below the cursor, not below what is known published, or
+    /// not aligned to a frame.
+    pub fn frame_at(&self, pos: u64) -> Result<(Frame<'_>, u64), FrameError> {
+        assert!(
+            pos >= self.cursor() && pos < self.seen_end && pos % FRAME_ALIGN == 0,
+            "no frame can start at {pos}"
+        );
+        parse_frame(&self.ring, pos, self.seen_end)
+    }
+
     fn wait(&mut self, deadline: Option<Instant>) -> Result<Option<u64>, ReadError> {
+        let cursor = self.cursor();
+        self.wait_past(cursor, deadline)
+    }
+
+    /// Waits for frames published past `past` (at or past the cursor).
+    fn wait_past(
+        &mut self,
+        past: u64,
+        deadline: Option<Instant>,
+    ) -> Result<Option<u64>, ReadError> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
         let index = self.index.as_ref().expect("attached");
         if !self.spin.is_zero() {
-            if let Some(found) = spin_for_data(index, self.ring.control(), self.spin, deadline) {
+            let ctl = self.ring.control();
+            if let Some(found) = spin_for_data(index, ctl, past, self.spin, deadline) {
                 return match found {
                     DataWait::Ready(end) => Ok(Some(end)),
                     _ => Err(self.closed()),
@@ -185,7 +256,7 @@ impl RingReader {
         let writer = self.writer;
         let mut writer_dead = false;
         let slice = deadline.map_or(SLEEP_SLICE, |d| d.saturating_duration_since(Instant::now()));
-        let outcome = index.wait_for_data(self.ring.control(), slice, || {
+        let outcome = index.wait_for_data(self.ring.control(), past, slice, || {
             if !writer.is_alive() {
                 writer_dead = true;
                 return None;
@@ -201,16 +272,16 @@ impl RingReader {
         match outcome {
             DataWait::Ready(end) => Ok(Some(end)),
             DataWait::Closed => Err(self.closed()),
-            DataWait::Stopped if writer_dead => self.writer_died(),
+            DataWait::Stopped if writer_dead => self.writer_died(past),
             DataWait::Stopped => Ok(None),
         }
     }
 
-    /// The writer's process is gone: deliver what it published, then fail.
-    fn writer_died(&mut self) -> Result<Option<u64>, ReadError> {
-        let index = self.index.as_ref().expect("attached");
+    /// The writer's process is gone: deliver what it published past `past`,
+    /// then fail.
+    fn writer_died(&mut self, past: u64) -> Result<Option<u64>, ReadError> {
         let end = ReaderIndex::write_pos(self.ring.control());
-        if end > index.cursor() {
+        if end > past {
             return Ok(Some(end));
         }
         // It may have closed cleanly just before exiting.
@@ -248,10 +319,11 @@ impl RingReader {
     }
 }
 
-/// Polls for data for up to `spin` (and not past `deadline`).
+/// Polls for data past `past` for up to `spin` (and not past `deadline`).
 fn spin_for_data(
     index: &ReaderIndex,
     ctl: &super::layout::Control,
+    past: u64,
     spin: Duration,
     deadline: Option<Instant>,
 ) -> Option<DataWait> {
@@ -259,7 +331,7 @@ fn spin_for_data(
     let until = deadline.map_or(start + spin, |d| d.min(start + spin));
     loop {
         for _ in 0..64 {
-            if let Some(found) = index.poll(ctl) {
+            if let Some(found) = index.poll_past(ctl, past) {
                 return Some(found);
             }
             std::hint::spin_loop();
@@ -390,53 +462,66 @@ impl<'b> Iterator for Frames<'b> {
             return None;
         }
         let pos = self.pos;
-        let at = self.ring.at(pos);
         // Frames are found by chasing their lengths, a chain of dependent
         // loads of lines the writer's core just wrote: ask for the lines
         // ahead, already published, so that their transfers overlap.
         if pos + PREFETCH_AHEAD < self.end {
             prefetch(self.ring.at(pos + PREFETCH_AHEAD));
         }
-        // SAFETY: `pos < end <= write_pos` (loaded with Acquire), so a whole
-        // frame header was written there and published, and the writer does
-        // not touch it until our batch releases it; positions are multiples
-        // of FRAME_ALIGN, suitable for FrameHeader.
-        let header = unsafe { at.cast::<FrameHeader>().read() };
-        let room = self.end - pos;
-        let size = frame_size(u64::from(header.len));
-        let fail = |e: FrameError| {
-            self.bad.set(Some(e));
-            Some(Err(e))
-        };
-        if size > room {
-            self.pos = self.end;
-            return fail(FrameError::Length {
-                len: header.len,
-                pos,
-            });
+        match parse_frame(self.ring, pos, self.end) {
+            Ok((frame, next)) => {
+                self.pos = next;
+                self.left -= 1;
+                if next > self.reached.get() {
+                    self.reached.set(next);
+                }
+                Some(Ok(frame))
+            }
+            Err(e) => {
+                self.pos = self.end;
+                self.bad.set(Some(e));
+                Some(Err(e))
+            }
         }
-        let Some(kind) = FrameKind::from_code(header.kind) else {
-            self.pos = self.end;
-            return fail(FrameError::UnknownKind {
-                code: header.kind,
-                pos,
-            });
-        };
-        self.pos = pos + size;
-        self.left -= 1;
-        if self.pos > self.reached.get() {
-            self.reached.set(self.pos);
-        }
-        // SAFETY: the payload lies within the published frame checked above
-        // (`size <= end - pos`), contiguous thanks to the double mapping; the
-        // writer does not write it while the batch (which 'b borrows) lives.
-        let bytes = unsafe {
-            std::slice::from_raw_parts(at.add(FRAME_HEADER_LEN as usize), header.len as usize)
-        };
-        Some(Ok(Frame {
+    }
+}
+
+/// Reads the frame at `pos`, which lies below `end`, and the position after
+/// it. `pos` must be a multiple of the frame alignment with `[pos, end)`
+/// published and unreleased.
+fn parse_frame(ring: &ShmRing, pos: u64, end: u64) -> Result<(Frame<'_>, u64), FrameError> {
+    let at = ring.at(pos);
+    // SAFETY: `pos < end <= write_pos` (loaded with Acquire), so a whole
+    // frame header was written there and published, and the writer does not
+    // touch it until the reader releases it; `pos` is a multiple of
+    // FRAME_ALIGN, suitable for FrameHeader.
+    let header = unsafe { at.cast::<FrameHeader>().read() };
+    let size = frame_size(u64::from(header.len));
+    if size > end - pos {
+        return Err(FrameError::Length {
+            len: header.len,
+            pos,
+        });
+    }
+    let Some(kind) = FrameKind::from_code(header.kind) else {
+        return Err(FrameError::UnknownKind {
+            code: header.kind,
+            pos,
+        });
+    };
+    // SAFETY: the payload lies within the published frame checked above
+    // (`size <= end - pos`), contiguous thanks to the double mapping; the
+    // writer does not write it before it is released, which needs the
+    // reader that the returned frame borrows.
+    let bytes = unsafe {
+        std::slice::from_raw_parts(at.add(FRAME_HEADER_LEN as usize), header.len as usize)
+    };
+    Ok((
+        Frame {
             kind,
             seq: header.seq,
             bytes,
-        }))
-    }
+        },
+        pos + size,
+    ))
 }

@@ -499,3 +499,58 @@ fn a_spinning_reader_gets_frames_and_the_end_like_a_sleeping_one() {
     late.join().unwrap();
     assert_eq!(got, [(1, b"polled".to_vec()), (2, b"slept".to_vec())]);
 }
+
+#[test]
+fn a_reader_can_hold_frames_read_on_past_them_and_release_them_later() {
+    let name = unique("hold");
+    let mut writer = RingWriter::create(&name, 4096).unwrap();
+    let mut reader = RingReader::attach(&name).unwrap();
+    for seq in 0..3u64 {
+        writer.write_bytes(seq, &[seq as u8; 20]).unwrap();
+    }
+    writer.flush();
+    // Walk the three frames without releasing them.
+    let start = reader.cursor();
+    let end = reader
+        .published_past(start, Duration::ZERO)
+        .unwrap()
+        .unwrap();
+    let mut held = Vec::new();
+    let mut pos = start;
+    while pos < end {
+        let (frame, next) = reader.frame_at(pos).unwrap();
+        assert_eq!(frame.bytes(), &[frame.seq() as u8; 20]);
+        held.push((pos, frame.seq()));
+        pos = next;
+    }
+    assert_eq!(held.iter().map(|h| h.1).collect::<Vec<_>>(), [0, 1, 2]);
+    // Nothing past them yet; the held frames are still there to read.
+    assert_eq!(
+        reader
+            .published_past(end, Duration::from_millis(5))
+            .unwrap(),
+        None
+    );
+    assert_eq!(reader.frame_at(held[1].0).unwrap().0.seq(), 1);
+    // Release the first only: the others stay readable.
+    reader.release_to(held[1].0);
+    assert_eq!(reader.cursor(), held[1].0);
+    assert_eq!(reader.frame_at(held[2].0).unwrap().0.seq(), 2);
+    // A frame written later is found past the held ones, then the end.
+    writer.write_bytes(3, b"late").unwrap();
+    writer.finish(4).unwrap();
+    let end2 = reader
+        .published_past(end, Duration::from_secs(5))
+        .unwrap()
+        .unwrap();
+    let (late, next) = reader.frame_at(end).unwrap();
+    assert_eq!((late.seq(), late.bytes()), (3, &b"late"[..]));
+    let (last, after) = reader.frame_at(next).unwrap();
+    assert_eq!(last.kind(), FrameKind::End);
+    assert_eq!(after, end2);
+    reader.release_to(end2);
+    assert!(matches!(
+        reader.published_past(end2, Duration::from_millis(5)),
+        Err(ReadError::Ended)
+    ));
+}

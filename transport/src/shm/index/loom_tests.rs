@@ -72,7 +72,7 @@ fn write_frames(ctl: &Control, data: &Data, capacity: u64, frames: u64) -> Write
 fn read_frames(ctl: &Control, data: &Data, mut r: ReaderIndex) -> Vec<u64> {
     let mut seen = Vec::new();
     loop {
-        match r.wait_for_data(ctl, Duration::from_secs(1), || {
+        match r.wait_for_data(ctl, r.cursor(), Duration::from_secs(1), || {
             panic!("the model futex never times out")
         }) {
             DataWait::Ready(end) => {
@@ -136,7 +136,8 @@ fn loom_a_flush_wakes_a_reader_and_the_writer_waits_until_drained() {
             w.wake_readers(&c);
             w.wait_for_space(&c, CAP, |_| panic!("no timeout in the model"));
         });
-        let end = match reader.wait_for_data(&ctl, Duration::from_secs(1), || None) {
+        let end = match reader.wait_for_data(&ctl, reader.cursor(), Duration::from_secs(1), || None)
+        {
             DataWait::Ready(end) => end,
             other => panic!("{other:?}"),
         };
