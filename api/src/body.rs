@@ -13,6 +13,7 @@ use rkyv::Archived;
 use crate::dispatcher::Dispatcher;
 use crate::emitter::{ArchivedInput, Emitter};
 use crate::message::{unbox, Message};
+use crate::node::BundleValues;
 
 pub(crate) struct Spout<T, F> {
     pub(crate) f: F,
@@ -79,11 +80,11 @@ where
     fn call_with(&mut self, seq: Seq, bytes: &[u8], out: &mut dyn Output) -> Result<(), BoxError> {
         let value = rkyv::access::<Archived<T>, rancor::Error>(bytes)
             .map_err(|e| format!("bad value: {e}"))?;
-        let input = ArchivedInput {
+        let inputs = [ArchivedInput {
             bytes,
             type_id: TypeId::of::<T>(),
-        };
-        let mut emitter = Emitter::with_input(out, seq, input);
+        }];
+        let mut emitter = Emitter::with_inputs(out, seq, &inputs);
         (self.f)(seq, value, &mut emitter)?;
         emitter.finish()
     }
@@ -125,6 +126,77 @@ where
         let result = self.call_with(seq, &bytes, out);
         self.scratch = bytes;
         result
+    }
+}
+
+/// A bundled worker's function that takes its values archived, in place.
+pub(crate) struct InPlaceBundled<V, U, F> {
+    pub(crate) f: F,
+    pub(crate) _type: PhantomData<fn(V) -> U>,
+}
+
+impl<V, U, F> InPlaceBundled<V, U, F>
+where
+    V: BundleValues,
+    U: Message,
+    F: for<'a> FnMut(Seq, V::Archived<'a>, &mut Emitter<'_, U>) -> Result<(), BoxError> + Send,
+{
+    /// Validates one archived value per upstream and calls the function
+    /// with them.
+    fn call_with(
+        &mut self,
+        seq: Seq,
+        values: &[&[u8]],
+        out: &mut dyn Output,
+    ) -> Result<(), BoxError> {
+        let archived = V::access(values)?;
+        let types = V::type_ids();
+        let inputs: Vec<ArchivedInput<'_>> = values
+            .iter()
+            .enumerate()
+            .map(|(i, bytes)| ArchivedInput {
+                bytes,
+                type_id: types.get(i).copied().unwrap_or(types[0]),
+            })
+            .collect();
+        let mut emitter = Emitter::with_inputs(out, seq, &inputs);
+        (self.f)(seq, archived, &mut emitter)?;
+        emitter.finish()
+    }
+}
+
+impl<V, U, F> WorkerFn for InPlaceBundled<V, U, F>
+where
+    V: BundleValues,
+    U: Message,
+    F: for<'a> FnMut(Seq, V::Archived<'a>, &mut Emitter<'_, U>) -> Result<(), BoxError> + Send,
+{
+    fn takes_archived(&self) -> bool {
+        true
+    }
+
+    fn call_archived_bundle(
+        &mut self,
+        seq: Seq,
+        values: &[&[u8]],
+        out: &mut dyn Output,
+    ) -> Result<(), BoxError> {
+        self.call_with(seq, values, out)
+    }
+
+    /// Where values are not in rings (local mode), each is archived first.
+    fn call(
+        &mut self,
+        seq: Seq,
+        input: Input<Payload>,
+        out: &mut dyn Output,
+    ) -> Result<(), BoxError> {
+        let Input::Bundle(values) = input else {
+            return Err("internal error: a bundled worker got one value".into());
+        };
+        let archived = V::archive(values)?;
+        let slices: Vec<&[u8]> = archived.iter().map(|a| a.as_slice()).collect();
+        self.call_with(seq, &slices, out)
     }
 }
 

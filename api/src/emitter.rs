@@ -27,9 +27,9 @@ fn is_root_of<U: Message>(value: &Archived<U>, input: &ArchivedInput<'_>) -> boo
 pub struct Emitter<'a, U> {
     out: &'a mut dyn Output,
     seq: Seq,
-    /// The input, archived, when the worker takes its input in place: what
-    /// [`forward`](Self::forward) sends on as it is.
-    input: Option<ArchivedInput<'a>>,
+    /// The inputs, archived, when the worker takes its input in place (one,
+    /// or a bundle's): what [`forward`](Self::forward) sends on as it is.
+    inputs: &'a [ArchivedInput<'a>],
     error: Option<BoxError>,
     _type: PhantomData<fn(U)>,
 }
@@ -57,16 +57,20 @@ impl<'a, U: Message> Emitter<'a, U> {
         Self {
             out,
             seq,
-            input: None,
+            inputs: &[],
             error: None,
             _type: PhantomData,
         }
     }
 
-    /// The emitter of a worker that was given `input` archived.
-    pub(crate) fn with_input(out: &'a mut dyn Output, seq: Seq, input: ArchivedInput<'a>) -> Self {
+    /// The emitter of a worker that was given `inputs` archived.
+    pub(crate) fn with_inputs(
+        out: &'a mut dyn Output,
+        seq: Seq,
+        inputs: &'a [ArchivedInput<'a>],
+    ) -> Self {
         Self {
-            input: Some(input),
+            inputs,
             ..Self::new(out, seq)
         }
     }
@@ -106,12 +110,14 @@ impl<'a, U: Message> Emitter<'a, U> {
         }
     }
 
-    /// Emits the input being processed as it is, with the input's id: its
+    /// Emits an input being processed as it is, with the input's id: its
     /// archived bytes go on without being decoded or archived again (in
     /// process mode they are copied once, into this node's ring). For a
     /// worker that takes its input archived
-    /// ([`Topology::worker_archived`](crate::Topology::worker_archived))
-    /// and emits values of its input's type; any other `value` is
+    /// ([`Topology::worker_archived`](crate::Topology::worker_archived), or
+    /// one value of a bundle with
+    /// [`Topology::bundled_archived`](crate::Topology::bundled_archived))
+    /// and emits values of that input's type; any other `value` is
     /// deserialised and emitted like [`emit`](Self::emit) would.
     pub fn forward(&mut self, value: &Archived<U>) {
         self.forward_at(self.seq, value);
@@ -120,7 +126,7 @@ impl<'a, U: Message> Emitter<'a, U> {
     /// Emits the input being processed as it is, with id `seq`: see
     /// [`forward`](Self::forward).
     pub fn forward_at(&mut self, seq: Seq, value: &Archived<U>) {
-        if let Some(input) = self.input.filter(|i| is_root_of::<U>(value, i)) {
+        if let Some(input) = self.inputs.iter().find(|i| is_root_of::<U>(value, i)) {
             let sent = self.out.emit_archived(seq, input.bytes);
             self.take_result(sent);
             return;

@@ -111,6 +111,6 @@ pub use emitter::Emitter;
 pub use error::Error;
 pub use launch::{Launch, Mode, Running, DEFAULT_RING_BYTES};
 pub use message::Message;
-pub use node::{Bundle, Inputs, Node, NodeRef};
+pub use node::{ArchivedBundle, Bundle, BundleValues, Inputs, Node, NodeRef};
 pub use rkyv;
 pub use topology::Topology;

@@ -1,11 +1,16 @@
 //! Typed handles on the nodes of a topology, and the shapes of a worker's
 //! inputs: one upstream, several merged, or a bundle of several types.
 
+use std::any::TypeId;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
 use clusterduck_engine::body::{BoxError, Payload};
+
+use rkyv::rancor;
+use rkyv::util::AlignedVec;
+use rkyv::Archived;
 
 use crate::message::{unbox, Message};
 
@@ -109,7 +114,7 @@ impl<T: Message> Inputs for Vec<&Node<T>> {
 /// value per upstream, in the same order.
 pub trait Bundle {
     /// The tuple of values the worker receives.
-    type Values: Send + 'static;
+    type Values: BundleValues;
 
     /// The upstreams, in order.
     fn upstreams(&self) -> Vec<NodeRef>;
@@ -117,6 +122,50 @@ pub trait Bundle {
     /// Builds the tuple from one value per upstream, in order.
     #[doc(hidden)]
     fn unpack(values: Vec<Payload>) -> Result<Self::Values, BoxError>;
+}
+
+/// What a zero-copy bundled worker
+/// ([`Topology::bundled_archived`](crate::Topology::bundled_archived))
+/// receives for a bundle of upstreams `B`: a tuple of references to the
+/// archived values (a `Vec` of them for a `Vec` of handles).
+pub type ArchivedBundle<'a, B> = <<B as Bundle>::Values as BundleValues>::Archived<'a>;
+
+/// The values of a bundle (a tuple of value types, or a `Vec` of one), as
+/// a zero-copy bundled worker reads them. Implemented for every bundle the
+/// API builds; never implement it by hand.
+pub trait BundleValues: Send + 'static {
+    /// The tuple of references to archived values.
+    type Archived<'a>;
+
+    /// Checks the archived bytes of one value per upstream, in order, and
+    /// builds the tuple of references to them.
+    #[doc(hidden)]
+    fn access<'a>(values: &[&'a [u8]]) -> Result<Self::Archived<'a>, BoxError>;
+
+    /// Archives one value per upstream, in order (where values were not in
+    /// rings).
+    #[doc(hidden)]
+    fn archive(values: Vec<Payload>) -> Result<Vec<AlignedVec>, BoxError>;
+
+    /// The types of the values, per upstream.
+    #[doc(hidden)]
+    fn type_ids() -> Vec<TypeId>;
+}
+
+/// Checks `bytes` as the archived value of upstream `index`.
+fn access_one<'a, T: Message>(
+    bytes: Option<&&'a [u8]>,
+    index: usize,
+) -> Result<&'a Archived<T>, BoxError> {
+    let bytes = bytes.ok_or("internal error: a bundle is short of values")?;
+    rkyv::access::<Archived<T>, rancor::Error>(bytes)
+        .map_err(|e| format!("bad value from upstream #{index}: {e}").into())
+}
+
+/// Archives a value of type `T`.
+fn archive_one<T: Message>(value: Option<Payload>) -> Result<AlignedVec, BoxError> {
+    let value = unbox::<T>(value.ok_or("internal error: a bundle is short of values")?)?;
+    Ok(rkyv::to_bytes::<rancor::Error>(&value)?)
 }
 
 macro_rules! bundle_tuple {
@@ -137,6 +186,30 @@ macro_rules! bundle_tuple {
                     )?;
                 )+
                 Ok(($($v,)+))
+            }
+        }
+
+        impl<$($t: Message),+> BundleValues for ($($t,)+) {
+            type Archived<'a> = ($(&'a Archived<$t>,)+);
+
+            fn access<'a>(values: &[&'a [u8]]) -> Result<Self::Archived<'a>, BoxError> {
+                let mut values = values.iter();
+                let mut index = 0;
+                $(
+                    let $v = access_one::<$t>(values.next(), index)?;
+                    index += 1;
+                )+
+                let _ = index;
+                Ok(($($v,)+))
+            }
+
+            fn archive(values: Vec<Payload>) -> Result<Vec<AlignedVec>, BoxError> {
+                let mut values = values.into_iter();
+                Ok(vec![$(archive_one::<$t>(values.next())?),+])
+            }
+
+            fn type_ids() -> Vec<TypeId> {
+                vec![$(TypeId::of::<$t>()),+]
             }
         }
     };
@@ -170,5 +243,28 @@ impl<T: Message> Bundle for Vec<&Node<T>> {
 
     fn unpack(values: Vec<Payload>) -> Result<Self::Values, BoxError> {
         values.into_iter().map(unbox::<T>).collect()
+    }
+}
+
+impl<T: Message> BundleValues for Vec<T> {
+    type Archived<'a> = Vec<&'a Archived<T>>;
+
+    fn access<'a>(values: &[&'a [u8]]) -> Result<Self::Archived<'a>, BoxError> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| access_one::<T>(Some(v), i))
+            .collect()
+    }
+
+    fn archive(values: Vec<Payload>) -> Result<Vec<AlignedVec>, BoxError> {
+        values
+            .into_iter()
+            .map(|v| archive_one::<T>(Some(v)))
+            .collect()
+    }
+
+    fn type_ids() -> Vec<TypeId> {
+        vec![TypeId::of::<T>()]
     }
 }

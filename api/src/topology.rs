@@ -12,11 +12,11 @@ use clusterduck_engine::graph::{GraphError, NodeSpec};
 use clusterduck_engine::Seq;
 use rkyv::Archived;
 
-use crate::body::{Bundled, InPlace, Merge, Spout};
+use crate::body::{Bundled, InPlace, InPlaceBundled, Merge, Spout};
 use crate::dispatcher::Dispatcher;
 use crate::emitter::Emitter;
 use crate::message::{Message, TypedCodec};
-use crate::node::{Bundle, Inputs, Node, NodeRef};
+use crate::node::{ArchivedBundle, Bundle, Inputs, Node, NodeRef};
 
 /// Gives each topology of a process its own id, so that a handle from
 /// another topology is caught.
@@ -215,6 +215,79 @@ impl Topology {
         let body = Body::Worker(Box::new(Bundled {
             f,
             unpack: B::unpack,
+            _type: PhantomData::<fn(B::Values) -> U>,
+        }));
+        self.add::<U>(
+            NodeSpec::bundled(name, names, bundling, std::any::type_name::<U>()),
+            body,
+        )
+    }
+
+    /// Adds a bundled worker that takes its values zero-copy: for each id,
+    /// its function receives a tuple of references to the values as rkyv
+    /// archived them (a `Vec` of them for a `Vec` of handles), validated,
+    /// where they lie in their upstreams' rings. Otherwise like
+    /// [`bundled`](Self::bundled): same bundling, same policies.
+    ///
+    /// The values a bundle waits for stay in their rings until it is
+    /// processed: the reorder window holds ring space, not heap. A fast
+    /// upstream therefore waits for a slow one once its ring is full of
+    /// values waiting for their bundles, and an upstream that sends its ids
+    /// out of order must find room in its own ring for every value it sends
+    /// before the one the window waits for: size
+    /// [`Launch::ring_bytes`](crate::Launch::ring_bytes) for that reordering
+    /// distance. Beyond it the upstream cannot send the id the window needs,
+    /// and the gap policy applies after the gap timeout (by default the run
+    /// fails, naming the id and that upstream); [`bundled`](Self::bundled),
+    /// which holds decoded values, has no such limit. [`Emitter::forward`]
+    /// sends one of the values on as it is. In local mode each value is
+    /// archived once before the call.
+    ///
+    /// ```
+    /// use clusterduck::{Bundling, Emitter, Launch, Topology};
+    ///
+    /// let mut t = Topology::new();
+    /// let names = t.spout("names", |out| {
+    ///     for (i, n) in ["ada", "grace"].into_iter().enumerate() {
+    ///         out.send(i as u64, n.to_string())?;
+    ///     }
+    ///     Ok(())
+    /// });
+    /// let ages = t.spout("ages", |out| {
+    ///     for (i, a) in [36u32, 85].into_iter().enumerate() {
+    ///         out.send(i as u64, a)?;
+    ///     }
+    ///     Ok(())
+    /// });
+    /// let people = t.bundled_archived(
+    ///     "people",
+    ///     (&names, &ages),
+    ///     Bundling::sequenced(0),
+    ///     |_, (name, age), out: &mut Emitter<String>| {
+    ///         out.emit(format!("{} is {}", name.as_str(), age.to_native()));
+    ///         Ok(())
+    ///     },
+    /// );
+    /// # let _ = people;
+    /// t.launch(Launch::local()).unwrap();
+    /// ```
+    pub fn bundled_archived<B, U, F>(
+        &mut self,
+        name: &str,
+        upstreams: B,
+        bundling: Bundling,
+        f: F,
+    ) -> Node<U>
+    where
+        B: Bundle,
+        U: Message,
+        F: for<'a> FnMut(Seq, ArchivedBundle<'a, B>, &mut Emitter<'_, U>) -> Result<(), BoxError>
+            + Send
+            + 'static,
+    {
+        let names = self.upstream_names(name, upstreams.upstreams());
+        let body = Body::Worker(Box::new(InPlaceBundled {
+            f,
             _type: PhantomData::<fn(B::Values) -> U>,
         }));
         self.add::<U>(

@@ -3,7 +3,7 @@
 //!
 //! - `pipe`: spout → worker (pass-through) → sink;
 //! - `join`: two spouts sending the same ids → a bundled, sequenced worker →
-//!   sink (the README's topology);
+//!   sink (the README's topology); the pair goes on as its older half;
 //! - `fanout`: one spout → four workers → one sink each.
 //!
 //! Every value carries the wall-clock time of its `send`; each sink records
@@ -305,19 +305,29 @@ pub(crate) fn run_once(config: &Config) -> Result<Figures, String> {
                 config.rate / config.slow.max(1),
                 by_ref,
             );
-            let j = t.bundled(
-                "J",
-                (&a, &b),
-                Bundling::sequenced(0).window(config.window),
-                |_, (a, b): (Sample, Sample), out: &mut Emitter<Sample>| {
-                    // A pair is as old as its older half.
-                    out.emit(Sample {
-                        sent: a.sent.min(b.sent),
-                        payload: a.payload,
-                    });
-                    Ok(())
-                },
-            );
+            let bundling = Bundling::sequenced(0).window(config.window);
+            // A pair is as old as its older half (and the halves' payloads
+            // are alike): the older goes on.
+            let j = match config.input {
+                Input::Owned => t.bundled(
+                    "J",
+                    (&a, &b),
+                    bundling,
+                    |_, (a, b): (Sample, Sample), out: &mut Emitter<Sample>| {
+                        out.emit(if a.sent <= b.sent { a } else { b });
+                        Ok(())
+                    },
+                ),
+                Input::Archived => t.bundled_archived(
+                    "J",
+                    (&a, &b),
+                    bundling,
+                    |_, (a, b), out: &mut Emitter<Sample>| {
+                        out.forward(if a.sent <= b.sent { a } else { b });
+                        Ok(())
+                    },
+                ),
+            };
             sinks.push(sink(&mut t, "K", &j, n, config.input));
         }
         Workload::Fanout => {

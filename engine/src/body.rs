@@ -127,9 +127,11 @@ pub trait WorkerFn: Send {
     ) -> Result<(), BoxError>;
 
     /// Whether the function takes its values archived, in place, through
-    /// [`call_archived`](Self::call_archived), where they lie in rings. A
-    /// plain worker whose inputs are all rings is then called with them
-    /// there, never decoded; elsewhere it is called with owned values.
+    /// [`call_archived`](Self::call_archived) (a plain worker) or
+    /// [`call_archived_bundle`](Self::call_archived_bundle) (a bundled
+    /// one), where they lie in rings. A worker whose inputs are all rings is
+    /// then called with them there, never decoded; elsewhere it is called
+    /// with owned values.
     fn takes_archived(&self) -> bool {
         false
     }
@@ -146,6 +148,19 @@ pub trait WorkerFn: Send {
     ) -> Result<(), BoxError> {
         let _ = (seq, upstream, bytes, out);
         Err("internal error: this worker takes owned values".into())
+    }
+
+    /// Processes the bundle with id `seq`, given as the archived bytes of
+    /// one value per upstream, in upstream order, where they lie in their
+    /// rings (unchecked: the function validates them).
+    fn call_archived_bundle(
+        &mut self,
+        seq: Seq,
+        values: &[&[u8]],
+        out: &mut dyn Output,
+    ) -> Result<(), BoxError> {
+        let _ = (seq, values, out);
+        Err("internal error: this worker takes owned bundles".into())
     }
 }
 

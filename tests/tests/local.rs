@@ -709,3 +709,38 @@ fn spouts_and_workers_send_copies_of_values_they_keep() {
     assert_eq!(*lines.lock().unwrap(), ["0", "01", "012", "0123", "01234"]);
     assert_eq!(*totals.lock().unwrap(), [1, 3, 6, 10, 15]);
 }
+
+#[test]
+fn archived_bundles_see_the_values_of_every_upstream_in_order() {
+    let _w = watchdog("archived-bundles", LIMIT);
+    let mut t = Topology::new();
+    let ups: Vec<Node<u64>> = (0..3)
+        .map(|k| {
+            t.spout(&format!("S{k}"), move |out| {
+                // Each upstream sends the ids in its own order.
+                let mut ids: Vec<u64> = (0..30).collect();
+                ids.rotate_left(k * 7);
+                for i in ids {
+                    out.send(i, i * 10 + k as u64)?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    let j = t.bundled_archived(
+        "J",
+        ups.iter().collect::<Vec<_>>(),
+        Bundling::sequenced(0),
+        |seq, values, out: &mut Emitter<u64>| {
+            let numbers: Vec<u64> = values.iter().map(|v| v.to_native()).collect();
+            assert_eq!(numbers, [seq * 10, seq * 10 + 1, seq * 10 + 2]);
+            // The middle one goes on as it is.
+            out.forward(values[1]);
+            Ok(())
+        },
+    );
+    let (seen, watch) = collector::<u64>();
+    t.launch(Launch::local().debug(&j, watch)).unwrap();
+    let expected: Vec<u64> = (0..30).map(|i| i * 10 + 1).collect();
+    assert_eq!(*seen.lock().unwrap(), expected);
+}

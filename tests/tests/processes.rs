@@ -139,6 +139,24 @@ fn workers_take_values_archived_in_place_and_forward_them() {
 }
 
 #[test]
+fn a_bundled_worker_joins_values_held_in_place_in_their_rings() {
+    let _w = watchdog("joined", LIMIT);
+    let dir = fresh_dir("joined");
+    // Rings of 4 MiB hold every value the window waits for; rings of a page
+    // (about 60 words) fill while J holds A's words for B's reversed blocks
+    // of 100: A then waits for J to release them, and nothing is lost.
+    for ring in ["4194304", "4096"] {
+        let (status, out, err) = run(&["joined", "20000", ring, dir.to_str().unwrap()]);
+        assert!(status.success(), "rings of {ring} bytes: {err}");
+        assert_eq!(
+            out.trim(),
+            "K joined 20000 in order",
+            "rings of {ring} bytes: {err}"
+        );
+    }
+}
+
+#[test]
 fn a_failing_archived_worker_names_node_and_seq() {
     let _w = watchdog("archived-fail", LIMIT);
     let dir = fresh_dir("archived-fail");

@@ -136,6 +136,7 @@ impl LocalRun {
                         } else {
                             "bundled"
                         },
+                        spec: spec.clone(),
                         core: NodeCore::new(spec),
                         body,
                         inputs: inputs[id]

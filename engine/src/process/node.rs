@@ -329,6 +329,7 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<i32, String> {
                     "bundled"
                 },
                 core: NodeCore::new(&spec),
+                spec: spec.clone(),
                 body,
                 inputs,
                 upstream_names: spec.upstreams.clone().into(),

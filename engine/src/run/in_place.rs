@@ -3,13 +3,11 @@
 //! decoded, copied or queued. Only a plain worker (nothing to bundle or
 //! reorder) whose every input is a ring runs this way.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
-
 use super::edge::TICK;
 use super::inlet::{BadInput, RING_POLL};
-use super::worker::WorkerTask;
-use super::{node_failure, NodeOutput};
-use crate::report::{Failure, NodeReport};
+use super::worker::{call_guarded, WorkerTask};
+use super::NodeOutput;
+use crate::report::NodeReport;
 
 /// Why the loop stops early.
 enum Halt {
@@ -119,20 +117,15 @@ impl<O: NodeOutput> WorkerTask<O> {
         } = self;
         let result = inputs[u].visit(wait, ended, |seq, bytes| {
             report.messages_in += 1;
-            let call = catch_unwind(AssertUnwindSafe(|| {
-                body.call_archived(seq, u, bytes, &mut *output)
-            }));
-            match node_failure(call) {
-                None => Ok(()),
-                Some(message) => {
-                    control.fail(Failure::Node {
-                        node: name.clone(),
-                        seq: Some(seq),
-                        message: message.clone(),
-                    });
-                    Err(Halt::Failed(message))
-                }
-            }
+            call_guarded(
+                &mut **body,
+                &mut *output,
+                control,
+                name,
+                seq,
+                |body, out| body.call_archived(seq, u, bytes, out),
+            )
+            .map_err(Halt::Failed)
         });
         match result {
             Ok(got) => Ok(got),

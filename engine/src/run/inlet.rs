@@ -131,6 +131,28 @@ impl Inlet {
         visit_frames(read, broken, ended, self.batch, visit)
     }
 
+    /// The ring of a ring inlet, and its broken flag, for a reader that
+    /// holds frames (see `run::held`).
+    pub(crate) fn reader_mut(&mut self) -> Option<(&mut RingReader, &mut bool)> {
+        match &mut self.source {
+            Source::Ring { reader, broken, .. } => Some((reader, broken)),
+            Source::Edge(_) => None,
+        }
+    }
+
+    /// The ring of a ring inlet.
+    pub(crate) fn reader(&self) -> Option<&RingReader> {
+        match &self.source {
+            Source::Ring { reader, .. } => Some(reader),
+            Source::Edge(_) => None,
+        }
+    }
+
+    /// The most values taken at one read.
+    pub(crate) fn batch(&self) -> usize {
+        self.batch
+    }
+
     fn is_edge(&self) -> bool {
         matches!(self.source, Source::Edge(_))
     }

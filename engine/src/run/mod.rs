@@ -3,6 +3,7 @@
 //! values, a sink for policy events, and the run's control.
 
 pub(crate) mod edge;
+mod held;
 mod in_place;
 pub(crate) mod inlet;
 pub(crate) mod spout;

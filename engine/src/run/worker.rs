@@ -8,15 +8,18 @@ use std::time::Instant;
 use super::edge::TICK;
 use super::inlet::{wait_any, BadInput, Inbox, Inlet};
 use super::{node_failure, policy_event, EventSink, NodeOutput, RunControl};
-use crate::body::{Payload, WorkerFn};
+use crate::body::{BoxError, Output, Payload, WorkerFn};
 use crate::bundle::Notice;
+use crate::graph::NodeSpec;
 use crate::node::{NodeCore, Step};
 use crate::report::{IncompleteBundle, NodeReport, LISTED_INCOMPLETE};
+use crate::Seq;
 
 /// Everything a worker thread owns.
 pub(crate) struct WorkerTask<O> {
     pub(crate) name: String,
     pub(crate) kind: &'static str,
+    pub(crate) spec: NodeSpec,
     pub(crate) core: NodeCore<Payload>,
     pub(crate) body: Box<dyn WorkerFn>,
     pub(crate) inputs: Vec<Inlet>,
@@ -31,6 +34,9 @@ impl<O: NodeOutput> WorkerTask<O> {
     pub(crate) fn run(mut self) -> NodeReport {
         if self.runs_in_place() {
             return self.run_in_place();
+        }
+        if self.runs_held() {
+            return self.run_held();
         }
         let mut report = NodeReport {
             name: self.name.clone(),
@@ -151,49 +157,88 @@ impl<O: NodeOutput> WorkerTask<O> {
     /// Carries out one step; an error is the node's failure message.
     fn step(&mut self, step: Step<Payload>, report: &mut NodeReport) -> Result<(), String> {
         match step {
-            Step::Run { seq, input } => {
-                let body = &mut self.body;
-                let output = &mut self.output;
-                let result = catch_unwind(AssertUnwindSafe(|| body.call(seq, input, output)));
-                if let Some(message) = node_failure(result) {
-                    self.control.fail(crate::report::Failure::Node {
-                        node: self.name.clone(),
-                        seq: Some(seq),
-                        message: message.clone(),
-                    });
-                    return Err(message);
-                }
-                Ok(())
-            }
+            Step::Run { seq, input } => self.call(seq, |body, out| body.call(seq, input, out)),
             Step::Notice(notice) => {
-                if let Notice::Incomplete { seq, missing } = &notice {
-                    if report.incomplete.len() < LISTED_INCOMPLETE {
-                        report.incomplete.push(IncompleteBundle {
-                            seq: *seq,
-                            missing: missing
-                                .iter()
-                                .map(|i| self.upstream_names[*i].clone())
-                                .collect(),
-                        });
-                    }
-                }
-                self.send_event(notice);
+                self.notice(notice, report);
                 Ok(())
             }
-            Step::Fatal(notice) => {
-                let failure =
-                    crate::report::Failure::from_notice(&self.name, &notice, &self.upstream_names);
-                let message = failure.to_string();
-                self.send_event(notice);
-                self.control.fail(failure);
-                Err(message)
+            Step::Fatal(notice) => Err(self.fatal(notice)),
+        }
+    }
+
+    /// Calls the node's function on the input with id `seq`, through
+    /// `call`; a failure or panic fails the run, and is the node's failure
+    /// message.
+    pub(super) fn call(
+        &mut self,
+        seq: Seq,
+        call: impl FnOnce(&mut dyn WorkerFn, &mut dyn Output) -> Result<(), BoxError>,
+    ) -> Result<(), String> {
+        call_guarded(
+            &mut *self.body,
+            &mut self.output,
+            &self.control,
+            &self.name,
+            seq,
+            call,
+        )
+    }
+
+    /// Reports what a policy did; processing goes on.
+    pub(super) fn notice(&mut self, notice: Notice, report: &mut NodeReport) {
+        if let Notice::Incomplete { seq, missing } = &notice {
+            if report.incomplete.len() < LISTED_INCOMPLETE {
+                report.incomplete.push(IncompleteBundle {
+                    seq: *seq,
+                    missing: missing
+                        .iter()
+                        .map(|i| self.upstream_names[*i].clone())
+                        .collect(),
+                });
             }
         }
+        self.send_event(notice);
+    }
+
+    /// A policy failed the run: tells the run, returns the node's failure
+    /// message.
+    pub(super) fn fatal(&mut self, notice: Notice) -> String {
+        let failure =
+            crate::report::Failure::from_notice(&self.name, &notice, &self.upstream_names);
+        let message = failure.to_string();
+        self.send_event(notice);
+        self.control.fail(failure);
+        message
     }
 
     fn send_event(&mut self, notice: Notice) {
         if let Some(sink) = &mut self.events {
             sink.event(policy_event(&self.name, notice, &self.upstream_names));
+        }
+    }
+}
+
+/// Calls node `name`'s function `body` on the input with id `seq`, through
+/// `call`; a failure or panic fails the run, and is the node's failure
+/// message. (Takes the task's parts, for callers that hold its inputs.)
+pub(super) fn call_guarded(
+    body: &mut dyn WorkerFn,
+    output: &mut dyn Output,
+    control: &RunControl,
+    name: &str,
+    seq: Seq,
+    call: impl FnOnce(&mut dyn WorkerFn, &mut dyn Output) -> Result<(), BoxError>,
+) -> Result<(), String> {
+    let result = catch_unwind(AssertUnwindSafe(|| call(body, output)));
+    match node_failure(result) {
+        None => Ok(()),
+        Some(message) => {
+            control.fail(crate::report::Failure::Node {
+                node: name.to_owned(),
+                seq: Some(seq),
+                message: message.clone(),
+            });
+            Err(message)
         }
     }
 }

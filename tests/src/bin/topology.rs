@@ -15,6 +15,12 @@
 //!   worker `W` passes them on, and `K`, with nodes taking at most `BATCH`
 //!   values per read, checks that they come in order and, at the last one,
 //!   emits the count, which the debugger prints as `K counted <count>`.
+//! - `joined N RING_BYTES DIR`: spout `A` sends words `0..N` in order,
+//!   spout `B` numbers `0..N` in reversed blocks of 100; bundled worker `J`
+//!   takes each pair archived, in place (sequenced, rings of `RING_BYTES`),
+//!   and forwards the word when its number matches; sink `K` checks that the
+//!   words come in order, and at the last prints `K joined <count> in order`
+//!   through the debugger.
 //! - `archived N FAIL_AT DIR`: spout `S` sends words `0..N` (an id and a
 //!   text), one value refilled and sent by reference; worker `W` takes them archived, in place, forwards the even ones
 //!   as they are and emits the odd ones with their text upper-cased (and
@@ -25,7 +31,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clusterduck::{Emitter, Launch, Topology};
+use clusterduck::{Bundling, Emitter, Launch, Topology};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -38,6 +44,7 @@ fn main() -> ExitCode {
         "mismatch" => (3, rest[0].clone(), None),
         "batched" => return batched(rest),
         "archived" => return archived(rest),
+        "joined" => return joined(rest),
         other => panic!("unknown topology {other}"),
     };
     let mut t = Topology::new();
@@ -172,6 +179,55 @@ fn archived(rest: &[String]) -> ExitCode {
         .debug(&k, move |_, upper| {
             println!("K saw {n} words, {upper} upper-cased")
         });
+    finish(t.launch(launch))
+}
+
+fn joined(rest: &[String]) -> ExitCode {
+    let n: u64 = rest[0].parse().expect("N");
+    let ring_bytes: usize = rest[1].parse().expect("RING_BYTES");
+    let mut t = Topology::new();
+    let a = t.spout("A", move |out| {
+        for i in 0..n {
+            let text = format!("word {i}");
+            out.send(i, Word { id: i, text })?;
+        }
+        Ok(())
+    });
+    let b = t.spout("B", move |out| {
+        for block in (0..n).step_by(100) {
+            for i in (block..(block + 100).min(n)).rev() {
+                out.send(i, i)?;
+            }
+        }
+        Ok(())
+    });
+    let j = t.bundled_archived(
+        "J",
+        (&a, &b),
+        Bundling::sequenced(0),
+        |seq, (word, number), out: &mut Emitter<Word>| {
+            if word.id.to_native() != seq || number.to_native() != seq {
+                return Err(format!("bundle {seq}: word {}, number {number}", word.id).into());
+            }
+            out.forward(word);
+            Ok(())
+        },
+    );
+    let mut next = 0;
+    let k = t.worker_archived("K", &j, move |seq, word, out: &mut Emitter<u64>| {
+        if seq != next || word.text.as_str() != format!("word {next}") {
+            return Err(format!("got {seq} {:?} where {next} was due", word.text.as_str()).into());
+        }
+        next += 1;
+        if next == n {
+            out.emit(next);
+        }
+        Ok(())
+    });
+    let launch = Launch::processes()
+        .dir(&rest[2])
+        .ring_bytes(ring_bytes)
+        .debug(&k, |_, count| println!("K joined {count} in order"));
     finish(t.launch(launch))
 }
 
