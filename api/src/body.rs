@@ -9,6 +9,7 @@ use clusterduck_engine::Seq;
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
 use rkyv::Archived;
+use smallvec::SmallVec;
 
 use crate::dispatcher::Dispatcher;
 use crate::emitter::{ArchivedInput, Emitter};
@@ -132,6 +133,8 @@ where
 /// A bundled worker's function that takes its values archived, in place.
 pub(crate) struct InPlaceBundled<V, U, F> {
     pub(crate) f: F,
+    /// The type of each upstream's values (of all, for a `Vec` bundle).
+    pub(crate) types: Vec<TypeId>,
     pub(crate) _type: PhantomData<fn(V) -> U>,
 }
 
@@ -150,8 +153,8 @@ where
         out: &mut dyn Output,
     ) -> Result<(), BoxError> {
         let archived = V::access(values)?;
-        let types = V::type_ids();
-        let inputs: Vec<ArchivedInput<'_>> = values
+        let types = &self.types;
+        let inputs: SmallVec<[ArchivedInput<'_>; 8]> = values
             .iter()
             .enumerate()
             .map(|(i, bytes)| ArchivedInput {
@@ -195,7 +198,7 @@ where
             return Err("internal error: a bundled worker got one value".into());
         };
         let archived = V::archive(values)?;
-        let slices: Vec<&[u8]> = archived.iter().map(|a| a.as_slice()).collect();
+        let slices: SmallVec<[&[u8]; 8]> = archived.iter().map(|a| a.as_slice()).collect();
         self.call_with(seq, &slices, out)
     }
 }

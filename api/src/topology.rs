@@ -16,7 +16,7 @@ use crate::body::{Bundled, InPlace, InPlaceBundled, Merge, Spout};
 use crate::dispatcher::Dispatcher;
 use crate::emitter::Emitter;
 use crate::message::{Message, TypedCodec};
-use crate::node::{ArchivedBundle, Bundle, Inputs, Node, NodeRef};
+use crate::node::{ArchivedBundle, Bundle, BundleValues, Inputs, Node, NodeRef};
 
 /// Gives each topology of a process its own id, so that a handle from
 /// another topology is caught.
@@ -288,6 +288,7 @@ impl Topology {
         let names = self.upstream_names(name, upstreams.upstreams());
         let body = Body::Worker(Box::new(InPlaceBundled {
             f,
+            types: <B::Values as BundleValues>::type_ids(),
             _type: PhantomData::<fn(B::Values) -> U>,
         }));
         self.add::<U>(

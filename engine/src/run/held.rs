@@ -15,6 +15,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use clusterduck_transport::{FrameKind, ReadError};
+use smallvec::SmallVec;
 
 use super::edge::TICK;
 use super::inlet::{BadInput, RING_POLL};
@@ -228,7 +229,7 @@ impl<O: NodeOutput> WorkerTask<O> {
         let Input::Bundle(held) = input else {
             return Err("internal error: a bundled worker got one value".into());
         };
-        let mut frames = Vec::with_capacity(held.len());
+        let mut frames: SmallVec<[&[u8]; 8]> = SmallVec::with_capacity(held.len());
         for h in &held {
             let ring = self.inputs[h.upstream].reader().expect("a ring inlet");
             match ring.frame_at(h.pos) {
@@ -237,13 +238,14 @@ impl<O: NodeOutput> WorkerTask<O> {
             }
         }
         // The frames borrow the inlets; the call, the body and the output.
+        let frames = &frames[..];
         call_guarded(
             &mut *self.body,
             &mut self.output,
             &self.control,
             &self.name,
             seq,
-            |body, out| body.call_archived_bundle(seq, &frames, out),
+            |body, out| body.call_archived_bundle(seq, frames, out),
         )
     }
 
