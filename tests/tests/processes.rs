@@ -149,11 +149,20 @@ fn a_bundled_worker_joins_values_held_in_place_in_their_rings() {
         let (status, out, err) = run(&["joined", "20000", ring, dir.to_str().unwrap()]);
         assert!(status.success(), "rings of {ring} bytes: {err}");
         assert_eq!(
-            out.trim(),
-            "K joined 20000 in order",
+            out.lines().collect::<Vec<_>>(),
+            ["K joined 20000 in order", "J skipped 0"],
             "rings of {ring} bytes: {err}"
         );
     }
+    // B never sends 7: after the gap timeout J skips it, and A's word 7,
+    // held in A's ring, is let go with it.
+    let (status, out, err) = run(&["joined", "2000", "4096", dir.to_str().unwrap(), "gap"]);
+    assert!(status.success(), "{err}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["K joined 1999 in order", "J skipped 1"],
+        "{err}"
+    );
 }
 
 #[test]

@@ -186,16 +186,19 @@ impl<O: NodeOutput> WorkerTask<O> {
             // (a short slice when others may have values meanwhile), until
             // the gap deadline at the latest.
             self.output.flush();
+            let until_deadline = |slice: Duration| {
+                core.deadline().map_or(slice, |d| {
+                    slice.min(d.saturating_duration_since(Instant::now()))
+                })
+            };
             let Some(&u) = wanted.first() else {
-                std::thread::sleep(TICK);
+                // Nothing accepted: the table waits for its gap deadline.
+                std::thread::sleep(until_deadline(TICK));
                 now = self.clock(&core, now);
                 continue;
             };
             current = (u + 1) % n;
-            let mut slice = if wanted.len() == 1 { TICK } else { RING_POLL };
-            if let Some(deadline) = core.deadline() {
-                slice = slice.min(deadline.saturating_duration_since(Instant::now()));
-            }
+            let slice = until_deadline(if wanted.len() == 1 { TICK } else { RING_POLL });
             let at = Reading {
                 next: &mut next[u],
                 ended: &mut ended[u],

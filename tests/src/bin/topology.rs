@@ -15,12 +15,14 @@
 //!   worker `W` passes them on, and `K`, with nodes taking at most `BATCH`
 //!   values per read, checks that they come in order and, at the last one,
 //!   emits the count, which the debugger prints as `K counted <count>`.
-//! - `joined N RING_BYTES DIR`: spout `A` sends words `0..N` in order,
-//!   spout `B` numbers `0..N` in reversed blocks of 100; bundled worker `J`
-//!   takes each pair archived, in place (sequenced, rings of `RING_BYTES`),
-//!   and forwards the word when its number matches; sink `K` checks that the
-//!   words come in order, and at the last prints `K joined <count> in order`
-//!   through the debugger.
+//! - `joined N RING_BYTES DIR [gap]`: spout `A` sends words `0..N` in
+//!   order, spout `B` numbers `0..N` in reversed blocks of 100 (without 7
+//!   with `gap`); bundled worker `J` takes each pair archived, in place
+//!   (sequenced, rings of `RING_BYTES`; with `gap`, gaps skipped after
+//!   100 ms), and forwards the word; sink `K` checks that the words come in
+//!   order (7 skipped with `gap`) and at the last prints `K joined <count>
+//!   in order` through the debugger; the master prints J's skipped gaps as
+//!   `J skipped <gaps>`.
 //! - `archived N FAIL_AT DIR`: spout `S` sends words `0..N` (an id and a
 //!   text), one value refilled and sent by reference; worker `W` takes them archived, in place, forwards the even ones
 //!   as they are and emits the odd ones with their text upper-cased (and
@@ -31,7 +33,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clusterduck::{Bundling, Emitter, Launch, Topology};
+use clusterduck::{Bundling, Emitter, GapPolicy, Launch, Topology};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -185,6 +187,8 @@ fn archived(rest: &[String]) -> ExitCode {
 fn joined(rest: &[String]) -> ExitCode {
     let n: u64 = rest[0].parse().expect("N");
     let ring_bytes: usize = rest[1].parse().expect("RING_BYTES");
+    let gap = rest.get(3).map(String::as_str) == Some("gap");
+    let missing = if gap { Some(7) } else { None };
     let mut t = Topology::new();
     let a = t.spout("A", move |out| {
         for i in 0..n {
@@ -196,15 +200,23 @@ fn joined(rest: &[String]) -> ExitCode {
     let b = t.spout("B", move |out| {
         for block in (0..n).step_by(100) {
             for i in (block..(block + 100).min(n)).rev() {
-                out.send(i, i)?;
+                if Some(i) != missing {
+                    out.send(i, i)?;
+                }
             }
         }
         Ok(())
     });
+    let mut bundling = Bundling::sequenced(0);
+    if gap {
+        bundling = bundling
+            .gap_timeout(Duration::from_millis(100))
+            .on_gap(GapPolicy::Skip);
+    }
     let j = t.bundled_archived(
         "J",
         (&a, &b),
-        Bundling::sequenced(0),
+        bundling,
         |seq, (word, number), out: &mut Emitter<Word>| {
             if word.id.to_native() != seq || number.to_native() != seq {
                 return Err(format!("bundle {seq}: word {}, number {number}", word.id).into());
@@ -213,14 +225,18 @@ fn joined(rest: &[String]) -> ExitCode {
             Ok(())
         },
     );
-    let mut next = 0;
+    let (mut next, mut count) = (0, 0);
     let k = t.worker_archived("K", &j, move |seq, word, out: &mut Emitter<u64>| {
+        if Some(next) == missing {
+            next += 1;
+        }
         if seq != next || word.text.as_str() != format!("word {next}") {
             return Err(format!("got {seq} {:?} where {next} was due", word.text.as_str()).into());
         }
         next += 1;
+        count += 1;
         if next == n {
-            out.emit(next);
+            out.emit(count);
         }
         Ok(())
     });
@@ -228,7 +244,14 @@ fn joined(rest: &[String]) -> ExitCode {
         .dir(&rest[2])
         .ring_bytes(ring_bytes)
         .debug(&k, |_, count| println!("K joined {count} in order"));
-    finish(t.launch(launch))
+    let result = t.launch(launch);
+    if let Ok(report) = &result {
+        println!(
+            "J skipped {}",
+            report.node("J").map_or(0, |j| j.policy.gaps)
+        );
+    }
+    finish(result)
 }
 
 fn finish(result: Result<clusterduck::RunReport, clusterduck::Error>) -> ExitCode {
