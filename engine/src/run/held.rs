@@ -237,7 +237,15 @@ impl<O: NodeOutput> WorkerTask<O> {
             let ring = self.inputs[h.upstream].reader().expect("a ring inlet");
             match ring.frame_at(h.pos) {
                 Ok((frame, _)) => frames.push(frame.bytes()),
-                Err(e) => return Err(format!("a held value was lost: {e}")),
+                Err(e) => {
+                    let message = format!("a held value was lost: {e}");
+                    self.control.fail(crate::report::Failure::Node {
+                        node: self.name.clone(),
+                        seq: Some(seq),
+                        message: message.clone(),
+                    });
+                    return Err(message);
+                }
             }
         }
         // The frames borrow the inlets; the call, the body and the output.
