@@ -150,12 +150,11 @@ impl RingReader {
         assert!(
             self.cursor() <= from && from <= to && to - self.cursor() <= self.capacity() as u64
         );
-        // SAFETY: `[from, to)` lies between the cursor and a published
-        // position (the caller's contract; the assert bounds it by the
-        // capacity), so it was completely written and published (Acquire in
-        // `poll`/`wait`), and the writer does not touch it until we release
-        // it, which takes `&mut self`; it is contiguous thanks to the double
-        // mapping and at most `capacity` long.
+        // `[from, to)` lies between the cursor and a published position (the
+        // caller's contract; the assert bounds it by the capacity), so it was
+        // completely written and published (Acquire in `poll`/`wait`).
+        // SAFETY: the writer leaves it alone until we release it (`&mut
+        // self`); contiguous (double mapping), at most `capacity` long.
         unsafe { std::slice::from_raw_parts(self.ring.at(from), (to - from) as usize) }
     }
 
@@ -491,10 +490,9 @@ impl<'b> Iterator for Frames<'b> {
 /// published and unreleased.
 fn parse_frame(ring: &ShmRing, pos: u64, end: u64) -> Result<(Frame<'_>, u64), FrameError> {
     let at = ring.at(pos);
-    // SAFETY: `pos < end <= write_pos` (loaded with Acquire), so a whole
-    // frame header was written there and published, and the writer does not
-    // touch it until the reader releases it; `pos` is a multiple of
-    // FRAME_ALIGN, suitable for FrameHeader.
+    // `pos < end <= write_pos` (loaded with Acquire): a whole frame header
+    // was written there and published, and stays until the reader releases it.
+    // SAFETY: readable as above; `pos` is a multiple of FRAME_ALIGN.
     let header = unsafe { at.cast::<FrameHeader>().read() };
     let size = frame_size(u64::from(header.len));
     if size > end - pos {
@@ -509,10 +507,9 @@ fn parse_frame(ring: &ShmRing, pos: u64, end: u64) -> Result<(Frame<'_>, u64), F
             pos,
         });
     };
-    // SAFETY: the payload lies within the published frame checked above
-    // (`size <= end - pos`), contiguous thanks to the double mapping; the
-    // writer does not write it before it is released, which needs the
-    // reader that the returned frame borrows.
+    // The payload lies within the published frame checked above (`size <=
+    // end - pos`); releasing it needs the reader the returned frame borrows.
+    // SAFETY: published and unreleased as above; contiguous (double mapping).
     let bytes = unsafe {
         std::slice::from_raw_parts(at.add(FRAME_HEADER_LEN as usize), header.len as usize)
     };

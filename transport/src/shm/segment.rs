@@ -202,10 +202,10 @@ impl ShmRing {
         }
         let prot = if writable_data { rw } else { libc::PROT_READ };
         for half in 0..2 {
+            // Both halves are fully backed: `header_len` is page-aligned and
+            // the file holds `header_len + capacity` bytes.
             // SAFETY: MAP_FIXED replaces part of our own reservation (no Rust
-            // object lives there) with the file's data region; `header_len`
-            // is page-aligned and the file holds `header_len + capacity`
-            // bytes, so both halves are fully backed.
+            // object lives there) with the file's data region.
             let got = unsafe {
                 libc::mmap(
                     reserve.cast::<u8>().add(half * capacity).cast(),

@@ -164,11 +164,10 @@ impl RingWriter {
         let free = self.index.free().saturating_sub(FRAME_HEADER_LEN) as usize;
         let pos = self.index.published();
         let room = free.min(max);
-        // SAFETY: the `room` bytes after the frame header at `pos` lie below
-        // the writer's limit: no reader reads them until they are published,
-        // and this writer is their only writer. `at` is valid for
-        // `2 * capacity - offset >= capacity` bytes, and `room + header <=
-        // capacity`.
+        // The `room` bytes after the header at `pos` lie below the writer's
+        // limit, unpublished; `at` is valid for `2 * capacity - offset >=
+        // capacity` bytes, and `room + header <= capacity`.
+        // SAFETY: in bounds as above; no reader reads them before publishing.
         let ring = unsafe {
             std::slice::from_raw_parts_mut(self.ring.at(pos).add(FRAME_HEADER_LEN as usize), room)
         };
@@ -286,10 +285,11 @@ impl RingWriter {
             self.wait_for_space(need);
         }
         let pos = self.index.published();
-        // SAFETY: `need` bytes at `pos` are below the writer's limit (waited
+        // `need` bytes at `pos` are below the writer's limit (waited
         // for above), so no reader reads them, and they are contiguous (double
         // mapping, `need <= capacity`); `bytes` is ours and cannot overlap the
         // ring's free space, which nobody else may reference.
+        // SAFETY: the destination is ours alone and in bounds, as above.
         unsafe {
             std::ptr::copy_nonoverlapping(
                 bytes.as_ptr(),

@@ -101,11 +101,12 @@ impl Landing {
         }
         if n > room {
             let extra = &spill[..n - room];
-            // SAFETY: the `extra.len()` bytes after the room are below the
+            // The `extra.len()` bytes after the room are below the
             // credit granted (checked above), so ring memory below the limit,
             // unpublished, that only this side writes; `at` is valid for
             // `capacity` bytes and `n <= capacity`. The spill is our own
             // buffer: no overlap.
+            // SAFETY: unpublished ring memory only we write, in bounds, as above.
             unsafe {
                 std::ptr::copy_nonoverlapping(
                     extra.as_ptr(),
@@ -117,11 +118,12 @@ impl Landing {
         self.received += n as u64;
         let start = self.base + self.parsed;
         let len = (self.received - self.parsed) as usize;
-        // SAFETY: `[start, start + len)` is ring memory below the limit the
+        // `[start, start + len)` is ring memory below the limit the
         // credit was granted against, not yet published: no reader reads it
         // and only this side writes it (the receive into it has completed).
         // It is at most `capacity` long, contiguous thanks to the double
         // mapping, and `at` is valid for `capacity` bytes.
+        // SAFETY: unpublished, completely received ring memory, as above.
         let bytes = unsafe { std::slice::from_raw_parts(self.writer.at(start), len) };
         let walk = protocol::walk(bytes, self.max_payload)
             .map_err(|e| LinkError::frame(self.peer, offset_by(e, self.parsed)))?;

@@ -56,10 +56,11 @@ pub(crate) fn recv_two(fd: RawFd, dst: *mut u8, len: usize, spill: &mut [u8]) ->
     msg.msg_iov = iov.as_mut_ptr();
     msg.msg_iovlen = if spill.is_empty() { 1 } else { 2 };
     loop {
-        // SAFETY: both vectors point at memory valid for writes of their
+        // Both vectors point at memory valid for writes of their
         // length for the call: `dst` by the caller's contract (see
         // `Landing::room`), `spill` as a borrowed slice; the kernel writes
         // nothing after the call returns.
+        // SAFETY: both vectors are valid for writes during the call, as above.
         let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) };
         if n >= 0 {
             return Ok(n as usize);

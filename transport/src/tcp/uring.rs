@@ -179,10 +179,11 @@ pub(crate) fn send(mut out: Outbox, stream: TcpStream) -> Result<LinkStats, Link
                         .flags(libc::MSG_NOSIGNAL | libc::MSG_WAITALL)
                         .build()
                         .user_data(SEND);
-                    // SAFETY: `next` hands out published, unreleased ring
+                    // `next` hands out published, unreleased ring
                     // bytes: they stay mapped and unchanged until `complete`
                     // releases them, after this send's completion; the
                     // reader (in `out`) outlives the driver's operations.
+                    // SAFETY: the bytes stay mapped and unchanged until completion, as above.
                     unsafe { driver.push(send) };
                     out.queue(n);
                     sending = Some(n);
@@ -327,11 +328,12 @@ pub(crate) fn receive(mut land: Landing, stream: TcpStream) -> Result<LinkStats,
                 let recv = opcode::RecvMsg::new(fd, &mut bufs.msg)
                     .build()
                     .user_data(RECV);
-                // SAFETY: the first vector is the mirror's free space below
+                // The first vector is the mirror's free space below
                 // the credit granted, which only this side writes and which
                 // stays mapped while `land` lives (it outlives the driver's
                 // operations); the message, vectors and spill are boxed and
                 // outlive them too (`quiesce`).
+                // SAFETY: every buffer outlives the operation, as above.
                 unsafe { driver.push(recv) };
                 receiving = Some(room);
             }
