@@ -14,11 +14,11 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use clusterduck_transport::{FrameKind, ReadError};
+use clusterduck_transport::FrameKind;
 use smallvec::SmallVec;
 
 use super::edge::TICK;
-use super::inlet::{BadInput, RING_POLL};
+use super::inlet::{read_failed, BadInput, RING_POLL};
 use super::worker::{call_guarded, WorkerTask};
 use super::NodeOutput;
 use crate::node::{Input, NodeCore, Step};
@@ -296,28 +296,11 @@ impl<O: NodeOutput> WorkerTask<O> {
         let end = match ring.published_past(*next, wait.unwrap_or(Duration::ZERO)) {
             Ok(Some(end)) => end,
             Ok(None) => return Ok(false),
-            Err(ReadError::Ended) => {
-                *ended = true;
-                return Ok(true);
-            }
-            Err(ReadError::Frame(e)) => {
-                return Err(BadInput {
-                    seq: None,
-                    message: format!("bad frame: {e}"),
-                })
-            }
-            Err(e) => {
-                eprintln!("clusterduck: reading an upstream: {e}");
-                *broken = true;
-                return Ok(false);
-            }
+            Err(e) => return read_failed(e, ended, broken),
         };
         let mut taken = 0;
         while *next < end && taken < batch && !*ended && core.accepts(u) {
-            let (frame, after) = ring.frame_at(*next).map_err(|e| BadInput {
-                seq: None,
-                message: format!("bad frame: {e}"),
-            })?;
+            let (frame, after) = ring.frame_at(*next).map_err(BadInput::frame)?;
             let (kind, seq) = (frame.kind(), frame.seq());
             let index = ledgers.borrow_mut()[u].hold(after);
             let held = Held {
@@ -334,12 +317,7 @@ impl<O: NodeOutput> WorkerTask<O> {
                 }
                 // Done with at once: dropping it says so.
                 FrameKind::End => *ended = true,
-                other => {
-                    return Err(BadInput {
-                        seq: Some(seq),
-                        message: format!("unexpected {other:?} frame"),
-                    })
-                }
+                other => return Err(BadInput::unexpected(other, seq)),
             }
             taken += 1;
         }

@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clusterduck_transport::{Batch, FrameKind, ReadError, RingReader};
+use clusterduck_transport::{Batch, FrameError, FrameKind, ReadError, RingReader};
 use crossbeam_channel::Select;
 
 use super::edge::{EdgeRx, Msg};
@@ -69,6 +69,46 @@ impl Inbox {
 pub(crate) struct BadInput {
     pub(crate) seq: Option<Seq>,
     pub(crate) message: String,
+}
+
+impl BadInput {
+    /// A frame whose header does not hold.
+    pub(crate) fn frame(e: FrameError) -> Self {
+        Self {
+            seq: None,
+            message: format!("bad frame: {e}"),
+        }
+    }
+
+    /// A frame of a kind that has no place in a node's input.
+    pub(crate) fn unexpected(kind: FrameKind, seq: Seq) -> Self {
+        Self {
+            seq: Some(seq),
+            message: format!("unexpected {kind:?} frame"),
+        }
+    }
+}
+
+/// What a failed ring read means for a node: the stream ended (`ended`;
+/// counts as something read), the upstream is gone (`broken`: the master
+/// reports why), or a frame the node fails with.
+pub(crate) fn read_failed(
+    e: ReadError,
+    ended: &mut bool,
+    broken: &mut bool,
+) -> Result<bool, BadInput> {
+    match e {
+        ReadError::Ended => {
+            *ended = true;
+            Ok(true)
+        }
+        ReadError::Frame(e) => Err(BadInput::frame(e)),
+        e => {
+            eprintln!("clusterduck: reading an upstream: {e}");
+            *broken = true;
+            Ok(false)
+        }
+    }
 }
 
 impl Inlet {
@@ -222,37 +262,18 @@ fn visit_frames<E: From<BadInput>>(
     limit: usize,
     mut visit: impl FnMut(Seq, &[u8]) -> Result<(), E>,
 ) -> Result<bool, E> {
-    let bad_frame = |e| BadInput {
-        seq: None,
-        message: format!("bad frame: {e}"),
-    };
     let mut batch = match read {
         Ok(Some(batch)) => batch,
         Ok(None) => return Ok(false),
-        Err(ReadError::Ended) => {
-            *ended = true;
-            return Ok(true);
-        }
-        Err(ReadError::Frame(e)) => return Err(bad_frame(e).into()),
-        Err(e) => {
-            eprintln!("clusterduck: reading an upstream: {e}");
-            *broken = true;
-            return Ok(false);
-        }
+        Err(e) => return read_failed(e, ended, broken).map_err(E::from),
     };
     batch.limit(limit);
     for frame in batch.iter() {
-        let frame = frame.map_err(bad_frame)?;
+        let frame = frame.map_err(BadInput::frame)?;
         match frame.kind() {
             FrameKind::Data => visit(frame.seq(), frame.bytes())?,
             FrameKind::End => *ended = true,
-            other => {
-                return Err(BadInput {
-                    seq: Some(frame.seq()),
-                    message: format!("unexpected {other:?} frame"),
-                }
-                .into())
-            }
+            other => return Err(BadInput::unexpected(other, frame.seq()).into()),
         }
     }
     Ok(true)
