@@ -4,6 +4,7 @@ use std::any::TypeId;
 use std::marker::PhantomData;
 
 use clusterduck_engine::body::{BoxError, Output, Payload, SpoutFn, WorkerFn};
+use clusterduck_engine::bundle::BundleVec;
 use clusterduck_engine::node::Input;
 use clusterduck_engine::Seq;
 use rkyv::rancor;
@@ -208,7 +209,7 @@ where
 /// have to outlive the run).
 pub(crate) struct Bundled<V, U, F> {
     pub(crate) f: F,
-    pub(crate) unpack: fn(Vec<Payload>) -> Result<V, BoxError>,
+    pub(crate) unpack: fn(BundleVec<Payload>) -> Result<V, BoxError>,
     pub(crate) _type: PhantomData<fn(V) -> U>,
 }
 

@@ -7,6 +7,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use clusterduck_engine::body::{BoxError, Payload};
+use clusterduck_engine::bundle::BundleVec;
 
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
@@ -121,7 +122,7 @@ pub trait Bundle {
 
     /// Builds the tuple from one value per upstream, in order.
     #[doc(hidden)]
-    fn unpack(values: Vec<Payload>) -> Result<Self::Values, BoxError>;
+    fn unpack(values: BundleVec<Payload>) -> Result<Self::Values, BoxError>;
 }
 
 /// What a zero-copy bundled worker
@@ -145,7 +146,7 @@ pub trait BundleValues: Send + 'static {
     /// Archives one value per upstream, in order (where values were not in
     /// rings).
     #[doc(hidden)]
-    fn archive(values: Vec<Payload>) -> Result<Vec<AlignedVec>, BoxError>;
+    fn archive(values: BundleVec<Payload>) -> Result<Vec<AlignedVec>, BoxError>;
 
     /// The types of the values, per upstream.
     #[doc(hidden)]
@@ -178,7 +179,7 @@ macro_rules! bundle_tuple {
                 vec![$($v.to_ref()),+]
             }
 
-            fn unpack(values: Vec<Payload>) -> Result<Self::Values, BoxError> {
+            fn unpack(values: BundleVec<Payload>) -> Result<Self::Values, BoxError> {
                 let mut values = values.into_iter();
                 $(
                     let $v = unbox::<$t>(
@@ -203,7 +204,7 @@ macro_rules! bundle_tuple {
                 Ok(($($v,)+))
             }
 
-            fn archive(values: Vec<Payload>) -> Result<Vec<AlignedVec>, BoxError> {
+            fn archive(values: BundleVec<Payload>) -> Result<Vec<AlignedVec>, BoxError> {
                 let mut values = values.into_iter();
                 Ok(vec![$(archive_one::<$t>(values.next())?),+])
             }
@@ -241,7 +242,7 @@ impl<T: Message> Bundle for Vec<&Node<T>> {
         self.iter().map(|n| n.to_ref()).collect()
     }
 
-    fn unpack(values: Vec<Payload>) -> Result<Self::Values, BoxError> {
+    fn unpack(values: BundleVec<Payload>) -> Result<Self::Values, BoxError> {
         values.into_iter().map(unbox::<T>).collect()
     }
 }
@@ -257,7 +258,7 @@ impl<T: Message> BundleValues for Vec<T> {
             .collect()
     }
 
-    fn archive(values: Vec<Payload>) -> Result<Vec<AlignedVec>, BoxError> {
+    fn archive(values: BundleVec<Payload>) -> Result<Vec<AlignedVec>, BoxError> {
         values
             .into_iter()
             .map(|v| archive_one::<T>(Some(v)))

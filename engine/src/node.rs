@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use crate::bundle::{BundleTable, Notice, PolicyCounts, TableEvent};
+use crate::bundle::{BundleTable, BundleVec, Notice, PolicyCounts, TableEvent};
 use crate::graph::{NodeKind, NodeSpec};
 use crate::Seq;
 
@@ -18,7 +18,7 @@ pub enum Input<V> {
         value: V,
     },
     /// One value from every upstream, in upstream order (a bundled worker).
-    Bundle(Vec<V>),
+    Bundle(BundleVec<V>),
 }
 
 /// The next thing a node must do.

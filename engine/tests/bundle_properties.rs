@@ -51,7 +51,7 @@ fn drive(
     loop {
         while let Some(event) = table.poll(now) {
             match event {
-                TableEvent::Bundle { seq, values } => out.delivered.push((seq, values)),
+                TableEvent::Bundle { seq, values } => out.delivered.push((seq, values.into_vec())),
                 TableEvent::Notice(Notice::Gap { seq, .. }) => out.gaps.push(seq),
                 TableEvent::Notice(Notice::Incomplete { seq, .. }) => out.incomplete.push(seq),
                 TableEvent::Notice(Notice::Duplicate { .. }) => out.duplicates += 1,

@@ -38,7 +38,7 @@ fn delivers_in_order_whatever_the_arrival_order() {
         events[0],
         TableEvent::Bundle {
             seq: 10,
-            values: vec![("a", 10), ("b", 10)]
+            values: vec![("a", 10), ("b", 10)].into()
         }
     );
 }
@@ -64,7 +64,7 @@ fn duplicate_is_dropped_and_counted() {
         events[1],
         TableEvent::Bundle {
             seq: 1,
-            values: vec!["first", "b1"]
+            values: vec!["first", "b1"].into()
         },
         "the first value is kept"
     );
@@ -269,7 +269,7 @@ fn ids_nobody_sent_after_the_last_complete_bundle_are_passed_over() {
         vec![
             TableEvent::Bundle {
                 seq: 0,
-                values: vec![0, 0]
+                values: vec![0, 0].into()
             },
             TableEvent::Notice(Notice::Incomplete {
                 seq: 2,

@@ -11,7 +11,10 @@ fn drain<V>(table: &mut BundleTable<V>, now: Instant) -> Vec<TableEvent<V>> {
 }
 
 fn bundle<V>(seq: u64, values: Vec<V>) -> TableEvent<V> {
-    TableEvent::Bundle { seq, values }
+    TableEvent::Bundle {
+        seq,
+        values: values.into(),
+    }
 }
 
 #[test]

@@ -74,7 +74,7 @@ pub enum TableEvent<V> {
         /// The bundle's id.
         seq: Seq,
         /// The values, indexed by upstream.
-        values: Vec<V>,
+        values: super::BundleVec<V>,
     },
     /// A policy acted; processing goes on.
     Notice(Notice),

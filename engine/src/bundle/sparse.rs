@@ -199,7 +199,7 @@ impl<V> SparseTable<V> {
             self.remember(seq);
             self.events.push_back(TableEvent::Bundle {
                 seq,
-                values: vec![value],
+                values: std::iter::once(value).collect(),
             });
             return;
         }

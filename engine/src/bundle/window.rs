@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use super::config::{Bundling, GapPolicy};
+use super::BundleVec;
 use super::event::{Notice, PolicyCounts, TableEvent};
 use crate::Seq;
 
@@ -290,9 +291,9 @@ impl<V> ReorderWindow<V> {
     }
 
     /// Takes the values of a complete slot, in upstream order.
-    fn take_complete(&mut self, slot: usize) -> Vec<V> {
+    fn take_complete(&mut self, slot: usize) -> BundleVec<V> {
         let cells = slot * self.upstreams..(slot + 1) * self.upstreams;
-        let values: Vec<V> = self.values[cells]
+        let values: BundleVec<V> = self.values[cells]
             .iter_mut()
             .filter_map(Option::take)
             .collect();

@@ -20,7 +20,7 @@ use smallvec::SmallVec;
 use super::edge::TICK;
 use super::inlet::{read_failed, BadInput, RING_POLL};
 use super::worker::{call_guarded, WorkerTask};
-use super::NodeOutput;
+use super::{NodeOutput, Upstreams};
 use crate::node::{Input, NodeCore, Step};
 use crate::report::NodeReport;
 
@@ -158,7 +158,7 @@ impl<O: NodeOutput> WorkerTask<O> {
                 continue;
             }
             // Read what is there from the accepted upstreams, without waiting.
-            let wanted: Vec<usize> = (0..n)
+            let wanted: Upstreams = (0..n)
                 .map(|i| (current + i) % n)
                 .filter(|u| !ended[*u] && core.accepts(*u) && !self.inputs[*u].is_broken())
                 .collect();

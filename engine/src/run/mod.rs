@@ -18,6 +18,10 @@ use crate::bundle::Notice;
 use crate::report::{Failure, PolicyEvent};
 use crate::stop::StopSignal;
 
+/// Which of a node's upstreams to read next, by index: built at every turn
+/// of a loop, so kept inline.
+pub(crate) type Upstreams = smallvec::SmallVec<[usize; 8]>;
+
 /// What the threads of a run (or of a node process) share: the stop signal
 /// and the first failure.
 #[derive(Debug, Default)]

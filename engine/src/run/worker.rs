@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use super::edge::TICK;
 use super::inlet::{wait_any, BadInput, Inbox, Inlet};
-use super::{node_failure, policy_event, EventSink, NodeOutput, RunControl};
+use super::{node_failure, policy_event, EventSink, NodeOutput, RunControl, Upstreams};
 use crate::body::{BoxError, Output, Payload, WorkerFn};
 use crate::bundle::Notice;
 use crate::graph::NodeSpec;
@@ -100,7 +100,7 @@ impl<O: NodeOutput> WorkerTask<O> {
                 continue;
             }
             // Read the upstreams that are empty and accepted, without waiting.
-            let wanted: Vec<usize> = (0..n)
+            let wanted: Upstreams = (0..n)
                 .map(|i| (current + i) % n)
                 .filter(|u| {
                     !inbox[*u].ended
