@@ -90,6 +90,7 @@ pub fn send_ring(
     backend: IoBackend,
 ) -> Result<LinkStats, LinkError> {
     let peer = stream.peer_addr().map_err(LinkError::NotConnected)?;
+    no_delay(&stream);
     let out = outbox::Outbox::new(reader, peer);
     let result = match backend {
         IoBackend::Uring => uring::send(out, stream),
@@ -118,10 +119,22 @@ pub fn receive_into_ring(
     backend: IoBackend,
 ) -> Result<LinkStats, LinkError> {
     let peer = stream.peer_addr().map_err(LinkError::NotConnected)?;
+    no_delay(&stream);
     let land = landing::Landing::new(writer, peer);
     let result = match backend {
         IoBackend::Uring => uring::receive(land, stream),
         IoBackend::Epoll => epoll::receive(land, stream),
     };
     result.inspect_err(|e| eprintln!("clusterduck: tcp receive: {e}"))
+}
+
+/// Frames go out as soon as they are published, credit as soon as it is
+/// granted: no holding back small sends until the last are acknowledged
+/// (Nagle's algorithm, which with the peer's delayed acknowledgements
+/// stalls a trickle of frames for 40 ms at a time). Best effort: a socket
+/// that refuses still carries the stream.
+fn no_delay(stream: &TcpStream) {
+    if let Err(e) = stream.set_nodelay(true) {
+        eprintln!("clusterduck: tcp link: TCP_NODELAY refused ({e}): small frames may wait");
+    }
 }
