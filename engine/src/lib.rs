@@ -18,8 +18,8 @@
 //! assert_eq!(table.poll(now), None); // 1 waits for 0
 //! table.offer(1, 0, "b0", now);
 //! table.offer(0, 0, "a0", now);
-//! assert_eq!(table.poll(now), Some(TableEvent::Bundle { seq: 0, values: vec!["a0", "b0"] }));
-//! assert_eq!(table.poll(now), Some(TableEvent::Bundle { seq: 1, values: vec!["a1", "b1"] }));
+//! assert_eq!(table.poll(now), Some(TableEvent::Bundle { seq: 0, values: vec!["a0", "b0"].into() }));
+//! assert_eq!(table.poll(now), Some(TableEvent::Bundle { seq: 1, values: vec!["a1", "b1"].into() }));
 //! ```
 
 pub mod body;
