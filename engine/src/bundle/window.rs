@@ -5,8 +5,8 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use super::config::{Bundling, GapPolicy};
-use super::BundleVec;
 use super::event::{Notice, PolicyCounts, TableEvent};
+use super::BundleVec;
 use crate::Seq;
 
 /// A sequenced bundling table.
