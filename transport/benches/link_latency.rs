@@ -24,45 +24,17 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::thread;
-use std::time::{Duration, Instant};
 
 use clusterduck_transport::auth::{self, Secret};
 use clusterduck_transport::tcp::{self, IoBackend};
 use clusterduck_transport::{FrameKind, RingName, RingReader, RingWriter};
 
+mod common;
+
+use common::{backend, monotonic_ns, paced, parse_quantiles, quantiles};
+
 const RING: usize = 4 << 20;
 const STAMP: usize = 8;
-
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec to write; CLOCK_MONOTONIC exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-/// p50, p99, p99.9 of `latencies` (nanoseconds), as one line.
-fn quantiles(mut latencies: Vec<u64>) -> String {
-    latencies.sort_unstable();
-    let q = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
-    format!("{} {} {}", q(0.5), q(0.99), q(0.999))
-}
-
-/// Calls `write(i)` for `i` in `0..frames`, one every `1/rate` seconds.
-fn paced(frames: u64, rate: u64, mut write: impl FnMut(u64)) {
-    let start = Instant::now();
-    let period = Duration::from_nanos(1_000_000_000 / rate);
-    for i in 0..frames {
-        let due = start + period * i as u32;
-        let now = Instant::now();
-        if now < due {
-            thread::sleep(due - now);
-        }
-        write(i);
-    }
-}
 
 /// Link reader: a mirror ring fed by `receive_into_ring`, read by this
 /// thread; prints the address, then the quantiles.
@@ -205,18 +177,7 @@ fn measure(hosts: &Hosts, kind: &str, backend: IoBackend, frames: u64, rate: u64
     let mut line = String::new();
     out.read_line(&mut line).expect("the reader's figures");
     reader.wait().expect("the reader ends");
-    let mut it = line
-        .split_whitespace()
-        .map(|v| v.parse::<f64>().expect("a number") / 1e3);
-    [(); 3].map(|_| it.next().expect("three figures"))
-}
-
-fn backend(s: &str) -> IoBackend {
-    if s == "uring" {
-        IoBackend::Uring
-    } else {
-        IoBackend::Epoll
-    }
+    parse_quantiles(&line)
 }
 
 fn main() {

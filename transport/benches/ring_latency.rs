@@ -15,22 +15,16 @@
 
 use std::io::Read;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clusterduck_transport::{FrameKind, RingName, RingReader, RingWriter};
 
+mod common;
+
+use common::{monotonic_ns, paced, parse_quantiles, quantiles};
+
 const ROLE: &str = "RING_LATENCY_READER";
 const FRAMES: u64 = 200_000;
-
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec to write; CLOCK_MONOTONIC exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
 
 /// The child: reads every frame of run `name`'s ring, prints p50 p99 p99.9 in nanoseconds.
 fn reader(name: &str, spin: bool) {
@@ -62,9 +56,7 @@ fn reader(name: &str, spin: bool) {
             latencies.push(now.saturating_sub(u64::from_le_bytes(stamp)));
         }
     }
-    latencies.sort_unstable();
-    let q = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
-    println!("{} {} {}", q(0.5), q(0.99), q(0.999));
+    println!("{}", quantiles(latencies));
 }
 
 fn measure(rate: u64, spin: bool) -> [f64; 3] {
@@ -80,18 +72,11 @@ fn measure(rate: u64, spin: bool) -> [f64; 3] {
     writer
         .wait_for_readers(1, Duration::from_secs(10))
         .expect("the reader attaches");
-    let start = Instant::now();
-    let period = Duration::from_nanos(1_000_000_000 / rate);
-    for i in 0..FRAMES {
-        let due = start + period * i as u32;
-        let now = Instant::now();
-        if now < due {
-            std::thread::sleep(due - now);
-        }
+    paced(FRAMES, rate, |i| {
         writer
             .write_bytes(i, &monotonic_ns().to_le_bytes())
-            .expect("write");
-    }
+            .expect("write")
+    });
     writer.finish(FRAMES).expect("finish");
     let mut out = String::new();
     child
@@ -101,11 +86,7 @@ fn measure(rate: u64, spin: bool) -> [f64; 3] {
         .read_to_string(&mut out)
         .expect("the reader's figures");
     child.wait().expect("the reader ends");
-    let line = out.lines().last().expect("figures");
-    let mut it = line
-        .split_whitespace()
-        .map(|v| v.parse::<f64>().expect("a number") / 1e3);
-    [(); 3].map(|_| it.next().expect("three figures"))
+    parse_quantiles(out.lines().last().expect("figures"))
 }
 
 fn main() {

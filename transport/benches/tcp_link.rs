@@ -19,6 +19,10 @@ use clusterduck_transport::auth::{self, Secret};
 use clusterduck_transport::tcp::{self, IoBackend};
 use clusterduck_transport::{ReadError, RingName, RingReader, RingWriter};
 
+mod common;
+
+use common::backend;
+
 const FRAME: usize = 4096;
 const RING: usize = 4 << 20;
 
@@ -272,23 +276,15 @@ fn test_hosts_up() -> bool {
             .is_ok_and(|s| s.success())
 }
 
-fn parse_backend(s: &str) -> IoBackend {
-    if s == "uring" {
-        IoBackend::Uring
-    } else {
-        IoBackend::Epoll
-    }
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(at) = args.iter().position(|a| a == "--role") {
         match args[at + 1].as_str() {
-            "receive" => role_receive(&args[at + 2], parse_backend(&args[at + 3])),
+            "receive" => role_receive(&args[at + 2], backend(&args[at + 3])),
             "send" => role_send(
                 &args[at + 2],
                 args[at + 3].parse().expect("frames"),
-                parse_backend(&args[at + 4]),
+                backend(&args[at + 4]),
             ),
             other => panic!("unknown role {other}"),
         }
