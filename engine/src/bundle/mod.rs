@@ -14,16 +14,16 @@ mod window;
 
 use std::time::Instant;
 
-/// The values of one bundle, one per upstream in upstream order: held
-/// inline up to four upstreams, so that a bundle costs no allocation.
-pub type BundleVec<V> = smallvec::SmallVec<[V; 4]>;
-
 pub use config::{Bundling, GapPolicy, Order, OverflowPolicy, DEFAULT_GAP_TIMEOUT, DEFAULT_WINDOW};
 pub use event::{Notice, PolicyCounts, TableEvent};
 pub use sparse::SparseTable;
 pub use window::ReorderWindow;
 
 use crate::Seq;
+
+/// The values of one bundle, one per upstream in upstream order: held
+/// inline up to four upstreams, so that a bundle costs no allocation.
+pub type BundleVec<V> = smallvec::SmallVec<[V; 4]>;
 
 /// The bundling table of one node: a reorder window when sequenced, a
 /// bounded map otherwise.
