@@ -87,8 +87,8 @@ pub(crate) fn serve(
                     }
                 };
                 let peer = peer_of(&stream);
-                // Frames go out as soon as they are published: no waiting
-                // for the peer's acknowledgement of the last ones (Nagle).
+                // The handshake's messages go out at once (the link itself
+                // turns Nagle off for its frames and credit: `send_ring`).
                 let _ = stream.set_nodelay(true);
                 let _ = stream.set_read_timeout(Some(HANDSHAKE));
                 let consumer = match auth::accept(&mut stream, &secret) {
