@@ -31,7 +31,7 @@ use clusterduck_transport::{FrameKind, RingName, RingReader, RingWriter};
 
 mod common;
 
-use common::{backend, monotonic_ns, paced, parse_quantiles, quantiles};
+use common::{accept_into_mirror, backend, monotonic_ns, paced, parse_quantiles, quantiles};
 
 const RING: usize = 4 << 20;
 const STAMP: usize = 8;
@@ -41,12 +41,7 @@ const STAMP: usize = 8;
 fn role_link_reader(listen: &str, backend: IoBackend) {
     let secret = Secret::from_bytes([5; 32]);
     let name = RingName::new(&format!("linklat{}", std::process::id()), "mirror").unwrap();
-    let mirror = RingWriter::create(&name, RING).unwrap();
-    let mut ring = RingReader::attach(&name).unwrap();
-    let listener = TcpListener::bind(listen).unwrap();
-    println!("{}", listener.local_addr().unwrap());
-    let (mut stream, _) = listener.accept().unwrap();
-    auth::accept(&mut stream, &secret).unwrap();
+    let (mirror, mut ring, stream) = accept_into_mirror(listen, &name, RING, &secret);
     let receiver = thread::spawn(move || tcp::receive_into_ring(stream, mirror, backend));
     let mut latencies = Vec::new();
     'read: while let Ok(batch) = ring.read() {

@@ -21,7 +21,7 @@ use clusterduck_transport::{ReadError, RingName, RingReader, RingWriter};
 
 mod common;
 
-use common::backend;
+use common::{accept_into_mirror, backend};
 
 const FRAME: usize = 4096;
 const RING: usize = 4 << 20;
@@ -139,12 +139,7 @@ fn parse_iperf3(json: &str) -> Result<f64, String> {
 fn role_receive(listen: &str, backend: IoBackend) {
     let secret = Secret::from_bytes([3; 32]);
     let mname = name("mirror-ns", 0);
-    let mirror = RingWriter::create(&mname, RING).unwrap();
-    let mut consumer = RingReader::attach(&mname).unwrap();
-    let listener = TcpListener::bind(listen).unwrap();
-    println!("{}", listener.local_addr().unwrap());
-    let (mut stream, _) = listener.accept().unwrap();
-    auth::accept(&mut stream, &secret).unwrap();
+    let (mirror, mut consumer, stream) = accept_into_mirror(listen, &mname, RING, &secret);
     let start = Instant::now();
     let receiver = thread::spawn(move || tcp::receive_into_ring(stream, mirror, backend).unwrap());
     let mut got = 0u64;

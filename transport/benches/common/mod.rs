@@ -6,7 +6,30 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
+use std::net::{TcpListener, TcpStream};
+
+use clusterduck_transport::auth::{self, Secret};
 use clusterduck_transport::tcp::IoBackend;
+use clusterduck_transport::{RingName, RingReader, RingWriter};
+
+/// The receiving end of a link, up to its first frame: a mirror ring of
+/// `bytes` named `name` with a reader attached, and the stream of the one
+/// connection accepted on `listen` (whose address is printed first, for the
+/// parent) once it proved it knows `secret`.
+pub(crate) fn accept_into_mirror(
+    listen: &str,
+    name: &RingName,
+    bytes: usize,
+    secret: &Secret,
+) -> (RingWriter, RingReader, TcpStream) {
+    let mirror = RingWriter::create(name, bytes).unwrap();
+    let reader = RingReader::attach(name).unwrap();
+    let listener = TcpListener::bind(listen).unwrap();
+    println!("{}", listener.local_addr().unwrap());
+    let (mut stream, _) = listener.accept().unwrap();
+    auth::accept(&mut stream, secret).unwrap();
+    (mirror, reader, stream)
+}
 
 /// The monotonic clock in nanoseconds: one clock for every process of this
 /// machine, whatever its network namespace.
