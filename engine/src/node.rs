@@ -123,6 +123,38 @@ impl<V> NodeCore<V> {
         }
     }
 
+    /// For a sequenced bundled node: the id of the bundle that values
+    /// arriving now would complete and deliver at once, with nothing else
+    /// pending (see [`BundleTable::lockstep_seq`]). `None` for other nodes.
+    pub fn lockstep_seq(&self) -> Option<Seq> {
+        match &self.join {
+            Join::Merge { .. } => None,
+            Join::Bundle(table) => table.lockstep_seq(),
+        }
+    }
+
+    /// Whether `upstream`'s values wait in the bundling table for the other
+    /// upstreams' (see [`BundleTable::leads`]). False for other nodes.
+    pub fn leads(&self, upstream: usize) -> bool {
+        match &self.join {
+            Join::Merge { .. } => false,
+            Join::Bundle(table) => table.leads(upstream),
+        }
+    }
+
+    /// Records that the runtime called the function on bundle `seq`, which
+    /// [`lockstep_seq`](Self::lockstep_seq) gave, without offering its
+    /// values.
+    ///
+    /// # Panics
+    /// If `seq` is not the lockstep id.
+    pub fn delivered_in_lockstep(&mut self, seq: Seq) {
+        match &mut self.join {
+            Join::Merge { .. } => panic!("bundle {seq} delivered to a merging node"),
+            Join::Bundle(table) => table.delivered_in_lockstep(seq),
+        }
+    }
+
     /// When [`poll`](Self::poll) must be called again even if nothing
     /// arrives (a gap timeout).
     pub fn deadline(&self) -> Option<Instant> {

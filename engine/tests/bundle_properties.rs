@@ -30,15 +30,23 @@ struct Outcome {
     duplicates: usize,
     late: usize,
     late_seqs: BTreeSet<u64>,
+    /// Bundles the driver ran itself, in lockstep.
+    in_lockstep: usize,
 }
 
 /// Feeds the scripts to the table in the interleaving `picks` chooses; when
 /// no upstream can be read, the virtual clock jumps by the gap timeout.
+///
+/// With `lockstep`, the driver does what the runtime's held loop does: when
+/// the table names a lockstep id and every upstream's next value has it, the
+/// driver runs that bundle itself; and upstreams that lead are read only
+/// when no other can be.
 fn drive(
     upstreams: usize,
     config: Bundling,
     scripts: &[Script],
     picks: &[usize],
+    lockstep: bool,
 ) -> Result<Outcome, TestCaseError> {
     let window = config.window_len();
     let mut table = BundleTable::new(upstreams, config);
@@ -70,9 +78,32 @@ fn drive(
         if table.is_finished() {
             return Ok(out);
         }
-        let ready: Vec<usize> = (0..upstreams)
+        // The value an upstream sends next says who sent it, for which id,
+        // and which copy.
+        let tag = |u: usize, cursor: usize| {
+            let seq = scripts[u][cursor];
+            let copy = scripts[u][..cursor].iter().filter(|s| **s == seq).count();
+            (u, seq, copy)
+        };
+        if let Some(seq) = table.lockstep_seq().filter(|_| lockstep) {
+            if (0..upstreams).all(|u| !ended[u] && scripts[u].get(cursor[u]) == Some(&seq)) {
+                let values = (0..upstreams).map(|u| tag(u, cursor[u])).collect();
+                for c in &mut cursor {
+                    *c += 1;
+                }
+                table.delivered_in_lockstep(seq);
+                out.delivered.push((seq, values));
+                out.in_lockstep += 1;
+                continue;
+            }
+        }
+        let mut ready: Vec<usize> = (0..upstreams)
             .filter(|u| !ended[*u] && table.accepts(*u))
             .collect();
+        let behind: Vec<usize> = ready.iter().copied().filter(|u| !table.leads(*u)).collect();
+        if lockstep && !behind.is_empty() {
+            ready = behind;
+        }
         if ready.is_empty() {
             idle += 1;
             prop_assert!(idle < 100_000, "no progress");
@@ -82,12 +113,7 @@ fn drive(
         let u = ready[pick.next().copied().unwrap_or(0) % ready.len()];
         match scripts[u].get(cursor[u]) {
             Some(&seq) => {
-                // The value says who sent it, for which id, and which copy.
-                let copy = scripts[u][..cursor[u]]
-                    .iter()
-                    .filter(|s| **s == seq)
-                    .count();
-                table.offer(u, seq, (u, seq, copy), now);
+                table.offer(u, seq, tag(u, cursor[u]), now);
                 cursor[u] += 1;
             }
             None => {
@@ -183,9 +209,10 @@ proptest! {
     fn sequenced_every_id_accounted_once_and_in_order(
         (upstreams, scripts, window) in (1usize..5).prop_flat_map(|u| (Just(u), scripts(u, 120), 1usize..40)),
         picks in prop::collection::vec(any::<usize>(), 1..64),
+        lockstep in any::<bool>(),
     ) {
         let config = Bundling::sequenced(0).window(window).gap_timeout(TIMEOUT).on_gap(GapPolicy::Skip);
-        let out = drive(upstreams, config, &scripts, &picks)?;
+        let out = drive(upstreams, config, &scripts, &picks, lockstep)?;
         check_accounting(&scripts, &out)?;
         let order: Vec<u64> = out.delivered.iter().map(|(s, _)| *s).collect();
         prop_assert!(order.windows(2).all(|w| w[0] < w[1]), "out of order: {:?}", order);
@@ -195,6 +222,7 @@ proptest! {
     fn sequenced_complete_streams_within_the_window_lose_nothing(
         (upstreams, scripts) in (1usize..5).prop_flat_map(|u| (Just(u), scripts(u, 150))),
         picks in prop::collection::vec(any::<usize>(), 1..64),
+        lockstep in any::<bool>(),
     ) {
         // Every upstream sends every id; reordering spans at most 8 ids.
         let scripts: Vec<Script> = scripts
@@ -210,7 +238,7 @@ proptest! {
             })
             .collect();
         let config = Bundling::sequenced(0).window(16).gap_timeout(TIMEOUT);
-        let out = drive(upstreams, config, &scripts, &picks)?;
+        let out = drive(upstreams, config, &scripts, &picks, lockstep)?;
         check_accounting(&scripts, &out)?;
         let order: Vec<u64> = out.delivered.iter().map(|(s, _)| *s).collect();
         prop_assert_eq!(order, (0..150).collect::<Vec<_>>());
@@ -230,7 +258,33 @@ proptest! {
         let hash = |s: u64| (s ^ salt).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
         let scripts: Vec<Script> = scripts.iter().map(|s| s.iter().map(|x| hash(*x)).collect()).collect();
         let config = Bundling::unordered().window(window).gap_timeout(TIMEOUT).on_gap(GapPolicy::Skip);
-        let out = drive(upstreams, config, &scripts, &picks)?;
+        let out = drive(upstreams, config, &scripts, &picks, true)?;
         check_accounting(&scripts, &out)?;
+        prop_assert_eq!(out.in_lockstep, 0, "an unordered table has no lockstep");
+    }
+
+    #[test]
+    fn sequenced_streams_in_order_run_in_lockstep_once_the_window_drains(
+        upstreams in 2usize..5,
+        n in 40u64..200,
+        reversed in 2u64..16,
+        picks in prop::collection::vec(any::<usize>(), 1..64),
+    ) {
+        // Every upstream sends 0..n in order, but upstream 0 sends its
+        // first ids reversed: those go through the table, and whatever the
+        // interleaving, the window drains and the rest runs in lockstep.
+        let mut scripts: Vec<Script> = (0..upstreams).map(|_| (0..n).collect()).collect();
+        scripts[0][..reversed as usize].reverse();
+        let window = 16;
+        let config = Bundling::sequenced(0).window(window).gap_timeout(TIMEOUT);
+        let out = drive(upstreams, config, &scripts, &picks, true)?;
+        check_accounting(&scripts, &out)?;
+        let order: Vec<u64> = out.delivered.iter().map(|(s, _)| *s).collect();
+        prop_assert_eq!(order, (0..n).collect::<Vec<_>>());
+        prop_assert!(
+            out.in_lockstep as u64 >= n - reversed - window as u64,
+            "{} of {} bundles in lockstep", out.in_lockstep, n
+        );
+        prop_assert_eq!(out.duplicates + out.late + out.gaps.len() + out.incomplete.len(), 0);
     }
 }

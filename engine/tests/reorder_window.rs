@@ -308,3 +308,79 @@ fn while_draining_gaps_left_by_stopped_spouts_are_skipped_not_fatal() {
     );
     assert!(t.is_finished());
 }
+
+#[test]
+fn an_idle_window_names_the_id_that_upstreams_in_lockstep_complete_at_once() {
+    let now = Instant::now();
+    let mut t = BundleTable::new(2, Bundling::sequenced(5).window(8));
+    assert_eq!(t.lockstep_seq(), Some(5));
+    // The driver runs bundles 5 and 6 itself: the head moves on.
+    t.delivered_in_lockstep(5);
+    t.delivered_in_lockstep(6);
+    assert_eq!(t.lockstep_seq(), Some(7));
+    assert!(
+        drain(&mut t, now).is_empty(),
+        "the driver's bundles are not events"
+    );
+    // A value stored, or a bundle waiting to be polled: not idle.
+    t.offer(0, 7, "a7", now);
+    assert_eq!(t.lockstep_seq(), None);
+    t.offer(1, 7, "b7", now);
+    assert_eq!(t.lockstep_seq(), None, "bundle 7 waits to be polled");
+    assert_eq!(seqs(&drain(&mut t, now)), vec![7]);
+    assert_eq!(t.lockstep_seq(), Some(8));
+    // An id the driver ran is late when it comes again.
+    t.offer(0, 6, "a6", now);
+    assert_eq!(
+        drain(&mut t, now),
+        vec![TableEvent::Notice(Notice::Late {
+            seq: 6,
+            upstream: 0
+        })]
+    );
+    assert_eq!(t.counts().late, 1);
+    // Once an upstream has ended, the table must see every id.
+    t.end(1, now);
+    assert_eq!(t.lockstep_seq(), None);
+}
+
+#[test]
+fn a_held_back_value_or_an_unordered_table_is_never_in_lockstep() {
+    let now = Instant::now();
+    let mut t = BundleTable::new(2, Bundling::sequenced(0).window(4));
+    t.offer(0, 9, "ahead", now);
+    assert_eq!(t.buffered(), 1);
+    assert_eq!(t.lockstep_seq(), None);
+    let unordered: BundleTable<()> = BundleTable::new(2, Bundling::unordered());
+    assert_eq!(unordered.lockstep_seq(), None);
+    assert!(!unordered.leads(0));
+}
+
+#[test]
+#[should_panic(expected = "bundle 3 delivered out of lockstep")]
+fn delivering_another_id_than_the_lockstep_one_panics() {
+    let mut t: BundleTable<()> = BundleTable::new(2, Bundling::sequenced(0).window(4));
+    t.delivered_in_lockstep(3);
+}
+
+#[test]
+fn an_upstream_leads_while_its_values_wait_for_an_upstream_with_none_stored() {
+    let now = Instant::now();
+    let mut t = BundleTable::new(3, Bundling::sequenced(0).window(8));
+    assert!(!(0..3).any(|u| t.leads(u)), "nothing stored, nobody leads");
+    t.offer(0, 0, 'a', now);
+    t.offer(0, 1, 'a', now);
+    t.offer(1, 1, 'b', now);
+    assert!(t.leads(0) && t.leads(1), "C has sent nothing");
+    assert!(!t.leads(2));
+    t.offer(2, 0, 'c', now);
+    assert!(
+        !(0..3).any(|u| t.leads(u)),
+        "every upstream has a value stored"
+    );
+    t.offer(1, 0, 'b', now);
+    t.offer(2, 1, 'c', now);
+    assert_eq!(seqs(&drain(&mut t, now)), vec![0, 1]);
+    assert!(!(0..3).any(|u| t.leads(u)), "the window drained");
+    assert_eq!(t.lockstep_seq(), Some(2));
+}

@@ -154,6 +154,22 @@ fn a_bundled_worker_joins_values_held_in_place_in_their_rings() {
             "rings of {ring} bytes: {err}"
         );
     }
+    // B sends blocks in order (J runs them in lockstep, straight from the
+    // rings) and reversed (J reorders them in its table), and A sends word
+    // 250 twice: the copy is dropped (late or a duplicate, as it falls).
+    for ring in ["4194304", "4096"] {
+        let (status, out, err) = run(&["joined", "20000", ring, dir.to_str().unwrap(), "mixed"]);
+        assert!(status.success(), "rings of {ring} bytes: {err}");
+        assert_eq!(
+            out.lines().collect::<Vec<_>>(),
+            [
+                "K joined 20000 in order",
+                "J skipped 0",
+                "J dropped 1 repeated"
+            ],
+            "rings of {ring} bytes: {err}"
+        );
+    }
     // B never sends 7: after the gap timeout J skips it, and A's word 7,
     // held in A's ring, is let go with it.
     let (status, out, err) = run(&["joined", "2000", "4096", dir.to_str().unwrap(), "gap"]);

@@ -77,6 +77,38 @@ impl<V> BundleTable<V> {
         delegate!(self, t => t.poll(now))
     }
 
+    /// The id whose bundle would be delivered at once, and alone, if every
+    /// upstream offered a value for it now: see
+    /// [`ReorderWindow::lockstep_seq`]. Always `None` for an unordered table.
+    pub fn lockstep_seq(&self) -> Option<Seq> {
+        match self {
+            BundleTable::Window(t) => t.lockstep_seq(),
+            BundleTable::Sparse(_) => None,
+        }
+    }
+
+    /// Whether values of `upstream` wait in the table while another
+    /// upstream has none there (see [`ReorderWindow::leads`]). Always false
+    /// for an unordered table.
+    pub fn leads(&self, upstream: usize) -> bool {
+        match self {
+            BundleTable::Window(t) => t.leads(upstream),
+            BundleTable::Sparse(_) => false,
+        }
+    }
+
+    /// Records that the driver ran bundle `seq`, which
+    /// [`lockstep_seq`](Self::lockstep_seq) gave, itself.
+    ///
+    /// # Panics
+    /// If `seq` is not the lockstep id.
+    pub fn delivered_in_lockstep(&mut self, seq: Seq) {
+        match self {
+            BundleTable::Window(t) => t.delivered_in_lockstep(seq),
+            BundleTable::Sparse(_) => panic!("bundle {seq} delivered out of lockstep"),
+        }
+    }
+
     /// When [`poll`](Self::poll) must be called again for the gap timeout.
     pub fn deadline(&self) -> Option<Instant> {
         delegate!(self, t => t.deadline())

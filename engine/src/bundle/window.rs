@@ -29,6 +29,8 @@ pub struct ReorderWindow<V> {
     /// `values[slot * upstreams + upstream]`.
     values: Vec<Option<V>>,
     stored: usize,
+    /// Per upstream, how many of the stored values are its.
+    stored_from: Vec<usize>,
     /// Slots holding a complete bundle (never the head's: it is delivered
     /// at once).
     complete: usize,
@@ -67,6 +69,7 @@ impl<V> ReorderWindow<V> {
             slots: vec![Slot::default(); config.window],
             values: (0..config.window * upstreams).map(|_| None).collect(),
             stored: 0,
+            stored_from: vec![0; upstreams],
             complete: 0,
             held: (0..upstreams).map(|_| None).collect(),
             held_count: 0,
@@ -123,6 +126,51 @@ impl<V> ReorderWindow<V> {
             }
         }
         self.events.pop_front()
+    }
+
+    /// The id whose bundle the window would deliver the moment every
+    /// upstream offered a value for it, when that is all it would do: nothing
+    /// is stored or held back, no event waits to be polled, no upstream has
+    /// ended and the window has not failed. `None` otherwise.
+    ///
+    /// A driver that has that id's value from every upstream at hand (the
+    /// upstreams are in lockstep) may run the bundle itself and say so with
+    /// [`delivered_in_lockstep`](Self::delivered_in_lockstep) instead of
+    /// offering the values: the outcome is the same, without the slots.
+    pub fn lockstep_seq(&self) -> Option<Seq> {
+        let idle = self.stored == 0
+            && self.held_count == 0
+            && self.ended_count == 0
+            && self.events.is_empty()
+            && !self.failed;
+        idle.then_some(self.next)
+    }
+
+    /// Whether `upstream` runs ahead: values of its wait in the window
+    /// while another upstream has none there. Reading it further cannot
+    /// complete a bundle (each needs a value of the upstream that has none
+    /// stored); a runtime may read the others first, so that the window
+    /// drains and the upstreams fall back into
+    /// [`lockstep`](Self::lockstep_seq).
+    pub fn leads(&self, upstream: usize) -> bool {
+        self.stored_from[upstream] > 0 && self.stored_from.contains(&0)
+    }
+
+    /// Records that the driver ran bundle `seq` itself, with one value from
+    /// every upstream; `seq` is what [`lockstep_seq`](Self::lockstep_seq)
+    /// gave. The head moves on as if the bundle had been offered and polled.
+    ///
+    /// # Panics
+    /// If `seq` is not the lockstep id.
+    pub fn delivered_in_lockstep(&mut self, seq: Seq) {
+        assert_eq!(
+            self.lockstep_seq(),
+            Some(seq),
+            "bundle {seq} delivered out of lockstep"
+        );
+        // Nothing is stored or held: the head has no slot to clear and no
+        // gap clock runs (`blocked_since` is None, by the invariant).
+        self.next += 1;
     }
 
     /// When [`poll`](Self::poll) must be called again for the gap timeout.
@@ -183,6 +231,7 @@ impl<V> ReorderWindow<V> {
         }
         self.values[cell] = Some(value);
         self.stored += 1;
+        self.stored_from[upstream] += 1;
     }
 
     /// Delivers every complete head bundle and gives up the heads that can
@@ -298,6 +347,9 @@ impl<V> ReorderWindow<V> {
             .filter_map(Option::take)
             .collect();
         self.stored -= self.upstreams;
+        for from in &mut self.stored_from {
+            *from -= 1;
+        }
         self.complete -= 1;
         self.slots[slot].count = 0;
         values
@@ -312,6 +364,9 @@ impl<V> ReorderWindow<V> {
     fn take_slot(&mut self, slot: usize) -> Vec<Option<V>> {
         let cells = slot * self.upstreams..(slot + 1) * self.upstreams;
         let values: Vec<Option<V>> = self.values[cells].iter_mut().map(Option::take).collect();
+        for (from, value) in self.stored_from.iter_mut().zip(&values) {
+            *from -= usize::from(value.is_some());
+        }
         self.stored -= self.slots[slot].count;
         if self.slots[slot].count == self.upstreams {
             self.complete -= 1;

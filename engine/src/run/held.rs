@@ -70,6 +70,11 @@ impl Ledger {
         self.first + self.frames.len() as u64 - 1
     }
 
+    /// Whether no frame read from the ring waits to be released.
+    fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
     fn done(&mut self, index: u64) {
         if let Some(frame) = self.frames.get_mut((index - self.first) as usize) {
             frame.1 = true;
@@ -157,11 +162,28 @@ impl<O: NodeOutput> WorkerTask<O> {
             if end_due {
                 continue;
             }
+            // Upstreams in lockstep: their bundles run straight from the
+            // rings (see `run::lockstep`); the rest is read below.
+            if ledgers.borrow().iter().all(Ledger::is_empty) {
+                match self.run_lockstep(&mut core, &mut next, &mut report.messages_in) {
+                    Ok(0) => {}
+                    Ok(_) => continue,
+                    Err(message) => {
+                        report.error = Some(message);
+                        break 'run;
+                    }
+                }
+            }
             // Read what is there from the accepted upstreams, without waiting.
             let wanted: Upstreams = (0..n)
                 .map(|i| (current + i) % n)
                 .filter(|u| !ended[*u] && core.accepts(*u) && !self.inputs[*u].is_broken())
                 .collect();
+            // Upstreams that run ahead are read once the others can't be:
+            // reading them cannot complete a bundle, and leaving their
+            // frames in their rings lets the table drain back to lockstep.
+            let behind: Upstreams = wanted.iter().copied().filter(|u| !core.leads(*u)).collect();
+            let wanted = if behind.is_empty() { wanted } else { behind };
             let mut took = false;
             for u in &wanted {
                 let at = Reading {
@@ -299,7 +321,14 @@ impl<O: NodeOutput> WorkerTask<O> {
             Err(e) => return read_failed(e, ended, broken),
         };
         let mut taken = 0;
-        while *next < end && taken < batch && !*ended && core.accepts(u) {
+        // A read stops where the table empties: the values after may be in
+        // lockstep again (see `run::lockstep`).
+        while *next < end
+            && taken < batch
+            && !*ended
+            && core.accepts(u)
+            && (taken == 0 || core.buffered() > 0)
+        {
             let (frame, after) = ring.frame_at(*next).map_err(BadInput::frame)?;
             let (kind, seq) = (frame.kind(), frame.seq());
             let index = ledgers.borrow_mut()[u].hold(after);

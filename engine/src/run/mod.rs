@@ -6,6 +6,7 @@ pub(crate) mod edge;
 mod held;
 mod in_place;
 pub(crate) mod inlet;
+mod lockstep;
 pub(crate) mod spout;
 pub(crate) mod worker;
 

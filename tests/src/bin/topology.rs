@@ -187,19 +187,39 @@ fn archived(rest: &[String]) -> ExitCode {
 fn joined(rest: &[String]) -> ExitCode {
     let n: u64 = rest[0].parse().expect("N");
     let ring_bytes: usize = rest[1].parse().expect("RING_BYTES");
-    let gap = rest.get(3).map(String::as_str) == Some("gap");
+    let mode = rest.get(3).map(String::as_str);
+    let gap = mode == Some("gap");
     let missing = if gap { Some(7) } else { None };
+    // "mixed": B sends every third block of 100 reversed and the others in
+    // order, and A sends word 250 twice, so that J alternates between
+    // upstreams in lockstep and values reordered in its table.
+    let mixed = mode == Some("mixed");
     let mut t = Topology::new();
     let a = t.spout("A", move |out| {
         for i in 0..n {
             let text = format!("word {i}");
             out.send(i, Word { id: i, text })?;
+            if mixed && i == 250 {
+                out.send(
+                    i,
+                    Word {
+                        id: i,
+                        text: "again".into(),
+                    },
+                )?;
+            }
         }
         Ok(())
     });
     let b = t.spout("B", move |out| {
         for block in (0..n).step_by(100) {
-            for i in (block..(block + 100).min(n)).rev() {
+            let ids = block..(block + 100).min(n);
+            let ids: Vec<u64> = if mixed && block % 300 != 100 {
+                ids.collect()
+            } else {
+                ids.rev().collect()
+            };
+            for i in ids {
                 if Some(i) != missing {
                     out.send(i, i)?;
                 }
@@ -246,10 +266,12 @@ fn joined(rest: &[String]) -> ExitCode {
         .debug(&k, |_, count| println!("K joined {count} in order"));
     let result = t.launch(launch);
     if let Ok(report) = &result {
-        println!(
-            "J skipped {}",
-            report.node("J").map_or(0, |j| j.policy.gaps)
-        );
+        let policy = report.node("J").map(|j| j.policy).unwrap_or_default();
+        println!("J skipped {}", policy.gaps);
+        if mixed {
+            // Late if bundle 250 ran before the copy came, else a duplicate.
+            println!("J dropped {} repeated", policy.late + policy.duplicates);
+        }
     }
     finish(result)
 }

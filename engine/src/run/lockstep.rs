@@ -1,0 +1,119 @@
+//! The held loop's short way for upstreams in lockstep (see `run::held`).
+//!
+//! When the bundling table holds nothing and the next frame of every ring is
+//! a value for the table's next id, that bundle is complete on arrival: the
+//! table would store each value, find the head complete, queue the bundle
+//! and hand it out at the next poll, and the loop would then look each frame
+//! up again, call the function and release the frames. Here the function is
+//! called on the frames where they lie, the table is told that the bundle
+//! was delivered, and the rings are released past them: no handles, ledgers,
+//! slots or events. The outcome is the table's own (the same bundles, in the
+//! same order, the same counts), and any frame out of step (another id, an
+//! End frame, a bad frame, nothing there yet) is left to the general path,
+//! which runs every policy on it.
+//!
+//! Two spouts sending the same ids in order, the common case of a join, stay
+//! in lockstep for as long as the join keeps up with them.
+
+use std::time::Duration;
+
+use clusterduck_transport::FrameKind;
+use smallvec::SmallVec;
+
+use super::worker::{call_guarded, WorkerTask};
+use super::NodeOutput;
+use crate::node::NodeCore;
+
+/// Per upstream: one value per upstream of a bundle, kept inline.
+type PerUpstream<T> = SmallVec<[T; 4]>;
+
+impl<O: NodeOutput> WorkerTask<O> {
+    /// Runs, straight from the rings, the bundles that arrive in lockstep
+    /// from `next` on (each ring's read position, with no frame held before
+    /// it), at most a batch of them, moving `next` and releasing the rings
+    /// past them, and counting their values in `count`. Returns how many
+    /// ran: 0 when the table or the rings are not in lockstep. An error is
+    /// the node's failure message (the function failed).
+    pub(super) fn run_lockstep<V>(
+        &mut self,
+        core: &mut NodeCore<V>,
+        next: &mut [u64],
+        count: &mut u64,
+    ) -> Result<usize, String> {
+        let Some(mut seq) = core.lockstep_seq() else {
+            return Ok(0);
+        };
+        let n = self.inputs.len();
+        // How far each ring is published: nothing there, an end or a failure
+        // is the general path's to handle.
+        let mut ends: PerUpstream<u64> = SmallVec::with_capacity(n);
+        for (inlet, &at) in self.inputs.iter_mut().zip(next.iter()) {
+            let Some((ring, &mut false)) = inlet.reader_mut() else {
+                return Ok(0);
+            };
+            match ring.published_past(at, Duration::ZERO) {
+                Ok(Some(end)) => ends.push(end),
+                _ => return Ok(0),
+            }
+        }
+        let limit = self.inputs[0].batch();
+        let mut ran = 0;
+        let mut result = Ok(());
+        {
+            let Self {
+                inputs,
+                body,
+                output,
+                control,
+                name,
+                ..
+            } = self;
+            let rings: PerUpstream<_> = inputs
+                .iter()
+                .map(|i| i.reader().expect("a ring inlet"))
+                .collect();
+            let mut frames: PerUpstream<&[u8]> = SmallVec::with_capacity(n);
+            let mut after: PerUpstream<u64> = SmallVec::with_capacity(n);
+            'bundles: while ran < limit {
+                frames.clear();
+                after.clear();
+                for u in 0..n {
+                    if next[u] >= ends[u] {
+                        break 'bundles;
+                    }
+                    match rings[u].frame_at(next[u]) {
+                        Ok((frame, end))
+                            if frame.kind() == FrameKind::Data && frame.seq() == seq =>
+                        {
+                            frames.push(frame.bytes());
+                            after.push(end);
+                        }
+                        // Out of step, or not a frame at all: the general
+                        // path reads it again and applies the policies.
+                        _ => break 'bundles,
+                    }
+                }
+                let values = &frames[..];
+                result = call_guarded(&mut **body, output, control, name, seq, |body, out| {
+                    body.call_archived_bundle(seq, values, out)
+                });
+                if result.is_err() {
+                    break;
+                }
+                next.copy_from_slice(&after);
+                core.delivered_in_lockstep(seq);
+                *count += n as u64;
+                seq += 1;
+                ran += 1;
+            }
+        }
+        for (inlet, &at) in self.inputs.iter_mut().zip(next.iter()) {
+            if let Some((ring, _)) = inlet.reader_mut() {
+                if at > ring.cursor() {
+                    ring.release_to(at);
+                }
+            }
+        }
+        result.map(|()| ran)
+    }
+}
