@@ -18,6 +18,8 @@ pub(crate) struct Figures {
     pub(crate) spin_us: u64,
     pub(crate) ring_bytes: u64,
     pub(crate) rate: u64,
+    /// One value in this many carried a stamp for the latency figures.
+    pub(crate) stamp_every: u64,
     pub(crate) seconds: f64,
     /// Messages (joined pairs for `join`) per second.
     pub(crate) msgs_per_s: f64,
@@ -37,8 +39,8 @@ impl Figures {
         let mut s = String::from("{");
         let _ = write!(
             s,
-            "\"workload\":\"{}\",\"transport\":\"{}\",\"input\":\"{}\",\"send\":\"{}\",\"messages\":{},\"payload_bytes\":{},\"batch\":{},\"spin_us\":{},\"ring_bytes\":{},\"rate\":{},",
-            self.workload, self.transport, self.input, self.send, self.messages, self.payload_bytes, self.batch, self.spin_us, self.ring_bytes, self.rate
+            "\"workload\":\"{}\",\"transport\":\"{}\",\"input\":\"{}\",\"send\":\"{}\",\"messages\":{},\"payload_bytes\":{},\"batch\":{},\"spin_us\":{},\"ring_bytes\":{},\"rate\":{},\"stamp_every\":{},",
+            self.workload, self.transport, self.input, self.send, self.messages, self.payload_bytes, self.batch, self.spin_us, self.ring_bytes, self.rate, self.stamp_every
         );
         let _ = write!(
             s,
@@ -74,6 +76,7 @@ impl Figures {
                 "spin_us" => f.spin_us = num()? as u64,
                 "ring_bytes" => f.ring_bytes = num()? as u64,
                 "rate" => f.rate = num()? as u64,
+                "stamp_every" => f.stamp_every = num()? as u64,
                 "seconds" => f.seconds = num()?,
                 "msgs_per_s" => f.msgs_per_s = num()?,
                 "mb_per_s" => f.mb_per_s = num()?,
@@ -109,12 +112,12 @@ impl Figures {
         }
     }
 
-    pub(crate) const HEADER: &'static str = "workload transport input    send    messages payload   batch spin µs ring KiB     rate    seconds      msgs/s       MB/s   p50 µs   p99 µs p99.9 µs  rss MiB  window  J rss MiB";
+    pub(crate) const HEADER: &'static str = "workload transport input    send    messages payload   batch spin µs ring KiB     rate stamped    seconds      msgs/s       MB/s   p50 µs   p99 µs p99.9 µs  rss MiB  window  J rss MiB";
 
     /// One table row.
     pub(crate) fn row(&self) -> String {
         format!(
-            "{:<8} {:<9} {:<8} {:<5} {:>10} {:>7} {:>7} {:>7} {:>8} {:>8} {:>10.3} {:>11.0} {:>10.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>7} {:>10}",
+            "{:<8} {:<9} {:<8} {:<5} {:>10} {:>7} {:>7} {:>7} {:>8} {:>8} {:>7} {:>10.3} {:>11.0} {:>10.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>7} {:>10}",
             self.workload,
             self.transport,
             self.input,
@@ -125,6 +128,7 @@ impl Figures {
             self.spin_us,
             self.ring_bytes / 1024,
             if self.rate == 0 { "max".to_owned() } else { self.rate.to_string() },
+            if self.stamp_every <= 1 { "all".to_owned() } else { format!("1/{}", self.stamp_every) },
             self.seconds,
             self.msgs_per_s,
             self.mb_per_s,
@@ -155,6 +159,7 @@ mod tests {
             spin_us: 50,
             ring_bytes: 1 << 20,
             rate: 0,
+            stamp_every: 16,
             seconds: 1.5,
             msgs_per_s: 6.0,
             mb_per_s: 0.5,

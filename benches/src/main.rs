@@ -38,6 +38,10 @@ const USAGE: &str = "usage: clusterduck-bench [OPTIONS]
   --edge-capacity N             local: values in flight on an edge (default 1024)
   --ring-bytes N                bytes of each node's ring, shm (default 4 MiB)
   --rate R                      values/s each spout offers, open loop (default: flat out)
+  --stamp-every N               stamp one value in N for the latency figures
+                                (default 1: every value; the others cost no
+                                clock read in the spout nor histogram record
+                                in the sink)
   --slow S                      join: spout B offers rate / S values/s (needs --rate)
   --window N                    join: the reorder window, in ids (default 4096)
   --runs R                      runs per configuration; the median is printed (default 3)
@@ -106,6 +110,7 @@ fn parse(args: &[String]) -> Result<Plan, String> {
         spin_us: 0,
         ring_bytes: 4 << 20,
         rate: 0,
+        stamp_every: 1,
         slow: 1,
         window: 4096,
         dir: "/tmp/clusterduck-bench".into(),
@@ -139,6 +144,7 @@ fn parse(args: &[String]) -> Result<Plan, String> {
             "--edge-capacity" => base.edge_capacity = number(value()?)?.max(1) as usize,
             "--ring-bytes" => base.ring_bytes = number(value()?)? as usize,
             "--rate" => base.rate = number(value()?)?,
+            "--stamp-every" => base.stamp_every = number(value()?)?.max(1),
             "--slow" => base.slow = number(value()?)?.max(1),
             "--window" => base.window = number(value()?)?.max(1) as usize,
             "--runs" => runs = number(value()?)?.max(1) as usize,
@@ -230,6 +236,7 @@ fn single_args(config: &Config) -> Vec<String> {
         config.slow.to_string(),
         config.window.to_string(),
         config.dir.clone(),
+        config.stamp_every.to_string(),
     ]
 }
 
@@ -271,6 +278,7 @@ fn single(args: &[String]) -> ExitCode {
             slow: num(11)?,
             window: num(12)? as usize,
             dir: get(13)?,
+            stamp_every: num(14)?.max(1),
         })
     })();
     let config = match parsed {

@@ -148,6 +148,10 @@ pub(crate) struct Config {
     pub(crate) ring_bytes: usize,
     /// Values per second each spout offers; 0: as fast as it can.
     pub(crate) rate: u64,
+    /// One value in this many carries a stamp (the others carry 0): the
+    /// latency figures are over those, and the others cost neither a clock
+    /// read in the spout nor a histogram record in the sink.
+    pub(crate) stamp_every: u64,
     /// For `join`: spout B offers `rate / slow` values per second.
     pub(crate) slow: u64,
     /// For `join`: the reorder window, in ids.
@@ -166,6 +170,7 @@ fn spout(
     payload: usize,
     rate: u64,
     by_ref: bool,
+    stamp_every: u64,
 ) -> Node<Sample> {
     t.spout(name, move |out| {
         let mut sample = Sample {
@@ -187,12 +192,19 @@ fn spout(
                     std::thread::sleep(due - now);
                 }
             }
+            // Both spouts of a join stamp the same ids, and the first and
+            // the last value always: the run's duration is between them.
+            let sent = if i % stamp_every == 0 || i + 1 == messages {
+                stamp()
+            } else {
+                UNSTAMPED
+            };
             if by_ref {
-                sample.sent = stamp();
+                sample.sent = sent;
                 out.send_ref(i, &sample)?;
             } else {
                 let value = Sample {
-                    sent: stamp(),
+                    sent,
                     payload: sample.payload.clone(),
                 };
                 out.send(i, value)?;
@@ -235,9 +247,14 @@ fn sink(
     }
 }
 
+/// The stamp of a value that carries none (see [`Config::stamp_every`]).
+const UNSTAMPED: u64 = 0;
+
 /// What a sink records of the values it gets.
 struct Seen {
     expected: u64,
+    /// Values seen, stamped or not.
+    count: u64,
     histogram: Histogram<u64>,
     first_sent: u64,
     calibration: Option<Calibration>,
@@ -247,6 +264,7 @@ impl Seen {
     fn new(expected: u64) -> Self {
         Self {
             expected,
+            count: 0,
             // Latencies in stamps, from 1 to an hour at 10 stamps a
             // nanosecond, 3 significant digits.
             histogram: Histogram::<u64>::new_with_bounds(1, 36_000_000_000_000, 3)
@@ -256,19 +274,26 @@ impl Seen {
         }
     }
 
-    /// Records a value sent at stamp `sent`; at the last one, emits the
-    /// summary.
+    /// Records a value sent at stamp `sent` (or [`UNSTAMPED`]); at the last
+    /// one, emits the summary.
     fn record(&mut self, sent: u64, out: &mut Emitter<Summary>) {
+        self.count += 1;
+        let last = self.count == self.expected;
+        if sent == UNSTAMPED && !last {
+            return;
+        }
         let now = stamp();
         let calibration = *self.calibration.get_or_insert_with(Calibration::start);
-        self.first_sent = self.first_sent.min(sent);
         let histogram = &mut self.histogram;
-        histogram.saturating_record(now.saturating_sub(sent).max(1));
-        if histogram.len() == self.expected {
+        if sent != UNSTAMPED {
+            self.first_sent = self.first_sent.min(sent);
+            histogram.saturating_record(now.saturating_sub(sent).max(1));
+        }
+        if last {
             let per_ns = calibration.per_ns();
             let ns = |q: f64| (histogram.value_at_quantile(q) as f64 / per_ns) as u64;
             out.emit(Summary {
-                count: histogram.len(),
+                count: self.count,
                 first_sent: self.first_sent,
                 last_received: now,
                 per_ns,
@@ -284,11 +309,12 @@ impl Seen {
 pub(crate) fn run_once(config: &Config) -> Result<Figures, String> {
     let n = config.messages;
     let by_ref = config.send_ref;
+    let every = config.stamp_every;
     let mut t = Topology::new();
     let mut sinks = Vec::new();
     match config.workload {
         Workload::Pipe => {
-            let s = spout(&mut t, "S", n, config.payload, config.rate, by_ref);
+            let s = spout(&mut t, "S", n, config.payload, config.rate, by_ref, every);
             let w = pass(&mut t, "W", &s, config.input);
             sinks.push(sink(&mut t, "K", &w, n, config.input));
         }
@@ -296,7 +322,7 @@ pub(crate) fn run_once(config: &Config) -> Result<Figures, String> {
             if config.slow > 1 && config.rate == 0 {
                 return Err("--slow needs --rate: B offers rate / slow values per second".into());
             }
-            let a = spout(&mut t, "A", n, config.payload, config.rate, by_ref);
+            let a = spout(&mut t, "A", n, config.payload, config.rate, by_ref, every);
             let b = spout(
                 &mut t,
                 "B",
@@ -304,6 +330,7 @@ pub(crate) fn run_once(config: &Config) -> Result<Figures, String> {
                 config.payload,
                 config.rate / config.slow.max(1),
                 by_ref,
+                every,
             );
             let bundling = Bundling::sequenced(0).window(config.window);
             // A pair is as old as its older half (and the halves' payloads
@@ -331,7 +358,7 @@ pub(crate) fn run_once(config: &Config) -> Result<Figures, String> {
             sinks.push(sink(&mut t, "K", &j, n, config.input));
         }
         Workload::Fanout => {
-            let s = spout(&mut t, "S", n, config.payload, config.rate, by_ref);
+            let s = spout(&mut t, "S", n, config.payload, config.rate, by_ref, every);
             for k in 1..=4 {
                 let w = pass(&mut t, &format!("W{k}"), &s, config.input);
                 sinks.push(sink(&mut t, &format!("K{k}"), &w, n, config.input));
@@ -372,6 +399,9 @@ pub(crate) fn run_once(config: &Config) -> Result<Figures, String> {
             sinks.len()
         ));
     }
+    if let Some(s) = summaries.iter().find(|s| s.count != n) {
+        return Err(format!("a sink saw {} of {n} values", s.count));
+    }
     let first = summaries.iter().map(|s| s.first_sent).min().unwrap_or(0);
     let last = summaries.iter().map(|s| s.last_received).max().unwrap_or(0);
     let per_ns = summaries.first().map_or(1.0, |s| s.per_ns);
@@ -390,6 +420,7 @@ pub(crate) fn run_once(config: &Config) -> Result<Figures, String> {
         spin_us: config.spin_us,
         ring_bytes: config.ring_bytes as u64,
         rate: config.rate,
+        stamp_every: config.stamp_every,
         seconds,
         msgs_per_s,
         mb_per_s: msgs_per_s * config.payload as f64 / 1e6,
@@ -410,4 +441,47 @@ pub(crate) fn run_once(config: &Config) -> Result<Figures, String> {
             0
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(workload: Workload, stamp_every: u64) -> Config {
+        Config {
+            workload,
+            transport: Transport::Local,
+            input: Input::Archived,
+            send_ref: false,
+            messages: 5_000,
+            payload: 64,
+            edge_capacity: 1024,
+            batch: 256,
+            spin_us: 0,
+            ring_bytes: 1 << 20,
+            rate: 0,
+            stamp_every,
+            slow: 1,
+            window: 4096,
+            dir: std::env::temp_dir()
+                .join("clusterduck-bench-tests")
+                .display()
+                .to_string(),
+        }
+    }
+
+    #[test]
+    fn every_sink_counts_every_value_whether_stamped_or_not() {
+        for workload in [Workload::Pipe, Workload::Join, Workload::Fanout] {
+            for every in [1, 16, 7_000] {
+                let f = run_once(&config(workload, every))
+                    .unwrap_or_else(|e| panic!("{} stamping 1/{every}: {e}", workload.name()));
+                assert_eq!((f.messages, f.stamp_every), (5_000, every));
+                // The first and last values are always stamped: the run
+                // has a duration and a latency even when no other is.
+                assert!(f.seconds > 0.0 && f.msgs_per_s > 0.0, "{f:?}");
+                assert!(f.p50_us > 0.0 && f.p99_us >= f.p50_us, "{f:?}");
+            }
+        }
+    }
 }
