@@ -554,3 +554,83 @@ fn a_reader_can_hold_frames_read_on_past_them_and_release_them_later() {
         Err(ReadError::Ended)
     ));
 }
+
+/// Seqs of the data frames there are now, released.
+fn data_now(reader: &mut RingReader) -> Vec<u64> {
+    match reader.try_read().unwrap() {
+        None => Vec::new(),
+        Some(batch) => batch
+            .iter()
+            .map(|f| f.unwrap())
+            .filter(|f| f.kind() == FrameKind::Data)
+            .map(|f| f.seq())
+            .collect(),
+    }
+}
+
+#[test]
+fn a_deferring_writer_publishes_every_few_frames_at_a_flush_and_at_the_end() {
+    let _w = watchdog(30);
+    let name = unique("defer");
+    let mut writer = RingWriter::create(&name, 1 << 16).unwrap();
+    let mut reader = RingReader::attach(&name).unwrap();
+    let _publisher = writer.defer_publishing(4);
+    for seq in 0..3 {
+        writer.write_bytes(seq, b"x").unwrap();
+    }
+    assert_eq!(
+        data_now(&mut reader),
+        Vec::<u64>::new(),
+        "3 of 4: unseen yet"
+    );
+    writer.write_bytes(3, b"x").unwrap();
+    assert_eq!(data_now(&mut reader), vec![0, 1, 2, 3], "the 4th publishes");
+    writer.write_bytes(4, b"x").unwrap();
+    assert_eq!(data_now(&mut reader), Vec::<u64>::new());
+    writer.flush();
+    assert_eq!(data_now(&mut reader), vec![4], "a flush publishes");
+    writer.write_bytes(5, b"x").unwrap();
+    writer.finish(6).unwrap();
+    assert_eq!(
+        collect(&mut reader).unwrap(),
+        vec![
+            (FrameKind::Data, 5, b"x".to_vec()),
+            (FrameKind::End, 6, vec![])
+        ]
+    );
+}
+
+#[test]
+fn a_publisher_on_another_thread_shows_deferred_frames_and_wakes_a_sleeping_reader() {
+    let _w = watchdog(30);
+    let name = unique("afar");
+    let mut writer = RingWriter::create(&name, 1 << 16).unwrap();
+    let mut reader = RingReader::attach(&name).unwrap();
+    let publisher = writer.defer_publishing(64);
+    assert!(!publisher.publish(), "nothing written, nothing to publish");
+    // No reader sleeps yet: the frame is written, not published.
+    writer.write_bytes(0, b"early").unwrap();
+    assert_eq!(data_now(&mut reader), Vec::<u64>::new());
+    // The reader goes to sleep on it; the writer's thread is busy elsewhere
+    // (it writes nothing more), and the publisher shows the frame.
+    let sleeper = std::thread::spawn(move || {
+        let got = reader
+            .read_timeout(Duration::from_secs(20))
+            .unwrap()
+            .map(|b| b.iter().map(|f| f.unwrap().seq()).collect::<Vec<_>>());
+        (got, reader)
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    let from_afar = std::thread::spawn(move || publisher.publish());
+    assert!(from_afar.join().unwrap(), "the publisher had something new");
+    let (got, mut reader) = sleeper.join().unwrap();
+    assert_eq!(got, Some(vec![0]), "woken with the deferred frame");
+    // The writer goes on: its 64th frame since it last published itself
+    // publishes the lot, past where the publisher left the ring.
+    for seq in 1..=62 {
+        writer.write_bytes(seq, b"x").unwrap();
+    }
+    assert_eq!(data_now(&mut reader), Vec::<u64>::new());
+    writer.write_bytes(63, b"x").unwrap();
+    assert_eq!(data_now(&mut reader), (1..=63).collect::<Vec<_>>());
+}
