@@ -20,22 +20,11 @@
 //! the writer calls it whenever it stops writing for a while (flush, wait,
 //! end). A reader that fell asleep in the short window between is therefore
 //! woken at the latest by the writer's next pause.
-//!
-//! A writer may also *defer* publishing: frames are written at its `head`,
-//! and `write_pos` catches up every few frames, at every fenced check and at
-//! the end. A reader that polls flat out then reads frames in groups rather
-//! than chasing the writer frame by frame over the same cache lines. To bound
-//! how long a frame stays unseen while the writer's thread is busy elsewhere
-//! (in its user's code), the head is mirrored in an atomic that another
-//! thread publishes from ([`publish_from_afar`]); with two publishers,
-//! `write_pos` only ever moves forward (`fetch_max`).
 
 use std::time::Duration;
 
 use super::layout::{Control, WakeLine, SLOT_ACTIVE, SLOT_CLAIMED, SLOT_FREE, WRITER_OPEN};
-use crate::sync::{
-    fence, futex_wait, futex_wake_all, spin_loop, yield_now, Arc, AtomicU64, Ordering::*, Wake,
-};
+use crate::sync::{fence, futex_wait, futex_wake_all, spin_loop, yield_now, Ordering::*, Wake};
 
 /// A publish makes the fenced wake-up check at least this often, by default.
 pub(crate) const CHECK_EVERY: u32 = 64;
@@ -78,18 +67,8 @@ fn wake(line: &WakeLine) -> bool {
 /// The writer's side of the protocol.
 #[derive(Debug)]
 pub(crate) struct WriterIndex {
-    /// Where the next frame goes: every frame below is written.
-    head: u64,
-    /// The last position this writer stored in `write_pos` (another thread
-    /// may have published further: see [`publish_from_afar`]).
+    /// The last position stored in `write_pos`.
     published: u64,
-    /// Frames written since the last store of `write_pos`.
-    unpublished: u32,
-    /// Frames written between two stores of `write_pos`, at most.
-    publish_every: u32,
-    /// The head, for a thread that publishes from afar; `None` unless the
-    /// writer defers publishing.
-    shared_head: Option<Arc<AtomicU64>>,
     /// The writer may write below this position: the slowest active cursor
     /// plus capacity, as of the last [`Self::refresh`] (a cached copy of the
     /// readers' side, conservative as cursors only grow).
@@ -105,11 +84,7 @@ impl WriterIndex {
     /// The writer of a fresh ring (`write_pos` 0).
     pub(crate) fn new(capacity: u64) -> Self {
         WriterIndex {
-            head: 0,
             published: 0,
-            unpublished: 0,
-            publish_every: 1,
-            shared_head: None,
             limit: 0,
             capacity,
             since_check: 0,
@@ -123,29 +98,17 @@ impl WriterIndex {
         self.check_every = publishes.max(1);
     }
 
-    /// Stores `write_pos` at most every `frames` frames (and at every
-    /// fenced check, wait and end) rather than at each one; returns the head
-    /// for [`publish_from_afar`], which bounds how long a frame stays unseen.
-    pub(crate) fn defer_publishing(&mut self, frames: u32) -> Arc<AtomicU64> {
-        let head = self
-            .shared_head
-            .get_or_insert_with(|| Arc::new(AtomicU64::new(self.head)))
-            .clone();
-        self.publish_every = frames.max(1);
-        head
-    }
-
-    /// Where the next frame goes.
+    /// The last published position.
     #[inline]
-    pub(crate) fn head(&self) -> u64 {
-        self.head
+    pub(crate) fn published(&self) -> u64 {
+        self.published
     }
 
-    /// Bytes that may be written at [`Self::head`] as far as is known
+    /// Bytes that may be written at [`Self::published`] as far as is known
     /// without looking at the readers again.
     #[inline]
     pub(crate) fn free(&self) -> u64 {
-        self.limit.saturating_sub(self.head)
+        self.limit.saturating_sub(self.published)
     }
 
     /// Re-reads the readers' cursors; returns the bytes free.
@@ -154,8 +117,6 @@ impl WriterIndex {
         // scan sees the attaching reader active, or that reader sees every
         // position published before this fence and starts at or after it
         // (so the limit computed here without it overwrites nothing it reads).
-        // Hence the published position, not the head: a reader attaching
-        // now starts at the former, and reads the frames up to the latter.
         fence(SeqCst);
         let mut min = self.published;
         for slot in &ctl.slots {
@@ -173,57 +134,25 @@ impl WriterIndex {
         self.free()
     }
 
-    /// Notes that every frame below `pos` is written, and makes them visible
-    /// to readers (at once, or within the deferral: see
-    /// [`Self::defer_publishing`]).
+    /// Makes every frame below `pos` visible to readers.
     #[inline]
     pub(crate) fn publish(&mut self, ctl: &Control, pos: u64) {
-        debug_assert!(pos >= self.head && pos <= self.limit);
-        self.head = pos;
-        self.unpublished += 1;
-        if let Some(shared) = &self.shared_head {
-            // SYNC: Release pairs with the Acquire load in
-            // `publish_from_afar`: a thread that sees `pos` sees the frame
-            // bytes written before this store.
-            shared.store(pos, Release);
-        }
-        if self.unpublished >= self.publish_every {
-            self.store_head(ctl);
-        }
+        debug_assert!(pos >= self.published && pos <= self.limit);
+        // SYNC: Release pairs with the Acquire load of write_pos in
+        // `ReaderIndex::write_pos`: a reader that sees `pos` sees the frame
+        // bytes written before this store.
+        ctl.writer.write_pos.store(pos, Release);
+        self.published = pos;
         self.since_check += 1;
-        // A reader asleep for a while shows up here without a fence (and is
-        // woken, with everything written published); one falling asleep
-        // right now is caught by the next fenced check.
+        // A reader asleep for a while shows up here without a fence; one
+        // falling asleep right now is caught by the next fenced check.
         if self.since_check >= self.check_every || ctl.data_wake.sleepers.load(Relaxed) != 0 {
             self.wake_readers(ctl);
         }
     }
 
-    /// Stores the head in `write_pos`, if this writer has not yet.
-    #[inline]
-    fn store_head(&mut self, ctl: &Control) {
-        self.unpublished = 0;
-        if self.published == self.head {
-            return;
-        }
-        self.published = self.head;
-        if self.shared_head.is_some() {
-            // Another thread may have published this far or further already.
-            // SYNC: Release pairs with the Acquire load of write_pos in
-            // `ReaderIndex::write_pos`, as below.
-            ctl.writer.write_pos.fetch_max(self.head, Release);
-        } else {
-            // SYNC: Release pairs with the Acquire load of write_pos in
-            // `ReaderIndex::write_pos`: a reader that sees the head sees the
-            // frame bytes written before this store.
-            ctl.writer.write_pos.store(self.head, Release);
-        }
-    }
-
-    /// The fenced wake-up check: publishes everything written, and wakes
-    /// readers sleeping on published data.
+    /// The fenced wake-up check: wakes readers sleeping on published data.
     pub(crate) fn wake_readers(&mut self, ctl: &Control) -> bool {
-        self.store_head(ctl);
         self.since_check = 0;
         // SYNC: pairs with the fence in `ReaderIndex::prepare_sleep`: either
         // the reader's re-check sees our last write_pos (or state) store, or
@@ -234,7 +163,6 @@ impl WriterIndex {
 
     /// Sets the writer's final state, and wakes the readers to see it.
     pub(crate) fn close(&mut self, ctl: &Control, state: u32) {
-        self.store_head(ctl);
         // SYNC: Release pairs with the Acquire load of state in
         // `ReaderIndex::state`: a reader that sees the final state sees the
         // last write_pos.
@@ -308,7 +236,7 @@ impl WriterIndex {
         ctl: &'c Control,
         need: u64,
     ) -> impl Iterator<Item = usize> + 'c {
-        let limit_needed = (self.head + need).saturating_sub(self.capacity);
+        let limit_needed = (self.published + need).saturating_sub(self.capacity);
         ctl.slots.iter().enumerate().filter_map(move |(i, slot)| {
             // SYNC: Acquire pairs with the Release store of SLOT_ACTIVE in
             // `ReaderIndex::attach`, so the pid read by the caller is the
@@ -328,28 +256,6 @@ impl WriterIndex {
             .compare_exchange(SLOT_ACTIVE, SLOT_FREE, Release, Relaxed)
             .is_ok()
     }
-}
-
-/// Publishes, from a thread other than the writer's, the frames a deferring
-/// writer has written (its `head`, from [`WriterIndex::defer_publishing`]),
-/// and wakes readers sleeping on them. Returns whether it published anything.
-pub(crate) fn publish_from_afar(ctl: &Control, head: &AtomicU64) -> bool {
-    // SYNC: Acquire pairs with the Release store in `WriterIndex::publish`:
-    // the frame bytes below `head` are written.
-    let head = head.load(Acquire);
-    if head <= ctl.writer.write_pos.load(Relaxed) {
-        return false;
-    }
-    // The writer may publish too, further on: only ever move forward.
-    // SYNC: Release pairs with the Acquire load of write_pos in
-    // `ReaderIndex::write_pos`; with the Acquire above, the writer's frame
-    // bytes happen before a reader's reads of them.
-    ctl.writer.write_pos.fetch_max(head, Release);
-    // SYNC: pairs with the fence in `ReaderIndex::prepare_sleep`, as the
-    // writer's in `wake_readers`.
-    fence(SeqCst);
-    wake(&ctl.data_wake);
-    true
 }
 
 /// Why a reader's wait ended.

@@ -20,8 +20,6 @@ pub(crate) mod layout;
 #[cfg(not(loom))]
 mod name;
 #[cfg(not(loom))]
-mod publisher;
-#[cfg(not(loom))]
 mod reader;
 #[cfg(not(loom))]
 mod segment;
@@ -39,7 +37,6 @@ pub use self::{
         remove_run_segments, remove_stale_segments, RingName, StaleSegment, StaleStatus,
         SEGMENT_PREFIX, SHM_DIR,
     },
-    publisher::RingPublisher,
     reader::{Batch, Frames, RingReader},
     writer::{DeadReader, RingWriter},
 };

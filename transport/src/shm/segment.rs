@@ -36,12 +36,6 @@ pub(crate) struct ShmRing {
 // accessed only as the index protocol allows, by whoever owns the ShmRing.
 unsafe impl Send for ShmRing {}
 
-// SAFETY: a shared `&ShmRing` hands out the control block (atomics only) and
-// raw addresses; every access through those addresses is `unsafe` and
-// ordered by the index protocol, whichever thread makes it. A writer shares
-// its ring with its publisher thread (`RingPublisher`) for the atomics only.
-unsafe impl Sync for ShmRing {}
-
 /// The system's page size.
 pub(crate) fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.

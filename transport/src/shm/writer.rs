@@ -1,6 +1,5 @@
 //! The writing end of a ring.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rkyv::ser::allocator::Arena;
@@ -14,7 +13,6 @@ use super::layout::{
     frame_size, FrameHeader, FRAME_HEADER_LEN, SLOT_ACTIVE, WRITER_ABANDONED, WRITER_ENDED,
 };
 use super::name::RingName;
-use super::publisher::RingPublisher;
 use super::segment::ShmRing;
 use crate::process::ProcessStamp;
 use crate::sync::Ordering::*;
@@ -39,9 +37,7 @@ pub struct DeadReader {
 /// dropped), writes frames in place, and waits for the slowest reader when
 /// the ring is full (back-pressure: nothing is ever dropped).
 ///
-/// Frames become visible to readers as they are written (or, for a writer
-/// that [defers publishing](Self::defer_publishing), every few frames, at
-/// each flush and wait, and whenever its [`RingPublisher`] is called). A reader that went
+/// Frames become visible to readers as they are written. A reader that went
 /// to sleep in the instant of a write may be woken only at the writer's next
 /// fenced check (at most [`CHECK_EVERY`](Self::CHECK_EVERY) frames later, or at
 /// [`flush`](Self::flush)): call `flush` before the writer's thread stops
@@ -49,8 +45,7 @@ pub struct DeadReader {
 /// cannot know when it pauses (it runs someone else's code between writes)
 /// should [`wake_every`](Self::wake_every)`(1)` instead.
 pub struct RingWriter {
-    /// Shared with a [`RingPublisher`], if the writer defers publishing.
-    ring: Arc<ShmRing>,
+    ring: ShmRing,
     name: RingName,
     index: WriterIndex,
     arena: Arena,
@@ -83,7 +78,7 @@ impl RingWriter {
     /// Readers that attach see the frames written after they attach: use
     /// [`wait_for_readers`](Self::wait_for_readers) before the first write.
     pub fn create(name: &RingName, capacity_bytes: usize) -> Result<RingWriter, CreateError> {
-        let ring = Arc::new(ShmRing::create(name.path(), capacity_bytes)?);
+        let ring = ShmRing::create(name.path(), capacity_bytes)?;
         let index = WriterIndex::new(ring.capacity() as u64);
         Ok(RingWriter {
             ring,
@@ -167,7 +162,7 @@ impl RingWriter {
             self.index.refresh(self.ring.control());
         }
         let free = self.index.free().saturating_sub(FRAME_HEADER_LEN) as usize;
-        let pos = self.index.head();
+        let pos = self.index.published();
         let room = free.min(max);
         // The `room` bytes after the header at `pos` lie below the writer's
         // limit, unpublished; `at` is valid for `2 * capacity - offset >=
@@ -213,21 +208,8 @@ impl RingWriter {
         self.index.check_every(frames);
     }
 
-    /// Publishes frames at most every `frames` frames rather than at each
-    /// one, and at every [`flush`](Self::flush), wait for space and end (and
-    /// at once whenever a reader sleeps): a reader that polls flat out then
-    /// takes frames in groups instead of chasing the writer over the same
-    /// cache lines. The returned publisher makes what is written visible
-    /// from another thread: call it on a timer to bound how long a frame
-    /// stays unseen while this writer's thread is busy elsewhere.
-    pub fn defer_publishing(&mut self, frames: u32) -> RingPublisher {
-        let head = self.index.defer_publishing(frames);
-        RingPublisher::new(self.ring.clone(), head)
-    }
-
-    /// Publishes every frame written and wakes readers that sleep on frames
-    /// already written. Cheap when none sleeps (a fence and a load); call it
-    /// before pausing.
+    /// Wakes readers that sleep on frames already written. Cheap when none
+    /// sleeps (a fence and a load); call it before pausing.
     pub fn flush(&mut self) {
         self.index.wake_readers(self.ring.control());
     }
@@ -253,11 +235,10 @@ impl RingWriter {
     // the network in place, in the free space, and publishes them once it has
     // checked that they are whole frames.
 
-    /// The published position: ring bytes below it are frames readers see
-    /// (this writer does not defer publishing).
+    /// The published position: ring bytes below it are frames readers see.
     #[inline]
     pub(crate) fn published(&self) -> u64 {
-        self.index.head()
+        self.index.published()
     }
 
     /// Looks at the readers' cursors again; returns the position below which
@@ -265,7 +246,7 @@ impl RingWriter {
     #[inline]
     pub(crate) fn refresh_limit(&mut self) -> u64 {
         let free = self.index.refresh(self.ring.control());
-        self.index.head() + free
+        self.index.published() + free
     }
 
     /// The address of ring position `pos`; valid for `capacity` bytes (the
@@ -303,7 +284,7 @@ impl RingWriter {
         if self.index.free() < need {
             self.wait_for_space(need);
         }
-        let pos = self.index.head();
+        let pos = self.index.published();
         // `need` bytes at `pos` are below the writer's limit (waited
         // for above), so no reader reads them, and they are contiguous (double
         // mapping, `need <= capacity`); `bytes` is ours and cannot overlap the
@@ -324,7 +305,7 @@ impl RingWriter {
     /// the published position, and publishes it.
     #[inline]
     fn commit(&mut self, kind: FrameKind, seq: u64, len: usize) {
-        let pos = self.index.head();
+        let pos = self.index.published();
         let size = frame_size(len as u64);
         debug_assert!(self.index.free() >= size);
         let header = FrameHeader {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use loom::sync::Arc;
 
-use super::{publish_from_afar, DataWait, ReaderIndex, WriterIndex};
+use super::{DataWait, ReaderIndex, WriterIndex};
 use crate::shm::layout::{Control, WRITER_ENDED};
 use crate::sync::UnsafeCell;
 
@@ -46,16 +46,10 @@ fn size(seq: u64) -> u64 {
 
 fn write_frames(ctl: &Control, data: &Data, capacity: u64, frames: u64) -> WriterIndex {
     let mut w = WriterIndex::new(capacity);
-    write_more(&mut w, ctl, data, 0..frames);
-    w
-}
-
-/// Writes frames `seqs` with the writer `w`.
-fn write_more(w: &mut WriterIndex, ctl: &Control, data: &Data, seqs: std::ops::Range<u64>) {
-    for seq in seqs {
+    for seq in 0..frames {
         let need = size(seq);
         w.wait_for_space(ctl, need, |_| panic!("the model futex never times out"));
-        let pos = w.head();
+        let pos = w.published();
         for j in 0..need {
             data.cell(pos + j).with_mut(|p| {
                 // SAFETY: positions below the writer's limit are written by
@@ -71,6 +65,7 @@ fn write_more(w: &mut WriterIndex, ctl: &Control, data: &Data, seqs: std::ops::R
         }
         w.publish(ctl, pos + need);
     }
+    w
 }
 
 /// Reads until the writer closes; returns the sequence ids seen.
@@ -207,66 +202,5 @@ fn loom_a_detaching_reader_releases_a_blocked_writer() {
         });
         reader.detach(&ctl);
         writer.join().unwrap();
-    });
-}
-
-#[test]
-fn loom_a_publisher_from_afar_wakes_a_reader_on_deferred_frames() {
-    model(3, || {
-        const CAP: u64 = 4;
-        let ctl: Arc<Control> = Arc::new(Control::new_for_model());
-        let data = Arc::new(Data::new(CAP as usize));
-        let mut reader = ReaderIndex::attach(&ctl, 1, 0).unwrap();
-        let mut w = WriterIndex::new(CAP);
-        let head = w.defer_publishing(4);
-        let (c, d) = (ctl.clone(), data.clone());
-        // One frame of four: the writer itself does not publish it (nor
-        // close, nor flush); it stays written and unseen until a publisher,
-        // started once it is written, publishes it from afar. (How the
-        // frame's bytes reach a reader through the head alone is the next
-        // test's.)
-        let writer = loom::thread::spawn(move || {
-            write_more(&mut w, &c, &d, 0..1);
-            loom::thread::spawn(move || assert!(publish_from_afar(&c, &head)))
-        });
-        // A lost wake-up is a deadlock: the model futex has no timeout.
-        let end = match reader.wait_for_data(&ctl, reader.cursor(), Duration::from_secs(1), || None)
-        {
-            DataWait::Ready(end) => end,
-            other => panic!("{other:?}"),
-        };
-        assert_eq!(end, 1);
-        // SAFETY: below write_pos, not released; loom checks the ordering.
-        let header = data.cell(0).with(|p| unsafe { *p });
-        assert_eq!(header, 1, "frame 0, one position");
-        reader.release(&ctl, end);
-        writer.join().unwrap().join().unwrap();
-    });
-}
-
-#[test]
-fn loom_a_deferring_writer_and_a_publisher_from_afar_deliver_every_frame_once() {
-    model(2, || {
-        const CAP: u64 = 2;
-        let ctl: Arc<Control> = Arc::new(Control::new_for_model());
-        let data = Arc::new(Data::new(CAP as usize));
-        let reader = ReaderIndex::attach(&ctl, 1, 0).unwrap();
-        let mut w = WriterIndex::new(CAP);
-        let head = w.defer_publishing(2);
-        let (c, d) = (ctl.clone(), data.clone());
-        // Three frames through a ring of two positions, publishing every
-        // second frame, at each wait for space and at the close; the
-        // publisher races it, and write_pos must never move back.
-        let writer = loom::thread::spawn(move || {
-            write_more(&mut w, &c, &d, 0..3);
-            w.close(&c, WRITER_ENDED);
-        });
-        let c = ctl.clone();
-        let publisher = loom::thread::spawn(move || {
-            publish_from_afar(&c, &head);
-        });
-        assert_eq!(read_frames(&ctl, &data, reader), vec![0, 1, 2]);
-        writer.join().unwrap();
-        publisher.join().unwrap();
     });
 }
