@@ -212,8 +212,8 @@ impl RingReader {
     }
 
     /// The frame at position `pos` and the position after it. `pos` must be
-    /// at or past the cursor and below an end [`published_past`]
-    /// (Self::published_past) returned; reading frame after frame from the
+    /// at or past the cursor and below an end
+    /// [`published_past`](Self::published_past) returned; reading frame after frame from the
     /// cursor gives every frame in order.
     ///
     /// # Panics
