@@ -39,11 +39,14 @@ pub struct DeadReader {
 ///
 /// Frames become visible to readers as they are written. A reader that went
 /// to sleep in the instant of a write may be woken only at the writer's next
-/// fenced check (at most [`CHECK_EVERY`](Self::CHECK_EVERY) frames later, or at
-/// [`flush`](Self::flush)): call `flush` before the writer's thread stops
-/// writing for a while, e.g. before it blocks on its own input. A writer that
-/// cannot know when it pauses (it runs someone else's code between writes)
-/// should [`wake_every`](Self::wake_every)`(1)` instead.
+/// write (which sees it asleep) or fenced check (at most
+/// [`CHECK_EVERY`](Self::CHECK_EVERY) frames later, or at
+/// [`flush`](Self::flush)), and otherwise finds the frame when its sleep
+/// slice ends (20 ms): call `flush` before the writer's thread stops writing
+/// for a while, e.g. before it blocks on its own input. A writer that cannot
+/// know when it pauses (it runs someone else's code between writes) and
+/// cannot afford that rare delay may [`wake_every`](Self::wake_every)`(1)`,
+/// at the price of a fence per frame.
 pub struct RingWriter {
     ring: ShmRing,
     name: RingName,
