@@ -213,8 +213,8 @@ impl RingReader {
 
     /// The frame at position `pos` and the position after it. `pos` must be
     /// at or past the cursor and below an end
-    /// [`published_past`](Self::published_past) returned; reading frame after frame from the
-    /// cursor gives every frame in order.
+    /// [`published_past`](Self::published_past) returned; reading frame
+    /// after frame from the cursor gives every frame in order.
     ///
     /// # Panics
     /// If `pos` is below the cursor, not below what is known published, or
