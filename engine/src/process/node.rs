@@ -225,8 +225,8 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<i32, String> {
         // check, or when its sleep slice ends (20 ms) if the node pauses in
         // its user's code meanwhile. A check at every frame would close that
         // window at the price of a fence per frame, which stalls the writer
-        // on the stores still in flight: 12-15 % of the join's and the pipe's
-        // throughput here (docs/PERFORMANCE.md).
+        // on the stores still in flight: 12-14 % of the join's throughput
+        // here, 7-14 % of the pipe's (docs/PERFORMANCE.md).
         Some(
             RingWriter::create(&ring_name, config.ring_bytes as usize)
                 .map_err(|e| e.to_string())?,
