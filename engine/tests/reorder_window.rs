@@ -384,3 +384,60 @@ fn an_upstream_leads_while_its_values_wait_for_an_upstream_with_none_stored() {
     assert!(!(0..3).any(|u| t.leads(u)), "the window drained");
     assert_eq!(t.lockstep_seq(), Some(2));
 }
+
+/// Upstream A sends 0..8, B sends 0, 1 and 5, then ends. Whether B's end
+/// is read before or after A's values, ids 2..4 are gaps (bundle 5
+/// completes after them) and 6, 7 incomplete: what a bundle is called does
+/// not depend on how the upstreams' values interleave.
+#[test]
+fn what_a_doomed_id_is_called_does_not_depend_on_the_interleaving() {
+    let now = Instant::now();
+    let outcome = |b_first: bool| {
+        let mut t = BundleTable::new(2, Bundling::sequenced(0).window(16).on_gap(GapPolicy::Skip));
+        let a = |t: &mut BundleTable<u64>| (0..8).for_each(|seq| t.offer(0, seq, seq, now));
+        let b = |t: &mut BundleTable<u64>| {
+            [0, 1, 5]
+                .into_iter()
+                .for_each(|seq| t.offer(1, seq, seq, now));
+            t.end(1, now);
+        };
+        if b_first {
+            b(&mut t);
+            a(&mut t);
+        } else {
+            a(&mut t);
+            b(&mut t);
+        }
+        t.end(0, now);
+        let events = drain(&mut t, now);
+        assert!(t.is_finished());
+        (events, t.counts())
+    };
+    let (events, counts) = outcome(true);
+    let (other, other_counts) = outcome(false);
+    assert!(
+        other == events && other_counts == counts,
+        "A first vs B first: {other:?} vs {events:?}"
+    );
+    assert_eq!(seqs(&events), vec![0, 1, 5]);
+    let notices: Vec<Notice> = events
+        .into_iter()
+        .filter_map(|e| match e {
+            TableEvent::Notice(n) => Some(n),
+            _ => None,
+        })
+        .collect();
+    let gap = |seq| Notice::Gap {
+        seq,
+        missing: vec![1],
+    };
+    let incomplete = |seq| Notice::Incomplete {
+        seq,
+        missing: vec![1],
+    };
+    assert_eq!(
+        notices,
+        vec![gap(2), gap(3), gap(4), incomplete(6), incomplete(7)]
+    );
+    assert_eq!((counts.gaps, counts.incomplete, counts.late), (3, 2, 0));
+}

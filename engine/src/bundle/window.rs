@@ -239,9 +239,14 @@ impl<V> ReorderWindow<V> {
     ///
     /// A head that misses a value from an upstream that has ended can never
     /// complete. If a later bundle is complete, the head is a gap (the gap
-    /// policy applies at once: waiting cannot help). Otherwise, if the head
-    /// holds values it is reported incomplete; if it holds none, nobody sent
-    /// that id and the head moves on to the next id that was sent.
+    /// policy applies at once: waiting cannot help). If a later bundle can
+    /// still complete (every ended upstream sent its value), the head waits
+    /// like any other, so that what it is called does not depend on how the
+    /// upstreams' values interleave: it becomes a gap when that bundle
+    /// completes, or when the gap timeout runs out. Otherwise no later
+    /// bundle can complete: if the head holds values it is reported
+    /// incomplete; if it holds none, nobody sent that id and the head moves
+    /// on to the next id that was sent.
     fn advance(&mut self, now: Instant) {
         while !self.failed {
             let head = self.slot_of(self.next);
@@ -257,7 +262,7 @@ impl<V> ReorderWindow<V> {
             }
             let waiting_beyond = self.stored > count || self.held_count > 0;
             let can_complete = self.ended_count == 0 || self.can_complete(head);
-            if !can_complete {
+            if !can_complete && (self.complete > 0 || !self.later_can_complete(head)) {
                 if self.complete > 0 {
                     self.give_up_head();
                 } else if count > 0 {
@@ -353,6 +358,26 @@ impl<V> ReorderWindow<V> {
         self.complete -= 1;
         self.slots[slot].count = 0;
         values
+    }
+
+    /// Whether a bundle after the head (in `head_slot`) can still complete:
+    /// one stored in the window holds a value of every upstream that has
+    /// ended (an ended upstream holds nothing back: it is not read while
+    /// it does).
+    fn later_can_complete(&self, head_slot: usize) -> bool {
+        let head = &self.values[head_slot * self.upstreams..(head_slot + 1) * self.upstreams];
+        // Cheap refusal first: an ended upstream with nothing stored past
+        // the head rules every later bundle out.
+        let ended_have_later = (0..self.upstreams)
+            .filter(|u| self.ended[*u])
+            .all(|u| self.stored_from[u] > usize::from(head[u].is_some()));
+        ended_have_later
+            && (1..self.config.window as Seq).any(|d| {
+                let slot = self.slot_of(self.next + d);
+                let cells = &self.values[slot * self.upstreams..(slot + 1) * self.upstreams];
+                self.slots[slot].count > 0
+                    && (0..self.upstreams).all(|u| !self.ended[u] || cells[u].is_some())
+            })
     }
 
     /// Whether every upstream missing from `slot` can still send.
