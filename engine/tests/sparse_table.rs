@@ -197,3 +197,31 @@ fn bundles_missing_an_ended_upstream_are_incomplete() {
     );
     assert!(t.is_finished());
 }
+
+/// A value held back while the table was full, from an upstream that then
+/// ended, still opens its bundle when room comes: the upstream that ended
+/// is the one that sent it.
+#[test]
+fn a_held_value_of_an_upstream_that_ended_still_completes_its_bundle() {
+    let now = Instant::now();
+    let mut t = BundleTable::new(2, Bundling::unordered().window(2));
+    for seq in [10, 11, 12] {
+        t.offer(0, seq, ("a", seq), now);
+    }
+    assert!(!t.accepts(0), "12 is held back: the table is full");
+    t.end(0, now);
+    for seq in [10, 11, 12] {
+        t.offer(1, seq, ("b", seq), now);
+    }
+    t.end(1, now);
+    let events = drain(&mut t, now);
+    assert_eq!(
+        events,
+        [10, 11, 12]
+            .map(|seq| bundle(seq, vec![("a", seq), ("b", seq)]))
+            .into_iter()
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(t.counts().incomplete, 0);
+    assert!(t.is_finished());
+}

@@ -188,8 +188,10 @@ impl<V> SparseTable<V> {
             }
             return;
         }
-        if self.ended.iter().any(|e| *e) {
+        if (0..self.upstreams).any(|u| u != upstream && self.ended[u]) {
             // A new bundle that misses an ended upstream can never complete.
+            // (The offering upstream may have ended itself: a value it sent
+            // before its end was held back while the table was full.)
             let missing = (0..self.upstreams).filter(|u| *u != upstream).collect();
             self.remember(seq);
             self.notice(Notice::Incomplete { seq, missing });
