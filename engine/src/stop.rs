@@ -4,9 +4,10 @@
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
-const RUNNING: u8 = 0;
-const DRAINING: u8 = 1;
-const ABORTING: u8 = 2;
+/// Bits of the switch: a drain was asked for; the run aborts. Both may be
+/// set (a drain, then a failure or a second Ctrl-C).
+const DRAIN: u8 = 1;
+const ABORT: u8 = 2;
 
 /// A shared switch that ends a run. Cloning gives another handle to the
 /// same switch.
@@ -24,27 +25,32 @@ impl StopSignal {
     /// draining or aborting.
     pub fn drain(&self) -> bool {
         // Relaxed: the flag carries no data; nodes only poll it.
-        self.0
-            .compare_exchange(RUNNING, DRAINING, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
+        self.0.fetch_or(DRAIN, Ordering::Relaxed) == 0
     }
 
     /// Asks the run to stop at once.
     pub fn abort(&self) {
         // Relaxed: as in `drain`.
-        self.0.store(ABORTING, Ordering::Relaxed);
+        self.0.fetch_or(ABORT, Ordering::Relaxed);
     }
 
     /// Whether spouts must stop (draining or aborting).
     pub fn is_draining(&self) -> bool {
         // Relaxed: as in `drain`.
-        self.0.load(Ordering::Relaxed) != RUNNING
+        self.0.load(Ordering::Relaxed) != 0
     }
 
     /// Whether every node must stop now.
     pub fn is_aborted(&self) -> bool {
         // Relaxed: as in `drain`.
-        self.0.load(Ordering::Relaxed) == ABORTING
+        self.0.load(Ordering::Relaxed) & ABORT != 0
+    }
+
+    /// Whether a drain was asked for (Ctrl-C or [`drain`](Self::drain)),
+    /// whatever happened next; a failure alone aborts without asking.
+    pub fn drain_requested(&self) -> bool {
+        // Relaxed: as in `drain`.
+        self.0.load(Ordering::Relaxed) & DRAIN != 0
     }
 }
 

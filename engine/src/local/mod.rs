@@ -184,7 +184,7 @@ impl LocalRun {
             let _ = handle.join();
         }
         report.elapsed = started.elapsed();
-        report.drained_on_request = control.stop.is_draining();
+        report.drained_on_request = control.stop.drain_requested();
         match control.take_failure() {
             Some(failure) => Err(RunFailure { failure, report }),
             None if control.stop.is_aborted() => Err(RunFailure {

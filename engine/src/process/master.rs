@@ -683,7 +683,7 @@ impl Master {
         let report = RunReport {
             nodes,
             elapsed: self.started_at.elapsed(),
-            drained_on_request: self.control.stop.is_draining(),
+            drained_on_request: self.control.stop.drain_requested(),
         };
         match self.control.take_failure() {
             Some(failure) => Err(RunFailure { failure, report }),
