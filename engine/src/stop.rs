@@ -3,6 +3,12 @@
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a node of an aborted run may take to stop before the run ends
+/// without it: its process is killed, its thread (in local mode) left
+/// behind.
+pub const ABORT_GRACE: Duration = Duration::from_secs(2);
 
 /// Bits of the switch: a drain was asked for; the run aborts. Both may be
 /// set (a drain, then a failure or a second Ctrl-C).

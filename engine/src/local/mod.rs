@@ -6,7 +6,7 @@ mod debugger;
 mod output;
 
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
@@ -21,7 +21,10 @@ use crate::run::inlet::{Inlet, DEFAULT_BATCH};
 use crate::run::spout::SpoutTask;
 use crate::run::worker::WorkerTask;
 use crate::run::{panic_message, EmitGate, EventSink, RunControl};
-use crate::stop::StopSignal;
+use crate::stop::{StopSignal, ABORT_GRACE};
+
+/// How often the run looks whether it was aborted while its nodes run.
+const ABORT_POLL: Duration = Duration::from_millis(20);
 
 /// Default capacity of an edge, in values.
 pub const DEFAULT_EDGE_CAPACITY: usize = 1024;
@@ -102,6 +105,7 @@ impl LocalRun {
             }
         }
 
+        let (done_tx, done_rx) = crossbeam_channel::unbounded::<()>();
         let mut threads = Vec::with_capacity(count);
         for (id, (node, edges)) in nodes.into_iter().zip(outputs).enumerate() {
             let spec = graph.node(id);
@@ -159,13 +163,26 @@ impl LocalRun {
                 }
                 (body, kind) => panic!("node {name:?}: a {body:?} cannot run a {kind:?} node"),
             };
+            let done = done_tx.clone();
             let handle = thread::Builder::new()
                 .name(name.clone())
-                .spawn(task)
+                .spawn(move || {
+                    // Says it ended even if the task panicked.
+                    struct Ended(crossbeam_channel::Sender<()>);
+                    impl Drop for Ended {
+                        fn drop(&mut self) {
+                            let _ = self.0.send(());
+                        }
+                    }
+                    let _ended = Ended(done);
+                    task()
+                })
                 .expect("spawn a node thread");
             threads.push((name, handle));
         }
         drop(debug_tx);
+        drop(done_tx);
+        wait_for_nodes(&threads, &done_rx, &control.stop);
 
         let mut report = RunReport {
             nodes: Vec::with_capacity(count),
@@ -173,6 +190,20 @@ impl LocalRun {
             drained_on_request: false,
         };
         for (name, handle) in threads {
+            if !handle.is_finished() {
+                // Aborted, and still in its function after the grace: a
+                // thread cannot be killed, so it is left to end with the
+                // process, and the run ends without it.
+                report.nodes.push(NodeReport {
+                    name,
+                    error: Some(format!(
+                        "abandoned: still running {}s after the run was aborted",
+                        ABORT_GRACE.as_secs()
+                    )),
+                    ..NodeReport::default()
+                });
+                continue;
+            }
             let node_report = handle.join().unwrap_or_else(|panic| NodeReport {
                 name,
                 error: Some(format!("node thread panicked: {}", panic_message(&*panic))),
@@ -180,7 +211,14 @@ impl LocalRun {
             });
             report.nodes.push(node_report);
         }
-        if let Some(handle) = debug_thread {
+        // A node left behind still holds a handle to the debugger's
+        // channel: its thread ends with theirs, not waited for either.
+        let abandoned = report.nodes.iter().any(|n| {
+            n.error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("abandoned:"))
+        });
+        if let Some(handle) = debug_thread.filter(|_| !abandoned) {
             let _ = handle.join();
         }
         report.elapsed = started.elapsed();
@@ -192,6 +230,34 @@ impl LocalRun {
                 report,
             }),
             None => Ok(report),
+        }
+    }
+}
+
+/// Waits until every node thread has ended, or, once the run is aborted,
+/// at most [`ABORT_GRACE`] more: a node stuck in its own function (which no
+/// stop request reaches) must not keep an aborted run from ending, as a
+/// node process would be killed.
+fn wait_for_nodes(
+    threads: &[(String, thread::JoinHandle<NodeReport>)],
+    done: &crossbeam_channel::Receiver<()>,
+    stop: &StopSignal,
+) {
+    let mut left = threads.len();
+    let mut deadline: Option<Instant> = None;
+    while left > 0 {
+        if deadline.is_none() && stop.is_aborted() {
+            deadline = Some(Instant::now() + ABORT_GRACE);
+        }
+        let timeout = match deadline {
+            Some(d) if Instant::now() >= d => return,
+            Some(d) => d.saturating_duration_since(Instant::now()).min(ABORT_POLL),
+            None => ABORT_POLL,
+        };
+        match done.recv_timeout(timeout) {
+            Ok(()) => left -= 1,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
         }
     }
 }

@@ -24,7 +24,7 @@ use crate::fingerprint::Fingerprint;
 use crate::graph::{Graph, NodeId, NodeKind};
 use crate::report::{Failure, NodeReport, PolicyEvent, RunFailure, RunReport};
 use crate::run::{panic_message, RunControl};
-use crate::stop::StopSignal;
+use crate::stop::{StopSignal, ABORT_GRACE};
 use clusterduck_transport::auth::{self, Secret};
 use clusterduck_transport::wire::{read_message, write_message, WireError};
 
@@ -34,8 +34,6 @@ pub const VERBOSE_ENV: &str = "CLUSTERDUCK_VERBOSE";
 
 /// How often the master looks at its children when nothing arrives.
 const POLL: Duration = Duration::from_millis(20);
-/// How long an aborted node may take to exit before it is killed.
-const ABORT_GRACE: Duration = Duration::from_secs(2);
 /// Silence after which a node is taken for hung.
 const SILENCE: Duration = Duration::from_secs(10);
 
