@@ -85,6 +85,7 @@ fn a_reader_whose_writer_is_killed_gets_every_frame_then_an_error() {
 
 /// The writer process of the writer-death test.
 #[test]
+#[ignore = "a role the parent test runs in a child process, not a test of its own"]
 fn doomed_writer() {
     if std::env::var(ROLE).as_deref() != Ok("doomed-writer") {
         return;
@@ -151,6 +152,7 @@ fn a_writer_blocked_on_a_killed_reader_reclaims_its_slot_and_goes_on() {
 
 /// The reader process of the reader-death test.
 #[test]
+#[ignore = "a role the parent test runs in a child process, not a test of its own"]
 fn doomed_reader() {
     if std::env::var(ROLE).as_deref() != Ok("doomed-reader") {
         return;

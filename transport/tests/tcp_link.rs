@@ -26,11 +26,7 @@ fn available(backend: IoBackend) -> bool {
         IoBackend::Uring => match tcp::probe_uring() {
             Ok(()) => true,
             Err(why) => {
-                // Straight to stderr: the test harness would swallow `eprintln!`.
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "SKIPPED: io_uring backend unavailable: {why}"
-                );
+                common::skip("an io_uring link test", &format!("io_uring refused: {why}"));
                 false
             }
         },

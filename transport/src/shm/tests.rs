@@ -109,14 +109,39 @@ fn frames_that_cross_the_end_of_the_ring_stay_contiguous() {
 
 #[test]
 fn a_full_ring_blocks_the_writer_until_the_slowest_reader_releases() {
+    use std::sync::atomic::AtomicU64;
+    use std::sync::Arc;
+
     let _w = watchdog(60);
     let name = unique("bp");
     let mut writer = RingWriter::create(&name, 4096).unwrap();
     let n = 2000u64;
+    let payload = |seq: u64| seq.to_le_bytes().repeat(1 + seq as usize % 40);
+    // The first frame that cannot fit while reader 0 holds, and how many
+    // writes completed: set by the writer, checked by reader 0.
+    let must_block = Arc::new(AtomicU64::new(u64::MAX));
+    let written = Arc::new(AtomicU64::new(0));
     let readers: Vec<_> = (0..3)
         .map(|r| {
             let mut reader = RingReader::attach(&name).unwrap();
+            let (must_block, written) = (must_block.clone(), written.clone());
             std::thread::spawn(move || {
+                if r == 0 {
+                    // Reader 0 holds (it reads nothing, so it is the slowest)
+                    // until the writer is at a frame that does not fit: that
+                    // write must wait for it.
+                    let blocked_at = loop {
+                        match must_block.load(Ordering::SeqCst) {
+                            u64::MAX => std::thread::sleep(Duration::from_millis(1)),
+                            seq => break seq,
+                        }
+                    };
+                    assert_eq!(
+                        written.load(Ordering::SeqCst),
+                        blocked_at,
+                        "the write of frame {blocked_at} completed with the ring full"
+                    );
+                }
                 let mut expect = 0u64;
                 loop {
                     let batch = match reader.read() {
@@ -130,27 +155,31 @@ fn a_full_ring_blocks_the_writer_until_the_slowest_reader_releases() {
                             continue;
                         }
                         assert_eq!(f.seq(), expect);
-                        assert_eq!(
-                            f.bytes(),
-                            &expect.to_le_bytes().repeat(1 + expect as usize % 40)[..]
-                        );
+                        assert_eq!(f.bytes(), &payload(expect)[..]);
                         expect += 1;
                     }
                     drop(batch);
-                    if r == 0 && expect % 97 == 0 {
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
                 }
                 expect
             })
         })
         .collect();
     for seq in 0..n {
-        writer
-            .write_bytes(seq, &seq.to_le_bytes().repeat(1 + seq as usize % 40))
-            .unwrap();
+        let bytes = payload(seq);
+        // SYNC: SeqCst for a test's handshake; the ring itself orders frames.
+        if must_block.load(Ordering::SeqCst) == u64::MAX
+            && writer.free_space() < 16 + bytes.len().div_ceil(16) * 16
+        {
+            must_block.store(seq, Ordering::SeqCst);
+        }
+        writer.write_bytes(seq, &bytes).unwrap();
+        written.store(seq + 1, Ordering::SeqCst);
     }
     writer.finish(n).unwrap();
+    assert!(
+        must_block.load(Ordering::SeqCst) < n,
+        "the ring never filled"
+    );
     for r in readers {
         assert_eq!(r.join().unwrap(), n);
     }

@@ -14,6 +14,21 @@ use clusterduck_transport::RingName;
 mod watchdog_impl;
 pub use watchdog_impl::watchdog;
 
+/// The environment variable that forbids skipping (`.ci/run` sets it): a
+/// test that cannot run fails instead of passing unseen.
+pub const NO_SKIP_ENV: &str = "CLUSTERDUCK_NO_SKIP";
+
+/// Says loudly that `test` cannot run here and why; panics instead where
+/// [`NO_SKIP_ENV`] is set.
+pub fn skip(test: &str, why: &str) {
+    if std::env::var_os(NO_SKIP_ENV).is_some() {
+        panic!("{test} cannot run here ({why}), and {NO_SKIP_ENV} forbids skipping");
+    }
+    // Straight to stderr: the test harness would swallow `eprintln!`.
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {test}: {why}");
+}
+
 /// The environment variable that gives a re-executed test binary its role.
 pub const ROLE: &str = "CLUSTERDUCK_TEST_ROLE";
 
@@ -29,13 +44,20 @@ pub fn unique(node: &str) -> RingName {
 }
 
 /// Runs this test binary's test `entry` in a child process, with `role` and
-/// `args` in its environment; its stdout is piped.
+/// `args` in its environment; its stdout is piped. Role entries are
+/// `#[ignore]`d, so that a normal run counts them as ignored, not passed.
 pub fn spawn_child(entry: &str, role: &str, args: &[(&str, String)]) -> Child {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([entry, "--exact", "--nocapture", "--test-threads=1"])
-        .env(ROLE, role)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+    cmd.args([
+        entry,
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(ROLE, role)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit());
     for (k, v) in args {
         cmd.env(k, v);
     }
