@@ -1,36 +1,94 @@
-//! Helpers shared by Clusterduck's end-to-end tests.
+//! Helpers shared by Clusterduck's end-to-end tests: a watchdog that ends
+//! what a hung test started, the processes and segments of a run (found, or
+//! a loud failure when they cannot be looked for), skips that CI refuses,
+//! and signals between the nodes of a test topology.
 
+use std::io;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
+pub mod signal;
+
+pub use signal::Signals;
+
 /// Aborts the whole test process if it is still alive `limit` after it was
-/// armed: a test that hangs fails loudly instead of stalling CI. Dropping
-/// the guard disarms it.
+/// armed: a test that hangs fails loudly instead of stalling CI. Before it
+/// aborts it kills (SIGKILL) every process whose command line holds one of
+/// the markers it [guards](Self::guard), so that a hung test leaves no
+/// master or node behind. Dropping the guard disarms it.
 #[derive(Debug)]
 pub struct Watchdog {
-    disarm: mpsc::Sender<()>,
+    disarm: mpsc::Sender<Guarded>,
+}
+
+/// What a watchdog is told while armed.
+enum Guarded {
+    Marker(String),
+    Disarm,
 }
 
 /// Arms a [`Watchdog`] for the test `name`.
 pub fn watchdog(name: &'static str, limit: Duration) -> Watchdog {
-    let (disarm, armed) = mpsc::channel::<()>();
+    let (disarm, armed) = mpsc::channel::<Guarded>();
     thread::spawn(move || {
-        if let Err(mpsc::RecvTimeoutError::Timeout) = armed.recv_timeout(limit) {
-            eprintln!("watchdog: test {name} still running after {limit:?}; aborting");
-            std::process::abort();
+        let deadline = std::time::Instant::now() + limit;
+        let mut markers = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match armed.recv_timeout(left) {
+                Ok(Guarded::Marker(m)) => markers.push(m),
+                Ok(Guarded::Disarm) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                Err(mpsc::RecvTimeoutError::Timeout) => break,
+            }
         }
+        eprintln!("watchdog: test {name} still running after {limit:?}; aborting");
+        for marker in &markers {
+            for p in processes_with(marker) {
+                eprintln!(
+                    "watchdog: killing pid {} ({})",
+                    p.pid,
+                    p.node.as_deref().unwrap_or("master")
+                );
+                // SAFETY: kill(2) takes no pointers; a pid that has gone
+                // meanwhile makes it fail with ESRCH, which is ignored.
+                unsafe { libc::kill(p.pid as i32, libc::SIGKILL) };
+            }
+        }
+        std::process::abort();
     });
     Watchdog { disarm }
 }
 
+impl Watchdog {
+    /// Makes the watchdog, if it fires, kill every process whose command
+    /// line holds `marker` (a test passes a unique directory to the
+    /// topologies it starts: their masters and nodes all carry it).
+    pub fn guard(self, marker: impl Into<String>) -> Self {
+        let _ = self.disarm.send(Guarded::Marker(marker.into()));
+        self
+    }
+}
+
 impl Drop for Watchdog {
     fn drop(&mut self) {
-        let _ = self.disarm.send(());
+        let _ = self.disarm.send(Guarded::Disarm);
     }
 }
 
 /// A process found in `/proc`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MarkedProcess {
+    /// Its pid.
+    pub pid: u32,
+    /// Its parent's pid.
+    pub ppid: u32,
+    /// The node it runs (its `CLUSTERDUCK_NODE`), if it is a node.
+    pub node: Option<String>,
+}
+
+/// A node process found in `/proc`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeProcess {
     /// Its pid.
@@ -41,68 +99,94 @@ pub struct NodeProcess {
     pub node: String,
 }
 
-/// The live node processes (not zombies) whose command line contains
-/// `marker`: a test passes a unique directory to its topology and finds its
-/// nodes, and their orphans, by it.
-pub fn node_processes(marker: &str) -> Vec<NodeProcess> {
+/// The live processes (not zombies) other than this one whose command line
+/// contains `marker`. Panics if `/proc` cannot be listed or a process's
+/// files cannot be read for another reason than its having just exited: a
+/// look that cannot be made must not pass for "nothing there".
+pub fn processes_with(marker: &str) -> Vec<MarkedProcess> {
+    let entries = std::fs::read_dir("/proc")
+        .unwrap_or_else(|e| panic!("cannot list /proc to look for processes: {e}"));
+    let me = std::process::id();
     let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return found;
-    };
-    for entry in entries.flatten() {
+    for entry in entries {
+        let entry = entry.unwrap_or_else(|e| panic!("cannot list /proc: {e}"));
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
+        if pid == me {
+            continue;
+        }
         let dir = entry.path();
-        let (Ok(cmdline), Ok(environ), Ok(stat)) = (
-            std::fs::read(dir.join("cmdline")),
-            std::fs::read(dir.join("environ")),
-            std::fs::read_to_string(dir.join("stat")),
-        ) else {
+        let read = |file: &str| match std::fs::read(dir.join(file)) {
+            Ok(bytes) => Some(bytes),
+            // Gone between the listing and the read (ESRCH reads as NotFound
+            // or, for a zombie's environ, as an empty file).
+            Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(3) => None,
+            Err(e) => panic!("cannot read {}: {e}", dir.join(file).display()),
+        };
+        let Some(cmdline) = read("cmdline") else {
             continue;
         };
         if !String::from_utf8_lossy(&cmdline).contains(marker) {
             continue;
         }
-        let node = environ
-            .split(|b| *b == 0)
-            .filter_map(|v| std::str::from_utf8(v).ok())
-            .find_map(|v| v.strip_prefix("CLUSTERDUCK_NODE="));
+        let (Some(environ), Some(stat)) = (read("environ"), read("stat")) else {
+            continue;
+        };
+        let stat = String::from_utf8_lossy(&stat);
         // stat: "pid (comm) state ppid ...", comm may hold spaces.
         let after = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
         let mut fields = after.split_whitespace();
         let state = fields.next().unwrap_or("?");
         let ppid = fields.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-        if let Some(node) = node {
-            if state != "Z" {
-                found.push(NodeProcess {
-                    pid,
-                    ppid,
-                    node: node.to_owned(),
-                });
-            }
+        if state == "Z" || state == "X" {
+            continue;
         }
+        let node = environ
+            .split(|b| *b == 0)
+            .filter_map(|v| std::str::from_utf8(v).ok())
+            .find_map(|v| v.strip_prefix("CLUSTERDUCK_NODE="))
+            .map(str::to_owned);
+        found.push(MarkedProcess { pid, ppid, node });
     }
+    found
+}
+
+/// The live node processes whose command line contains `marker`, sorted by
+/// node: a test passes a unique directory to its topology and finds its
+/// nodes, and their orphans, by it. Panics where [`processes_with`] does.
+pub fn node_processes(marker: &str) -> Vec<NodeProcess> {
+    let mut found: Vec<NodeProcess> = processes_with(marker)
+        .into_iter()
+        .filter_map(|p| {
+            Some(NodeProcess {
+                pid: p.pid,
+                ppid: p.ppid,
+                node: p.node?,
+            })
+        })
+        .collect();
     found.sort_by(|a, b| a.node.cmp(&b.node));
     found
 }
 
-/// The shared-memory segments of run `run_id` still in `/dev/shm`.
+/// The shared-memory segments of run `run_id` in `/dev/shm`. Panics if
+/// `/dev/shm` cannot be listed.
 pub fn run_segments(run_id: &str) -> Vec<String> {
     let prefix = format!("clusterduck-{run_id}-");
-    std::fs::read_dir("/dev/shm")
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with(&prefix))
-                .collect()
-        })
-        .unwrap_or_default()
+    let entries = std::fs::read_dir("/dev/shm")
+        .unwrap_or_else(|e| panic!("cannot list /dev/shm to look for segments: {e}"));
+    let mut found: Vec<String> = entries
+        .map(|e| e.unwrap_or_else(|e| panic!("cannot list /dev/shm: {e}")))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&prefix))
+        .collect();
+    found.sort();
+    found
 }
 
-/// The run id in the header line of a node's log file.
-pub fn run_id_of(log: &std::path::Path) -> Option<String> {
+/// The run id in the last header line of a node's log file.
+pub fn run_id_of(log: &Path) -> Option<String> {
     let text = std::fs::read_to_string(log).ok()?;
     let line = text
         .lines()
@@ -117,9 +201,40 @@ pub fn run_id_of(log: &std::path::Path) -> Option<String> {
 }
 
 /// A fresh, empty directory for one test's logs.
-pub fn fresh_dir(test: &str) -> std::path::PathBuf {
+pub fn fresh_dir(test: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("cd-{test}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("make the test's directory");
     dir
+}
+
+/// The environment variable that forbids skipping: `.ci/run` sets it, so a
+/// test that cannot run there fails instead of passing unseen.
+pub const NO_SKIP_ENV: &str = "CLUSTERDUCK_NO_SKIP";
+
+/// Says, loudly, that the test `test` cannot run here and why, and returns
+/// (the caller then returns without checking anything). Where
+/// [`NO_SKIP_ENV`] is set, panics instead: a skip is a failure there.
+pub fn skip(test: &str, why: &str) {
+    if std::env::var_os(NO_SKIP_ENV).is_some() {
+        panic!("{test} cannot run here ({why}), and {NO_SKIP_ENV} forbids skipping");
+    }
+    // Straight to stderr: the test harness would swallow `eprintln!`.
+    use std::io::Write;
+    let _ = writeln!(io::stderr(), "SKIPPED: {test}: {why}");
+}
+
+/// The ssh config of the test hosts, if they are up; otherwise [skips](skip)
+/// the test `test` and returns `None`.
+pub fn test_hosts(test: &str) -> Option<PathBuf> {
+    match std::env::var_os("CLUSTERDUCK_SSH_CONFIG") {
+        Some(config) => Some(config.into()),
+        None => {
+            skip(
+                test,
+                "test hosts are not up (run: eval \"$(tools/testnet.sh up 3)\")",
+            );
+            None
+        }
+    }
 }
