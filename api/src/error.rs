@@ -62,3 +62,9 @@ impl From<RunFailure> for Error {
         Error::Run(Box::new(failure))
     }
 }
+
+impl From<Box<RunFailure>> for Error {
+    fn from(failure: Box<RunFailure>) -> Self {
+        Error::Run(failure)
+    }
+}

@@ -296,7 +296,7 @@ impl DebugSink for Debugger {
 pub struct Running {
     stop: StopSignal,
     ctrl_c: bool,
-    thread: thread::JoinHandle<Result<RunReport, RunFailure>>,
+    thread: thread::JoinHandle<Result<RunReport, Box<RunFailure>>>,
 }
 
 impl Running {
@@ -375,7 +375,8 @@ impl Topology {
                 }))
             };
         let impls = self.impls;
-        let run: Box<dyn FnOnce() -> Result<RunReport, RunFailure> + Send> = match launch.mode {
+        let run: Box<dyn FnOnce() -> Result<RunReport, Box<RunFailure>> + Send> = match launch.mode
+        {
             Mode::Local => {
                 let run = LocalRun {
                     edge_capacity: launch.edge_capacity,

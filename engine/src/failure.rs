@@ -48,10 +48,12 @@ pub enum Failure {
         message: String,
     },
     /// A node's process ended without finishing its work.
-    #[error("node {node} (pid {pid}) {cause}")]
+    #[error("node {node} (pid {pid}) on host {host} {cause}")]
     Died {
         /// The node.
         node: String,
+        /// Its host (`localhost` for this machine).
+        host: String,
         /// Its process id.
         pid: u32,
         /// How it ended: `killed by signal 9 (SIGKILL)`, `exited with status 1`.

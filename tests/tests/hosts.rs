@@ -2,7 +2,8 @@
 //! sshd, made by `tools/testnet.sh` (`.ci/run` brings up three).
 //!
 //! Without `CLUSTERDUCK_SSH_CONFIG` (the test hosts are not up) each test
-//! prints `SKIPPED: ...` on stderr and returns.
+//! prints `SKIPPED: ...` on stderr and returns, or fails where
+//! `CLUSTERDUCK_NO_SKIP` is set (CI).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -16,15 +17,7 @@ const LIMIT: Duration = Duration::from_secs(180);
 const HOSTS: &str = "cd-h1,cd-h2,cd-h3";
 
 fn hosts_up(test: &str) -> bool {
-    if std::env::var_os("CLUSTERDUCK_SSH_CONFIG").is_some() {
-        return true;
-    }
-    // Straight to stderr: the test harness would swallow `eprintln!`.
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED: {test}: test hosts are not up (run: eval \"$(tools/testnet.sh up 3)\")"
-    );
-    false
+    clusterduck_tests::test_hosts(test).is_some()
 }
 
 /// An example binary, built by `cargo test` beside the tests.
@@ -59,7 +52,9 @@ fn readme_and_collage_across_three_hosts_print_what_local_mode_prints() {
     if !hosts_up("readme across hosts") {
         return;
     }
-    let _w = watchdog("readme-hosts", LIMIT);
+    let _w = watchdog("readme-hosts", LIMIT)
+        .guard("/cd-readme-")
+        .guard("/cd-collage-hosts-");
     let readme = example("readme");
     assert!(
         readme.exists(),
@@ -79,6 +74,23 @@ fn readme_and_collage_across_three_hosts_print_what_local_mode_prints() {
             ])
             .env("CLUSTERDUCK_IO", io));
         assert_eq!(out.stdout, local.stdout, "CLUSTERDUCK_IO={io}");
+        // The backend asked for is the one the links used (io_uring refused
+        // would fall back to epoll, and say so).
+        let said: Vec<String> = ["A", "B", "C"]
+            .iter()
+            .flat_map(|node| {
+                let log = std::fs::read_to_string(dir.join(format!("{node}.err"))).unwrap();
+                log.lines()
+                    .filter(|l| l.contains("tcp links use"))
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let expected = format!("clusterduck: tcp links use the {io} backend (CLUSTERDUCK_IO={io})");
+        assert!(
+            !said.is_empty() && said.iter().all(|l| *l == expected),
+            "CLUSTERDUCK_IO={io}: the nodes with links said {said:?}"
+        );
     }
     // Each node ran in its host's network namespace, none in ours.
     let dir = fresh_dir("readme-namespaces");
@@ -127,9 +139,9 @@ fn nodes_run_in_three_network_namespaces() {
     if !hosts_up("namespaces") {
         return;
     }
-    let _w = watchdog("namespaces", LIMIT);
     let dir = fresh_dir("namespaces");
     let marker = dir.to_str().unwrap().to_owned();
+    let _w = watchdog("namespaces", LIMIT).guard(marker.clone());
     let mut child = Command::new(env!("CARGO_BIN_EXE_topology"))
         .args(["split", "100", &marker, "cd-h1", "cd-h2"])
         .stdout(Stdio::piped())
@@ -159,6 +171,60 @@ fn nodes_run_in_three_network_namespaces() {
     assert!(ns.iter().all(|(_, n)| *n != ours), "{ns:?} vs {ours}");
 }
 
+/// `kill -9` of a node on a test host: the run fails naming the node, its
+/// host, its pid and the signal, and nothing of the run is left on any
+/// host (the hosts share this machine's processes and `/dev/shm`).
+#[test]
+fn a_killed_remote_node_is_reported_by_name_host_pid_and_signal() {
+    if !hosts_up("kill a remote node") {
+        return;
+    }
+    for (victim, host) in [("W", "cd-h1"), ("E", "cd-h2")] {
+        let dir = fresh_dir(&format!("kill-remote-{victim}"));
+        let marker = dir.to_str().unwrap().to_owned();
+        let _w = watchdog("kill a remote node", LIMIT).guard(marker.clone());
+        let mut child = Command::new(env!("CARGO_BIN_EXE_topology"))
+            .args(["split", "10000", &marker, "cd-h1", "cd-h2"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = [0u8; 4];
+        child
+            .stdout
+            .as_mut()
+            .unwrap()
+            .read_exact(&mut first)
+            .unwrap();
+        let nodes = node_processes(&marker);
+        assert_eq!(nodes.len(), 4, "{nodes:?}");
+        let run_id = clusterduck_tests::run_id_of(&dir.join("W.out")).unwrap();
+        assert!(
+            !clusterduck_tests::run_segments(&run_id).is_empty(),
+            "the run's segments, while it runs"
+        );
+        let pid = nodes.iter().find(|n| n.node == victim).unwrap().pid;
+        run(Command::new("kill").args(["-9", &pid.to_string()]));
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        let status = child.wait().unwrap();
+        assert!(!status.success());
+        let expected =
+            format!("error: node {victim} (pid {pid}) on host {host} killed by signal 9 (SIGKILL)");
+        assert!(err.lines().any(|l| l == expected), "{expected}\n{err}");
+        assert_eq!(node_processes(&marker), Vec::new());
+        assert_eq!(
+            clusterduck_tests::run_segments(&run_id),
+            Vec::<String>::new()
+        );
+    }
+}
+
 /// The data port a node logged in its `.err` on its host.
 fn data_port(dir: &Path, node: &str) -> Option<String> {
     let text = std::fs::read_to_string(dir.join(format!("{node}.err"))).ok()?;
@@ -173,9 +239,9 @@ fn an_edge_across_hosts_and_one_within_survive_bad_input_on_every_port() {
     if !hosts_up("bad input") {
         return;
     }
-    let _w = watchdog("bad-input", LIMIT);
     let dir = fresh_dir("bad-input");
     let marker = dir.to_str().unwrap().to_owned();
+    let _w = watchdog("bad-input", LIMIT).guard(marker.clone());
     let mut child = Command::new(env!("CARGO_BIN_EXE_topology"))
         .args(["split", "150", &marker, "cd-h1", "cd-h2"])
         .env("CLUSTERDUCK_VERBOSE", "1")
@@ -273,8 +339,8 @@ fn host_problems_are_errors_naming_the_host_before_anything_runs() {
     if !hosts_up("host errors") {
         return;
     }
-    let _w = watchdog("host-errors", LIMIT);
     let dir = fresh_dir("host-errors");
+    let _w = watchdog("host-errors", LIMIT).guard(dir.to_str().unwrap());
     // Our key is not the one the hosts accept.
     let bad_key = dir.join("not-our-key");
     let made = Command::new("ssh-keygen")

@@ -61,9 +61,9 @@ fn output(mut child: Child) -> (std::process::ExitStatus, String, String) {
 
 #[test]
 fn each_node_runs_in_its_own_process_and_logs_to_its_own_files() {
-    let _w = watchdog("one-process-per-node", LIMIT);
     let dir = fresh_dir("per-node");
     let marker = dir.to_str().unwrap().to_owned();
+    let _w = watchdog("one-process-per-node", LIMIT).guard(marker.clone());
     let mut child = spawn_slow(40, &marker);
     let master = child.id();
     let mut first = String::new();
@@ -73,6 +73,15 @@ fn each_node_runs_in_its_own_process_and_logs_to_its_own_files() {
     let nodes = node_processes(&marker);
     let names: Vec<&str> = nodes.iter().map(|n| n.node.as_str()).collect();
     assert_eq!(names, ["K", "S", "W"], "{nodes:?}");
+    let run = run_id_of(&dir.join("W.out")).unwrap();
+    assert_eq!(
+        run_segments(&run),
+        [
+            format!("clusterduck-{run}-S"),
+            format!("clusterduck-{run}-W")
+        ],
+        "the rings of S and W (the sink K writes none), while the run runs"
+    );
     assert!(
         nodes.iter().all(|n| n.ppid == master),
         "children of the master: {nodes:?}"
@@ -109,7 +118,6 @@ fn each_node_runs_in_its_own_process_and_logs_to_its_own_files() {
             assert!(dir.join(format!("{name}.{ext}")).exists(), "{name}.{ext}");
         }
     }
-    let run = run_id_of(&dir.join("W.out")).unwrap();
     assert_eq!(run_segments(&run), Vec::<String>::new());
     assert!(node_processes(&marker).is_empty());
     assert!(
@@ -120,8 +128,8 @@ fn each_node_runs_in_its_own_process_and_logs_to_its_own_files() {
 
 #[test]
 fn values_arrive_whole_and_in_order_whatever_the_batch() {
-    let _w = watchdog("batched", LIMIT);
     let dir = fresh_dir("batched");
+    let _w = watchdog("batched", LIMIT).guard(dir.to_str().unwrap());
     for batch in ["1", "7", "4096"] {
         let (status, out, err) = run(&["batched", "20000", batch, dir.to_str().unwrap()]);
         assert!(status.success(), "batch {batch}: {err}");
@@ -131,8 +139,8 @@ fn values_arrive_whole_and_in_order_whatever_the_batch() {
 
 #[test]
 fn workers_take_values_archived_in_place_and_forward_them() {
-    let _w = watchdog("archived", LIMIT);
     let dir = fresh_dir("archived");
+    let _w = watchdog("archived", LIMIT).guard(dir.to_str().unwrap());
     let (status, out, err) = run(&["archived", "10000", "10000", dir.to_str().unwrap()]);
     assert!(status.success(), "{err}");
     assert_eq!(out.trim(), "K saw 10000 words, 5000 upper-cased", "{err}");
@@ -140,8 +148,8 @@ fn workers_take_values_archived_in_place_and_forward_them() {
 
 #[test]
 fn a_bundled_worker_joins_values_held_in_place_in_their_rings() {
-    let _w = watchdog("joined", LIMIT);
     let dir = fresh_dir("joined");
+    let _w = watchdog("joined", LIMIT).guard(dir.to_str().unwrap());
     // Rings of 4 MiB hold every value the window waits for; rings of a page
     // (about 60 words) fill while J holds A's words for B's reversed blocks
     // of 100: A then waits for J to release them, and nothing is lost.
@@ -183,8 +191,8 @@ fn a_bundled_worker_joins_values_held_in_place_in_their_rings() {
 
 #[test]
 fn a_failing_archived_worker_names_node_and_seq() {
-    let _w = watchdog("archived-fail", LIMIT);
     let dir = fresh_dir("archived-fail");
+    let _w = watchdog("archived-fail", LIMIT).guard(dir.to_str().unwrap());
     let (status, _, err) = run(&["archived", "100", "7", dir.to_str().unwrap()]);
     assert!(!status.success());
     assert!(
@@ -194,22 +202,28 @@ fn a_failing_archived_worker_names_node_and_seq() {
     );
 }
 
-#[test]
-fn a_killed_worker_is_reported_by_name_pid_and_signal_and_nothing_is_left() {
-    let _w = watchdog("kill-worker", LIMIT);
-    let dir = fresh_dir("kill-worker");
+/// Kills `node` of a running `slow` topology with SIGKILL: the run fails
+/// naming the node, its host, its pid and the signal, and leaves nothing.
+fn killed_node_is_reported(node: &str) {
+    let dir = fresh_dir(&format!("kill-{node}"));
     let marker = dir.to_str().unwrap().to_owned();
+    let _w = watchdog("kill a node", LIMIT).guard(marker.clone());
     let mut child = spawn_slow(10_000, &marker);
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
-    let w = node_processes(&marker)
-        .into_iter()
-        .find(|n| n.node == "W")
-        .expect("W runs");
+    // While it runs: its three nodes, and its segments.
+    let running = node_processes(&marker);
+    assert_eq!(running.len(), 3, "{running:?}");
+    let run = run_id_of(&dir.join("W.out")).unwrap();
+    assert!(
+        !run_segments(&run).is_empty(),
+        "the run's segments, while it runs"
+    );
+    let victim = running.into_iter().find(|n| n.node == node).unwrap();
     let killed = Instant::now();
     assert!(Command::new("kill")
-        .args(["-9", &w.pid.to_string()])
+        .args(["-9", &victim.pid.to_string()])
         .status()
         .unwrap()
         .success());
@@ -217,30 +231,48 @@ fn a_killed_worker_is_reported_by_name_pid_and_signal_and_nothing_is_left() {
     let mut err = String::new();
     err_pipe.read_to_string(&mut err).unwrap();
     let status = child.wait().unwrap();
-    let reported = killed.elapsed();
-    eprintln!("kill -9 of W reported and the run ended {reported:?} after the kill");
-    assert!(!status.success());
-    let expected = format!("error: node W (pid {}) killed by signal 9 (SIGKILL)", w.pid);
-    assert!(err.lines().any(|l| l == expected), "{err}");
-    assert!(
-        node_processes(&marker).is_empty(),
-        "{:?}",
-        node_processes(&marker)
+    eprintln!(
+        "kill -9 of {node} reported and the run ended {:?} after the kill",
+        killed.elapsed()
     );
-    let run = run_id_of(&dir.join("W.out")).unwrap();
+    assert!(!status.success());
+    let expected = format!(
+        "error: node {node} (pid {}) on host localhost killed by signal 9 (SIGKILL)",
+        victim.pid
+    );
+    assert!(err.lines().any(|l| l == expected), "{expected}\n{err}");
+    assert_eq!(node_processes(&marker), Vec::new());
     assert_eq!(run_segments(&run), Vec::<String>::new());
 }
 
 #[test]
-fn killing_the_master_ends_every_node() {
-    let _w = watchdog("kill-master", LIMIT);
+fn a_killed_spout_is_reported_by_name_host_pid_and_signal_and_nothing_is_left() {
+    killed_node_is_reported("S");
+}
+
+#[test]
+fn a_killed_worker_is_reported_by_name_host_pid_and_signal_and_nothing_is_left() {
+    killed_node_is_reported("W");
+}
+
+#[test]
+fn a_killed_sink_is_reported_by_name_host_pid_and_signal_and_nothing_is_left() {
+    killed_node_is_reported("K");
+}
+
+#[test]
+fn killing_the_master_ends_every_node_and_the_next_launch_removes_its_segments() {
     let dir = fresh_dir("kill-master");
     let marker = dir.to_str().unwrap().to_owned();
+    let _w = watchdog("kill-master", LIMIT).guard(marker.clone());
     let mut child = spawn_slow(10_000, &marker);
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
     assert_eq!(node_processes(&marker).len(), 3);
+    let dead = run_id_of(&dir.join("W.out")).unwrap();
+    let segments = run_segments(&dead);
+    assert!(!segments.is_empty(), "the run's segments, while it runs");
     child.kill().unwrap();
     child.wait().unwrap();
     let killed = Instant::now();
@@ -249,13 +281,27 @@ fn killing_the_master_ends_every_node() {
         "every node gone {:?} after the master was killed",
         killed.elapsed()
     );
+    // Nobody removed the dead run's segments; the next launch does, and
+    // says so, segment by segment.
+    let left = run_segments(&dead);
+    assert!(!left.is_empty(), "a killed master leaves its segments");
+    let next = fresh_dir("kill-master-next");
+    let (status, _, err) = run(&["batched", "10", "16", next.to_str().unwrap()]);
+    assert!(status.success(), "{err}");
+    for segment in &left {
+        let said = format!(
+            "clusterduck: stale shared-memory segment: removed /dev/shm/{segment}, left by a dead run"
+        );
+        assert!(err.lines().any(|l| l.starts_with(&said)), "{said}\n{err}");
+    }
+    assert_eq!(run_segments(&dead), Vec::<String>::new());
 }
 
 #[test]
 fn a_failing_worker_stops_the_run_naming_node_and_seq() {
-    let _w = watchdog("fail", LIMIT);
     let dir = fresh_dir("fail");
     let marker = dir.to_str().unwrap().to_owned();
+    let _w = watchdog("fail", LIMIT).guard(marker.clone());
     let child = topology(&["fail", &marker])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -276,9 +322,9 @@ fn a_failing_worker_stops_the_run_naming_node_and_seq() {
 
 #[test]
 fn a_node_that_built_another_topology_is_refused_showing_both() {
-    let _w = watchdog("mismatch", LIMIT);
     let dir = fresh_dir("mismatch");
     let marker = dir.to_str().unwrap().to_owned();
+    let _w = watchdog("mismatch", LIMIT).guard(marker.clone());
     let child = topology(&["mismatch", &marker])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -305,6 +351,7 @@ fn a_node_that_built_another_topology_is_refused_showing_both() {
 
 #[test]
 fn an_unwritable_log_directory_is_an_error_before_anything_starts() {
+    let _w = watchdog("unwritable-dir", LIMIT);
     let mut t = Topology::new();
     let s = t.spout("S", |out| out.send(0, 0u64).map_err(Into::into));
     t.sink("K", &s, |_, _| Ok(()));

@@ -12,12 +12,12 @@
 //! ```
 //!
 //! Without the variable each test prints a loud `SKIPPED: test hosts are not
-//! up` line on stderr and returns: the hosts need root and Debian's
+//! up` line on stderr and returns (it fails instead where
+//! `CLUSTERDUCK_NO_SKIP` is set, as in CI): the hosts need root and Debian's
 //! `openssh-server`, which a developer's machine may not have. With the
 //! variable set, every failure is a real one.
 
 use std::collections::BTreeSet;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -29,28 +29,16 @@ const LIMIT: Duration = Duration::from_secs(60);
 /// The hosts `.ci/run` brings up (`tools/testnet.sh up 3`).
 const HOSTS: [&str; 3] = ["cd-h1", "cd-h2", "cd-h3"];
 
-/// The ssh config naming the test hosts, or `None` (after saying so, loudly)
-/// if they are not up.
-fn ssh_config() -> Option<PathBuf> {
-    match std::env::var_os("CLUSTERDUCK_SSH_CONFIG") {
-        Some(path) => {
-            let path = PathBuf::from(path);
-            assert!(
-                path.is_file(),
-                "CLUSTERDUCK_SSH_CONFIG={} is not a file: are the test hosts still up?",
-                path.display()
-            );
-            Some(path)
-        }
-        None => {
-            // Straight to stderr: the test harness would swallow `eprintln!`.
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED: test hosts are not up (run: eval \"$(tools/testnet.sh up 3)\")"
-            );
-            None
-        }
-    }
+/// The ssh config naming the test hosts, or `None` if they are not up
+/// (after saying so: a failure where skipping is forbidden).
+fn ssh_config(test: &str) -> Option<PathBuf> {
+    let path = clusterduck_tests::test_hosts(test)?;
+    assert!(
+        path.is_file(),
+        "CLUSTERDUCK_SSH_CONFIG={} is not a file: are the test hosts still up?",
+        path.display()
+    );
+    Some(path)
 }
 
 /// `ssh -F config [extra..] host command`, without stdin.
@@ -136,7 +124,9 @@ fn host_view(config: &Path, host: &str) -> HostView {
 
 #[test]
 fn each_host_has_its_own_network_and_address() {
-    let Some(config) = ssh_config() else { return };
+    let Some(config) = ssh_config("each_host_has_its_own_network_and_address") else {
+        return;
+    };
     let _w = watchdog("each_host_has_its_own_network_and_address", LIMIT);
     let own = own_net_ns();
     let mut namespaces = BTreeSet::new();
@@ -164,7 +154,9 @@ fn each_host_has_its_own_network_and_address() {
 
 #[test]
 fn hosts_reach_each_other() {
-    let Some(config) = ssh_config() else { return };
+    let Some(config) = ssh_config("hosts_reach_each_other") else {
+        return;
+    };
     let _w = watchdog("hosts_reach_each_other", LIMIT);
     let path = config.to_str().expect("a UTF-8 path");
     assert!(!path.contains('\''), "the config path needs no quoting");
@@ -183,7 +175,9 @@ fn hosts_reach_each_other() {
 
 #[test]
 fn a_wrong_host_key_is_refused() {
-    let Some(config) = ssh_config() else { return };
+    let Some(config) = ssh_config("a_wrong_host_key_is_refused") else {
+        return;
+    };
     let _w = watchdog("a_wrong_host_key_is_refused", LIMIT);
     let dir = fresh_dir("testnet-keys");
     let (host, other) = (HOSTS[0], HOSTS[1]);

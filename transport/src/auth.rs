@@ -164,6 +164,7 @@ mod tests {
 
     #[test]
     fn same_secret_authenticates_both_ways_and_carries_the_id() {
+        let _w = crate::test_watchdog::watchdog(30, "an auth test");
         let s = Secret::generate().unwrap();
         let (a, c) = pair(s.clone(), s, 7);
         assert_eq!(a.unwrap(), 7);
@@ -172,6 +173,7 @@ mod tests {
 
     #[test]
     fn a_wrong_secret_is_refused() {
+        let _w = crate::test_watchdog::watchdog(30, "an auth test");
         let (a, c) = pair(Secret::generate().unwrap(), Secret::generate().unwrap(), 1);
         assert!(matches!(a, Err(AuthError::BadProof)), "{a:?}");
         assert!(c.is_err());
@@ -179,6 +181,7 @@ mod tests {
 
     #[test]
     fn garbage_and_replays_are_refused() {
+        let _w = crate::test_watchdog::watchdog(30, "an auth test");
         let s = Secret::generate().unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();

@@ -53,6 +53,13 @@ pub mod tcp;
 #[cfg(not(loom))]
 pub mod wire;
 
+/// A watchdog for the unit tests that could hang (shared with the
+/// integration tests).
+#[cfg(test)]
+#[path = "../tests/common/watchdog.rs"]
+#[allow(unreachable_pub)]
+mod test_watchdog;
+
 #[cfg(not(loom))]
 pub use process::ProcessStamp;
 #[cfg(not(loom))]

@@ -79,7 +79,7 @@ impl LocalRun {
         graph: &Graph,
         nodes: Vec<NodeImpl>,
         debugger: Option<Box<dyn DebugSink>>,
-    ) -> Result<RunReport, RunFailure> {
+    ) -> Result<RunReport, Box<RunFailure>> {
         assert_eq!(nodes.len(), graph.nodes().len(), "one function per node");
         let started = Instant::now();
         let control = RunControl::new(self.stop.clone());
@@ -224,11 +224,11 @@ impl LocalRun {
         report.elapsed = started.elapsed();
         report.drained_on_request = control.stop.drain_requested();
         match control.take_failure() {
-            Some(failure) => Err(RunFailure { failure, report }),
-            None if control.stop.is_aborted() => Err(RunFailure {
+            Some(failure) => Err(Box::new(RunFailure { failure, report })),
+            None if control.stop.is_aborted() => Err(Box::new(RunFailure {
                 failure: Failure::Aborted,
                 report,
-            }),
+            })),
             None => Ok(report),
         }
     }

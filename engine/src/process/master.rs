@@ -160,7 +160,7 @@ impl ProcessRun {
         match clusterduck_transport::remove_stale_segments() {
             Ok(stale) => {
                 for segment in stale {
-                    eprintln!("clusterduck: stale shared-memory segment: {segment:?}");
+                    eprintln!("clusterduck: stale shared-memory segment: {segment}");
                 }
             }
             Err(e) => eprintln!("clusterduck: cannot look for stale segments: {e}"),
@@ -430,7 +430,7 @@ impl Master {
     /// Supervises the run to its end and returns its report. Whatever
     /// happens, every node process has exited and every shared-memory
     /// segment of the run is removed when this returns.
-    pub fn wait(mut self) -> Result<RunReport, RunFailure> {
+    pub fn wait(mut self) -> Result<RunReport, Box<RunFailure>> {
         let mut started = false;
         let mut drained = false;
         let mut abort_deadline: Option<Instant> = None;
@@ -619,11 +619,12 @@ impl Master {
             let local = Placement::is_local(&node.host);
             self.control.fail(Failure::Died {
                 node: node.name.clone(),
+                host: node.host.clone(),
                 pid: node.pid.unwrap_or_else(|| node.child.id()),
                 cause: if local {
                     describe_exit(status)
                 } else {
-                    format!("on host {}: {}", node.host, describe_remote_exit(status))
+                    describe_remote_exit(status)
                 },
             });
         }
@@ -642,7 +643,7 @@ impl Master {
         }
     }
 
-    fn finish(mut self) -> Result<RunReport, RunFailure> {
+    fn finish(mut self) -> Result<RunReport, Box<RunFailure>> {
         // Relaxed: as in `accept_loop`.
         self.accepting.store(false, Ordering::Relaxed);
         if let Some(acceptor) = self.acceptor.take() {
@@ -684,11 +685,11 @@ impl Master {
             drained_on_request: self.control.stop.drain_requested(),
         };
         match self.control.take_failure() {
-            Some(failure) => Err(RunFailure { failure, report }),
-            None if self.control.stop.is_aborted() => Err(RunFailure {
+            Some(failure) => Err(Box::new(RunFailure { failure, report })),
+            None if self.control.stop.is_aborted() => Err(Box::new(RunFailure {
                 failure: Failure::Aborted,
                 report,
-            }),
+            })),
             None => Ok(report),
         }
     }

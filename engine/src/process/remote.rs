@@ -189,13 +189,17 @@ impl Ssh {
             .map(|a| quote(&a.to_string_lossy()))
             .collect();
         // The run's settings (CLUSTERDUCK_IO, CLUSTERDUCK_VERBOSE, ...) go
-        // along; ssh would not pass them.
+        // along; ssh would not pass them. The remote shell waits for the
+        // node (no `exec`) and exits with its status, which a shell gives
+        // as 128 + the signal for a node killed by one: ssh passes that
+        // on, where for an exec'd node killed by a signal it says only
+        // 255.
         let settings: String = std::env::vars()
             .filter(|(k, _)| k.starts_with("CLUSTERDUCK_") && k != NODE_ENV && k != SSH_CONFIG_ENV)
             .map(|(k, v)| format!("{k}={} ", quote(&v)))
             .collect();
         let script = format!(
-            "mkdir -p {d} && printf '%s\\n' {h} >> {out} && printf '%s\\n' {h} >> {err} && exec env {settings}{env}={n} {p} {a} >> {out} 2>> {err}",
+            "mkdir -p {d} && printf '%s\\n' {h} >> {out} && printf '%s\\n' {h} >> {err} && env {settings}{env}={n} {p} {a} >> {out} 2>> {err}; exit $?",
             d = quote(node.dir),
             h = quote(node.header.trim_end()),
             env = NODE_ENV,

@@ -86,6 +86,30 @@ pub struct StaleSegment {
     pub status: StaleStatus,
 }
 
+impl std::fmt::Display for StaleSegment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let path = self.path.display();
+        match &self.status {
+            StaleStatus::Removed { creator } => write!(
+                f,
+                "removed {path}, left by a dead run (its creator, pid {}, is gone)",
+                creator.pid
+            ),
+            StaleStatus::RemoveFailed { creator, error } => write!(
+                f,
+                "cannot remove {path}, left by a dead run (its creator, pid {}, is gone): {error}",
+                creator.pid
+            ),
+            StaleStatus::Unreadable { reason } => {
+                write!(
+                    f,
+                    "left {path} alone: not a readable ring segment ({reason})"
+                )
+            }
+        }
+    }
+}
+
 /// What [`remove_stale_segments`] found about one segment.
 #[derive(Debug)]
 #[non_exhaustive]

@@ -497,6 +497,7 @@ fn a_limited_batch_leaves_the_rest_for_the_next_read() {
 
 #[test]
 fn a_spinning_reader_gets_frames_and_the_end_like_a_sleeping_one() {
+    let _w = watchdog(60);
     let name = unique("spin");
     let mut writer = RingWriter::create(&name, 4096).unwrap();
     let mut reader = RingReader::attach(&name).unwrap();
