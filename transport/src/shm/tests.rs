@@ -20,13 +20,9 @@ fn unique(node: &str) -> RingName {
     RingName::new(&run, node).unwrap()
 }
 
-#[path = "../../tests/common/watchdog.rs"]
-#[allow(unreachable_pub)]
-mod watchdog_impl;
-
 /// Aborts the process if a test hangs.
 fn watchdog(secs: u64) -> impl Drop {
-    watchdog_impl::watchdog(secs, "a shm unit test")
+    crate::test_watchdog::watchdog(secs, "a shm unit test")
 }
 
 fn collect(reader: &mut RingReader) -> Result<Vec<(FrameKind, u64, Vec<u8>)>, ReadError> {
