@@ -191,13 +191,23 @@ impl Topology {
     /// the memory bound and the policies for duplicates, late ids and gaps.
     ///
     /// Sequencing is a property of bundling, so a plain worker cannot be
-    /// sequenced:
+    /// sequenced: a [`Bundling`] is not an input a plain worker takes (this
+    /// does not compile, for that reason: E0277, a trait not implemented)...
     ///
-    /// ```compile_fail
+    /// ```compile_fail,E0277
     /// # use clusterduck::{Topology, Bundling, Emitter};
     /// let mut t = Topology::new();
     /// let a = t.spout("A", |out| out.send(0, 1u64).map_err(Into::into));
-    /// t.worker("B", &a, Bundling::sequenced(0), |_, v: u64, out: &mut Emitter<u64>| Ok(out.emit(v)));
+    /// t.worker("B", Bundling::sequenced(0), |_, v: u64, out: &mut Emitter<u64>| Ok(out.emit(v)));
+    /// ```
+    ///
+    /// ...while the same upstream, bundled, is sequenced:
+    ///
+    /// ```
+    /// # use clusterduck::{Topology, Bundling, Emitter};
+    /// let mut t = Topology::new();
+    /// let a = t.spout("A", |out| out.send(0, 1u64).map_err(Into::into));
+    /// t.bundled("B", (&a,), Bundling::sequenced(0), |_, (v,): (u64,), out: &mut Emitter<u64>| Ok(out.emit(v)));
     /// ```
     pub fn bundled<B, U, F>(
         &mut self,

@@ -3,9 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use clusterduck::{
-    Bundling, Emitter, Error, Failure, GapPolicy, GraphError, Launch, Node, Notice, Topology,
-};
+use clusterduck::{Bundling, Emitter, Error, Failure, GraphError, Launch, Node, Topology};
 use clusterduck_tests::watchdog;
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -307,142 +305,9 @@ fn a_worker_panic_names_the_node_the_seq_and_the_message() {
     );
 }
 
-/// A and B send `0..n`, B skipping `skip`, then B waits so that A's later ids
-/// are pending while B has not ended.
-fn gapped(t: &mut Topology, n: u64, skip: u64) -> (Node<u64>, Node<u64>) {
-    let a = numbers(t, "A", n);
-    let b = t.spout("B", move |out| {
-        for i in (0..n).filter(|i| *i != skip) {
-            out.send(i, i)?;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-        Ok(())
-    });
-    (a, b)
-}
-
-#[test]
-fn a_gap_fails_the_run_by_default_naming_the_seq_and_the_silent_upstream() {
-    let _w = watchdog("gap-fail", LIMIT);
-    let mut t = Topology::new();
-    let (a, b) = gapped(&mut t, 10, 3);
-    t.bundled(
-        "C",
-        (&a, &b),
-        Bundling::sequenced(0).gap_timeout(Duration::from_millis(50)),
-        |_, _: (u64, u64), _: &mut Emitter<()>| Ok(()),
-    );
-    let e = t.launch(Launch::local()).unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "node C: seq 3 never completed: nothing from B within the gap timeout (gap policy: fail)"
-    );
-    let c = e.report().unwrap().node("C").unwrap();
-    assert_eq!((c.messages_out, c.policy.gaps), (0, 1));
-}
-
-#[test]
-fn a_skipped_gap_is_counted_and_shown_to_the_debugger() {
-    let _w = watchdog("gap-skip", LIMIT);
-    let mut t = Topology::new();
-    let (a, b) = gapped(&mut t, 10, 3);
-    let c = t.bundled(
-        "C",
-        (&a, &b),
-        Bundling::sequenced(0)
-            .gap_timeout(Duration::from_millis(50))
-            .on_gap(GapPolicy::Skip),
-        |seq, _: (u64, u64), out: &mut Emitter<u64>| {
-            out.emit(seq);
-            Ok(())
-        },
-    );
-    let (seen, debug) = collector();
-    let events = Arc::new(Mutex::new(Vec::new()));
-    let log = events.clone();
-    let report = t
-        .launch(
-            Launch::local()
-                .debug(&c, debug)
-                .on_event(move |e| log.lock().unwrap().push(e.to_string())),
-        )
-        .unwrap();
-    assert_eq!(*seen.lock().unwrap(), vec![0, 1, 2, 4, 5, 6, 7, 8, 9]);
-    assert_eq!(
-        *events.lock().unwrap(),
-        vec!["node C: seq 3 never completed: nothing from B".to_owned()]
-    );
-    assert_eq!(report.node("C").unwrap().policy.gaps, 1);
-}
-
-#[test]
-fn duplicates_late_ids_and_incomplete_bundles_are_counted_and_reported() {
-    let _w = watchdog("policies", LIMIT);
-    let mut t = Topology::new();
-    let a = t.spout("A", |out| {
-        for i in [0u64, 1, 1, 2, 3, 4] {
-            out.send(i, i)?;
-        }
-        Ok(())
-    });
-    let b = t.spout("B", |out| {
-        // 2 comes again after it was processed (late); 4 never comes.
-        for i in [0u64, 1, 2, 3] {
-            out.send(i, i)?;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-        out.send(2, 2)?;
-        Ok(())
-    });
-    let c = t.bundled(
-        "C",
-        (&a, &b),
-        Bundling::sequenced(0),
-        |seq, (x, y): (u64, u64), out: &mut Emitter<u64>| {
-            assert_eq!((x, y), (seq, seq));
-            out.emit(seq);
-            Ok(())
-        },
-    );
-    let (seen, debug) = collector();
-    let events = Arc::new(Mutex::new(Vec::new()));
-    let log = events.clone();
-    let report = t
-        .launch(
-            Launch::local()
-                .debug(&c, debug)
-                .on_event(move |e| log.lock().unwrap().push(e.notice.clone())),
-        )
-        .unwrap();
-    assert_eq!(*seen.lock().unwrap(), vec![0, 1, 2, 3]);
-    let c = report.node("C").unwrap();
-    assert_eq!(c.messages_in, 11);
-    assert_eq!(
-        (c.policy.duplicates + c.policy.late, c.policy.incomplete),
-        (2, 1),
-        "{report}"
-    );
-    assert_eq!(c.incomplete.len(), 1);
-    assert_eq!(
-        (c.incomplete[0].seq, c.incomplete[0].missing.clone()),
-        (4, vec!["B".to_owned()])
-    );
-    let events = events.lock().unwrap();
-    assert!(
-        events.contains(&Notice::Late {
-            seq: 2,
-            upstream: 1
-        }),
-        "{events:?}"
-    );
-    assert!(events.contains(&Notice::Incomplete {
-        seq: 4,
-        missing: vec![1]
-    }));
-    assert!(report
-        .to_string()
-        .contains("incomplete seq 4: nothing from B"));
-}
+// The semantics table's policies (duplicates, late ids, gaps, incomplete
+// bundles, overflow) are checked in every mode, local mode included, by
+// the conformance suite (`tests/conformance.rs`), ordered by facts.
 
 #[test]
 fn draining_stops_the_spouts_and_processes_all_they_sent() {
