@@ -10,7 +10,7 @@ use std::time::Duration;
 use clusterduck_engine::body::{DebugSink, Payload};
 use clusterduck_engine::graph::{Graph, NodeId};
 use clusterduck_engine::local::{LocalRun, DEFAULT_EDGE_CAPACITY};
-use clusterduck_engine::process::{node_main, node_role, ProcessRun, DEFAULT_DIR};
+use clusterduck_engine::process::{node_main, node_role, ProcessRun, DEFAULT_DIR, DEFAULT_SILENCE};
 use clusterduck_engine::report::{PolicyEvent, RunFailure, RunReport};
 use clusterduck_engine::stop::StopSignal;
 use clusterduck_engine::Seq;
@@ -60,6 +60,7 @@ pub struct Launch {
     dir: PathBuf,
     ring_bytes: usize,
     ready_timeout: Duration,
+    silence: Duration,
     hosts: Vec<String>,
     placements: Vec<(u64, String, String)>,
     edge_capacity: usize,
@@ -104,6 +105,7 @@ impl Launch {
             dir: PathBuf::from(DEFAULT_DIR),
             ring_bytes: DEFAULT_RING_BYTES,
             ready_timeout: Duration::from_secs(30),
+            silence: DEFAULT_SILENCE,
             hosts: Vec::new(),
             placements: Vec::new(),
             edge_capacity: DEFAULT_EDGE_CAPACITY,
@@ -182,6 +184,15 @@ impl Launch {
     /// default).
     pub fn ready_timeout(mut self, timeout: Duration) -> Self {
         self.ready_timeout = timeout;
+        self
+    }
+
+    /// How long a node process may say nothing before the master takes it
+    /// for hung and fails the run (10 s by default; at least 1 s). Nodes
+    /// send a heartbeat every 500 ms whatever they do, so silence means a
+    /// stopped process or a cut connection, not a slow function.
+    pub fn heartbeat_timeout(mut self, timeout: Duration) -> Self {
+        self.silence = timeout.max(Duration::from_secs(1));
         self
     }
 
@@ -396,6 +407,7 @@ impl Topology {
                     watched,
                     stop: launch.stop.clone(),
                     ready_timeout: launch.ready_timeout,
+                    silence: launch.silence,
                     hosts: launch.hosts.clone(),
                     placements,
                 }

@@ -366,3 +366,105 @@ fn an_unwritable_log_directory_is_an_error_before_anything_starts() {
         "{e}"
     );
 }
+
+#[test]
+fn a_node_that_never_reports_ready_fails_the_run_after_the_ready_timeout() {
+    let dir = fresh_dir("not-ready");
+    let marker = dir.to_str().unwrap().to_owned();
+    let _w = watchdog("not-ready", LIMIT).guard(marker.clone());
+    let (status, out, err) = run(&["notready", &marker]);
+    assert!(!status.success());
+    assert!(
+        err.lines()
+            .any(|l| l == "error: node W on host localhost did not report ready within 1s"),
+        "{err}"
+    );
+    assert_eq!(out, "", "no spout sent anything");
+    assert_eq!(node_processes(&marker), Vec::new());
+}
+
+/// A node that stops answering (SIGSTOP: alive, silent) fails the run once
+/// the heartbeat timeout (2 s here) has passed without a word from it.
+#[test]
+fn a_silent_node_fails_the_run_after_the_heartbeat_timeout() {
+    let dir = fresh_dir("silent");
+    let marker = dir.to_str().unwrap().to_owned();
+    let _w = watchdog("silent", LIMIT).guard(marker.clone());
+    let mut child = topology(&["silent", &marker])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let w = node_processes(&marker)
+        .into_iter()
+        .find(|n| n.node == "W")
+        .expect("W runs");
+    assert!(Command::new("kill")
+        .args(["-STOP", &w.pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(!child.wait().unwrap().success());
+    assert!(
+        err.lines()
+            .any(|l| l == "error: node W: control connection lost: no word for 2s"),
+        "{err}"
+    );
+    // The stopped node was killed with the rest.
+    assert_eq!(node_processes(&marker), Vec::new());
+}
+
+/// The log directory, a tmpfs of 64 KiB, fills while W prints a KiB a
+/// value: W's print fails, and the run fails naming W and the cause.
+#[test]
+fn a_log_directory_that_fills_mid_run_fails_the_run_naming_the_node() {
+    let dir = fresh_dir("full-logs");
+    let marker = dir.to_str().unwrap().to_owned();
+    let _w = watchdog("full-logs", LIMIT).guard(marker.clone());
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs", &marker])
+        .status();
+    if !mounted.as_ref().is_ok_and(|s| s.success()) {
+        clusterduck_tests::skip(
+            "a log directory that fills",
+            &format!("cannot mount a small tmpfs here (needs root): {mounted:?}"),
+        );
+        return;
+    }
+    struct Unmount(String);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(marker.clone());
+    let (status, _, err) = run(&["chatty", "100000", &marker]);
+    assert!(!status.success());
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line: {err}"));
+    assert!(
+        line.starts_with("error: node W failed at seq ")
+            && line.ends_with(
+                ": panicked: failed printing to stdout: No space left on device (os error 28)"
+            ),
+        "{line}"
+    );
+    let w_out = std::fs::metadata(dir.join("W.out")).unwrap().len();
+    assert!(
+        w_out > 32 << 10,
+        "W.out filled the directory: {w_out} bytes"
+    );
+    assert_eq!(node_processes(&marker), Vec::new());
+}

@@ -34,8 +34,8 @@ pub const VERBOSE_ENV: &str = "CLUSTERDUCK_VERBOSE";
 
 /// How often the master looks at its children when nothing arrives.
 const POLL: Duration = Duration::from_millis(20);
-/// Silence after which a node is taken for hung.
-const SILENCE: Duration = Duration::from_secs(10);
+/// Silence after which a node is taken for hung, by default.
+pub const DEFAULT_SILENCE: Duration = Duration::from_secs(10);
 
 /// How a process-mode run is set up.
 #[derive(Debug)]
@@ -54,6 +54,9 @@ pub struct ProcessRun {
     pub stop: StopSignal,
     /// How long nodes may take to report ready.
     pub ready_timeout: Duration,
+    /// How long a node may say nothing (it sends a heartbeat every 500 ms)
+    /// before it is taken for hung and the run fails.
+    pub silence: Duration,
     /// The hosts (SSH destinations) to run nodes on; this machine alone if
     /// empty.
     pub hosts: Vec<String>,
@@ -109,6 +112,7 @@ pub struct Master {
     run_id: String,
     control: Arc<RunControl>,
     ready_timeout: Duration,
+    silence: Duration,
     started_at: Instant,
     nodes: Vec<NodeState>,
     incoming: Receiver<(NodeId, Incoming)>,
@@ -311,6 +315,7 @@ impl ProcessRun {
             run_id,
             control: RunControl::new(self.stop),
             ready_timeout: self.ready_timeout,
+            silence: self.silence,
             started_at: Instant::now(),
             nodes,
             incoming,
@@ -476,11 +481,11 @@ impl Master {
                 if let Some(silent) = self
                     .nodes
                     .iter()
-                    .find(|n| n.connected && !n.closed && n.heard.elapsed() > SILENCE)
+                    .find(|n| n.connected && !n.closed && n.heard.elapsed() > self.silence)
                 {
                     self.control.fail(Failure::Control {
                         node: silent.name.clone(),
-                        message: format!("no word for {}s", SILENCE.as_secs()),
+                        message: format!("no word for {}s", self.silence.as_secs()),
                     });
                 }
             }

@@ -27,7 +27,7 @@ mod protocol;
 mod remote;
 
 pub use logs::{LogError, DEFAULT_DIR};
-pub use master::{LaunchError, Master, ProcessRun, VERBOSE_ENV};
+pub use master::{LaunchError, Master, ProcessRun, DEFAULT_SILENCE, VERBOSE_ENV};
 pub use node::{node_main, node_role, NODE_ENV};
 pub use placement::{Placement, PlacementError, LOCAL_HOST};
 pub use remote::{HostError, SSH_CONFIG_ENV};

@@ -6,6 +6,13 @@
 //!   each id on its stdout and passes it on; sink `K`. A debugger on `W`
 //!   prints `W <seq>` on the master's stdout.
 //! - `fail DIR`: like `slow 100`, but `W` fails at id 5.
+//! - `silent DIR`: like `slow 10000`, with a heartbeat timeout of 2 s (a
+//!   test stops a node with SIGSTOP).
+//! - `notready DIR`: like `slow 100`, with a ready timeout of 1 s, and the
+//!   process of `W` never gets to `launch` (it waits before building the
+//!   topology).
+//! - `chatty N DIR`: like `slow N`, without the pause, `W` printing a line
+//!   of 1 KiB for each value (a test fills the log directory).
 //! - `mismatch DIR`: node processes build one node more than the master.
 //! - `split N DIR H1 H2`: like `slow N`, with `S` and `W` placed on host
 //!   `H1` (an edge within a host) and `K` on `H2` (an edge across hosts);
@@ -41,8 +48,18 @@ fn main() -> ExitCode {
         .split_first()
         .expect("usage: topology slow|fail|mismatch ...");
     let (n, dir, fail_at) = match what.as_str() {
-        "slow" | "split" => (rest[0].parse::<u64>().expect("N"), rest[1].clone(), None),
+        "slow" | "split" | "chatty" => (rest[0].parse::<u64>().expect("N"), rest[1].clone(), None),
         "fail" => (100, rest[0].clone(), Some(5)),
+        "silent" => (10_000, rest[0].clone(), None),
+        "notready" => {
+            if std::env::var("CLUSTERDUCK_NODE").as_deref() == Ok("W") {
+                // Never ready: the master gives up and kills this process.
+                loop {
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+            (100, rest[0].clone(), None)
+        }
         "mismatch" => (3, rest[0].clone(), None),
         "batched" => return batched(rest),
         "archived" => return archived(rest),
@@ -50,10 +67,13 @@ fn main() -> ExitCode {
         other => panic!("unknown topology {other}"),
     };
     let mut t = Topology::new();
+    let chatty = what == "chatty";
     let s = t.spout("S", move |out| {
         for i in 0..n {
             out.send(i, i)?;
-            std::thread::sleep(Duration::from_millis(20));
+            if !chatty {
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
         Ok(())
     });
@@ -61,7 +81,11 @@ fn main() -> ExitCode {
         if Some(seq) == fail_at {
             return Err(format!("cannot handle {v}").into());
         }
-        println!("W saw {seq}");
+        if chatty {
+            println!("W saw {seq} {}", "-".repeat(1024));
+        } else {
+            println!("W saw {seq}");
+        }
         out.emit(v);
         Ok(())
     });
@@ -87,6 +111,8 @@ fn main() -> ExitCode {
     }
     let launch = Launch::processes()
         .dir(dir)
+        .heartbeat_timeout(Duration::from_secs(if what == "silent" { 2 } else { 10 }))
+        .ready_timeout(Duration::from_secs(if what == "notready" { 1 } else { 30 }))
         .debug(&w, |seq, _| println!("W {seq}"));
     finish(t.launch(launch))
 }
