@@ -191,8 +191,18 @@ impl<V> SparseTable<V> {
         if (0..self.upstreams).any(|u| u != upstream && self.ended[u]) {
             // A new bundle that misses an ended upstream can never complete.
             // (The offering upstream may have ended itself: a value it sent
-            // before its end was held back while the table was full.)
-            let missing = (0..self.upstreams).filter(|u| *u != upstream).collect();
+            // before its end was held back while the table was full.) The
+            // values other upstreams hold back for it go with it: they
+            // arrived, and are not missing.
+            let mut arrived = vec![false; self.upstreams];
+            arrived[upstream] = true;
+            for (u, held) in self.held.iter_mut().enumerate() {
+                if matches!(held, Some((s, _)) if *s == seq) {
+                    *held = None;
+                    arrived[u] = true;
+                }
+            }
+            let missing = (0..self.upstreams).filter(|u| !arrived[*u]).collect();
             self.remember(seq);
             self.notice(Notice::Incomplete { seq, missing });
             return;
@@ -240,6 +250,15 @@ impl<V> SparseTable<V> {
                 arrived: now,
             },
         );
+        // Values other upstreams hold back for this id (they came while
+        // the table was full) join it: they take no more room.
+        for u in 0..self.upstreams {
+            if matches!(&self.held[u], Some((s, _)) if *s == seq) {
+                if let Some((s, value)) = self.held[u].take() {
+                    self.store(u, s, value, now);
+                }
+            }
+        }
     }
 
     /// Stores the values held back while the table was full, as long as
