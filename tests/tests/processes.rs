@@ -468,3 +468,29 @@ fn a_log_directory_that_fills_mid_run_fails_the_run_naming_the_node() {
     );
     assert_eq!(node_processes(&marker), Vec::new());
 }
+
+#[test]
+fn logs_are_appended_to_across_runs_each_opening_with_its_header() {
+    let dir = fresh_dir("appended");
+    let marker = dir.to_str().unwrap().to_owned();
+    let _w = watchdog("appended", LIMIT).guard(marker.clone());
+    for _ in 0..2 {
+        let (status, _, err) = run(&["slow", "3", &marker]);
+        assert!(status.success(), "{err}");
+    }
+    let w_out = std::fs::read_to_string(dir.join("W.out")).unwrap();
+    let lines: Vec<&str> = w_out.lines().collect();
+    assert_eq!(lines.len(), 8, "{w_out}");
+    let runs: Vec<&str> = [lines[0], lines[4]]
+        .iter()
+        .map(|l| {
+            l.strip_prefix("==== clusterduck run ")
+                .and_then(|r| r.split(',').next())
+                .unwrap_or_else(|| panic!("a header: {l}"))
+        })
+        .collect();
+    assert_ne!(runs[0], runs[1], "each run its own id");
+    for run in [&lines[1..4], &lines[5..8]] {
+        assert_eq!(run, ["W saw 0", "W saw 1", "W saw 2"]);
+    }
+}
