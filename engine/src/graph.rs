@@ -22,6 +22,17 @@ pub enum NodeKind {
     Bundled(Bundling),
 }
 
+impl NodeKind {
+    /// What reports call it: `spout`, `worker` or `bundled`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            NodeKind::Spout => "spout",
+            NodeKind::Worker => "worker",
+            NodeKind::Bundled(_) => "bundled",
+        }
+    }
+}
+
 /// One node of a topology, as the engine sees it: no user code, only the
 /// shape that validation, placement and the fingerprint need.
 ///

@@ -135,11 +135,7 @@ impl LocalRun {
                 (Body::Worker(body), NodeKind::Worker | NodeKind::Bundled(_)) => {
                     let task = WorkerTask {
                         name: name.clone(),
-                        kind: if matches!(spec.kind, NodeKind::Worker) {
-                            "worker"
-                        } else {
-                            "bundled"
-                        },
+                        kind: spec.kind.label(),
                         spec: spec.clone(),
                         core: NodeCore::new(spec),
                         body,
@@ -189,13 +185,16 @@ impl LocalRun {
             elapsed: Default::default(),
             drained_on_request: false,
         };
-        for (name, handle) in threads {
+        let mut abandoned = false;
+        for (id, (name, handle)) in threads.into_iter().enumerate() {
             if !handle.is_finished() {
                 // Aborted, and still in its function after the grace: a
                 // thread cannot be killed, so it is left to end with the
                 // process, and the run ends without it.
+                abandoned = true;
                 report.nodes.push(NodeReport {
                     name,
+                    kind: graph.node(id).kind.label().to_owned(),
                     error: Some(format!(
                         "abandoned: still running {}s after the run was aborted",
                         ABORT_GRACE.as_secs()
@@ -213,11 +212,6 @@ impl LocalRun {
         }
         // A node left behind still holds a handle to the debugger's
         // channel: its thread ends with theirs, not waited for either.
-        let abandoned = report.nodes.iter().any(|n| {
-            n.error
-                .as_deref()
-                .is_some_and(|e| e.starts_with("abandoned:"))
-        });
         if let Some(handle) = debug_thread.filter(|_| !abandoned) {
             let _ = handle.join();
         }

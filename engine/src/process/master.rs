@@ -21,7 +21,7 @@ use super::protocol::{decode, encode, NodeConfig, ToMaster, ToNode};
 use super::remote::{local_address_towards, HostError, RemoteNode, Ssh};
 use crate::body::{Codec, DebugSink};
 use crate::fingerprint::Fingerprint;
-use crate::graph::{Graph, NodeId, NodeKind};
+use crate::graph::{Graph, NodeId};
 use crate::report::{Failure, NodeReport, PolicyEvent, RunFailure, RunReport};
 use crate::run::{panic_message, RunControl};
 use crate::stop::{StopSignal, ABORT_GRACE};
@@ -668,12 +668,7 @@ impl Master {
             .map(|(node, spec)| {
                 node.report.clone().unwrap_or_else(|| NodeReport {
                     name: node.name.clone(),
-                    kind: match spec.kind {
-                        NodeKind::Spout => "spout",
-                        NodeKind::Worker => "worker",
-                        NodeKind::Bundled(_) => "bundled",
-                    }
-                    .to_owned(),
+                    kind: spec.kind.label().to_owned(),
                     error: Some(format!(
                         "no report: {}",
                         node.exit

@@ -327,11 +327,7 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<i32, String> {
             wait_for_consumers(&output, consumers)?;
             WorkerTask {
                 name: name.clone(),
-                kind: if matches!(spec.kind, NodeKind::Worker) {
-                    "worker"
-                } else {
-                    "bundled"
-                },
+                kind: spec.kind.label(),
                 core: NodeCore::new(&spec),
                 spec: spec.clone(),
                 body,
