@@ -238,3 +238,100 @@ pub fn test_hosts(test: &str) -> Option<PathBuf> {
         }
     }
 }
+
+/// A program a test started (a topology's master), its stdout read line by
+/// line, its stderr gathered on a thread so that it never blocks on a full
+/// pipe.
+#[derive(Debug)]
+pub struct Started {
+    child: std::process::Child,
+    stdout: io::BufReader<std::process::ChildStdout>,
+    stderr: thread::JoinHandle<String>,
+}
+
+/// Starts `cmd` with its stdout and stderr piped.
+pub fn start(cmd: &mut std::process::Command) -> Started {
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    let mut err = child.stderr.take().expect("piped stderr");
+    let stderr = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = io::Read::read_to_string(&mut err, &mut s);
+        s
+    });
+    let stdout = io::BufReader::new(child.stdout.take().expect("piped stdout"));
+    Started {
+        child,
+        stdout,
+        stderr,
+    }
+}
+
+impl Started {
+    /// Its pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The next line it prints (without the newline); empty at the end.
+    pub fn line(&mut self) -> String {
+        let mut line = String::new();
+        io::BufRead::read_line(&mut self.stdout, &mut line).expect("read its stdout");
+        line.trim_end_matches('\n').to_owned()
+    }
+
+    /// Kills it (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("kill it");
+        let _ = self.child.wait();
+    }
+
+    /// Waits for its end: its status, the rest of its stdout, its stderr.
+    pub fn finish(mut self) -> (std::process::ExitStatus, String, String) {
+        let mut rest = String::new();
+        io::Read::read_to_string(&mut self.stdout, &mut rest).expect("read its stdout");
+        let status = self.child.wait().expect("wait for it");
+        (status, rest, self.stderr.join().expect("its stderr"))
+    }
+}
+
+/// Sends `signal` to process `pid`, which must exist.
+pub fn send_signal(pid: u32, signal: i32) {
+    // SAFETY: kill(2) takes no pointers.
+    let sent = unsafe { libc::kill(pid as i32, signal) };
+    assert_eq!(
+        sent,
+        0,
+        "signal {signal} to pid {pid}: {}",
+        io::Error::last_os_error()
+    );
+}
+
+/// Checks that the nodes of a run whose logs are in `dir` used the io
+/// backend `io` for their TCP links, as `CLUSTERDUCK_IO={io}` asked (were
+/// io_uring refused, the nodes would fall back to epoll and say so), and
+/// that at least one node had a link.
+pub fn assert_links_used(dir: &Path, io: &str) {
+    let said: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+        .map(|e| e.expect("a log").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "err"))
+        .flat_map(|p| {
+            std::fs::read_to_string(&p)
+                .unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()))
+                .lines()
+                .filter(|l| l.contains("tcp links use"))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let expected = format!("clusterduck: tcp links use the {io} backend (CLUSTERDUCK_IO={io})");
+    assert!(
+        !said.is_empty() && said.iter().all(|l| *l == expected),
+        "CLUSTERDUCK_IO={io}: the nodes with links said {said:?}"
+    );
+}

@@ -17,7 +17,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use clusterduck_tests::{
-    fresh_dir, node_processes, run_id_of, run_segments, test_hosts, watchdog, Signals,
+    assert_links_used, fresh_dir, node_processes, run_id_of, run_segments, test_hosts, watchdog,
+    Signals,
 };
 
 const LIMIT: Duration = Duration::from_secs(600);
@@ -145,22 +146,7 @@ fn nothing_left(dir: &Path, marker: &str, mode: Mode) {
         "{mode:?}: segments left"
     );
     if let Mode::Hosts(io) = mode {
-        let said: Vec<String> = logs
-            .iter()
-            .flat_map(|p| {
-                std::fs::read_to_string(p)
-                    .unwrap()
-                    .lines()
-                    .filter(|l| l.contains("tcp links use"))
-                    .map(str::to_owned)
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        let expected = format!("clusterduck: tcp links use the {io} backend (CLUSTERDUCK_IO={io})");
-        assert!(
-            !said.is_empty() && said.iter().all(|l| *l == expected),
-            "{mode:?}: the nodes with links said {said:?}"
-        );
+        assert_links_used(dir, io);
     }
 }
 

@@ -74,23 +74,8 @@ fn readme_and_collage_across_three_hosts_print_what_local_mode_prints() {
             ])
             .env("CLUSTERDUCK_IO", io));
         assert_eq!(out.stdout, local.stdout, "CLUSTERDUCK_IO={io}");
-        // The backend asked for is the one the links used (io_uring refused
-        // would fall back to epoll, and say so).
-        let said: Vec<String> = ["A", "B", "C"]
-            .iter()
-            .flat_map(|node| {
-                let log = std::fs::read_to_string(dir.join(format!("{node}.err"))).unwrap();
-                log.lines()
-                    .filter(|l| l.contains("tcp links use"))
-                    .map(str::to_owned)
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        let expected = format!("clusterduck: tcp links use the {io} backend (CLUSTERDUCK_IO={io})");
-        assert!(
-            !said.is_empty() && said.iter().all(|l| *l == expected),
-            "CLUSTERDUCK_IO={io}: the nodes with links said {said:?}"
-        );
+        // The backend asked for is the one the links used.
+        clusterduck_tests::assert_links_used(&dir, io);
     }
     // Each node ran in its host's network namespace, none in ours.
     let dir = fresh_dir("readme-namespaces");
@@ -134,6 +119,20 @@ fn readme_and_collage_across_three_hosts_print_what_local_mode_prints() {
     assert_eq!(out.stdout, local.stdout);
 }
 
+/// Starts `split N DIR cd-h1 cd-h2` and waits for its first record: every
+/// node runs.
+fn split(n: u64, dir: &str) -> clusterduck_tests::Started {
+    let mut master = clusterduck_tests::start(Command::new(env!("CARGO_BIN_EXE_topology")).args([
+        "split",
+        &n.to_string(),
+        dir,
+        "cd-h1",
+        "cd-h2",
+    ]));
+    assert_eq!(master.line(), "K 0", "the debugger's first record");
+    master
+}
+
 #[test]
 fn nodes_run_in_three_network_namespaces() {
     if !hosts_up("namespaces") {
@@ -142,27 +141,14 @@ fn nodes_run_in_three_network_namespaces() {
     let dir = fresh_dir("namespaces");
     let marker = dir.to_str().unwrap().to_owned();
     let _w = watchdog("namespaces", LIMIT).guard(marker.clone());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_topology"))
-        .args(["split", "100", &marker, "cd-h1", "cd-h2"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = [0u8; 4];
-    child
-        .stdout
-        .as_mut()
-        .unwrap()
-        .read_exact(&mut first)
-        .unwrap();
+    let mut master = split(100, &marker);
     let nodes = node_processes(&marker);
     let ours = network_namespace(std::process::id());
     let ns: Vec<(String, String)> = nodes
         .iter()
         .map(|n| (n.node.clone(), network_namespace(n.pid)))
         .collect();
-    let _ = child.kill();
-    let _ = child.wait();
+    master.kill();
     assert_eq!(ns.len(), 4, "{ns:?}");
     let of = |name: &str| ns.iter().find(|(n, _)| n == name).unwrap().1.clone();
     assert_eq!(of("S"), of("W"), "S and W share cd-h1");
@@ -183,19 +169,7 @@ fn a_killed_remote_node_is_reported_by_name_host_pid_and_signal() {
         let dir = fresh_dir(&format!("kill-remote-{victim}"));
         let marker = dir.to_str().unwrap().to_owned();
         let _w = watchdog("kill a remote node", LIMIT).guard(marker.clone());
-        let mut child = Command::new(env!("CARGO_BIN_EXE_topology"))
-            .args(["split", "10000", &marker, "cd-h1", "cd-h2"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut first = [0u8; 4];
-        child
-            .stdout
-            .as_mut()
-            .unwrap()
-            .read_exact(&mut first)
-            .unwrap();
+        let master = split(10_000, &marker);
         let nodes = node_processes(&marker);
         assert_eq!(nodes.len(), 4, "{nodes:?}");
         let run_id = clusterduck_tests::run_id_of(&dir.join("W.out")).unwrap();
@@ -204,15 +178,8 @@ fn a_killed_remote_node_is_reported_by_name_host_pid_and_signal() {
             "the run's segments, while it runs"
         );
         let pid = nodes.iter().find(|n| n.node == victim).unwrap().pid;
-        run(Command::new("kill").args(["-9", &pid.to_string()]));
-        let mut err = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
-        let status = child.wait().unwrap();
+        clusterduck_tests::send_signal(pid, libc::SIGKILL);
+        let (status, _, err) = master.finish();
         assert!(!status.success());
         let expected =
             format!("error: node {victim} (pid {pid}) on host {host} killed by signal 9 (SIGKILL)");

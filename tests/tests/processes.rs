@@ -1,12 +1,13 @@
 //! Process mode with real processes: one per node, logs per node, faults.
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use clusterduck::{Error, Launch, Topology};
-use clusterduck_tests::{fresh_dir, node_processes, run_id_of, run_segments, watchdog};
+use clusterduck_tests::{
+    fresh_dir, node_processes, run_id_of, run_segments, send_signal, start, watchdog, Started,
+};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -23,40 +24,16 @@ fn wait_until(mut f: impl FnMut() -> bool) {
     }
 }
 
-fn spawn_slow(n: u64, dir: &str) -> Child {
-    topology(&["slow", &n.to_string(), dir])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+/// Starts `slow N DIR` and waits for its first record (every node runs).
+fn start_slow(n: u64, dir: &str) -> Started {
+    let mut master = start(&mut topology(&["slow", &n.to_string(), dir]));
+    assert_eq!(master.line(), "W 0", "the debugger's first record");
+    master
 }
 
 /// Runs the topology binary with `args` to its end.
 fn run(args: &[&str]) -> (std::process::ExitStatus, String, String) {
-    let child = topology(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    output(child)
-}
-
-fn output(mut child: Child) -> (std::process::ExitStatus, String, String) {
-    let mut err_pipe = child.stderr.take().unwrap();
-    let err = thread::spawn(move || {
-        let mut s = String::new();
-        err_pipe.read_to_string(&mut s).unwrap();
-        s
-    });
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    let status = child.wait().unwrap();
-    (status, out, err.join().unwrap())
+    start(&mut topology(args)).finish()
 }
 
 #[test]
@@ -64,12 +41,7 @@ fn each_node_runs_in_its_own_process_and_logs_to_its_own_files() {
     let dir = fresh_dir("per-node");
     let marker = dir.to_str().unwrap().to_owned();
     let _w = watchdog("one-process-per-node", LIMIT).guard(marker.clone());
-    let mut child = spawn_slow(40, &marker);
-    let master = child.id();
-    let mut first = String::new();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    stdout.read_line(&mut first).unwrap();
-    assert_eq!(first, "W 0\n", "the debugger's first record");
+    let master = start_slow(40, &marker);
     let nodes = node_processes(&marker);
     let names: Vec<&str> = nodes.iter().map(|n| n.node.as_str()).collect();
     assert_eq!(names, ["K", "S", "W"], "{nodes:?}");
@@ -83,20 +55,12 @@ fn each_node_runs_in_its_own_process_and_logs_to_its_own_files() {
         "the rings of S and W (the sink K writes none), while the run runs"
     );
     assert!(
-        nodes.iter().all(|n| n.ppid == master),
+        nodes.iter().all(|n| n.ppid == master.pid()),
         "children of the master: {nodes:?}"
     );
-    let mut rest = String::new();
-    stdout.read_to_string(&mut rest).unwrap();
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    assert!(child.wait().unwrap().success(), "{err}");
-    let records: Vec<String> = std::iter::once(first.trim_end().to_owned())
+    let (status, rest, err) = master.finish();
+    assert!(status.success(), "{err}");
+    let records: Vec<String> = std::iter::once("W 0".to_owned())
         .chain(rest.lines().map(str::to_owned))
         .collect();
     assert_eq!(
@@ -208,10 +172,7 @@ fn killed_node_is_reported(node: &str) {
     let dir = fresh_dir(&format!("kill-{node}"));
     let marker = dir.to_str().unwrap().to_owned();
     let _w = watchdog("kill a node", LIMIT).guard(marker.clone());
-    let mut child = spawn_slow(10_000, &marker);
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
+    let master = start_slow(10_000, &marker);
     // While it runs: its three nodes, and its segments.
     let running = node_processes(&marker);
     assert_eq!(running.len(), 3, "{running:?}");
@@ -222,15 +183,8 @@ fn killed_node_is_reported(node: &str) {
     );
     let victim = running.into_iter().find(|n| n.node == node).unwrap();
     let killed = Instant::now();
-    assert!(Command::new("kill")
-        .args(["-9", &victim.pid.to_string()])
-        .status()
-        .unwrap()
-        .success());
-    let mut err_pipe = child.stderr.take().unwrap();
-    let mut err = String::new();
-    err_pipe.read_to_string(&mut err).unwrap();
-    let status = child.wait().unwrap();
+    send_signal(victim.pid, libc::SIGKILL);
+    let (status, _, err) = master.finish();
     eprintln!(
         "kill -9 of {node} reported and the run ended {:?} after the kill",
         killed.elapsed()
@@ -265,16 +219,12 @@ fn killing_the_master_ends_every_node_and_the_next_launch_removes_its_segments()
     let dir = fresh_dir("kill-master");
     let marker = dir.to_str().unwrap().to_owned();
     let _w = watchdog("kill-master", LIMIT).guard(marker.clone());
-    let mut child = spawn_slow(10_000, &marker);
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
+    let mut master = start_slow(10_000, &marker);
     assert_eq!(node_processes(&marker).len(), 3);
     let dead = run_id_of(&dir.join("W.out")).unwrap();
     let segments = run_segments(&dead);
     assert!(!segments.is_empty(), "the run's segments, while it runs");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    master.kill();
     let killed = Instant::now();
     wait_until(|| node_processes(&marker).is_empty());
     eprintln!(
@@ -302,12 +252,7 @@ fn a_failing_worker_stops_the_run_naming_node_and_seq() {
     let dir = fresh_dir("fail");
     let marker = dir.to_str().unwrap().to_owned();
     let _w = watchdog("fail", LIMIT).guard(marker.clone());
-    let child = topology(&["fail", &marker])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (status, out, err) = output(child);
+    let (status, out, err) = run(&["fail", &marker]);
     assert!(!status.success());
     assert!(
         err.lines()
@@ -325,12 +270,7 @@ fn a_node_that_built_another_topology_is_refused_showing_both() {
     let dir = fresh_dir("mismatch");
     let marker = dir.to_str().unwrap().to_owned();
     let _w = watchdog("mismatch", LIMIT).guard(marker.clone());
-    let child = topology(&["mismatch", &marker])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (status, _, err) = output(child);
+    let (status, _, err) = run(&["mismatch", &marker]);
     assert!(!status.success());
     let line = err.lines().find(|l| l.starts_with("error:")).expect(&err);
     assert!(
@@ -390,31 +330,15 @@ fn a_silent_node_fails_the_run_after_the_heartbeat_timeout() {
     let dir = fresh_dir("silent");
     let marker = dir.to_str().unwrap().to_owned();
     let _w = watchdog("silent", LIMIT).guard(marker.clone());
-    let mut child = topology(&["silent", &marker])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
+    let mut master = start(&mut topology(&["silent", &marker]));
+    assert_eq!(master.line(), "W 0");
     let w = node_processes(&marker)
         .into_iter()
         .find(|n| n.node == "W")
         .expect("W runs");
-    assert!(Command::new("kill")
-        .args(["-STOP", &w.pid.to_string()])
-        .status()
-        .unwrap()
-        .success());
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    assert!(!child.wait().unwrap().success());
+    send_signal(w.pid, libc::SIGSTOP);
+    let (status, _, err) = master.finish();
+    assert!(!status.success());
     assert!(
         err.lines()
             .any(|l| l == "error: node W: control connection lost: no word for 2s"),

@@ -111,7 +111,7 @@ struct Plan {
     /// Nodes whose outputs the transcript lists.
     watched: Vec<Node<u64>>,
     /// Nodes whose report the transcript gives.
-    report: Vec<&'static str>,
+    report: Vec<String>,
     /// Whether each output raises the flag `out-<node>-<seq>`.
     flag_outputs: bool,
     /// Drain the run once this flag is raised.
@@ -121,6 +121,17 @@ struct Plan {
     hide_events: bool,
     /// Lines the master adds to the transcript after the run.
     epilogue: Option<Epilogue>,
+}
+
+impl Plan {
+    /// The transcript gives `node`'s outputs and report.
+    fn watch(node: Node<u64>) -> Self {
+        Self {
+            report: vec![node.name().to_owned()],
+            watched: vec![node],
+            ..Self::default()
+        }
+    }
 }
 
 /// What the master saw of a run, for a scenario's epilogue.
@@ -457,7 +468,7 @@ fn build(scenario: &str, ctx: &Ctx, t: &mut Topology) -> Plan {
             });
             Plan {
                 watched: vec![k],
-                report: vec!["S", "K"],
+                report: vec!["S".into(), "K".into()],
                 epilogue: Some(held_back("S", ctx.mode.buffered())),
                 ..Plan::default()
             }
@@ -473,11 +484,7 @@ fn build(scenario: &str, ctx: &Ctx, t: &mut Topology) -> Plan {
                 vec![ids(0..1), wait(&["C-duplicate-1"]), ids(1..3)],
             );
             let c = bundled(t, ctx, "C", &[&a, &b], Bundling::sequenced(0), None);
-            Plan {
-                watched: vec![c],
-                report: vec!["C"],
-                ..Plan::default()
-            }
+            Plan::watch(c)
         }
         // A value for an id already processed: dropped, late.
         "late" => {
@@ -491,10 +498,8 @@ fn build(scenario: &str, ctx: &Ctx, t: &mut Topology) -> Plan {
             );
             let c = bundled(t, ctx, "C", &[&a, &b], Bundling::sequenced(0), None);
             Plan {
-                watched: vec![c],
-                report: vec!["C"],
                 flag_outputs: true,
-                ..Plan::default()
+                ..Plan::watch(c)
             }
         }
         // A sequenced upstream more than `window` ids ahead is not read
@@ -521,7 +526,7 @@ fn build(scenario: &str, ctx: &Ctx, t: &mut Topology) -> Plan {
             let c_seen = t.sink("K", &c, |_, _| Ok(()));
             let _ = c_seen;
             Plan {
-                report: vec!["C"],
+                report: vec!["C".into()],
                 epilogue: Some(held_back("A", ctx.mode.buffered() + WINDOW as u64)),
                 ..Plan::default()
             }
@@ -544,57 +549,31 @@ fn build(scenario: &str, ctx: &Ctx, t: &mut Topology) -> Plan {
                 Bundling::unordered().window(2),
                 None,
             );
-            Plan {
-                watched: vec![c],
-                report: vec!["C"],
-                ..Plan::default()
-            }
+            Plan::watch(c)
         }
-        // ... or the oldest pending bundle is evicted.
-        "overflow-evict" => {
+        // ... or the oldest pending bundle is evicted, or the run fails.
+        "overflow-evict" | "overflow-fail" => {
+            let evict = scenario == "overflow-evict";
             let a = scripted(t, ctx, "A", 0, vec![ids(10..13)]);
-            let b = scripted(
-                t,
-                ctx,
-                "B",
-                1,
-                vec![wait(&["C-evicted-10"]), ids(11..13), ids(10..11)],
-            );
-            let c = bundled(
-                t,
-                ctx,
-                "C",
-                &[&a, &b],
-                Bundling::unordered()
-                    .window(2)
-                    .on_overflow(OverflowPolicy::EvictOldest),
-                None,
-            );
-            Plan {
-                watched: vec![c],
-                report: vec!["C"],
-                ..Plan::default()
-            }
-        }
-        // ... or the run fails.
-        "overflow-fail" => {
-            let a = scripted(t, ctx, "A", 0, vec![ids(10..13)]);
-            let b = scripted(t, ctx, "B", 1, vec![wait(&["never"])]);
-            let c = bundled(
-                t,
-                ctx,
-                "C",
-                &[&a, &b],
-                Bundling::unordered()
-                    .window(2)
-                    .on_overflow(OverflowPolicy::Fail),
-                None,
-            );
-            Plan {
-                watched: vec![c],
-                report: vec!["C"],
-                ..Plan::default()
-            }
+            let b = if evict {
+                let late = ids(10..11);
+                scripted(
+                    t,
+                    ctx,
+                    "B",
+                    1,
+                    vec![wait(&["C-evicted-10"]), ids(11..13), late],
+                )
+            } else {
+                scripted(t, ctx, "B", 1, vec![wait(&["never"])])
+            };
+            let policy = if evict {
+                OverflowPolicy::EvictOldest
+            } else {
+                OverflowPolicy::Fail
+            };
+            let bundling = Bundling::unordered().window(2).on_overflow(policy);
+            Plan::watch(bundled(t, ctx, "C", &[&a, &b], bundling, None))
         }
         // A bundle that blocks progress for the gap timeout fails the run
         // (default), naming the id and the silent upstreams...
@@ -612,11 +591,7 @@ fn build(scenario: &str, ctx: &Ctx, t: &mut Topology) -> Plan {
                 bundling = bundling.gap_timeout(Duration::from_millis(50));
             }
             let c = bundled(t, ctx, "C", &[&a, &b], bundling, None);
-            Plan {
-                watched: vec![c],
-                report: vec!["C"],
-                ..Plan::default()
-            }
+            Plan::watch(c)
         }
         // ... or it is skipped and counted.
         "gap-skip" => {
@@ -638,11 +613,7 @@ fn build(scenario: &str, ctx: &Ctx, t: &mut Topology) -> Plan {
                     .on_gap(GapPolicy::Skip),
                 None,
             );
-            Plan {
-                watched: vec![c],
-                report: vec!["C"],
-                ..Plan::default()
-            }
+            Plan::watch(c)
         }
         // A bundle missing a value from an upstream that has ended is
         // incomplete, or a gap if a later bundle is complete; the first 16
@@ -658,11 +629,7 @@ fn build(scenario: &str, ctx: &Ctx, t: &mut Topology) -> Plan {
                 Bundling::sequenced(0).on_gap(GapPolicy::Skip),
                 None,
             );
-            Plan {
-                watched: vec![c],
-                report: vec!["C"],
-                ..Plan::default()
-            }
+            Plan::watch(c)
         }
         // A node function returns an error or panics: the run stops, naming
         // the node, the id and the message.
