@@ -360,3 +360,84 @@ fn host_problems_are_errors_naming_the_host_before_anything_runs() {
         "{e}"
     );
 }
+
+const THREE: &str = "cd-h1,cd-h2,cd-h3";
+
+/// Starts the topology binary with `args` across the three test hosts
+/// (S, W, K on cd-h1, cd-h2, cd-h3).
+fn across(args: &[&str]) -> clusterduck_tests::Started {
+    clusterduck_tests::start(
+        Command::new(env!("CARGO_BIN_EXE_topology"))
+            .args(args)
+            .env("CD_TEST_HOSTS", THREE),
+    )
+}
+
+#[test]
+fn a_remote_node_that_never_reports_ready_fails_the_run_naming_its_host() {
+    if !hosts_up("not ready across hosts") {
+        return;
+    }
+    let dir = fresh_dir("not-ready-hosts");
+    let marker = dir.to_str().unwrap().to_owned();
+    let _w = watchdog("not-ready-hosts", LIMIT).guard(marker.clone());
+    let (status, out, err) = across(&["notready", &marker]).finish();
+    assert!(!status.success());
+    assert!(
+        err.lines()
+            .any(|l| l == "error: node W on host cd-h2 did not report ready within 10s"),
+        "{err}"
+    );
+    assert_eq!(out, "", "no spout sent anything");
+    assert_eq!(node_processes(&marker), Vec::new());
+}
+
+#[test]
+fn a_silent_remote_node_fails_the_run_after_the_heartbeat_timeout() {
+    if !hosts_up("silent across hosts") {
+        return;
+    }
+    let dir = fresh_dir("silent-hosts");
+    let marker = dir.to_str().unwrap().to_owned();
+    let _w = watchdog("silent-hosts", LIMIT).guard(marker.clone());
+    let mut master = across(&["silent", &marker]);
+    assert_eq!(master.line(), "W 0");
+    let w = node_processes(&marker)
+        .into_iter()
+        .find(|n| n.node == "W")
+        .expect("W runs");
+    assert_ne!(
+        network_namespace(w.pid),
+        network_namespace(std::process::id()),
+        "W runs on a test host"
+    );
+    clusterduck_tests::send_signal(w.pid, libc::SIGSTOP);
+    let (status, _, err) = master.finish();
+    assert!(!status.success());
+    assert!(
+        err.lines()
+            .any(|l| l == "error: node W: control connection lost: no word for 2s"),
+        "{err}"
+    );
+    assert_eq!(node_processes(&marker), Vec::new());
+}
+
+#[test]
+fn killing_the_master_ends_its_nodes_on_every_host() {
+    if !hosts_up("master killed across hosts") {
+        return;
+    }
+    let dir = fresh_dir("kill-master-hosts");
+    let marker = dir.to_str().unwrap().to_owned();
+    let _w = watchdog("kill-master-hosts", LIMIT).guard(marker.clone());
+    let mut master = across(&["slow", "10000", &marker]);
+    assert_eq!(master.line(), "W 0");
+    let nodes = node_processes(&marker);
+    let hosts: std::collections::BTreeSet<String> =
+        nodes.iter().map(|n| network_namespace(n.pid)).collect();
+    assert_eq!((nodes.len(), hosts.len()), (3, 3), "{nodes:?} on {hosts:?}");
+    master.kill();
+    while !node_processes(&marker).is_empty() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

@@ -99,6 +99,9 @@ pub enum LaunchError {
 
 /// A message from a node's connection thread.
 enum Incoming {
+    /// The pid of a node on another host, as its remote shell started it
+    /// (before the node itself says it).
+    Started(u32),
     Connected(TcpStream),
     Message(Box<ToMaster>),
     Closed(String),
@@ -113,6 +116,7 @@ pub struct Master {
     control: Arc<RunControl>,
     ready_timeout: Duration,
     silence: Duration,
+    ssh: Ssh,
     started_at: Instant,
     nodes: Vec<NodeState>,
     incoming: Receiver<(NodeId, Incoming)>,
@@ -219,6 +223,7 @@ impl ProcessRun {
             }
         }
 
+        let (tx, incoming) = crossbeam_channel::unbounded();
         let mut nodes: Vec<NodeState> = Vec::with_capacity(graph.nodes().len());
         for (id, (spec, files)) in graph.nodes().iter().zip(logs).enumerate() {
             let host = placement.host_of(id).to_owned();
@@ -275,7 +280,12 @@ impl ProcessRun {
                 }
             });
             let child = match spawned {
-                Ok(child) => child,
+                Ok(mut child) => {
+                    if let Some(out) = child.stdout.take() {
+                        watch_remote_start(id, out, tx.clone());
+                    }
+                    child
+                }
                 Err(source) => {
                     for node in &mut nodes {
                         let _ = node.child.kill();
@@ -304,7 +314,6 @@ impl ProcessRun {
             });
         }
 
-        let (tx, incoming) = crossbeam_channel::unbounded();
         let accepting = Arc::new(AtomicBool::new(true));
         let acceptor = accept_loop(listener, secret, nodes.len(), tx, accepting.clone())
             .map_err(LaunchError::Control)?;
@@ -316,6 +325,7 @@ impl ProcessRun {
             control: RunControl::new(self.stop),
             ready_timeout: self.ready_timeout,
             silence: self.silence,
+            ssh,
             started_at: Instant::now(),
             nodes,
             incoming,
@@ -323,6 +333,20 @@ impl ProcessRun {
             acceptor: Some(acceptor),
         })
     }
+}
+
+/// Reads the pid a remote node's shell prints when it has started it, and
+/// passes it on: the master can then kill a node that never connects.
+fn watch_remote_start(id: NodeId, out: std::process::ChildStdout, tx: Sender<(NodeId, Incoming)>) {
+    let _ = thread::Builder::new()
+        .name("clusterduck-remote-pid".into())
+        .spawn(move || {
+            let mut line = String::new();
+            let _ = io::BufRead::read_line(&mut io::BufReader::new(out), &mut line);
+            if let Ok(pid) = line.trim().parse() {
+                let _ = tx.send((id, Incoming::Started(pid)));
+            }
+        });
 }
 
 /// A random run id: 16 hex digits.
@@ -439,6 +463,7 @@ impl Master {
         let mut started = false;
         let mut drained = false;
         let mut abort_deadline: Option<Instant> = None;
+        let mut killed = false;
         loop {
             match self.incoming.recv_timeout(POLL) {
                 Ok((id, incoming)) => self.receive(id, incoming),
@@ -492,10 +517,9 @@ impl Master {
             if self.nodes.iter().all(|n| n.exit.is_some()) {
                 break;
             }
-            if abort_deadline.is_some_and(|d| Instant::now() > d) {
-                for node in self.nodes.iter_mut().filter(|n| n.exit.is_none()) {
-                    let _ = node.child.kill();
-                }
+            if !killed && abort_deadline.is_some_and(|d| Instant::now() > d) {
+                killed = true;
+                self.kill_remaining();
             }
         }
         self.finish()
@@ -505,6 +529,9 @@ impl Master {
         let node = &mut self.nodes[id];
         node.heard = Instant::now();
         match incoming {
+            Incoming::Started(pid) => {
+                node.pid.get_or_insert(pid);
+            }
             Incoming::Connected(stream) => {
                 if node.connected {
                     eprintln!(
@@ -632,6 +659,28 @@ impl Master {
                     describe_remote_exit(status)
                 },
             });
+        }
+    }
+
+    /// Kills the nodes still running after the abort grace: a local node's
+    /// process, and for a node on another host its ssh and, by its pid, the
+    /// node itself (a stopped node outlives its ssh session).
+    fn kill_remaining(&mut self) {
+        let mut remote_kills = Vec::new();
+        for node in self.nodes.iter_mut().filter(|n| n.exit.is_none()) {
+            let _ = node.child.kill();
+            if let (false, Some(pid)) = (Placement::is_local(&node.host), node.pid) {
+                match self.ssh.kill_node(&node.host, pid) {
+                    Ok(kill) => remote_kills.push(kill),
+                    Err(e) => eprintln!(
+                        "clusterduck: cannot kill node {} (pid {pid}) on host {}: {e}",
+                        node.name, node.host
+                    ),
+                }
+            }
+        }
+        for mut kill in remote_kills {
+            let _ = kill.wait();
         }
     }
 

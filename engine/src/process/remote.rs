@@ -87,6 +87,18 @@ impl Ssh {
         cmd
     }
 
+    /// Starts `kill -KILL pid` on `host`: for a node that outlived its run
+    /// (stopped, or deaf to its closed connection), which the end of its
+    /// ssh session does not end.
+    pub(crate) fn kill_node(&self, host: &str, pid: u32) -> io::Result<Child> {
+        self.command(host)
+            .arg(format!("kill -KILL {pid}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+    }
+
     /// The host's IP address, as ssh would connect to it.
     pub(crate) fn address_of(&self, host: &str) -> Result<IpAddr, HostError> {
         let fail = |detail: String| HostError::Resolve {
@@ -189,17 +201,19 @@ impl Ssh {
             .map(|a| quote(&a.to_string_lossy()))
             .collect();
         // The run's settings (CLUSTERDUCK_IO, CLUSTERDUCK_VERBOSE, ...) go
-        // along; ssh would not pass them. The remote shell waits for the
-        // node (no `exec`) and exits with its status, which a shell gives
-        // as 128 + the signal for a node killed by one: ssh passes that
-        // on, where for an exec'd node killed by a signal it says only
-        // 255.
+        // along; ssh would not pass them. The remote shell starts the node
+        // (its stdin, the configuration, passed on explicitly: a
+        // background job's would be /dev/null), prints its pid on ssh's
+        // stdout (so that the master can kill a node that never connects),
+        // waits for it and exits with its status, which a shell gives as
+        // 128 + the signal for a node killed by one: ssh passes that on,
+        // where for an exec'd node killed by a signal it says only 255.
         let settings: String = std::env::vars()
             .filter(|(k, _)| k.starts_with("CLUSTERDUCK_") && k != NODE_ENV && k != SSH_CONFIG_ENV)
             .map(|(k, v)| format!("{k}={} ", quote(&v)))
             .collect();
         let script = format!(
-            "mkdir -p {d} && printf '%s\\n' {h} >> {out} && printf '%s\\n' {h} >> {err} && env {settings}{env}={n} {p} {a} >> {out} 2>> {err}; exit $?",
+            "mkdir -p {d} && printf '%s\\n' {h} >> {out} && printf '%s\\n' {h} >> {err} || exit 1; env {settings}{env}={n} {p} {a} <&0 >> {out} 2>> {err} & echo $!; wait $!; exit $?",
             d = quote(node.dir),
             h = quote(node.header.trim_end()),
             env = NODE_ENV,
@@ -210,7 +224,7 @@ impl Ssh {
         self.command(node.host)
             .arg(script)
             .stdin(Stdio::piped())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
             .spawn()

@@ -4,11 +4,14 @@
 //!
 //! - `slow N DIR`: spout `S` sends `0..N`, 20 ms apart; worker `W` prints
 //!   each id on its stdout and passes it on; sink `K`. A debugger on `W`
-//!   prints `W <seq>` on the master's stdout.
+//!   prints `W <seq>` on the master's stdout. With `CD_TEST_HOSTS=H1,H2,H3`
+//!   in the master's environment (here and in the variants below), the
+//!   nodes run round-robin on those hosts.
 //! - `fail DIR`: like `slow 100`, but `W` fails at id 5.
 //! - `silent DIR`: like `slow 10000`, with a heartbeat timeout of 2 s (a
 //!   test stops a node with SIGSTOP).
-//! - `notready DIR`: like `slow 100`, with a ready timeout of 1 s, and the
+//! - `notready DIR`: like `slow 100`, with a ready timeout of 1 s (10 s
+//!   across hosts, time for the other nodes to start over ssh), and the
 //!   process of `W` never gets to `launch` (it waits before building the
 //!   topology).
 //! - `chatty N DIR`: like `slow N`, without the pause, `W` printing a line
@@ -109,10 +112,23 @@ fn main() -> ExitCode {
     if what == "mismatch" && std::env::var_os("CLUSTERDUCK_NODE").is_some() {
         t.sink("X", &s, |_, _| Ok(()));
     }
-    let launch = Launch::processes()
+    // Across the test hosts where CD_TEST_HOSTS names them (round-robin:
+    // S, W and K on the first, second and third).
+    let hosts = std::env::var("CD_TEST_HOSTS").ok();
+    let launch = match &hosts {
+        Some(hosts) => Launch::hosts(hosts.split(',')),
+        None => Launch::processes(),
+    };
+    let hosts = hosts.is_some();
+    let launch = launch
         .dir(dir)
         .heartbeat_timeout(Duration::from_secs(if what == "silent" { 2 } else { 10 }))
-        .ready_timeout(Duration::from_secs(if what == "notready" { 1 } else { 30 }))
+        .ready_timeout(Duration::from_secs(match (what.as_str(), hosts) {
+            // Long enough for the other nodes to start over ssh.
+            ("notready", true) => 10,
+            ("notready", false) => 1,
+            _ => 30,
+        }))
         .debug(&w, |seq, _| println!("W {seq}"));
     finish(t.launch(launch))
 }
