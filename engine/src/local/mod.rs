@@ -105,7 +105,7 @@ impl LocalRun {
             }
         }
 
-        let (done_tx, done_rx) = crossbeam_channel::unbounded::<()>();
+        let (done_tx, done_rx) = crossbeam_channel::unbounded::<NodeId>();
         let mut threads = Vec::with_capacity(count);
         for (id, (node, edges)) in nodes.into_iter().zip(outputs).enumerate() {
             let spec = graph.node(id);
@@ -164,13 +164,13 @@ impl LocalRun {
                 .name(name.clone())
                 .spawn(move || {
                     // Says it ended even if the task panicked.
-                    struct Ended(crossbeam_channel::Sender<()>);
+                    struct Ended(crossbeam_channel::Sender<NodeId>, NodeId);
                     impl Drop for Ended {
                         fn drop(&mut self) {
-                            let _ = self.0.send(());
+                            let _ = self.0.send(self.1);
                         }
                     }
-                    let _ended = Ended(done);
+                    let _ended = Ended(done, id);
                     task()
                 })
                 .expect("spawn a node thread");
@@ -178,7 +178,7 @@ impl LocalRun {
         }
         drop(debug_tx);
         drop(done_tx);
-        wait_for_nodes(&threads, &done_rx, &control.stop);
+        let ended = wait_for_nodes(threads.len(), &done_rx, &control.stop);
 
         let mut report = RunReport {
             nodes: Vec::with_capacity(count),
@@ -187,7 +187,7 @@ impl LocalRun {
         };
         let mut abandoned = false;
         for (id, (name, handle)) in threads.into_iter().enumerate() {
-            if !handle.is_finished() {
+            if !ended[id] {
                 // Aborted, and still in its function after the grace: a
                 // thread cannot be killed, so it is left to end with the
                 // process, and the run ends without it.
@@ -232,26 +232,32 @@ impl LocalRun {
 /// at most [`ABORT_GRACE`] more: a node stuck in its own function (which no
 /// stop request reaches) must not keep an aborted run from ending, as a
 /// node process would be killed.
+/// Returns which of the `count` nodes ended (the others are left behind).
 fn wait_for_nodes(
-    threads: &[(String, thread::JoinHandle<NodeReport>)],
-    done: &crossbeam_channel::Receiver<()>,
+    count: usize,
+    done: &crossbeam_channel::Receiver<NodeId>,
     stop: &StopSignal,
-) {
-    let mut left = threads.len();
+) -> Vec<bool> {
+    let mut ended = vec![false; count];
+    let mut left = count;
     let mut deadline: Option<Instant> = None;
     while left > 0 {
         if deadline.is_none() && stop.is_aborted() {
             deadline = Some(Instant::now() + ABORT_GRACE);
         }
         let timeout = match deadline {
-            Some(d) if Instant::now() >= d => return,
+            Some(d) if Instant::now() >= d => break,
             Some(d) => d.saturating_duration_since(Instant::now()).min(ABORT_POLL),
             None => ABORT_POLL,
         };
         match done.recv_timeout(timeout) {
-            Ok(()) => left -= 1,
+            Ok(id) => {
+                ended[id] = true;
+                left -= 1;
+            }
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
         }
     }
+    ended
 }
