@@ -60,20 +60,25 @@ fn bench(c: &mut Criterion) {
                     BatchSize::LargeInput,
                 )
             });
-            group.bench_function(
-                format!("unordered-hashed/{upstreams}-upstreams/{label}"),
-                |b| {
-                    b.iter_batched_ref(
-                        || BundleTable::new(upstreams, Bundling::unordered().window(1024)),
-                        |table| {
-                            black_box(run(table, &arrivals, |s| {
-                                s.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-                            }))
-                        },
-                        BatchSize::LargeInput,
-                    )
-                },
-            );
+            // Unordered tables keyed by ids that are hashes already, dense,
+            // or dense above bit 32 (`camera << 32 | frame` style).
+            let keys: [(&str, fn(u64) -> u64); 3] = [
+                ("hashed", |s| s.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+                ("dense", |s| s),
+                ("strided", |s| s << 32),
+            ];
+            for (ids, key) in keys {
+                group.bench_function(
+                    format!("unordered-{ids}/{upstreams}-upstreams/{label}"),
+                    |b| {
+                        b.iter_batched_ref(
+                            || BundleTable::new(upstreams, Bundling::unordered().window(1024)),
+                            |table| black_box(run(table, &arrivals, key)),
+                            BatchSize::LargeInput,
+                        )
+                    },
+                );
+            }
         }
     }
     group.finish();
