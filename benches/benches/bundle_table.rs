@@ -11,6 +11,9 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 
 const BUNDLES: u64 = 100_000;
 
+/// How a test id becomes the id a table sees.
+type Key = fn(u64) -> u64;
+
 /// Arrival order: for each upstream in turn, blocks of `spread` ids shuffled.
 fn arrivals(upstreams: usize, spread: u64) -> Vec<(usize, u64)> {
     let mut rng = fastrand::Rng::with_seed(7);
@@ -62,7 +65,7 @@ fn bench(c: &mut Criterion) {
             });
             // Unordered tables keyed by ids that are hashes already, dense,
             // or dense above bit 32 (`camera << 32 | frame` style).
-            let keys: [(&str, fn(u64) -> u64); 3] = [
+            let keys: [(&str, Key); 3] = [
                 ("hashed", |s| s.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
                 ("dense", |s| s),
                 ("strided", |s| s << 32),
