@@ -474,6 +474,7 @@ proptest! {
         overflow in 0u8..3,
         ends in prop::collection::vec(prop::bool::weighted(0.8), 4),
         drain_at in prop::option::of(0usize..300),
+        skip in any::<bool>(),
     ) {
         // Hashed ids: the same relation between upstreams, no density.
         let hash = |s: u64| (s ^ salt).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -482,7 +483,7 @@ proptest! {
         let config = Bundling::unordered()
             .window(window)
             .gap_timeout(TIMEOUT)
-            .on_gap(GapPolicy::Skip)
+            .on_gap(if skip { GapPolicy::Skip } else { GapPolicy::Fail })
             .on_overflow(on_overflow);
         let run = Drive { picks, lockstep: true, ends: ends[..upstreams].to_vec(), drain_at };
         let out = drive(upstreams, config, &scripts, &run)?;
@@ -492,6 +493,9 @@ proptest! {
             (None, _) => {}
             (Some((Notice::Overflow { upstream, seq }, _)), OverflowPolicy::Fail) => {
                 prop_assert!(scripts[*upstream].contains(seq));
+            }
+            (Some((Notice::Gap { .. }, drained)), _) => {
+                prop_assert!(!skip && !drained, "a fatal gap under skip or after the drain")
             }
             (Some((other, _)), policy) => prop_assert!(false, "fatal {:?} under {:?}", other, policy),
         }

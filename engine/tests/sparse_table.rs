@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use clusterduck_engine::bundle::{
-    BundleTable, Bundling, GapPolicy, Notice, OverflowPolicy, TableEvent,
+    BundleTable, Bundling, GapPolicy, Notice, OverflowPolicy, SparseTable, TableEvent,
 };
 
 fn drain<V>(table: &mut BundleTable<V>, now: Instant) -> Vec<TableEvent<V>> {
@@ -224,4 +224,88 @@ fn a_held_value_of_an_upstream_that_ended_still_completes_its_bundle() {
     );
     assert_eq!(t.counts().incomplete, 0);
     assert!(t.is_finished());
+}
+
+/// A full table admits held values only as far as there is room: one
+/// bundle given up makes room for one.
+#[test]
+fn room_for_one_admits_one_held_value() {
+    let timeout = Duration::from_millis(10);
+    let start = Instant::now();
+    let mut t = BundleTable::new(
+        2,
+        Bundling::unordered()
+            .window(1)
+            .gap_timeout(timeout)
+            .on_gap(GapPolicy::Skip),
+    );
+    t.offer(0, 1, "a1", start);
+    t.offer(0, 2, "a2", start);
+    t.offer(1, 3, "b3", start);
+    assert!(!t.accepts(0) && !t.accepts(1), "both hold a value back");
+    assert_eq!(
+        drain(&mut t, start + timeout),
+        vec![TableEvent::Notice(Notice::Gap {
+            seq: 1,
+            missing: vec![1]
+        })]
+    );
+    assert!(t.accepts(0), "A's 2 took the room");
+    assert!(!t.accepts(1), "B's 3 still waits: the table is full again");
+}
+
+/// While the run drains, a gap is skipped and counted even under the fail
+/// policy.
+#[test]
+fn a_drain_turns_a_fatal_gap_into_a_skipped_one() {
+    let timeout = Duration::from_millis(10);
+    let start = Instant::now();
+    let mut t = BundleTable::new(2, Bundling::unordered().gap_timeout(timeout));
+    t.offer(0, 5, "a5", start);
+    t.drain();
+    assert_eq!(
+        drain(&mut t, start + timeout),
+        vec![TableEvent::Notice(Notice::Gap {
+            seq: 5,
+            missing: vec![1]
+        })]
+    );
+    assert_eq!(t.counts().gaps, 1);
+}
+
+/// A finished id is remembered (a straggler for it is late) for exactly as
+/// many finished ids as `remembered` says, then forgotten (a straggler
+/// opens a new bundle).
+#[test]
+fn finished_ids_are_remembered_for_exactly_the_documented_count() {
+    let now = Instant::now();
+    let mut t = BundleTable::new(2, Bundling::unordered().window(4));
+    let remembered = SparseTable::<()>::new(2, Bundling::unordered().window(4)).remembered();
+    assert_eq!(remembered, 4096, "4 × the window, at least 4096");
+    assert_eq!(
+        SparseTable::<()>::new(2, Bundling::unordered().window(2000)).remembered(),
+        8000
+    );
+    let remembered = remembered as u64;
+    let finish = |t: &mut BundleTable<u64>, seq: u64| {
+        t.offer(0, seq, seq, now);
+        t.offer(1, seq, seq, now);
+        assert_eq!(drain(t, now), vec![bundle(seq, vec![seq, seq])]);
+    };
+    for seq in 0..remembered {
+        finish(&mut t, seq);
+    }
+    t.offer(1, 0, 0, now);
+    assert_eq!(
+        drain(&mut t, now),
+        vec![TableEvent::Notice(Notice::Late {
+            seq: 0,
+            upstream: 1
+        })],
+        "id 0 is among the last {remembered}"
+    );
+    finish(&mut t, remembered);
+    t.offer(1, 0, 0, now);
+    assert_eq!(drain(&mut t, now), vec![], "id 0 forgotten: a new bundle");
+    assert_eq!(t.buffered(), 1);
 }
