@@ -173,33 +173,30 @@ fn main() -> ExitCode {
         eprintln!("usage: conformance SCENARIO owned|archived local|processes|hosts=H1,H2 DIR");
         return ExitCode::from(2);
     };
-    let flavour = match flavour.as_str() {
-        "owned" => Flavour::Owned,
-        "archived" => Flavour::Archived,
-        other => panic!("unknown flavour {other}"),
-    };
-    let mode = match mode.as_str() {
-        "local" => Mode::Local,
-        "processes" => Mode::Processes,
-        hosts => Mode::Hosts(
-            hosts
-                .strip_prefix("hosts=")
-                .unwrap_or_else(|| panic!("unknown mode {hosts}"))
-                .split(',')
-                .map(str::to_owned)
-                .collect(),
-        ),
-    };
     let dir = std::path::PathBuf::from(dir);
     let ctx = Ctx {
-        flavour,
-        mode: mode.clone(),
+        flavour: match flavour.as_str() {
+            "owned" => Flavour::Owned,
+            "archived" => Flavour::Archived,
+            other => panic!("unknown flavour {other}"),
+        },
+        mode: match mode.as_str() {
+            "local" => Mode::Local,
+            "processes" => Mode::Processes,
+            hosts => Mode::Hosts(
+                hosts
+                    .strip_prefix("hosts=")
+                    .unwrap_or_else(|| panic!("unknown mode {hosts}"))
+                    .split(',')
+                    .map(str::to_owned)
+                    .collect(),
+            ),
+        },
         signals: Signals::new(&dir),
     };
     let mut t = Topology::new();
     let plan = build(scenario, &ctx, &mut t);
-
-    let mut launch = match &mode {
+    let launch = match &ctx.mode {
         Mode::Local => Launch::local().edge_capacity(EDGE_CAPACITY),
         Mode::Processes => Launch::processes(),
         Mode::Hosts(hosts) => Launch::hosts(hosts.clone()),
@@ -207,113 +204,137 @@ fn main() -> ExitCode {
     .dir(&dir)
     .ring_bytes(RING_BYTES)
     .batch(BATCH);
-    type Outputs = Arc<Mutex<BTreeMap<String, Vec<(u64, u64)>>>>;
-    let outputs: Outputs = Arc::default();
-    for node in &plan.watched {
-        let (name, outputs, signals, flag) = (
-            node.name().to_owned(),
-            outputs.clone(),
-            ctx.signals.clone(),
-            plan.flag_outputs,
-        );
-        outputs.lock().unwrap().insert(name.clone(), Vec::new());
-        launch = launch.debug(node, move |seq, v: u64| {
-            outputs
-                .lock()
-                .unwrap()
-                .get_mut(&name)
-                .unwrap()
-                .push((seq, v));
-            if flag {
-                signals.raise(&format!("out-{name}-{seq}"));
-            }
-        });
-    }
-    let events: Arc<Mutex<BTreeMap<String, Vec<String>>>> = Arc::default();
-    let (log, signals) = (events.clone(), ctx.signals.clone());
-    launch = launch.on_event(move |e: &PolicyEvent| {
-        log.lock()
-            .unwrap()
-            .entry(e.node.clone())
-            .or_default()
-            .push(e.to_string());
-        signals.raise(&event_flag(e));
-    });
-    if let Some(flag) = plan.drain_on {
-        let (stop, signals) = (launch.stop_signal(), ctx.signals.clone());
-        std::thread::spawn(move || {
-            signals.wait(&flag, || false);
-            stop.drain();
-        });
-    }
+    let record = Record::default();
+    let launch = record.attach(launch, &plan, &ctx.signals);
     let result = t.launch(launch);
-
-    let mut lines = Vec::new();
-    for (node, list) in outputs.lock().unwrap().iter() {
-        let seqs: Vec<String> = list.iter().map(|(s, _)| s.to_string()).collect();
-        lines.push(format!("outputs {node}: {}", seqs.join(" ")));
-        for (seq, value) in list {
-            if value != seq {
-                lines.push(format!("output {node} seq {seq} has value {value}"));
-            }
-        }
-    }
-    let events = std::mem::take(&mut *events.lock().unwrap());
-    if !plan.hide_events {
-        for list in events.values() {
-            lines.extend(list.iter().map(|e| format!("event: {e}")));
-        }
-    }
-    let report = match &result {
-        Ok(report) => Some(report),
-        Err(e) => e.report(),
-    };
-    if let Some(report) = report {
-        for name in &plan.report {
-            let Some(n) = report.node(name) else {
-                lines.push(format!("report {name}: missing"));
-                continue;
-            };
-            let p = &n.policy;
-            lines.push(format!(
-                "report {name}: in {}, out {}, duplicates {}, late {}, gaps {}, evicted {}, incomplete {}",
-                n.messages_in, n.messages_out, p.duplicates, p.late, p.gaps, p.evicted, p.incomplete
-            ));
-            for b in &n.incomplete {
-                lines.push(format!(
-                    "  incomplete seq {}: nothing from {}",
-                    b.seq,
-                    b.missing.join(", ")
-                ));
-            }
-        }
-        if report.drained_on_request {
-            lines.push("drained on request".to_owned());
-        }
-    }
-    if let Some(epilogue) = plan.epilogue {
-        lines.extend(epilogue(Finished {
-            signals: &ctx.signals,
-            report,
-            events: &events,
-        }));
-    }
     match &result {
-        Ok(report) => {
-            eprint!("{report}");
-            lines.push("result: ok".to_owned());
-        }
+        Ok(report) => eprint!("{report}"),
         Err(e) => {
             if let Some(report) = e.report() {
                 eprint!("{report}");
             }
-            lines.push(format!("result: error: {e}"));
         }
     }
-    for line in lines {
+    for line in record.transcript(plan, &ctx.signals, &result) {
         println!("{line}");
     }
     ExitCode::SUCCESS
+}
+
+/// What the master's debugger and event callbacks saw, per node.
+#[derive(Default)]
+struct Record {
+    outputs: Arc<Mutex<BTreeMap<String, Vec<(u64, u64)>>>>,
+    events: Arc<Mutex<BTreeMap<String, Vec<String>>>>,
+}
+
+impl Record {
+    /// Watches the plan's nodes and every event; raises the flags the
+    /// scenarios wait for; drains the run when the plan says.
+    fn attach(&self, mut launch: Launch, plan: &Plan, signals: &Signals) -> Launch {
+        for node in &plan.watched {
+            let (name, outputs, signals, flag) = (
+                node.name().to_owned(),
+                self.outputs.clone(),
+                signals.clone(),
+                plan.flag_outputs,
+            );
+            outputs.lock().unwrap().insert(name.clone(), Vec::new());
+            launch = launch.debug(node, move |seq, v: u64| {
+                outputs
+                    .lock()
+                    .unwrap()
+                    .get_mut(&name)
+                    .unwrap()
+                    .push((seq, v));
+                if flag {
+                    signals.raise(&format!("out-{name}-{seq}"));
+                }
+            });
+        }
+        let (log, flags) = (self.events.clone(), signals.clone());
+        launch = launch.on_event(move |e: &PolicyEvent| {
+            log.lock()
+                .unwrap()
+                .entry(e.node.clone())
+                .or_default()
+                .push(e.to_string());
+            flags.raise(&event_flag(e));
+        });
+        if let Some(flag) = plan.drain_on.clone() {
+            let (stop, signals) = (launch.stop_signal(), signals.clone());
+            std::thread::spawn(move || {
+                signals.wait(&flag, || false);
+                stop.drain();
+            });
+        }
+        launch
+    }
+
+    /// The transcript of a run: outputs, events, the report's counts of
+    /// the plan's nodes, the epilogue, the result.
+    fn transcript(
+        self,
+        plan: Plan,
+        signals: &Signals,
+        result: &Result<clusterduck::RunReport, clusterduck::Error>,
+    ) -> Vec<String> {
+        let mut lines = Vec::new();
+        for (node, list) in self.outputs.lock().unwrap().iter() {
+            let seqs: Vec<String> = list.iter().map(|(s, _)| s.to_string()).collect();
+            lines.push(format!("outputs {node}: {}", seqs.join(" ")));
+            for (seq, value) in list {
+                if value != seq {
+                    lines.push(format!("output {node} seq {seq} has value {value}"));
+                }
+            }
+        }
+        let events = std::mem::take(&mut *self.events.lock().unwrap());
+        if !plan.hide_events {
+            for list in events.values() {
+                lines.extend(list.iter().map(|e| format!("event: {e}")));
+            }
+        }
+        let report = match result {
+            Ok(report) => Some(report),
+            Err(e) => e.report(),
+        };
+        if let Some(report) = report {
+            for name in &plan.report {
+                let Some(n) = report.node(name) else {
+                    lines.push(format!("report {name}: missing"));
+                    continue;
+                };
+                let p = &n.policy;
+                lines.push(format!(
+                    "report {name}: in {}, out {}, duplicates {}, late {}, gaps {}, evicted {}, incomplete {}",
+                    n.messages_in, n.messages_out, p.duplicates, p.late, p.gaps, p.evicted, p.incomplete
+                ));
+                for b in &n.incomplete {
+                    lines.push(format!(
+                        "  incomplete seq {}: nothing from {}",
+                        b.seq,
+                        b.missing.join(", ")
+                    ));
+                }
+            }
+            if report.drained_on_request {
+                lines.push("drained on request".to_owned());
+            }
+        }
+        if let Some(epilogue) = plan.epilogue {
+            lines.extend(epilogue(Finished {
+                signals,
+                report,
+                events: &events,
+            }));
+        }
+        lines.push(match result {
+            Ok(_) => "result: ok".to_owned(),
+            Err(e) => format!("result: error: {e}"),
+        });
+        lines
+    }
 }
 
 /// The flag an event raises: `<node>-<kind>-<seq>`.
