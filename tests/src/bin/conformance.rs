@@ -221,10 +221,13 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Per node, the (seq, value) of each output the debugger saw.
+type Outputs = BTreeMap<String, Vec<(u64, u64)>>;
+
 /// What the master's debugger and event callbacks saw, per node.
 #[derive(Default)]
 struct Record {
-    outputs: Arc<Mutex<BTreeMap<String, Vec<(u64, u64)>>>>,
+    outputs: Arc<Mutex<Outputs>>,
     events: Arc<Mutex<BTreeMap<String, Vec<String>>>>,
 }
 
