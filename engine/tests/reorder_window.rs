@@ -441,3 +441,20 @@ fn what_a_doomed_id_is_called_does_not_depend_on_the_interleaving() {
     );
     assert_eq!((counts.gaps, counts.incomplete, counts.late), (3, 2, 0));
 }
+
+#[test]
+fn the_next_id_moves_with_the_head() {
+    let now = Instant::now();
+    let mut w = clusterduck_engine::bundle::ReorderWindow::new(2, 10, Bundling::sequenced(10));
+    assert_eq!(w.next_seq(), 10);
+    w.offer(0, 10, "a", now);
+    assert_eq!(w.next_seq(), 10, "incomplete: the head stays");
+    w.offer(1, 10, "b", now);
+    assert_eq!(w.next_seq(), 11);
+    assert!(matches!(
+        w.poll(now),
+        Some(TableEvent::Bundle { seq: 10, .. })
+    ));
+    w.delivered_in_lockstep(11);
+    assert_eq!(w.next_seq(), 12);
+}
