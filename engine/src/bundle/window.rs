@@ -262,7 +262,15 @@ impl<V> ReorderWindow<V> {
             }
             let waiting_beyond = self.stored > count || self.held_count > 0;
             let can_complete = self.ended_count == 0 || self.can_complete(head);
-            if !can_complete && (self.complete > 0 || !self.later_can_complete(head)) {
+            // Without a later bundle to wait for, the head is given up once
+            // no upstream that could still send it can be read: each has
+            // ended or is held back (values beyond the window).
+            let settled = || {
+                (0..self.upstreams)
+                    .all(|u| self.ended[u] || self.held[u].is_some() || self.has(head, u))
+            };
+            if !can_complete && (self.complete > 0 || (!self.later_can_complete(head) && settled()))
+            {
                 if self.complete > 0 {
                     self.give_up_head();
                 } else if count > 0 {
@@ -378,6 +386,11 @@ impl<V> ReorderWindow<V> {
                 self.slots[slot].count > 0
                     && (0..self.upstreams).all(|u| !self.ended[u] || cells[u].is_some())
             })
+    }
+
+    /// Whether `slot` holds a value of `upstream`.
+    fn has(&self, slot: usize, upstream: usize) -> bool {
+        self.values[slot * self.upstreams + upstream].is_some()
     }
 
     /// Whether every upstream missing from `slot` can still send.
