@@ -458,3 +458,33 @@ fn the_next_id_moves_with_the_head() {
     w.delivered_in_lockstep(11);
     assert_eq!(w.next_seq(), 12);
 }
+
+/// B and C have ended, each with a value stored past the head, but for
+/// different ids: no later bundle can complete, so the doomed head (A's 0,
+/// nothing from B and C) is incomplete at once rather than waiting for the
+/// gap timeout.
+#[test]
+fn a_doomed_head_waits_only_for_a_later_bundle_that_can_complete() {
+    let now = Instant::now();
+    let mut t = BundleTable::new(
+        3,
+        Bundling::sequenced(0)
+            .window(16)
+            .gap_timeout(Duration::from_secs(3600)),
+    );
+    t.offer(0, 0, "a0", now);
+    t.offer(1, 1, "b1", now);
+    t.end(1, now);
+    t.offer(2, 2, "c2", now);
+    t.end(2, now);
+    assert_eq!(
+        drain(&mut t, now),
+        vec![TableEvent::Notice(Notice::Incomplete {
+            seq: 0,
+            missing: vec![1, 2]
+        })],
+        "decided at once, not at the gap timeout"
+    );
+    // Id 1 waits: A may still send it.
+    assert_eq!(t.deadline(), Some(now + Duration::from_secs(3600)));
+}
