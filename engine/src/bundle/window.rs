@@ -373,12 +373,11 @@ impl<V> ReorderWindow<V> {
     /// ended (an ended upstream holds nothing back: it is not read while
     /// it does).
     fn later_can_complete(&self, head_slot: usize) -> bool {
-        let head = &self.values[head_slot * self.upstreams..(head_slot + 1) * self.upstreams];
         // Cheap refusal first: an ended upstream with nothing stored past
         // the head rules every later bundle out.
         let ended_have_later = (0..self.upstreams)
             .filter(|u| self.ended[*u])
-            .all(|u| self.stored_from[u] > usize::from(head[u].is_some()));
+            .all(|u| self.stored_from[u] > usize::from(self.has(head_slot, u)));
         ended_have_later
             && (1..self.config.window as Seq).any(|d| {
                 let slot = self.slot_of(self.next + d);
