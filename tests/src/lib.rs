@@ -335,3 +335,10 @@ pub fn assert_links_used(dir: &Path, io: &str) {
         "CLUSTERDUCK_IO={io}: the nodes with links said {said:?}"
     );
 }
+
+/// Checks that a master failed and said `line` (an `error: ...` line) on
+/// its stderr.
+pub fn assert_failed_saying(status: std::process::ExitStatus, stderr: &str, line: &str) {
+    assert!(!status.success(), "the run succeeded: {stderr}");
+    assert!(stderr.lines().any(|l| l == line), "{line}\n{stderr}");
+}

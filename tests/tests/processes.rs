@@ -158,11 +158,10 @@ fn a_failing_archived_worker_names_node_and_seq() {
     let dir = fresh_dir("archived-fail");
     let _w = watchdog("archived-fail", LIMIT).guard(dir.to_str().unwrap());
     let (status, _, err) = run(&["archived", "100", "7", dir.to_str().unwrap()]);
-    assert!(!status.success());
-    assert!(
-        err.lines()
-            .any(|l| l == "error: node W failed at seq 7: cannot take word 7"),
-        "{err}"
+    clusterduck_tests::assert_failed_saying(
+        status,
+        &err,
+        "error: node W failed at seq 7: cannot take word 7",
     );
 }
 
@@ -253,11 +252,10 @@ fn a_failing_worker_stops_the_run_naming_node_and_seq() {
     let marker = dir.to_str().unwrap().to_owned();
     let _w = watchdog("fail", LIMIT).guard(marker.clone());
     let (status, out, err) = run(&["fail", &marker]);
-    assert!(!status.success());
-    assert!(
-        err.lines()
-            .any(|l| l == "error: node W failed at seq 5: cannot handle 5"),
-        "{err}"
+    clusterduck_tests::assert_failed_saying(
+        status,
+        &err,
+        "error: node W failed at seq 5: cannot handle 5",
     );
     assert_eq!(out, "W 0\nW 1\nW 2\nW 3\nW 4\n");
     assert!(node_processes(&marker).is_empty());
@@ -313,11 +311,10 @@ fn a_node_that_never_reports_ready_fails_the_run_after_the_ready_timeout() {
     let marker = dir.to_str().unwrap().to_owned();
     let _w = watchdog("not-ready", LIMIT).guard(marker.clone());
     let (status, out, err) = run(&["notready", &marker]);
-    assert!(!status.success());
-    assert!(
-        err.lines()
-            .any(|l| l == "error: node W on host localhost did not report ready within 1s"),
-        "{err}"
+    clusterduck_tests::assert_failed_saying(
+        status,
+        &err,
+        "error: node W on host localhost did not report ready within 1s",
     );
     assert_eq!(out, "", "no spout sent anything");
     assert_eq!(node_processes(&marker), Vec::new());
@@ -338,11 +335,10 @@ fn a_silent_node_fails_the_run_after_the_heartbeat_timeout() {
         .expect("W runs");
     send_signal(w.pid, libc::SIGSTOP);
     let (status, _, err) = master.finish();
-    assert!(!status.success());
-    assert!(
-        err.lines()
-            .any(|l| l == "error: node W: control connection lost: no word for 2s"),
-        "{err}"
+    clusterduck_tests::assert_failed_saying(
+        status,
+        &err,
+        "error: node W: control connection lost: no word for 2s",
     );
     // The stopped node was killed with the rest.
     assert_eq!(node_processes(&marker), Vec::new());
