@@ -10,7 +10,10 @@ use std::time::Duration;
 use clusterduck_engine::body::{DebugSink, Payload};
 use clusterduck_engine::graph::{Graph, NodeId};
 use clusterduck_engine::local::{LocalRun, DEFAULT_EDGE_CAPACITY};
-use clusterduck_engine::process::{node_main, node_role, ProcessRun, DEFAULT_DIR, DEFAULT_SILENCE};
+use clusterduck_engine::process::{
+    agent_main, agent_role, node_main, node_role, ProcessRun, DEFAULT_DIR, DEFAULT_FANOUT,
+    DEFAULT_SILENCE,
+};
 use clusterduck_engine::report::{PolicyEvent, RunFailure, RunReport};
 use clusterduck_engine::stop::StopSignal;
 use clusterduck_engine::Seq;
@@ -61,6 +64,7 @@ pub struct Launch {
     ring_bytes: usize,
     ready_timeout: Duration,
     silence: Duration,
+    fanout: usize,
     hosts: Vec<String>,
     placements: Vec<(u64, String, String)>,
     edge_capacity: usize,
@@ -106,6 +110,7 @@ impl Launch {
             ring_bytes: DEFAULT_RING_BYTES,
             ready_timeout: Duration::from_secs(30),
             silence: DEFAULT_SILENCE,
+            fanout: DEFAULT_FANOUT,
             hosts: Vec::new(),
             placements: Vec::new(),
             edge_capacity: DEFAULT_EDGE_CAPACITY,
@@ -193,6 +198,19 @@ impl Launch {
     /// stopped process or a cut connection, not a slow function.
     pub fn heartbeat_timeout(mut self, timeout: Duration) -> Self {
         self.silence = timeout.max(Duration::from_secs(1));
+        self
+    }
+
+    /// How many hosts' agents one process starts itself, at most (32 by
+    /// default; at least 1). The master opens one SSH connection per remote
+    /// host: to its first `width` hosts itself, all at once; each of those
+    /// hosts' agents then starts its share of the remaining hosts, and so
+    /// on: a launch costs as many connection times as the tree is deep, not
+    /// as there are hosts (or nodes). Each host below the first `width`
+    /// must be able to reach the hosts below it with `ssh`, as the master
+    /// does (the same names, keys and `CLUSTERDUCK_SSH_CONFIG`).
+    pub fn fanout(mut self, width: usize) -> Self {
+        self.fanout = width.max(1);
         self
     }
 
@@ -359,6 +377,9 @@ impl Topology {
         if launch.mode == Mode::Processes && node_role().is_some() {
             node_main(graph, self.impls);
         }
+        if launch.mode == Mode::Processes && agent_role() {
+            agent_main();
+        }
         let mut outputs = HashMap::new();
         for (topology, id, name, callback) in launch.watches {
             if topology != self.id {
@@ -410,6 +431,7 @@ impl Topology {
                     silence: launch.silence,
                     hosts: launch.hosts.clone(),
                     placements,
+                    fanout: launch.fanout,
                 }
                 .start(graph, codecs, debugger)?;
                 Box::new(move || master.wait())

@@ -86,6 +86,25 @@ pub enum Failure {
         /// What happened.
         message: String,
     },
+    /// A host's agent stopped answering, or its connection to the master
+    /// was lost: the nodes on that host are gone with it.
+    #[error("host {host}: {message}")]
+    HostLost {
+        /// The host.
+        host: String,
+        /// What happened.
+        message: String,
+    },
+    /// A node's process could not be started on its host.
+    #[error("cannot start node {node} on host {host}: {message}")]
+    NotStarted {
+        /// The node.
+        node: String,
+        /// Its host.
+        host: String,
+        /// What failed.
+        message: String,
+    },
     /// A second Ctrl-C (or an abort request) stopped the run without draining.
     #[error("the run was aborted before it drained")]
     Aborted,

@@ -124,6 +124,11 @@ pub struct RunReport {
     pub nodes: Vec<NodeReport>,
     /// From start to end.
     pub elapsed: Duration,
+    /// In process mode, from the launch to the moment every node was ready
+    /// and the spouts were told to start (host agents and node processes
+    /// started, rings created, links set up); none if the run never started,
+    /// and in local mode.
+    pub launch: Option<Duration>,
     /// Whether the run was asked to drain (Ctrl-C or a stop request) before
     /// its spouts ended.
     pub drained_on_request: bool,

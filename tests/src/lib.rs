@@ -152,6 +152,31 @@ pub fn processes_with(marker: &str) -> Vec<MarkedProcess> {
     found
 }
 
+/// The host agents among `processes`: processes with `CLUSTERDUCK_AGENT`
+/// in their environment.
+pub fn agent_processes(marker: &str) -> Vec<u32> {
+    processes_with(marker)
+        .into_iter()
+        .filter(|p| {
+            std::fs::read(format!("/proc/{}/environ", p.pid))
+                .map(|env| {
+                    env.split(|b| *b == 0)
+                        .any(|v| v.starts_with(b"CLUSTERDUCK_AGENT="))
+                })
+                .unwrap_or(false)
+        })
+        .map(|p| p.pid)
+        .collect()
+}
+
+/// Panics unless no process of the run marked by `marker` is left: no
+/// node, no host agent, no `ssh` (their command lines all hold the marker,
+/// the run's directory).
+pub fn assert_nothing_left(marker: &str) {
+    let left = processes_with(marker);
+    assert!(left.is_empty(), "processes of the run left: {left:?}");
+}
+
 /// The live node processes whose command line contains `marker`, sorted by
 /// node: a test passes a unique directory to its topology and finds its
 /// nodes, and their orphans, by it. Panics where [`processes_with`] does.

@@ -184,7 +184,7 @@ fn a_killed_remote_node_is_reported_by_name_host_pid_and_signal() {
         let expected =
             format!("error: node {victim} (pid {pid}) on host {host} killed by signal 9 (SIGKILL)");
         assert!(err.lines().any(|l| l == expected), "{expected}\n{err}");
-        assert_eq!(node_processes(&marker), Vec::new());
+        clusterduck_tests::assert_nothing_left(&marker);
         assert_eq!(
             clusterduck_tests::run_segments(&run_id),
             Vec::<String>::new()
@@ -286,6 +286,9 @@ fn edited_config(dir: &Path, edit: impl Fn(&str) -> String) -> PathBuf {
     path
 }
 
+/// The launch error of the readme example on `hosts` with ssh config
+/// `config`: its stderr from the `error:` line on. Nothing ran, and nothing
+/// of the run is left (the agents started on the good hosts ended).
 fn launch_error(config: &Path, hosts: &str, dir: &Path) -> String {
     let out = Command::new(example("readme"))
         .args(["-n", "10", "--hosts", hosts, "--dir", dir.to_str().unwrap()])
@@ -294,15 +297,18 @@ fn launch_error(config: &Path, hosts: &str, dir: &Path) -> String {
         .unwrap();
     assert!(!out.status.success());
     assert!(out.stdout.is_empty(), "nothing ran");
-    String::from_utf8_lossy(&out.stderr)
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .to_owned()
+    clusterduck_tests::assert_nothing_left(dir.to_str().unwrap());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let at = err
+        .find("error: ")
+        .unwrap_or_else(|| panic!("no error line: {err}"));
+    err[at..].trim_end().to_owned()
 }
 
+/// Every host of a launch is tried, and every one that cannot be used is
+/// named, in the order of the hosts, before anything runs.
 #[test]
-fn host_problems_are_errors_naming_the_host_before_anything_runs() {
+fn host_problems_are_errors_naming_every_host_before_anything_runs() {
     if !hosts_up("host errors") {
         return;
     }
@@ -336,23 +342,47 @@ fn host_problems_are_errors_naming_the_host_before_anything_runs() {
             .join("\n")
     });
     let e = launch_error(&config, "cd-h1,cd-h2", &dir);
+    let lines: Vec<&str> = e.lines().collect();
+    assert_eq!(
+        lines[0], "error: cannot launch: 2 hosts cannot be used:",
+        "{e}"
+    );
     assert!(
-        e.starts_with("error: cannot launch: host cd-h1: authentication refused: "),
+        lines[1].starts_with("  host cd-h1: authentication refused: ")
+            && lines[2].starts_with("  host cd-h2: authentication refused: ")
+            && lines.len() == 3,
         "{e}"
     );
 
-    // A host whose address refuses connections (loopback, a closed port).
+    // A host whose address refuses connections (loopback, a closed port),
+    // one no one knows, and a good one between them: both bad ones are
+    // told; the good one's agent, started meanwhile, is gone.
     let config = edited_config(&dir, |text| {
         format!("Host cd-closed\n  HostName 127.0.0.1\n  Port 1\n\n{text}")
     });
-    let e = launch_error(&config, "cd-h1,cd-closed", &dir);
-    assert!(
-        e.starts_with("error: cannot launch: host cd-closed: unreachable: "),
+    let e = launch_error(&config, "cd-closed,cd-h1,cd-nowhere", &dir);
+    let lines: Vec<&str> = e.lines().collect();
+    assert_eq!(
+        lines[0], "error: cannot launch: 2 hosts cannot be used:",
         "{e}"
     );
-    assert!(e.contains("Connection refused"), "{e}");
+    assert!(
+        lines[1].starts_with("  host cd-closed: unreachable: ")
+            && lines[1].contains("Connection refused"),
+        "{e}"
+    );
+    assert!(
+        lines[2].starts_with("  host cd-nowhere: cannot resolve its address: "),
+        "{e}"
+    );
+    assert!(
+        std::fs::read_to_string(dir.join(".agent-cd-h1.err"))
+            .unwrap()
+            .contains("agent of host cd-h1"),
+        "the good host's agent was started (and is gone: see launch_error)"
+    );
 
-    // A host no one knows.
+    // One host alone: its error, on the error line itself.
     let config = edited_config(&dir, |text| text.to_owned());
     let e = launch_error(&config, "cd-h1,cd-nowhere", &dir);
     assert!(
@@ -388,7 +418,7 @@ fn a_remote_node_that_never_reports_ready_fails_the_run_naming_its_host() {
         "error: node W on host cd-h2 did not report ready within 10s",
     );
     assert_eq!(out, "", "no spout sent anything");
-    assert_eq!(node_processes(&marker), Vec::new());
+    clusterduck_tests::assert_nothing_left(&marker);
 }
 
 #[test]
@@ -417,7 +447,7 @@ fn a_silent_remote_node_fails_the_run_after_the_heartbeat_timeout() {
         &err,
         "error: node W: control connection lost: no word for 2s",
     );
-    assert_eq!(node_processes(&marker), Vec::new());
+    clusterduck_tests::assert_nothing_left(&marker);
 }
 
 #[test]
@@ -434,8 +464,12 @@ fn killing_the_master_ends_its_nodes_on_every_host() {
     let hosts: std::collections::BTreeSet<String> =
         nodes.iter().map(|n| network_namespace(n.pid)).collect();
     assert_eq!((nodes.len(), hosts.len()), (3, 3), "{nodes:?} on {hosts:?}");
+    let agents = clusterduck_tests::agent_processes(&marker);
+    assert_eq!(agents.len(), 3, "one agent per host: {agents:?}");
     master.kill();
-    while !node_processes(&marker).is_empty() {
+    // Nodes, agents, their ssh sessions: all end (the watchdog fails the
+    // test if they do not).
+    while !clusterduck_tests::processes_with(&marker).is_empty() {
         std::thread::sleep(Duration::from_millis(5));
     }
 }

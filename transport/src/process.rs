@@ -1,5 +1,6 @@
-//! Telling whether a process that shares a ring is still alive, and tying a
-//! process's life to its parent's.
+//! Telling whether a process that shares a ring is still alive, tying a
+//! process's life to its parent's, ending a process, and taking over a file
+//! descriptor a parent handed down.
 //!
 //! A pid alone is not enough: after a crash the pid may have been given to an
 //! unrelated process. A [`ProcessStamp`] pairs the pid with the process's start
@@ -97,6 +98,42 @@ pub fn die_with_parent(parent: u32) -> std::io::Result<()> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// Sends `SIGKILL` to process `pid`. A process that is gone already is not
+/// an error.
+pub fn kill(pid: u32) -> std::io::Result<()> {
+    let pid = libc::pid_t::try_from(pid)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "pid out of range"))?;
+    // SAFETY: kill takes a pid and a signal number and touches no memory of
+    // ours.
+    if unsafe { libc::kill(pid, libc::SIGKILL) } == 0 {
+        return Ok(());
+    }
+    match std::io::Error::last_os_error() {
+        e if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+        e => Err(e),
+    }
+}
+
+/// Takes over file descriptor `fd`, inherited from the process that started
+/// this one, as a file; it is marked close-on-exec, so that processes this
+/// one starts do not inherit it. Fails if `fd` is not open.
+pub fn inherited_file(fd: i32) -> std::io::Result<std::fs::File> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: fcntl with F_GETFD reads the flags of a descriptor number; an
+    // unopened number gives EBADF, touching no memory.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: as above, F_SETFD only sets the descriptor's flags.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is open (F_GETFD succeeded) and was handed to this process
+    // to own: nothing else in it uses the number.
+    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
 }
 
 #[cfg(test)]

@@ -183,6 +183,7 @@ impl LocalRun {
         let mut report = RunReport {
             nodes: Vec::with_capacity(count),
             elapsed: Default::default(),
+            launch: None,
             drained_on_request: false,
         };
         let mut abandoned = false;

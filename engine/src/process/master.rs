@@ -1,41 +1,49 @@
-//! The master side of process mode: start one process per node, supervise
-//! them, relay the debugger's records, and assemble the report.
+//! The master side of process mode: the driver around the [`Supervisor`].
+//! It launches (host agents over SSH, then the nodes: local ones as its
+//! children, remote ones through their host's agent), feeds the supervisor
+//! every fact from the control connections, its children and the clock,
+//! carries out its commands, relays the debugger's records, and assembles
+//! the report.
 
-use std::io::{self, Write};
-use std::net::{TcpListener, TcpStream};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use rkyv::util::AlignedVec;
 
-use super::logs;
-use super::node::NODE_ENV;
+use super::child::{start_node, StartError};
+use super::control::{ControlPort, Incoming};
 use super::placement::{Placement, PlacementError};
-use super::protocol::{decode, encode, NodeConfig, ToMaster, ToNode};
-use super::remote::{local_address_towards, HostError, RemoteNode, Ssh};
+use super::protocol::{
+    encode, AgentConfig, FromAgent, NodeConfig, NodeLaunch, RemoteHost, ToAgent, ToMaster,
+};
+use super::remote::{AgentLauncher, AgentSession, HostError, Ssh};
+use super::supervisor::{Command, Event, Peer, Placed, Supervisor, Timeouts};
 use crate::body::{Codec, DebugSink};
 use crate::fingerprint::Fingerprint;
 use crate::graph::{Graph, NodeId};
 use crate::report::{Failure, NodeReport, PolicyEvent, RunFailure, RunReport};
-use crate::run::{panic_message, RunControl};
+use crate::run::panic_message;
 use crate::stop::{StopSignal, ABORT_GRACE};
 use clusterduck_transport::auth::{self, Secret};
-use clusterduck_transport::wire::{read_message, write_message, WireError};
+use clusterduck_transport::wire::write_message;
 
 /// The environment variable that makes the master say where everything is
-/// (run id, control port, placement) on its stderr.
+/// (run id, control port, placement) and when each host and node answered,
+/// on its stderr.
 pub const VERBOSE_ENV: &str = "CLUSTERDUCK_VERBOSE";
 
-/// How often the master looks at its children when nothing arrives.
-const POLL: Duration = Duration::from_millis(20);
+/// How often the master looks at the clock when nothing arrives.
+const TICK: Duration = Duration::from_millis(20);
 /// Silence after which a node is taken for hung, by default.
 pub const DEFAULT_SILENCE: Duration = Duration::from_secs(10);
+/// How many agents the master (or an agent) starts itself, by default.
+pub const DEFAULT_FANOUT: usize = 32;
+/// How long the master waits for an agent to end once the run is over.
+const AGENT_END: Duration = Duration::from_secs(10);
 
 /// How a process-mode run is set up.
 #[derive(Debug)]
@@ -52,16 +60,20 @@ pub struct ProcessRun {
     pub watched: Vec<NodeId>,
     /// Stops the run from outside.
     pub stop: StopSignal,
-    /// How long nodes may take to report ready.
+    /// How long hosts' agents, then nodes, may take to answer.
     pub ready_timeout: Duration,
-    /// How long a node may say nothing (it sends a heartbeat every 500 ms)
-    /// before it is taken for hung and the run fails.
+    /// How long a node or agent may say nothing (each sends a heartbeat
+    /// every 500 ms from the moment it connects) before it is taken for
+    /// hung and the run fails.
     pub silence: Duration,
     /// The hosts (SSH destinations) to run nodes on; this machine alone if
     /// empty.
     pub hosts: Vec<String>,
     /// Explicit placements: (node, host).
     pub placements: Vec<(String, String)>,
+    /// How many host agents the master starts itself; each starts its share
+    /// of the rest, as a tree of this width.
+    pub fanout: usize,
 }
 
 /// Why a process-mode run could not start. Nothing was left running.
@@ -69,13 +81,13 @@ pub struct ProcessRun {
 pub enum LaunchError {
     /// A node's log files could not be opened.
     #[error(transparent)]
-    Logs(#[from] logs::LogError),
+    Logs(#[from] super::logs::LogError),
     /// A node is placed on no valid host.
     #[error(transparent)]
     Placement(#[from] PlacementError),
-    /// A host cannot be used.
-    #[error(transparent)]
-    Host(#[from] HostError),
+    /// Hosts cannot be used: every one of them, in the order of the hosts.
+    #[error("{}", hosts_failed(.0))]
+    Hosts(Vec<HostError>),
     /// The log directory is not an absolute path that a remote shell can
     /// use.
     #[error("the log directory {0} must be an absolute UTF-8 path to run nodes on other hosts")]
@@ -97,14 +109,48 @@ pub enum LaunchError {
     },
 }
 
-/// A message from a node's connection thread.
-enum Incoming {
-    /// The pid of a node on another host, as its remote shell started it
-    /// (before the node itself says it).
-    Started(u32),
-    Connected(TcpStream),
-    Message(Box<ToMaster>),
-    Closed(String),
+fn hosts_failed(errors: &[HostError]) -> String {
+    match errors {
+        [one] => one.to_string(),
+        many => {
+            let lines: Vec<String> = many.iter().map(|e| format!("  {e}")).collect();
+            format!("{} hosts cannot be used:\n{}", many.len(), lines.join("\n"))
+        }
+    }
+}
+
+/// The remote side of a run: one agent per remote host.
+#[derive(Debug, Default)]
+struct Agents {
+    hosts: Vec<RemoteHost>,
+    /// Each agent's control connection (sending half), by host index.
+    conns: Vec<Option<TcpStream>>,
+    /// The SSH sessions of the agents the master started itself.
+    sessions: Vec<AgentSession>,
+}
+
+impl Agents {
+    fn send(&mut self, host: usize, message: &ToAgent) {
+        if let Some(conn) = &mut self.conns[host] {
+            // An agent that cannot be told is gone; its connection's end
+            // says so.
+            let _ = write_message(conn, &encode(message));
+        }
+    }
+
+    /// Closes every agent's connection and session; agents end their
+    /// nodes and themselves, and the master waits for that.
+    fn close(&mut self) {
+        for conn in self.conns.iter_mut().filter_map(Option::take) {
+            let _ = conn.shutdown(Shutdown::Both);
+        }
+        let sessions = std::mem::take(&mut self.sessions);
+        std::thread::scope(|scope| {
+            for session in sessions {
+                scope.spawn(move || session.close(AGENT_END));
+            }
+        });
+    }
 }
 
 /// A running process-mode run, seen from the master.
@@ -113,56 +159,52 @@ pub struct Master {
     codecs: Vec<Arc<dyn Codec>>,
     debugger: Option<Box<dyn DebugSink>>,
     run_id: String,
-    control: Arc<RunControl>,
-    ready_timeout: Duration,
-    silence: Duration,
-    ssh: Ssh,
-    started_at: Instant,
-    nodes: Vec<NodeState>,
-    incoming: Receiver<(NodeId, Incoming)>,
-    accepting: Arc<AtomicBool>,
-    acceptor: Option<thread::JoinHandle<()>>,
+    stop: StopSignal,
+    supervisor: Supervisor,
+    incoming: Receiver<Incoming>,
+    control: Option<ControlPort>,
+    node_conns: Vec<Option<TcpStream>>,
+    /// The agent of each node, if it runs on another host.
+    node_agent: Vec<Option<usize>>,
+    agents: Agents,
+    upstreams: Vec<Arc<[String]>>,
+    launched: Instant,
+    verbose: bool,
 }
 
 impl std::fmt::Debug for Master {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Master")
             .field("run_id", &self.run_id)
-            .field("nodes", &self.nodes.len())
+            .field("nodes", &self.node_conns.len())
+            .field("hosts", &self.agents.hosts.len())
             .finish_non_exhaustive()
     }
 }
 
-struct NodeState {
-    name: String,
-    host: String,
-    /// The address of the node's data port, once ready (empty: none).
-    data: String,
-    /// The node's own pid, once it said (its host may be another machine,
-    /// where the local child is `ssh`).
-    pid: Option<u32>,
-    child: Child,
-    exit: Option<ExitStatus>,
-    /// The connection's sending half, once authenticated.
-    conn: Option<TcpStream>,
-    connected: bool,
-    closed: bool,
-    ready: bool,
-    report: Option<NodeReport>,
-    heard: Instant,
-    upstreams: Arc<[String]>,
+/// What every agent said when it answered.
+struct Answered {
+    /// Each host's address (where its nodes open their data ports).
+    address: Vec<String>,
+    /// This machine's address as the first host's agent saw it: where
+    /// local nodes with consumers on other hosts open their data ports.
+    here: IpAddr,
 }
 
 impl ProcessRun {
-    /// Opens the logs, starts one process per node and returns the master
+    /// Starts the hosts' agents and then every node, and returns the master
     /// that supervises them. `codecs` are the nodes' output codecs, in
     /// declaration order (the debugger's records are decoded with them).
+    /// Every host is tried before anything starts; if any cannot be used,
+    /// the error lists them all and nothing is left running.
     pub fn start(
         self,
         graph: Graph,
         codecs: Vec<Arc<dyn Codec>>,
         debugger: Option<Box<dyn DebugSink>>,
     ) -> Result<Master, LaunchError> {
+        let launched = Instant::now();
+        let verbose = std::env::var_os(VERBOSE_ENV).is_some();
         let run_id = new_run_id().map_err(LaunchError::Control)?;
         let secret = Secret::generate().map_err(LaunchError::Control)?;
         match clusterduck_transport::remove_stale_segments() {
@@ -174,45 +216,36 @@ impl ProcessRun {
             Err(e) => eprintln!("clusterduck: cannot look for stale segments: {e}"),
         }
         let placement = Placement::new(&graph, &self.hosts, &self.placements)?;
-        let program = std::env::current_exe().map_err(LaunchError::Program)?;
-        let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
-        let ssh = Ssh::from_env();
-        let remote_hosts: Vec<String> = placement
+        let remote: Vec<RemoteHost> = placement
             .used_hosts()
             .into_iter()
             .filter(|h| !Placement::is_local(h))
-            .map(str::to_owned)
+            .enumerate()
+            .map(|(index, name)| RemoteHost {
+                index: index as u32,
+                name: name.to_owned(),
+            })
             .collect();
-        let remote_dir = match (remote_hosts.is_empty(), self.dir.to_str()) {
+        let dir = match (remote.is_empty(), self.dir.to_str()) {
             (true, _) => String::new(),
             (false, Some(d)) if self.dir.is_absolute() => d.to_owned(),
             (false, _) => return Err(LaunchError::RemoteDir(self.dir.clone())),
         };
-        // Every remote host answers, accepts us, and has this binary: all
-        // checked before any node starts.
-        let mut shipped = std::collections::HashMap::new();
-        let mut addresses = std::collections::HashMap::new();
-        let mut control_ip: std::net::IpAddr = [127, 0, 0, 1].into();
-        for (i, host) in remote_hosts.iter().enumerate() {
-            let address = ssh.address_of(host)?;
-            if i == 0 {
-                control_ip = local_address_towards(address).map_err(LaunchError::Control)?;
-            }
-            shipped.insert(host.clone(), ssh.ship(host, &program, &remote_dir)?);
-            addresses.insert(host.clone(), address);
-        }
-        let mut logs = Vec::with_capacity(graph.nodes().len());
-        for (id, spec) in graph.nodes().iter().enumerate() {
-            logs.push(if Placement::is_local(placement.host_of(id)) {
-                Some(logs::open(&self.dir, &spec.name, &run_id)?)
-            } else {
-                None
-            });
-        }
-        let listener = TcpListener::bind((control_ip, 0)).map_err(LaunchError::Control)?;
-        let address = listener.local_addr().map_err(LaunchError::Control)?;
-        let fingerprint = Fingerprint::of(&graph);
-        if std::env::var_os(VERBOSE_ENV).is_some() {
+        // With remote hosts, the control port listens on every address:
+        // each agent reaches it at the address its SSH session came from
+        // (which may differ from host to host); nodes authenticate anyway.
+        let any: IpAddr = if remote.is_empty() {
+            [127, 0, 0, 1].into()
+        } else {
+            [0, 0, 0, 0].into()
+        };
+        let listener = TcpListener::bind((any, 0)).map_err(LaunchError::Control)?;
+        let (tx, incoming) = crossbeam_channel::unbounded();
+        let n = graph.nodes().len();
+        let control = ControlPort::open(listener, secret.clone(), n, remote.len(), tx.clone())
+            .map_err(LaunchError::Control)?;
+        let address = control.address();
+        if verbose {
             eprintln!("clusterduck: run {run_id}: control port {address}");
             for (id, spec) in graph.nodes().iter().enumerate() {
                 eprintln!(
@@ -223,130 +256,268 @@ impl ProcessRun {
             }
         }
 
-        let (tx, incoming) = crossbeam_channel::unbounded();
-        let mut nodes: Vec<NodeState> = Vec::with_capacity(graph.nodes().len());
-        for (id, (spec, files)) in graph.nodes().iter().zip(logs).enumerate() {
-            let host = placement.host_of(id).to_owned();
-            let config = NodeConfig {
+        let mut agents = Agents {
+            hosts: remote.clone(),
+            conns: remote.iter().map(|_| None).collect(),
+            sessions: Vec::new(),
+        };
+        let answered = if remote.is_empty() {
+            Answered {
+                address: Vec::new(),
+                here: [127, 0, 0, 1].into(),
+            }
+        } else {
+            let template = AgentConfig {
+                run_id: run_id.clone(),
+                control_port: address.port(),
+                control_host: String::new(),
+                secret: *secret.as_bytes(),
+                host: remote[0].clone(),
+                below: Vec::new(),
+                fanout: self.fanout.max(1) as u32,
+                dir: dir.clone(),
+            };
+            let program = std::env::current_exe().map_err(LaunchError::Program)?;
+            let launcher = AgentLauncher::new(
+                Ssh::from_env(),
+                program,
+                std::env::args_os().skip(1).collect(),
+                template,
+            );
+            match launch_agents(
+                &launcher,
+                &mut agents,
+                &incoming,
+                &tx,
+                self.ready_timeout,
+                launched,
+                verbose,
+            ) {
+                Ok(answered) => answered,
+                Err(errors) => {
+                    agents.close();
+                    return Err(LaunchError::Hosts(errors));
+                }
+            }
+        };
+
+        let fingerprint = Fingerprint::of(&graph);
+        let host_index: HashMap<&str, usize> = remote
+            .iter()
+            .map(|h| (h.name.as_str(), h.index as usize))
+            .collect();
+        let node_agent: Vec<Option<usize>> = (0..n)
+            .map(|id| host_index.get(placement.host_of(id)).copied())
+            .collect();
+        let configs: Vec<NodeConfig> = (0..n)
+            .map(|id| NodeConfig {
                 run_id: run_id.clone(),
                 node: id as u32,
                 fingerprint: fingerprint.hash(),
                 description: fingerprint.description().to_owned(),
-                die_with: files.is_some().then(std::process::id),
-                control: address.to_string(),
+                die_with: Some(std::process::id()),
+                // Remote nodes' agents put the address they reach it at.
+                control: SocketAddr::from(([127, 0, 0, 1], address.port())).to_string(),
                 secret: *secret.as_bytes(),
                 ring_bytes: self.ring_bytes as u64,
                 batch: self.batch.min(u32::MAX as usize) as u32,
                 spin_ns: self.spin.as_nanos().min(u128::from(u64::MAX)) as u64,
                 watched: self.watched.contains(&id),
-                hosts: (0..graph.nodes().len())
-                    .map(|n| placement.host_of(n).to_owned())
-                    .collect(),
-                bind: if Placement::is_local(&host) {
-                    control_ip.to_string()
-                } else {
-                    addresses[&host].to_string()
+                hosts: (0..n).map(|n| placement.host_of(n).to_owned()).collect(),
+                bind: match node_agent[id] {
+                    Some(host) => answered.address[host].clone(),
+                    None => answered.here.to_string(),
                 },
-            };
-            let spawned = match files {
-                Some((out, err)) => Command::new(&program)
-                    .args(&args)
-                    .env(NODE_ENV, &spec.name)
-                    .stdin(Stdio::piped())
-                    .stdout(out)
-                    .stderr(err)
-                    // Its own process group: Ctrl-C at the terminal reaches
-                    // the master only, which drains the run in order.
-                    .process_group(0)
-                    .spawn(),
-                None => ssh.spawn_node(&RemoteNode {
-                    host: &host,
-                    program: &shipped[&host],
-                    args: &args,
-                    dir: &remote_dir,
-                    name: &spec.name,
-                    header: &logs::header(&run_id, &spec.name),
-                }),
-            }
-            .and_then(|mut child| {
-                let mut stdin = child.stdin.take().expect("piped stdin");
-                match stdin.write_all(&encode(&config)) {
-                    Ok(()) => Ok(child),
-                    Err(e) => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        Err(e)
-                    }
-                }
-            });
-            let child = match spawned {
-                Ok(mut child) => {
-                    if let Some(out) = child.stdout.take() {
-                        watch_remote_start(id, out, tx.clone());
-                    }
-                    child
-                }
-                Err(source) => {
-                    for node in &mut nodes {
-                        let _ = node.child.kill();
-                        let _ = node.child.wait();
-                    }
-                    return Err(LaunchError::Spawn {
-                        node: spec.name.clone(),
-                        source,
-                    });
-                }
-            };
-            nodes.push(NodeState {
-                name: spec.name.clone(),
-                host,
-                data: String::new(),
-                pid: None,
-                child,
-                exit: None,
-                conn: None,
-                connected: false,
-                closed: false,
-                ready: false,
-                report: None,
-                heard: Instant::now(),
-                upstreams: spec.upstreams.clone().into(),
-            });
-        }
+            })
+            .collect();
 
-        let accepting = Arc::new(AtomicBool::new(true));
-        let acceptor = accept_loop(listener, secret, nodes.len(), tx, accepting.clone())
-            .map_err(LaunchError::Control)?;
-        Ok(Master {
+        let supervisor = Supervisor::new(
+            graph
+                .nodes()
+                .iter()
+                .enumerate()
+                .map(|(id, spec)| Placed {
+                    name: spec.name.clone(),
+                    host: placement.host_of(id).to_owned(),
+                    agent: node_agent[id],
+                    spout: matches!(spec.kind, crate::graph::NodeKind::Spout),
+                })
+                .collect(),
+            remote.iter().map(|h| h.name.clone()).collect(),
+            Timeouts {
+                ready: self.ready_timeout,
+                silence: self.silence,
+                grace: ABORT_GRACE,
+            },
+            Instant::now(),
+        );
+        let mut master = Master {
+            upstreams: graph
+                .nodes()
+                .iter()
+                .map(|s| s.upstreams.clone().into())
+                .collect(),
             graph,
             codecs,
             debugger,
             run_id,
-            control: RunControl::new(self.stop),
-            ready_timeout: self.ready_timeout,
-            silence: self.silence,
-            ssh,
-            started_at: Instant::now(),
-            nodes,
+            stop: self.stop,
+            supervisor,
             incoming,
-            accepting,
-            acceptor: Some(acceptor),
-        })
+            control: Some(control),
+            node_conns: (0..n).map(|_| None).collect(),
+            node_agent,
+            agents,
+            launched,
+            verbose,
+        };
+
+        // Remote nodes through their agents, then local ones as children.
+        let mut per_host: Vec<Vec<NodeLaunch>> = remote.iter().map(|_| Vec::new()).collect();
+        for (id, config) in configs.iter().enumerate() {
+            if let Some(host) = master.node_agent[id] {
+                per_host[host].push(NodeLaunch {
+                    name: master.graph.node(id).name.clone(),
+                    config: config.clone(),
+                });
+            }
+        }
+        for (host, nodes) in per_host.into_iter().enumerate() {
+            if !nodes.is_empty() {
+                master.agents.send(host, &ToAgent::Spawn { nodes });
+            }
+        }
+        for id in (0..n).filter(|&id| master.node_agent[id].is_none()) {
+            let exits = tx.clone();
+            let on_exit = move |cause| {
+                let _ = exits.send(Incoming::Exited(id, cause));
+            };
+            let name = master.graph.node(id).name.clone();
+            match start_node(&self.dir, &name, &configs[id], on_exit) {
+                Ok(pid) => master
+                    .supervisor
+                    .handle(Instant::now(), Event::Spawned { node: id, pid }),
+                Err(StartError::Logs(e)) => return Err(e.into()),
+                Err(StartError::Spawn(source)) => {
+                    return Err(LaunchError::Spawn { node: name, source })
+                }
+            }
+        }
+        Ok(master)
     }
 }
 
-/// Reads the pid a remote node's shell prints when it has started it, and
-/// passes it on: the master can then kill a node that never connects.
-fn watch_remote_start(id: NodeId, out: std::process::ChildStdout, tx: Sender<(NodeId, Incoming)>) {
-    let _ = thread::Builder::new()
-        .name("clusterduck-remote-pid".into())
-        .spawn(move || {
-            let mut line = String::new();
-            let _ = io::BufRead::read_line(&mut io::BufReader::new(out), &mut line);
-            if let Ok(pid) = line.trim().parse() {
-                let _ = tx.send((id, Incoming::Started(pid)));
-            }
+/// Starts every host's agent (the launcher fans out) and waits until each
+/// has answered or is known to have failed; every failure is returned, in
+/// host order.
+fn launch_agents(
+    launcher: &AgentLauncher,
+    agents: &mut Agents,
+    incoming: &Receiver<Incoming>,
+    tx: &Sender<Incoming>,
+    limit: Duration,
+    launched: Instant,
+    verbose: bool,
+) -> Result<Answered, Vec<HostError>> {
+    let hosts = agents.hosts.clone();
+    let mut address: Vec<Option<String>> = hosts.iter().map(|_| None).collect();
+    let mut here: Option<IpAddr> = None;
+    let mut failed: Vec<Option<HostError>> = hosts.iter().map(|_| None).collect();
+    let index: HashMap<String, usize> = hosts
+        .iter()
+        .map(|h| (h.name.clone(), h.index as usize))
+        .collect();
+    let deadline = launched + limit;
+    std::thread::scope(|scope| {
+        let report = tx.clone();
+        let starting = scope.spawn(move || {
+            launcher.launch(hosts, &|e| {
+                let _ = report.send(Incoming::HostFailed(e));
+            })
         });
+        let pending = |address: &[Option<String>], failed: &[Option<HostError>]| {
+            address
+                .iter()
+                .zip(failed)
+                .any(|(a, f)| a.is_none() && f.is_none())
+        };
+        while pending(&address, &failed) {
+            let Ok(event) = incoming.recv_deadline(deadline) else {
+                break;
+            };
+            match event {
+                Incoming::Connected(Peer::Agent(h), stream) => agents.conns[h] = Some(stream),
+                Incoming::Agent(
+                    h,
+                    FromAgent::Hello {
+                        pid,
+                        address: at,
+                        via,
+                    },
+                ) => {
+                    if verbose {
+                        eprintln!(
+                            "clusterduck: run: agent of {} (pid {pid}, at {at}) answered after {:.3}s, started from {via}",
+                            agents.hosts[h].name,
+                            launched.elapsed().as_secs_f64()
+                        );
+                    }
+                    address[h] = Some(at);
+                    if here.is_none() {
+                        here = via.parse().ok();
+                    }
+                }
+                Incoming::Agent(_, FromAgent::HostFailed { error })
+                | Incoming::HostFailed(error) => {
+                    if let Some(&h) = index.get(error.host()) {
+                        failed[h].get_or_insert(error);
+                    }
+                }
+                Incoming::Closed(Peer::Agent(h), reason) if address[h].is_some() => {
+                    failed[h].get_or_insert(HostError::Agent {
+                        host: agents.hosts[h].name.clone(),
+                        detail: format!(
+                            "it answered, then its connection closed ({})",
+                            reason.as_deref().unwrap_or("cleanly")
+                        ),
+                    });
+                }
+                _ => {}
+            }
+        }
+        agents.sessions = starting.join().unwrap_or_default();
+    });
+    // Whatever arrived meanwhile (a failure reported as the launch ended).
+    while let Ok(event) = incoming.try_recv() {
+        if let Incoming::Connected(Peer::Agent(h), stream) = event {
+            agents.conns[h] = Some(stream);
+        } else if let Incoming::Agent(_, FromAgent::HostFailed { error })
+        | Incoming::HostFailed(error) = event
+        {
+            if let Some(&h) = index.get(error.host()) {
+                failed[h].get_or_insert(error);
+            }
+        }
+    }
+    let mut errors = Vec::new();
+    for (h, (a, f)) in address.iter().zip(failed).enumerate() {
+        match (a, f) {
+            (_, Some(e)) => errors.push(e),
+            (None, None) => errors.push(HostError::Agent {
+                host: agents.hosts[h].name.clone(),
+                detail: format!("no answer within {}s", limit.as_secs()),
+            }),
+            (Some(_), None) => {}
+        }
+    }
+    if errors.is_empty() {
+        Ok(Answered {
+            address: address.into_iter().map(Option::unwrap_or_default).collect(),
+            here: here.unwrap_or([127, 0, 0, 1].into()),
+        })
+    } else {
+        Err(errors)
+    }
 }
 
 /// A random run id: 16 hex digits.
@@ -356,373 +527,230 @@ fn new_run_id() -> io::Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Accepts control connections until told to stop; each authenticated one
-/// gets a thread that forwards its messages.
-fn accept_loop(
-    listener: TcpListener,
-    secret: Secret,
-    nodes: usize,
-    tx: Sender<(NodeId, Incoming)>,
-    accepting: Arc<AtomicBool>,
-) -> io::Result<thread::JoinHandle<()>> {
-    listener.set_nonblocking(true)?;
-    thread::Builder::new()
-        .name("clusterduck-accept".into())
-        .spawn(move || {
-            // Relaxed: a flag polled; nothing else is published with it.
-            while accepting.load(Ordering::Relaxed) {
-                let (stream, peer) = match listener.accept() {
-                    Ok(accepted) => accepted,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        thread::sleep(POLL);
-                        continue;
-                    }
-                    Err(e) => {
-                        eprintln!("clusterduck: control port: {e}");
-                        thread::sleep(POLL);
-                        continue;
-                    }
-                };
-                let secret = secret.clone();
-                let tx = tx.clone();
-                let _ = thread::Builder::new()
-                    .name("clusterduck-conn".into())
-                    .spawn(move || serve(stream, peer, secret, nodes, tx));
-            }
-        })
-}
-
-/// Authenticates one control connection, then forwards its messages.
-fn serve(
-    mut stream: TcpStream,
-    peer: std::net::SocketAddr,
-    secret: Secret,
-    nodes: usize,
-    tx: Sender<(NodeId, Incoming)>,
-) {
-    let _ = stream.set_nonblocking(false);
-    let _ = stream.set_nodelay(true);
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let id = match auth::accept(&mut stream, &secret) {
-        Ok(id) if (id as usize) < nodes => id as NodeId,
-        Ok(id) => {
-            eprintln!("clusterduck: control connection from {peer} refused: no node #{id}");
-            return;
-        }
-        Err(e) => {
-            eprintln!("clusterduck: control connection from {peer} refused: {e}");
-            return;
-        }
-    };
-    let _ = stream.set_read_timeout(None);
-    match stream.try_clone() {
-        Ok(writer) => {
-            if tx.send((id, Incoming::Connected(writer))).is_err() {
-                return;
-            }
-        }
-        Err(e) => {
-            let _ = tx.send((id, Incoming::Closed(e.to_string())));
-            return;
-        }
-    }
-    let mut buf = AlignedVec::new();
-    let mut stream = io::BufReader::with_capacity(1 << 16, stream);
-    let closed = loop {
-        match read_message(&mut stream, &mut buf) {
-            Ok(()) => match decode::<ToMaster>(&buf) {
-                Ok(message) => {
-                    if tx.send((id, Incoming::Message(Box::new(message)))).is_err() {
-                        return;
-                    }
-                }
-                Err(e) => break format!("bad message: {e}"),
-            },
-            Err(WireError::Closed) => break "closed".to_owned(),
-            Err(e) => break e.to_string(),
-        }
-    };
-    let _ = tx.send((id, Incoming::Closed(closed)));
-}
-
 impl Master {
     /// The run's id, which names its shared-memory segments.
     pub fn run_id(&self) -> &str {
         &self.run_id
     }
 
-    /// The process ids of the nodes, in declaration order.
-    pub fn pids(&self) -> Vec<u32> {
-        self.nodes.iter().map(|n| n.child.id()).collect()
-    }
-
     /// Supervises the run to its end and returns its report. Whatever
     /// happens, every node process has exited and every shared-memory
-    /// segment of the run is removed when this returns.
+    /// segment of the run is removed when this returns, on every host.
     pub fn wait(mut self) -> Result<RunReport, Box<RunFailure>> {
-        let mut started = false;
         let mut drained = false;
-        let mut abort_deadline: Option<Instant> = None;
-        let mut killed = false;
+        let mut aborted = false;
         loop {
-            match self.incoming.recv_timeout(POLL) {
-                Ok((id, incoming)) => self.receive(id, incoming),
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {}
-            }
-            while let Ok((id, incoming)) = self.incoming.try_recv() {
-                self.receive(id, incoming);
-            }
-            self.reap();
-            let stop = self.control.stop.clone();
-            if stop.is_aborted() {
-                if abort_deadline.is_none() {
-                    self.broadcast(&ToNode::Abort);
-                    abort_deadline = Some(Instant::now() + ABORT_GRACE);
+            if let Ok(incoming) = self.incoming.recv_timeout(TICK) {
+                self.take(incoming);
+                while let Ok(incoming) = self.incoming.try_recv() {
+                    self.take(incoming);
                 }
-            } else if stop.is_draining() && !drained {
-                self.broadcast(&ToNode::Drain);
+            }
+            let now = Instant::now();
+            if self.stop.is_aborted() && !aborted {
+                aborted = true;
+                self.supervisor.handle(now, Event::Abort);
+            } else if self.stop.is_draining() && !drained {
                 drained = true;
+                self.supervisor.handle(now, Event::Drain);
             }
-            if !started && !stop.is_aborted() {
-                if self.nodes.iter().all(|n| n.ready) {
-                    let data = self.nodes.iter().map(|n| n.data.clone()).collect();
-                    self.broadcast(&ToNode::Start { data });
-                    started = true;
-                } else if self.started_at.elapsed() > self.ready_timeout {
-                    let late = self
-                        .nodes
-                        .iter()
-                        .find(|n| !n.ready)
-                        .expect("a node not ready");
-                    self.control.fail(Failure::NotReady {
-                        node: late.name.clone(),
-                        host: late.host.clone(),
-                        seconds: self.ready_timeout.as_secs(),
-                    });
+            let was_started = self.supervisor.started_at().is_some();
+            self.supervisor.tick(now);
+            if self.verbose && !was_started {
+                if let Some(at) = self.supervisor.started_at() {
+                    eprintln!(
+                        "clusterduck: run {}: every node ready after {:.3}s; started",
+                        self.run_id,
+                        at.duration_since(self.launched).as_secs_f64()
+                    );
                 }
             }
-            if started && !stop.is_aborted() {
-                if let Some(silent) = self
-                    .nodes
-                    .iter()
-                    .find(|n| n.connected && !n.closed && n.heard.elapsed() > self.silence)
-                {
-                    self.control.fail(Failure::Control {
-                        node: silent.name.clone(),
-                        message: format!("no word for {}s", self.silence.as_secs()),
-                    });
-                }
-            }
-            if self.nodes.iter().all(|n| n.exit.is_some()) {
+            self.obey();
+            if self.supervisor.is_over() {
                 break;
-            }
-            if !killed && abort_deadline.is_some_and(|d| Instant::now() > d) {
-                killed = true;
-                self.kill_remaining();
             }
         }
         self.finish()
     }
 
-    fn receive(&mut self, id: NodeId, incoming: Incoming) {
-        let node = &mut self.nodes[id];
-        node.heard = Instant::now();
-        match incoming {
-            Incoming::Started(pid) => {
-                node.pid.get_or_insert(pid);
-            }
-            Incoming::Connected(stream) => {
-                if node.connected {
-                    eprintln!(
-                        "clusterduck: a second control connection for node {} refused",
-                        node.name
-                    );
-                    return;
+    /// Hands one fact to the supervisor (or the debugger).
+    fn take(&mut self, incoming: Incoming) {
+        let now = Instant::now();
+        let event = match incoming {
+            Incoming::Connected(peer, stream) => {
+                match peer {
+                    Peer::Node(id) => self.node_conns[id] = Some(stream),
+                    Peer::Agent(h) => self.agents.conns[h] = Some(stream),
                 }
-                node.connected = true;
-                node.conn = Some(stream);
-                let stop = &self.control.stop;
-                if stop.is_aborted() {
-                    self.send(id, &ToNode::Abort);
-                } else if stop.is_draining() {
-                    self.send(id, &ToNode::Drain);
-                }
+                Event::Connected(peer)
             }
-            Incoming::Closed(reason) => {
-                node.closed = true;
-                node.conn = None;
-                if reason != "closed" && !self.control.stop.is_aborted() && node.report.is_none() {
-                    eprintln!(
-                        "clusterduck: control connection of node {}: {reason}",
-                        node.name
-                    );
+            Incoming::Node(id, message) => match *message {
+                ToMaster::Output { seq, bytes } => {
+                    self.debug_output(now, id, seq, &bytes);
+                    Event::Heard(Peer::Node(id))
                 }
+                ToMaster::Event { notice } => {
+                    self.debug_event(now, id, notice);
+                    Event::Heard(Peer::Node(id))
+                }
+                message => Event::Message { node: id, message },
+            },
+            Incoming::Agent(h, message) => match self.agent_event(h, message) {
+                Some(event) => event,
+                None => return,
+            },
+            Incoming::Closed(peer, reason) => {
+                match peer {
+                    Peer::Node(id) => self.node_conns[id] = None,
+                    Peer::Agent(h) => self.agents.conns[h] = None,
+                }
+                Event::Closed { peer, reason }
             }
-            Incoming::Message(message) => self.handle(id, *message),
-        }
+            Incoming::Exited(node, cause) => Event::Exited { node, cause },
+            Incoming::HostFailed(_) => return,
+        };
+        self.supervisor.handle(now, event);
     }
 
-    fn handle(&mut self, id: NodeId, message: ToMaster) {
-        let name = self.nodes[id].name.clone();
-        match message {
-            ToMaster::Ready { pid, data } => {
-                self.nodes[id].ready = true;
-                self.nodes[id].pid = Some(pid);
-                self.nodes[id].data = data;
+    /// What an agent's message means for the supervisor; a message about a
+    /// node that is not on its host is refused.
+    fn agent_event(&mut self, h: usize, message: FromAgent) -> Option<Event> {
+        let host = &self.agents.hosts[h].name;
+        let mine = |node: u32| -> Option<NodeId> {
+            let id = node as NodeId;
+            if self.node_agent.get(id).copied().flatten() == Some(h) {
+                Some(id)
+            } else {
+                eprintln!("clusterduck: the agent of host {host} spoke of node #{node}, not on its host; ignored");
+                None
             }
-            ToMaster::Heartbeat => {}
-            ToMaster::Refused { reason } => {
-                self.control.fail(Failure::Refused { node: name, reason })
-            }
-            ToMaster::Output { seq, bytes } => {
-                let value = match self.codecs[id].decode(&bytes) {
-                    Ok(value) => value,
-                    Err(e) => {
-                        return self.control.fail(Failure::Control {
-                            node: name,
-                            message: format!("bad debugger record for seq {seq}: {e}"),
-                        })
-                    }
+        };
+        Some(match message {
+            FromAgent::Hello { .. } | FromAgent::Heartbeat => Event::Heard(Peer::Agent(h)),
+            FromAgent::Spawned { node, pid } => Event::Spawned {
+                node: mine(node)?,
+                pid,
+            },
+            FromAgent::Exited { node, cause } => Event::Exited {
+                node: mine(node)?,
+                cause,
+            },
+            FromAgent::NotSpawned { node, message } => Event::NotStarted {
+                node: mine(node)?,
+                message,
+            },
+            FromAgent::HostFailed { error } => Event::Fail(Failure::HostLost {
+                host: error.host().to_owned(),
+                message: format!("after the launch: {error}"),
+            }),
+        })
+    }
+
+    fn debug_output(&mut self, now: Instant, id: NodeId, seq: crate::Seq, bytes: &[u8]) {
+        let value = match self.codecs[id].decode(bytes) {
+            Ok(value) => value,
+            Err(e) => {
+                let failure = Failure::Control {
+                    node: self.graph.node(id).name.clone(),
+                    message: format!("bad debugger record for seq {seq}: {e}"),
                 };
-                if let Some(debugger) = &mut self.debugger {
-                    let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        debugger.output(id, seq, value)
-                    }));
-                    if let Err(panic) = called {
-                        self.control.fail(Failure::Debugger {
-                            message: panic_message(&*panic),
-                        });
-                    }
-                }
+                return self.supervisor.handle(now, Event::Fail(failure));
             }
-            ToMaster::Event { notice } => {
-                let upstreams = self.nodes[id].upstreams.clone();
-                if !notice_fits(&notice, upstreams.len()) {
-                    return self.control.fail(Failure::Control {
-                        node: name,
-                        message: format!("bad policy event {notice:?}"),
-                    });
-                }
-                if let Some(debugger) = &mut self.debugger {
-                    let event = PolicyEvent {
-                        node: name,
-                        notice,
-                        upstreams,
-                    };
-                    let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        debugger.event(&event)
-                    }));
-                    if let Err(panic) = called {
-                        self.control.fail(Failure::Debugger {
-                            message: panic_message(&*panic),
-                        });
-                    }
-                }
-            }
-            ToMaster::Done { report } => self.nodes[id].report = Some(report),
-            ToMaster::Failed { failure, report } => {
-                self.nodes[id].report = Some(report);
-                self.control.fail(failure);
+        };
+        if let Some(debugger) = &mut self.debugger {
+            let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                debugger.output(id, seq, value)
+            }));
+            if let Err(panic) = called {
+                let failure = Failure::Debugger {
+                    message: panic_message(&*panic),
+                };
+                self.supervisor.handle(now, Event::Fail(failure));
             }
         }
     }
 
-    /// Notes the nodes whose process ended; one that ended without its
-    /// report (and whose connection is closed, so no report is in flight)
-    /// died.
-    fn reap(&mut self) {
-        for node in &mut self.nodes {
-            if node.exit.is_none() {
-                if let Ok(Some(status)) = node.child.try_wait() {
-                    node.exit = Some(status);
-                }
+    fn debug_event(&mut self, now: Instant, id: NodeId, notice: crate::bundle::Notice) {
+        let name = self.graph.node(id).name.clone();
+        let upstreams = self.upstreams[id].clone();
+        if !notice_fits(&notice, upstreams.len()) {
+            let failure = Failure::Control {
+                node: name,
+                message: format!("bad policy event {notice:?}"),
+            };
+            return self.supervisor.handle(now, Event::Fail(failure));
+        }
+        if let Some(debugger) = &mut self.debugger {
+            let event = PolicyEvent {
+                node: name,
+                notice,
+                upstreams,
+            };
+            let called =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| debugger.event(&event)));
+            if let Err(panic) = called {
+                let failure = Failure::Debugger {
+                    message: panic_message(&*panic),
+                };
+                self.supervisor.handle(now, Event::Fail(failure));
             }
         }
-        if self.control.stop.is_aborted() {
-            return;
-        }
-        let died = self
-            .nodes
-            .iter()
-            .find(|n| n.exit.is_some() && (n.closed || !n.connected) && n.report.is_none());
-        if let Some(node) = died {
-            let status = node.exit.expect("exited");
-            let local = Placement::is_local(&node.host);
-            self.control.fail(Failure::Died {
-                node: node.name.clone(),
-                host: node.host.clone(),
-                pid: node.pid.unwrap_or_else(|| node.child.id()),
-                cause: if local {
-                    describe_exit(status)
-                } else {
-                    describe_remote_exit(status)
+    }
+
+    /// Carries out the supervisor's commands.
+    fn obey(&mut self) {
+        while let Some(command) = self.supervisor.poll_command() {
+            match command {
+                Command::Send { node, message } => {
+                    if let Some(conn) = &mut self.node_conns[node] {
+                        // A node that cannot be told is gone; its
+                        // connection's end or its exit says so.
+                        let _ = write_message(conn, &encode(&message));
+                    }
+                }
+                Command::Kill { node } => match self.node_agent[node] {
+                    Some(host) => self.agents.send(host, &ToAgent::Kill { node: node as u32 }),
+                    None => {
+                        if let Some(pid) = self.supervisor.pid(node) {
+                            if let Err(e) = clusterduck_transport::process::kill(pid) {
+                                eprintln!(
+                                    "clusterduck: cannot kill node {} (pid {pid}): {e}",
+                                    self.graph.node(node).name
+                                );
+                            }
+                        }
+                    }
                 },
-            });
-        }
-    }
-
-    /// Kills the nodes still running after the abort grace: a local node's
-    /// process, and for a node on another host its ssh and, by its pid, the
-    /// node itself (a stopped node outlives its ssh session).
-    fn kill_remaining(&mut self) {
-        let mut remote_kills = Vec::new();
-        for node in self.nodes.iter_mut().filter(|n| n.exit.is_none()) {
-            let _ = node.child.kill();
-            if let (false, Some(pid)) = (Placement::is_local(&node.host), node.pid) {
-                match self.ssh.kill_node(&node.host, pid) {
-                    Ok(kill) => remote_kills.push(kill),
-                    Err(e) => eprintln!(
-                        "clusterduck: cannot kill node {} (pid {pid}) on host {}: {e}",
-                        node.name, node.host
-                    ),
-                }
+                Command::Warn(warning) => eprintln!("clusterduck: {warning}"),
             }
-        }
-        for mut kill in remote_kills {
-            let _ = kill.wait();
-        }
-    }
-
-    fn send(&mut self, id: NodeId, message: &ToNode) {
-        if let Some(conn) = &mut self.nodes[id].conn {
-            // A node that cannot be told is gone; `reap` sees to it.
-            let _ = write_message(conn, &encode(message));
-        }
-    }
-
-    fn broadcast(&mut self, message: &ToNode) {
-        for id in 0..self.nodes.len() {
-            self.send(id, message);
         }
     }
 
     fn finish(mut self) -> Result<RunReport, Box<RunFailure>> {
-        // Relaxed: as in `accept_loop`.
-        self.accepting.store(false, Ordering::Relaxed);
-        if let Some(acceptor) = self.acceptor.take() {
-            let _ = acceptor.join();
+        drop(self.control.take());
+        for conn in self.node_conns.iter_mut().filter_map(Option::take) {
+            let _ = conn.shutdown(Shutdown::Both);
         }
-        // Late messages (a report sent just before exiting).
-        while let Ok((id, incoming)) = self.incoming.try_recv() {
-            self.receive(id, incoming);
-        }
+        self.agents.close();
         if let Err(e) = clusterduck_transport::remove_run_segments(&self.run_id) {
             eprintln!("clusterduck: removing the run's segments: {e}");
         }
-        let nodes = self
+        let launch = self
+            .supervisor
+            .started_at()
+            .map(|at| at.duration_since(self.launched));
+        let outcome = self.supervisor.outcome();
+        let nodes = outcome
             .nodes
-            .iter()
+            .into_iter()
             .zip(self.graph.nodes())
-            .map(|(node, spec)| {
-                node.report.clone().unwrap_or_else(|| NodeReport {
-                    name: node.name.clone(),
+            .map(|((report, cause), spec)| {
+                report.unwrap_or_else(|| NodeReport {
+                    name: spec.name.clone(),
                     kind: spec.kind.label().to_owned(),
                     error: Some(format!(
                         "no report: {}",
-                        node.exit
-                            .map(describe_exit)
-                            .unwrap_or_else(|| "still running".into())
+                        cause.map_or_else(|| "its end was not seen".to_owned(), |c| c.to_string())
                     )),
                     ..NodeReport::default()
                 })
@@ -730,12 +758,13 @@ impl Master {
             .collect();
         let report = RunReport {
             nodes,
-            elapsed: self.started_at.elapsed(),
-            drained_on_request: self.control.stop.drain_requested(),
+            elapsed: self.launched.elapsed(),
+            launch,
+            drained_on_request: self.stop.drain_requested(),
         };
-        match self.control.take_failure() {
+        match outcome.failure {
             Some(failure) => Err(Box::new(RunFailure { failure, report })),
-            None if self.control.stop.is_aborted() => Err(Box::new(RunFailure {
+            None if outcome.aborted => Err(Box::new(RunFailure {
                 failure: Failure::Aborted,
                 report,
             })),
@@ -757,54 +786,20 @@ fn notice_fits(notice: &crate::bundle::Notice, upstreams: usize) -> bool {
     }
 }
 
-/// `killed by signal 9 (SIGKILL)` or `exited with status 1`.
-fn describe_exit(status: ExitStatus) -> String {
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exited with status {code}"),
-        (None, Some(signal)) => format!("killed by signal {signal}{}", signal_name(signal)),
-        (None, None) => format!("ended: {status}"),
-    }
-}
-
-/// How a node on another host ended, from the exit status of its `ssh`:
-/// the remote shell reports a signal as 128 + its number; ssh's own
-/// failures are 255.
-fn describe_remote_exit(status: ExitStatus) -> String {
-    match status.code() {
-        Some(255) => "its ssh connection failed (status 255)".to_owned(),
-        Some(code) if code > 128 => {
-            let signal = code - 128;
-            format!("killed by signal {signal}{}", signal_name(signal))
-        }
-        _ => describe_exit(status),
-    }
-}
-
-fn signal_name(signal: i32) -> &'static str {
-    match signal {
-        1 => " (SIGHUP)",
-        2 => " (SIGINT)",
-        3 => " (SIGQUIT)",
-        4 => " (SIGILL)",
-        6 => " (SIGABRT)",
-        7 => " (SIGBUS)",
-        8 => " (SIGFPE)",
-        9 => " (SIGKILL)",
-        11 => " (SIGSEGV)",
-        13 => " (SIGPIPE)",
-        15 => " (SIGTERM)",
-        _ => "",
-    }
-}
-
 impl Drop for Master {
     fn drop(&mut self) {
-        // A master dropped without `wait` (a panic) leaves no node behind.
-        for node in self.nodes.iter_mut().filter(|n| n.exit.is_none()) {
-            let _ = node.child.kill();
-            let _ = node.child.wait();
+        // A master dropped without `wait` (a panic) leaves no node behind:
+        // its children are killed, and its agents end theirs when their
+        // connections close.
+        for node in 0..self.node_agent.len() {
+            if let (None, Some(pid), true) = (
+                self.node_agent[node],
+                self.supervisor.pid(node),
+                self.supervisor.may_run(node),
+            ) {
+                let _ = clusterduck_transport::process::kill(pid);
+            }
         }
-        // Relaxed: as in `accept_loop`.
-        self.accepting.store(false, Ordering::Relaxed);
+        self.agents.close();
     }
 }

@@ -17,6 +17,11 @@
 //! node as soon as one fails, is killed, or stops answering. A node whose
 //! master goes away exits at once.
 
+mod agent;
+mod child;
+mod control;
+mod control_tx;
+mod exit;
 mod link;
 mod logs;
 mod master;
@@ -25,9 +30,11 @@ mod output;
 mod placement;
 mod protocol;
 mod remote;
+mod supervisor;
 
+pub use agent::{agent_main, agent_role, AGENT_ENV};
 pub use logs::{LogError, DEFAULT_DIR};
-pub use master::{LaunchError, Master, ProcessRun, DEFAULT_SILENCE, VERBOSE_ENV};
+pub use master::{LaunchError, Master, ProcessRun, DEFAULT_FANOUT, DEFAULT_SILENCE, VERBOSE_ENV};
 pub use node::{node_main, node_role, NODE_ENV};
 pub use placement::{Placement, PlacementError, LOCAL_HOST};
 pub use remote::{HostError, SSH_CONFIG_ENV};

@@ -1,7 +1,7 @@
 //! The node side of process mode: what a re-executed binary does instead of
 //! launching, once its topology is built.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::TcpStream;
 use std::thread;
 use std::time::Duration;
@@ -9,9 +9,10 @@ use std::time::Duration;
 use clusterduck_transport::{RingName, RingReader, RingWriter};
 use rkyv::util::AlignedVec;
 
+use super::control_tx::ControlTx;
 use super::link;
 use super::output::RingOutput;
-use super::protocol::{decode, encode, NodeConfig, ToMaster, ToNode};
+use super::protocol::{decode, NodeConfig, ToMaster, ToNode};
 use crate::body::{Body, NodeImpl};
 use crate::fingerprint::Fingerprint;
 use crate::graph::{Graph, NodeId, NodeKind};
@@ -23,8 +24,7 @@ use crate::run::worker::WorkerTask;
 use crate::run::{EmitGate, EventSink, RunControl};
 use crate::stop::StopSignal;
 use clusterduck_transport::auth::{self, Secret};
-use clusterduck_transport::wire::{append_message, read_message};
-use crossbeam_channel::Sender;
+use clusterduck_transport::wire::read_message;
 
 /// The environment variable that makes a process a node: it holds the
 /// node's name. Set by the master, never by hand.
@@ -41,80 +41,6 @@ pub fn node_role() -> Option<String> {
     std::env::var(NODE_ENV).ok()
 }
 
-/// The sending half of the control connection, shared by the node's
-/// threads. Messages queue to one writer thread, which sends all that are
-/// waiting in one write: debugger records at millions a second cost a
-/// system call per batch, not per record.
-#[derive(Clone)]
-pub(crate) struct ControlTx(Sender<Outgoing>);
-
-enum Outgoing {
-    Message(AlignedVec),
-    /// Everything queued before is written: tell the sender.
-    Sync(Sender<()>),
-}
-
-/// Messages queued at most; a slow connection slows the senders.
-const CONTROL_QUEUE: usize = 4096;
-/// Bytes gathered into one write at most.
-const CONTROL_BATCH: usize = 1 << 20;
-
-impl ControlTx {
-    /// Starts the writer thread over `stream`.
-    fn new(mut stream: TcpStream) -> Self {
-        let (tx, rx) = crossbeam_channel::bounded::<Outgoing>(CONTROL_QUEUE);
-        thread::Builder::new()
-            .name("clusterduck-control-tx".into())
-            .spawn(move || {
-                let mut batch = Vec::new();
-                while let Ok(first) = rx.recv() {
-                    let mut synced = Vec::new();
-                    let mut next = Some(first);
-                    while let Some(item) = next.take() {
-                        match item {
-                            Outgoing::Message(bytes) => {
-                                if append_message(&mut batch, &bytes).is_err() {
-                                    eprintln!(
-                                        "clusterduck: a control message is too long; dropped"
-                                    );
-                                }
-                            }
-                            Outgoing::Sync(done) => synced.push(done),
-                        }
-                        if batch.len() < CONTROL_BATCH {
-                            next = rx.try_recv().ok();
-                        }
-                    }
-                    if stream.write_all(&batch).is_err() {
-                        // The master is gone; the control thread exits the
-                        // process when it sees the connection close.
-                        return;
-                    }
-                    batch.clear();
-                    for done in synced {
-                        let _ = done.send(());
-                    }
-                }
-            })
-            .expect("spawn the control writer thread");
-        Self(tx)
-    }
-
-    pub(crate) fn send(&self, message: &ToMaster) -> io::Result<()> {
-        self.0
-            .send(Outgoing::Message(encode(message)))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "control connection closed"))
-    }
-
-    /// Waits until everything sent so far is written.
-    fn sync(&self) -> io::Result<()> {
-        let (done, written) = crossbeam_channel::bounded(1);
-        let closed = || io::Error::new(io::ErrorKind::BrokenPipe, "control connection closed");
-        self.0.send(Outgoing::Sync(done)).map_err(|_| closed())?;
-        written.recv().map_err(|_| closed())
-    }
-}
-
 /// Sends policy events to the master.
 struct ControlEvents(ControlTx);
 
@@ -126,51 +52,126 @@ impl EventSink for ControlEvents {
     }
 }
 
+/// Why a node process could not run its node. Its exit code tells the kind
+/// ([`exit_code`](Self::exit_code)).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum NodeError {
+    /// The configuration on stdin could not be read.
+    #[error("reading the configuration on stdin: {0}")]
+    Config(String),
+    /// The master named a node this program's topology does not have.
+    #[error("the master asked for node #{0}, which this topology lacks")]
+    NoSuchNode(NodeId),
+    /// The master could not be reached, or refused us.
+    #[error("reaching the master at {address}: {detail}")]
+    Master {
+        /// Its control address.
+        address: String,
+        /// What failed.
+        detail: String,
+    },
+    /// This process's topology differs from the master's (told to the
+    /// master, which fails the run saying so).
+    #[error("topology fingerprint mismatch: {0}")]
+    Mismatch(String),
+    /// Setting up the node failed: its ring, data port or inputs.
+    #[error("{0}")]
+    Setup(String),
+    /// The master aborted the run before it started.
+    #[error("the run was aborted before it started")]
+    Aborted,
+    /// The report could not be sent.
+    #[error("sending the report to the master: {0}")]
+    Report(#[source] io::Error),
+}
+
+impl NodeError {
+    /// The process's exit code for this error: 1 for a run that ended
+    /// without this node's work (aborted, report lost), 2 for a node that
+    /// could not start, 3 for a topology that differs from the master's.
+    pub(crate) fn exit_code(&self) -> i32 {
+        match self {
+            Self::Aborted | Self::Report(_) => 1,
+            Self::Mismatch(_) => 3,
+            Self::Config(_) | Self::NoSuchNode(_) | Self::Master { .. } | Self::Setup(_) => 2,
+        }
+    }
+}
+
+/// How a node that ran ended.
+enum NodeEnd {
+    /// Its work is done; it sent its report.
+    Finished,
+    /// It failed; it sent its failure and report.
+    Failed,
+}
+
 /// Runs this process's node of `graph`, then exits the process: 0 when the
-/// node finished, 1 when it failed, 2 when it could not start, 3 when its
-/// topology differs from the master's. Never returns.
+/// node finished, 1 when it failed, otherwise [`NodeError::exit_code`].
+/// Never returns.
 pub fn node_main(graph: Graph, impls: Vec<NodeImpl>) -> ! {
     let code = match run(graph, impls) {
-        Ok(code) => code,
-        Err(message) => {
-            eprintln!("clusterduck: this node process cannot start: {message}");
-            2
+        Ok(NodeEnd::Finished) => 0,
+        Ok(NodeEnd::Failed) => 1,
+        Err(e) => {
+            eprintln!("clusterduck: this node process cannot run: {e}");
+            e.exit_code()
         }
     };
     std::process::exit(code)
 }
 
-fn read_config() -> Result<NodeConfig, String> {
+fn read_config() -> Result<NodeConfig, NodeError> {
     let mut bytes = Vec::new();
     io::stdin()
         .read_to_end(&mut bytes)
-        .map_err(|e| format!("reading the configuration on stdin: {e}"))?;
+        .map_err(|e| NodeError::Config(e.to_string()))?;
     let mut aligned = AlignedVec::<16>::with_capacity(bytes.len());
     aligned.extend_from_slice(&bytes);
-    decode::<NodeConfig>(&aligned).map_err(|e| format!("bad configuration on stdin: {e}"))
+    decode::<NodeConfig>(&aligned).map_err(|e| NodeError::Config(e.to_string()))
 }
 
-fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<i32, String> {
-    let config = read_config()?;
-    if let Some(parent) = config.die_with {
-        clusterduck_transport::process::die_with_parent(parent)
-            .map_err(|e| format!("asking to die with the master: {e}"))?;
-    }
-    let id = config.node as NodeId;
-    if id >= graph.nodes().len() {
-        return Err(format!(
-            "the master asked for node #{id}, which this topology lacks"
-        ));
-    }
-    let name = graph.node(id).name.clone();
-    let mut stream = TcpStream::connect(&config.control)
-        .map_err(|e| format!("connecting to the master at {}: {e}", config.control))?;
+/// Connects to the master and starts the heartbeat: the master hears from
+/// this node from now on, whatever it does next.
+fn connect(config: &NodeConfig) -> Result<(TcpStream, ControlTx), NodeError> {
+    let fail = |detail: String| NodeError::Master {
+        address: config.control.clone(),
+        detail,
+    };
+    let mut stream = TcpStream::connect(&config.control).map_err(|e| fail(e.to_string()))?;
     stream.set_nodelay(true).ok();
     stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
     auth::connect(&mut stream, &Secret::from_bytes(config.secret), config.node)
-        .map_err(|e| format!("authenticating with the master: {e}"))?;
+        .map_err(|e| fail(format!("authenticating: {e}")))?;
     stream.set_read_timeout(None).ok();
-    let tx = ControlTx::new(stream.try_clone().map_err(|e| e.to_string())?);
+    let tx = stream
+        .try_clone()
+        .and_then(ControlTx::new)
+        .map_err(|e| fail(e.to_string()))?;
+    tx.heartbeat(HEARTBEAT, ToMaster::Heartbeat)
+        .map_err(|e| fail(format!("starting the heartbeat: {e}")))?;
+    Ok((stream, tx))
+}
+
+fn setup(e: impl std::fmt::Display) -> NodeError {
+    NodeError::Setup(e.to_string())
+}
+
+fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<NodeEnd, NodeError> {
+    let config = read_config()?;
+    if let Some(parent) = config.die_with {
+        clusterduck_transport::process::die_with_parent(parent).map_err(|e| {
+            setup(format!(
+                "asking to die with the process that started this one: {e}"
+            ))
+        })?;
+    }
+    let id = config.node as NodeId;
+    if id >= graph.nodes().len() {
+        return Err(NodeError::NoSuchNode(id));
+    }
+    let name = graph.node(id).name.clone();
+    let (mut stream, tx) = connect(&config)?;
 
     let ours = Fingerprint::of(&graph);
     if ours.hash() != config.fingerprint {
@@ -179,9 +180,11 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<i32, String> {
             config.fingerprint, config.description
         );
         eprintln!("clusterduck: node {name} refused to start: {reason}");
-        let _ = tx.send(&ToMaster::Refused { reason });
+        let _ = tx.send(&ToMaster::Refused {
+            reason: reason.clone(),
+        });
         let _ = tx.sync();
-        return Ok(3);
+        return Err(NodeError::Mismatch(reason));
     }
 
     let consumers = graph.downstreams(id).len();
@@ -196,11 +199,11 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<i32, String> {
     } else {
         Some(
             std::net::TcpListener::bind((config.bind.as_str(), 0))
-                .map_err(|e| format!("opening the data port on {}: {e}", config.bind))?,
+                .map_err(|e| setup(format!("opening the data port on {}: {e}", config.bind)))?,
         )
     };
     let data = match &data_port {
-        Some(l) => l.local_addr().map_err(|e| e.to_string())?.to_string(),
+        Some(l) => l.local_addr().map_err(setup)?.to_string(),
         None => String::new(),
     };
     if std::env::var_os(super::VERBOSE_ENV).is_some() {
@@ -216,7 +219,7 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<i32, String> {
         }
     }
     let ring = if consumers > 0 {
-        let ring_name = RingName::new(&config.run_id, &name).map_err(|e| e.to_string())?;
+        let ring_name = RingName::new(&config.run_id, &name).map_err(setup)?;
         // Spouts and workers alike make the fenced wake-up check every
         // `RingWriter::CHECK_EVERY` frames; a worker also makes it before it
         // waits for input. A consumer that fell asleep at the very instant a
@@ -227,10 +230,7 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<i32, String> {
         // window at the price of a fence per frame, which stalls the writer
         // on the stores still in flight: 12-14 % of the join's throughput
         // here, 7-14 % of the pipe's (docs/PERFORMANCE.md).
-        Some(
-            RingWriter::create(&ring_name, config.ring_bytes as usize)
-                .map_err(|e| e.to_string())?,
-        )
+        Some(RingWriter::create(&ring_name, config.ring_bytes as usize).map_err(setup)?)
     } else {
         None
     };
@@ -238,22 +238,24 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<i32, String> {
         pid: std::process::id(),
         data,
     })
-    .map_err(|e| format!("telling the master: {e}"))?;
+    .map_err(|e| setup(format!("telling the master: {e}")))?;
 
     // Wait for the go; then the control connection carries drain and abort.
     let mut buf = AlignedVec::new();
     let addresses = loop {
-        read_message(&mut stream, &mut buf).map_err(|e| format!("waiting for start: {e}"))?;
-        match decode::<ToNode>(&buf).map_err(|e| format!("bad message from the master: {e}"))? {
+        read_message(&mut stream, &mut buf)
+            .map_err(|e| setup(format!("waiting for start: {e}")))?;
+        match decode::<ToNode>(&buf)
+            .map_err(|e| setup(format!("bad message from the master: {e}")))?
+        {
             ToNode::Start { data } if data.len() == graph.nodes().len() => break data,
-            ToNode::Start { .. } => return Err("a start message for another topology".into()),
+            ToNode::Start { .. } => return Err(setup("a start message for another topology")),
             ToNode::Drain => {}
-            ToNode::Abort => return Ok(1),
+            ToNode::Abort => return Err(NodeError::Aborted),
         }
     };
     let stop = StopSignal::new();
-    listen(stream, stop.clone());
-    heartbeat(tx.clone());
+    listen(stream, stop.clone(), tx.clone());
     let control = RunControl::new(stop);
     let secret = Secret::from_bytes(config.secret);
     let remote_count = remote_consumers.len();
@@ -299,19 +301,18 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<i32, String> {
             for up in graph.upstreams(id) {
                 let up_name = &graph.node(*up).name;
                 let reader = if config.hosts[*up] == config.hosts[id] {
-                    let ring_name =
-                        RingName::new(&config.run_id, up_name).map_err(|e| e.to_string())?;
+                    let ring_name = RingName::new(&config.run_id, up_name).map_err(setup)?;
                     RingReader::attach(&ring_name)
-                        .map_err(|e| format!("attaching to the ring of {up_name}: {e}"))?
+                        .map_err(|e| setup(format!("attaching to the ring of {up_name}: {e}")))?
                 } else {
                     link::connect(
                         &addresses[*up],
                         &secret,
                         id,
-                        link::mirror_name(&config.run_id, up_name, &name)?,
+                        link::mirror_name(&config.run_id, up_name, &name).map_err(setup)?,
                         config.ring_bytes as usize,
                     )
-                    .map_err(|e| format!("linking to {up_name}: {e}"))?
+                    .map_err(|e| setup(format!("linking to {up_name}: {e}")))?
                 };
                 // The node's loop reads the ring itself, with the upstream's
                 // codec: this process built the whole topology, so it has
@@ -348,10 +349,10 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<i32, String> {
     finish(&tx, &control, report)
 }
 
-fn wait_for_consumers(output: &RingOutput, consumers: usize) -> Result<(), String> {
+fn wait_for_consumers(output: &RingOutput, consumers: usize) -> Result<(), NodeError> {
     if let Some(ring) = &output.ring {
         ring.wait_for_readers(consumers, ATTACH_TIMEOUT)
-            .map_err(|e| format!("waiting for the consumers to attach: {e}"))?;
+            .map_err(|e| setup(format!("waiting for the consumers to attach: {e}")))?;
     }
     Ok(())
 }
@@ -370,21 +371,25 @@ fn peak_rss_kib() -> Option<u64> {
 }
 
 /// Sends the node's last word: its report, and its failure if it failed.
-fn finish(tx: &ControlTx, control: &RunControl, mut report: NodeReport) -> Result<i32, String> {
+fn finish(
+    tx: &ControlTx,
+    control: &RunControl,
+    mut report: NodeReport,
+) -> Result<NodeEnd, NodeError> {
     report.peak_rss_kib = peak_rss_kib();
-    let (message, code) = match control.take_failure() {
-        Some(failure) => (ToMaster::Failed { failure, report }, 1),
-        None => (ToMaster::Done { report }, 0),
+    let (message, end) = match control.take_failure() {
+        Some(failure) => (ToMaster::Failed { failure, report }, NodeEnd::Failed),
+        None => (ToMaster::Done { report }, NodeEnd::Finished),
     };
     tx.send(&message)
         .and_then(|()| tx.sync())
-        .map_err(|e| format!("sending the report to the master: {e}"))?;
-    Ok(code)
+        .map_err(NodeError::Report)?;
+    Ok(end)
 }
 
 /// Obeys the master: drain, abort. A master that goes away ends this
 /// process at once: no orphans.
-fn listen(mut stream: TcpStream, stop: StopSignal) {
+fn listen(mut stream: TcpStream, stop: StopSignal, tx: ControlTx) {
     thread::Builder::new()
         .name("clusterduck-control".into())
         .spawn(move || {
@@ -397,6 +402,8 @@ fn listen(mut stream: TcpStream, stop: StopSignal) {
                 match decode::<ToNode>(&buf) {
                     Ok(ToNode::Drain) => {
                         stop.drain();
+                        // The master tells spouts once every worker heard.
+                        let _ = tx.send(&ToMaster::Draining);
                     }
                     Ok(ToNode::Abort) => std::process::exit(1),
                     Ok(ToNode::Start { .. }) => {}
@@ -408,16 +415,4 @@ fn listen(mut stream: TcpStream, stop: StopSignal) {
             }
         })
         .expect("spawn the control thread");
-}
-
-fn heartbeat(tx: ControlTx) {
-    thread::Builder::new()
-        .name("clusterduck-heartbeat".into())
-        .spawn(move || loop {
-            thread::sleep(HEARTBEAT);
-            if tx.send(&ToMaster::Heartbeat).is_err() {
-                return;
-            }
-        })
-        .expect("spawn the heartbeat thread");
 }

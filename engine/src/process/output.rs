@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use clusterduck_transport::RingWriter;
 
-use super::node::ControlTx;
+use super::control_tx::ControlTx;
 use super::protocol::ToMaster;
 use crate::body::{Codec, EmitError, Output, Payload};
 use crate::run::{EmitGate, NodeOutput};

@@ -1,15 +1,120 @@
-//! What master and nodes say to each other on the control connection, and
-//! the configuration a node reads on its stdin. Every message is an archived
-//! value, validated before use.
+//! What master, host agents and nodes say to each other on their control
+//! connections, and the configurations an agent and a node read on their
+//! stdin. Every message is an archived value, validated before use.
 
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
 
+use super::exit::ExitCause;
+use super::remote::HostError;
+use super::supervisor::Peer;
 use crate::bundle::Notice;
+use crate::graph::NodeId;
 use crate::report::{Failure, NodeReport};
 
-/// What a node process needs to know, written by the master to its stdin.
+/// The bit that marks an agent's id in the control handshake (a node's id
+/// is its declaration index, an agent's this bit and its host's index).
+const AGENT_PEER: u32 = 1 << 31;
+
+impl Peer {
+    /// The id this peer authenticates with.
+    pub(crate) fn id(self) -> u32 {
+        match self {
+            Self::Node(node) => node as u32,
+            Self::Agent(host) => AGENT_PEER | host as u32,
+        }
+    }
+
+    /// The peer an authenticated id stands for, in a run of `nodes` nodes
+    /// and `agents` remote hosts.
+    pub(crate) fn from_id(id: u32, nodes: usize, agents: usize) -> Option<Self> {
+        if id & AGENT_PEER != 0 {
+            let host = (id & !AGENT_PEER) as usize;
+            (host < agents).then_some(Self::Agent(host))
+        } else {
+            ((id as usize) < nodes).then_some(Self::Node(id as NodeId))
+        }
+    }
+}
+
+/// A remote host of a run: its index among the run's remote hosts (which
+/// names its agent) and its SSH destination.
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub(crate) struct RemoteHost {
+    pub(crate) index: u32,
+    pub(crate) name: String,
+}
+
+/// What a host agent needs to know, written by whoever started it (the
+/// master, or the agent of the host above it in the launch tree) on its
+/// stdin.
+#[derive(Clone, Debug, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub(crate) struct AgentConfig {
+    /// The run, which names its shared-memory segments.
+    pub(crate) run_id: String,
+    /// The master's control port.
+    pub(crate) control_port: u16,
+    /// The master's address, as the agent above this one reaches it; empty
+    /// for an agent the master started itself, which takes the address its
+    /// SSH session came from (the master's, on the route to this host).
+    pub(crate) control_host: String,
+    /// The run's secret.
+    pub(crate) secret: [u8; 32],
+    /// This agent's host.
+    pub(crate) host: RemoteHost,
+    /// The hosts below this one in the launch tree: this agent starts
+    /// their agents (fanning out in turn past `fanout`).
+    pub(crate) below: Vec<RemoteHost>,
+    /// How many agents one agent (or the master) starts itself, at most.
+    pub(crate) fanout: u32,
+    /// The log directory on every host.
+    pub(crate) dir: String,
+}
+
+/// A node for an agent to start.
 #[derive(Debug, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub(crate) struct NodeLaunch {
+    /// The node's name (its log files, its role).
+    pub(crate) name: String,
+    /// What the node reads on its stdin.
+    pub(crate) config: NodeConfig,
+}
+
+/// From the master to an agent.
+#[derive(Debug, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub(crate) enum ToAgent {
+    /// Start these nodes.
+    Spawn { nodes: Vec<NodeLaunch> },
+    /// Kill this node's process.
+    Kill { node: u32 },
+}
+
+/// From an agent to the master.
+#[derive(Debug, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub(crate) enum FromAgent {
+    /// The agent runs. `address` is its host's address as its SSH
+    /// connection reached it (where its nodes open their data ports);
+    /// `via`, the address that connection came from (the master's, or the
+    /// host's above it in the launch tree).
+    Hello {
+        pid: u32,
+        address: String,
+        via: String,
+    },
+    /// A host below this one in the launch tree cannot be used.
+    HostFailed { error: HostError },
+    /// A node's process runs.
+    Spawned { node: u32, pid: u32 },
+    /// A node's process could not be started.
+    NotSpawned { node: u32, message: String },
+    /// A node's process ended.
+    Exited { node: u32, cause: ExitCause },
+    /// Still alive.
+    Heartbeat,
+}
+
+/// What a node process needs to know, written by the master to its stdin.
+#[derive(Clone, Debug, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub(crate) struct NodeConfig {
     /// The run, which names its shared-memory segments.
     pub(crate) run_id: String,
@@ -18,11 +123,11 @@ pub(crate) struct NodeConfig {
     /// The master's topology fingerprint: hash, then description.
     pub(crate) fingerprint: u64,
     pub(crate) description: String,
-    /// The process the node dies with: the master, when it is the node's
-    /// parent (same host); none on another host, where the control
-    /// connection's end is the signal.
+    /// The process the node dies with: its parent, which started it (the
+    /// master, or its host's agent, which fills this in).
     pub(crate) die_with: Option<u32>,
-    /// The master's control address.
+    /// The master's control address (for a remote node, filled in by its
+    /// agent).
     pub(crate) control: String,
     /// The run's secret.
     pub(crate) secret: [u8; 32],
@@ -37,7 +142,8 @@ pub(crate) struct NodeConfig {
     /// The host of every node, by declaration index: edges between nodes on
     /// different hosts go over TCP.
     pub(crate) hosts: Vec<String>,
-    /// The address the node's data port binds to (its host's address).
+    /// The address the node's data port binds to (its host's address; for
+    /// a remote node, filled in by the master once its agent said it).
     pub(crate) bind: String,
 }
 
@@ -55,6 +161,8 @@ pub(crate) enum ToMaster {
     Event { notice: Notice },
     /// Still alive.
     Heartbeat,
+    /// The node heard it must drain.
+    Draining,
     /// The node finished: its report.
     Done { report: NodeReport },
     /// The node failed: why, and its report until then.

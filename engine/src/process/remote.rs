@@ -1,26 +1,40 @@
-//! Reaching other hosts over SSH: where a host is, shipping this binary to
-//! it once (content-hashed), and starting a node there with its
-//! configuration on stdin.
+//! Reaching other hosts over SSH: starting a host's agent there, shipping
+//! this binary in the same connection when the host lacks it
+//! (content-hashed), the agent's configuration on its stdin.
+//!
+//! Agents are started in a tree: whoever starts agents (the master, or an
+//! agent) starts at most `fanout` itself, in parallel, and hands each a
+//! share of the remaining hosts to start in turn; a host that cannot be
+//! used is reported and the hosts below it are started by its would-be
+//! parent instead, so that every host of a run is tried and every error
+//! told.
 //!
 //! `ssh` runs in batch mode (no prompt ever) and checks host keys as the
 //! user's SSH configuration says; `CLUSTERDUCK_SSH_CONFIG` names a config
 //! file to use instead (`ssh -F`).
 
 use std::ffi::OsString;
-use std::io::{self, Read, Write};
-use std::net::{IpAddr, ToSocketAddrs, UdpSocket};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread;
 
 use sha2::{Digest, Sha256};
 
+use super::agent::AGENT_ENV;
 use super::node::NODE_ENV;
+use super::protocol::{encode, AgentConfig, RemoteHost};
+use clusterduck_transport::wire::write_message;
 
 /// The environment variable naming the ssh config file to use.
 pub const SSH_CONFIG_ENV: &str = "CLUSTERDUCK_SSH_CONFIG";
 
 /// Why a host could not be used. Each variant names the host.
-#[derive(Debug, thiserror::Error)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, thiserror::Error, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
 pub enum HostError {
     /// `ssh` could not connect.
     #[error("host {host}: unreachable: {detail}")]
@@ -62,6 +76,28 @@ pub enum HostError {
         /// What failed.
         detail: String,
     },
+    /// The host's agent did not start, or ended before it answered.
+    #[error("host {host}: its agent did not start: {detail}")]
+    Agent {
+        /// The host.
+        host: String,
+        /// What failed: the agent's or the shell's last words.
+        detail: String,
+    },
+}
+
+impl HostError {
+    /// The host it names.
+    pub fn host(&self) -> &str {
+        match self {
+            Self::Unreachable { host, .. }
+            | Self::AuthRefused { host, .. }
+            | Self::HostKey { host, .. }
+            | Self::Copy { host, .. }
+            | Self::Resolve { host, .. }
+            | Self::Agent { host, .. } => host,
+        }
+    }
 }
 
 /// How this process reaches other hosts.
@@ -86,188 +122,302 @@ impl Ssh {
         cmd.args(["-o", "BatchMode=yes", "-T", host, "--"]);
         cmd
     }
+}
 
-    /// Starts `kill -KILL pid` on `host`: for a node that outlived its run
-    /// (stopped, or deaf to its closed connection), which the end of its
-    /// ssh session does not end.
-    pub(crate) fn kill_node(&self, host: &str, pid: u32) -> io::Result<Child> {
-        self.command(host)
-            .arg(format!("kill -KILL {pid}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-    }
+/// This program, as shipped to hosts: its bytes (read once, when a host
+/// first lacks it) and the name of its copy there, from its content hash.
+#[derive(Debug)]
+struct Program {
+    bytes: Vec<u8>,
+    /// `<name>-<first 16 hex digits of its SHA-256>`.
+    copy_name: String,
+}
 
-    /// The host's IP address, as ssh would connect to it.
-    pub(crate) fn address_of(&self, host: &str) -> Result<IpAddr, HostError> {
-        let fail = |detail: String| HostError::Resolve {
-            host: host.to_owned(),
-            detail,
-        };
-        let mut cmd = Command::new("ssh");
-        if let Some(config) = &self.config {
-            cmd.arg("-F").arg(config);
-        }
-        let out = cmd
-            .args(["-G", host])
-            .output()
-            .map_err(|e| fail(format!("running ssh -G: {e}")))?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let name = text
-            .lines()
-            .find_map(|l| l.strip_prefix("hostname "))
-            .ok_or_else(|| {
-                fail(format!(
-                    "ssh -G printed no hostname: {}",
-                    stderr_line(&out.stderr)
-                ))
-            })?;
-        (name, 22)
-            .to_socket_addrs()
-            .map_err(|e| fail(format!("{name}: {e}")))?
-            .next()
-            .map(|a| a.ip())
-            .ok_or_else(|| fail(format!("{name}: no address")))
-    }
-
-    /// Copies `program` to `dir/.bin/` on `host` unless a copy with the same
-    /// content is there already, and returns its path there. Also proves
-    /// that the host answers and accepts us.
-    pub(crate) fn ship(&self, host: &str, program: &Path, dir: &str) -> Result<String, HostError> {
-        let copy_failed = |detail: String| HostError::Copy {
-            host: host.to_owned(),
-            detail,
-        };
-        let bytes = std::fs::read(program)
-            .map_err(|e| copy_failed(format!("reading {}: {e}", program.display())))?;
+impl Program {
+    fn read(path: &Path) -> io::Result<Self> {
+        let bytes = std::fs::read(path)?;
         let hash: String = Sha256::digest(&bytes)[..8]
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        let name = program
+        let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "clusterduck".into());
-        let bin_dir = format!("{dir}/.bin");
-        let target = format!("{bin_dir}/{name}-{hash}");
-        // Reuse the copy if there is one; else write a temporary and rename,
-        // so that a half-copied binary is never run.
-        let script = format!(
-            "mkdir -p {d} && if test -x {t}; then cat >/dev/null; echo reused; else cat > {t}.$$ && chmod 700 {t}.$$ && mv {t}.$$ {t} && echo copied; fi",
-            d = quote(&bin_dir),
-            t = quote(&target),
-        );
-        let mut child = self
-            .command(host)
-            .arg(script)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| copy_failed(format!("running ssh: {e}")))?;
-        let mut stdin = child.stdin.take().expect("piped stdin");
-        let writer = std::thread::spawn(move || stdin.write_all(&bytes));
-        let mut stderr = Vec::new();
-        let mut stdout = Vec::new();
-        if let Some(mut e) = child.stderr.take() {
-            let _ = e.read_to_end(&mut stderr);
+        Ok(Self {
+            bytes,
+            copy_name: format!("{name}-{hash}"),
+        })
+    }
+}
+
+/// Starts host agents over SSH, in a tree (see the module's doc).
+#[derive(Debug)]
+pub(crate) struct AgentLauncher {
+    ssh: Ssh,
+    program: OnceLock<Result<Program, String>>,
+    program_path: PathBuf,
+    args: Vec<OsString>,
+    /// The run's settings (`CLUSTERDUCK_IO=...`, the ssh config, ...), as
+    /// `K='v' ` words for `env`: ssh would not pass them on.
+    settings: String,
+    /// The configuration every agent gets, but for its host and the hosts
+    /// below it.
+    template: AgentConfig,
+}
+
+/// The SSH session of a running agent: the agent ends when it closes.
+#[derive(Debug)]
+pub(crate) struct AgentSession {
+    ssh: Child,
+    stdin: Option<ChildStdin>,
+}
+
+impl AgentSession {
+    /// Closes the session's input, which tells the agent its starter is
+    /// done with it, and waits for `ssh` to end, killing it after `limit`.
+    pub(crate) fn close(mut self, limit: std::time::Duration) {
+        drop(self.stdin.take());
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            match self.ssh.try_wait() {
+                Ok(Some(_)) | Err(_) => return,
+                Ok(None) if std::time::Instant::now() >= deadline => {
+                    let _ = self.ssh.kill();
+                    let _ = self.ssh.wait();
+                    return;
+                }
+                Ok(None) => thread::sleep(std::time::Duration::from_millis(5)),
+            }
         }
-        if let Some(mut o) = child.stdout.take() {
-            let _ = o.read_to_end(&mut stdout);
+    }
+}
+
+impl AgentLauncher {
+    /// A launcher of agents that run `program` with `args` and log in `dir`
+    /// on their hosts; `template` is their configuration but for `host` and
+    /// `below`.
+    pub(crate) fn new(
+        ssh: Ssh,
+        program: PathBuf,
+        args: Vec<OsString>,
+        template: AgentConfig,
+    ) -> Self {
+        let settings = std::env::vars()
+            .filter(|(k, _)| k.starts_with("CLUSTERDUCK_") && k != NODE_ENV && k != AGENT_ENV)
+            .map(|(k, v)| format!("{k}={} ", quote(&v)))
+            .collect();
+        Self {
+            ssh,
+            program: OnceLock::new(),
+            program_path: program,
+            args,
+            settings,
+            template,
         }
-        let wrote = writer.join().unwrap_or(Ok(()));
-        let status = child
-            .wait()
-            .map_err(|e| copy_failed(format!("waiting for ssh: {e}")))?;
-        if status.code() == Some(255) {
-            return Err(classify(host, &stderr));
-        }
-        if !status.success() {
-            return Err(copy_failed(format!("{status}: {}", stderr_line(&stderr))));
-        }
-        wrote.map_err(|e| copy_failed(format!("sending the binary: {e}")))?;
-        Ok(target)
     }
 
-    /// Starts a node on another host. The child is the local `ssh`; the
-    /// node's stdin is its stdin.
-    pub(crate) fn spawn_node(&self, node: &RemoteNode<'_>) -> io::Result<Child> {
-        let out = quote(&format!("{}/{}.out", node.dir, node.name));
-        let err = quote(&format!("{}/{}.err", node.dir, node.name));
-        let args: Vec<String> = node
+    /// Starts the agents of `hosts`: the first `fanout` itself, in
+    /// parallel, each given its share of the others to start. Returns the
+    /// sessions of the agents it started; every host that cannot be used
+    /// goes to `failed`, and the hosts below it are started from here.
+    pub(crate) fn launch(
+        &self,
+        hosts: Vec<RemoteHost>,
+        failed: &(dyn Fn(HostError) + Sync),
+    ) -> Vec<AgentSession> {
+        let width = (self.template.fanout as usize).max(1);
+        thread::scope(|scope| {
+            let branches: Vec<_> = fan_out(hosts, width)
+                .into_iter()
+                .map(|(host, below)| {
+                    scope.spawn(move || match self.start(&host, below.clone()) {
+                        Ok(session) => vec![session],
+                        Err(e) => {
+                            failed(e);
+                            self.launch(below, failed)
+                        }
+                    })
+                })
+                .collect();
+            branches
+                .into_iter()
+                .flat_map(|b| b.join().unwrap_or_default())
+                .collect()
+        })
+    }
+
+    fn program(&self) -> Result<&Program, String> {
+        self.program
+            .get_or_init(|| {
+                Program::read(&self.program_path)
+                    .map_err(|e| format!("reading {}: {e}", self.program_path.display()))
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// Starts the agent of `host`, in one SSH connection: the remote shell
+    /// says whether it has this binary (`have`) or not (`need`, and it reads
+    /// exactly its bytes); then the agent reads its configuration and says
+    /// `up` once it is connected to the master.
+    fn start(&self, host: &RemoteHost, below: Vec<RemoteHost>) -> Result<AgentSession, HostError> {
+        let name = &host.name;
+        let copy_failed = |detail: String| HostError::Copy {
+            host: name.clone(),
+            detail,
+        };
+        let program = self.program().map_err(copy_failed)?;
+        let dir = &self.template.dir;
+        let bin_dir = format!("{dir}/.bin");
+        let target = format!("{bin_dir}/{}", program.copy_name);
+        let log = format!("{dir}/.agent-{}", file_safe(name));
+        let header = format!(
+            "==== clusterduck run {}, agent of host {name}, started {} ====",
+            self.template.run_id,
+            super::logs::utc_now()
+        );
+        let args: Vec<String> = self
             .args
             .iter()
             .map(|a| quote(&a.to_string_lossy()))
             .collect();
-        // The run's settings (CLUSTERDUCK_IO, CLUSTERDUCK_VERBOSE, ...) go
-        // along; ssh would not pass them. The remote shell starts the node
-        // (its stdin, the configuration, passed on explicitly: a
-        // background job's would be /dev/null), prints its pid on ssh's
-        // stdout (so that the master can kill a node that never connects),
-        // waits for it and exits with its status, which a shell gives as
-        // 128 + the signal for a node killed by one: ssh passes that on,
-        // where for an exec'd node killed by a signal it says only 255.
-        let settings: String = std::env::vars()
-            .filter(|(k, _)| k.starts_with("CLUSTERDUCK_") && k != NODE_ENV && k != SSH_CONFIG_ENV)
-            .map(|(k, v)| format!("{k}={} ", quote(&v)))
-            .collect();
+        // A copy is written aside and linked into place, never renamed over
+        // one that exists: hosts that share a file system (NFS homes) may
+        // copy at once, and a running agent's binary must not be replaced.
+        // The agent speaks to its starter on descriptor 3 (`up`); its own
+        // stdout and stderr, and those of the user's code that runs before
+        // it reaches the launch, go to its log files.
         let script = format!(
-            "mkdir -p {d} && printf '%s\\n' {h} >> {out} && printf '%s\\n' {h} >> {err} || exit 1; env {settings}{env}={n} {p} {a} <&0 >> {out} 2>> {err} & echo $!; wait $!; exit $?",
-            d = quote(node.dir),
-            h = quote(node.header.trim_end()),
-            env = NODE_ENV,
-            n = quote(node.name),
-            p = quote(node.program),
+            "mkdir -p {b} || exit 1; \
+             if test -x {t}; then echo have; else echo need; \
+             head -c {n} > {t}.$$ && chmod 700 {t}.$$ && {{ ln {t}.$$ {t} 2>/dev/null || test -x {t}; }}; \
+             ok=$?; rm -f {t}.$$; test $ok = 0 || exit 1; fi; \
+             printf '%s\\n' {h} >> {log}.out && printf '%s\\n' {h} >> {log}.err || exit 1; \
+             exec env {settings}{agent}=3 {t} {a} 3>&1 >> {log}.out 2>> {log}.err",
+            b = quote(&bin_dir),
+            t = quote(&target),
+            n = program.bytes.len(),
+            h = quote(&header),
+            log = quote(&log),
+            settings = self.settings,
+            agent = AGENT_ENV,
             a = args.join(" "),
         );
-        self.command(node.host)
+        let mut ssh = self
+            .ssh
+            .command(name)
             .arg(script)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            // Its own process group: Ctrl-C at the terminal reaches the
+            // master only, which drains the run in order; it must not cut
+            // the agents' sessions.
             .process_group(0)
             .spawn()
+            .map_err(|e| HostError::Unreachable {
+                host: name.clone(),
+                detail: format!("running ssh: {e}"),
+            })?;
+        let mut stdin = ssh.stdin.take().expect("piped stdin");
+        let mut stdout = BufReader::new(ssh.stdout.take().expect("piped stdout"));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let mut err_pipe = ssh.stderr.take().expect("piped stderr");
+        let collected = stderr.clone();
+        let err_reader = thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = err_pipe.read(&mut buf) {
+                let mut all = collected.lock().unwrap_or_else(|e| e.into_inner());
+                // Keep the end: ssh's diagnosis is its last line.
+                if all.len() > 1 << 16 {
+                    all.drain(..1 << 15);
+                }
+                all.extend_from_slice(&buf[..n]);
+            }
+        });
+        let config = AgentConfig {
+            host: host.clone(),
+            below,
+            ..self.template.clone()
+        };
+        let mut line = String::new();
+        let handshake = (|| -> io::Result<bool> {
+            stdout.read_line(&mut line)?;
+            match line.trim() {
+                "have" => {}
+                "need" => stdin.write_all(&program.bytes)?,
+                _ => return Ok(false),
+            }
+            write_message(&mut stdin, &encode(&config))?;
+            line.clear();
+            stdout.read_line(&mut line)?;
+            Ok(line.trim() == "up")
+        })();
+        if let Ok(true) = handshake {
+            return Ok(AgentSession {
+                ssh,
+                stdin: Some(stdin),
+            });
+        }
+        drop(stdin);
+        let status = ssh.wait();
+        let _ = err_reader.join();
+        let stderr = stderr.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        Err(match status {
+            Ok(status) if status.code() == Some(255) => classify(name, &stderr),
+            Ok(status) => HostError::Agent {
+                host: name.clone(),
+                detail: format!("{status}: {}; its log: {log}.err", stderr_line(&stderr)),
+            },
+            Err(e) => HostError::Agent {
+                host: name.clone(),
+                detail: format!("waiting for ssh: {e}"),
+            },
+        })
     }
 }
 
-/// A node to start on another host.
-#[derive(Debug)]
-pub(crate) struct RemoteNode<'a> {
-    /// The host.
-    pub(crate) host: &'a str,
-    /// This program, shipped there.
-    pub(crate) program: &'a str,
-    /// This program's arguments.
-    pub(crate) args: &'a [OsString],
-    /// The log directory there: stdout and stderr are appended to
-    /// `<dir>/<name>.out` and `.err`, after `header`.
-    pub(crate) dir: &'a str,
-    /// The node.
-    pub(crate) name: &'a str,
-    /// The line that opens the node's logs for this run.
-    pub(crate) header: &'a str,
+/// Splits `hosts` into the first `width`, to start directly, each with its
+/// share of the others (contiguous, as even as can be) to start in turn.
+pub(crate) fn fan_out(hosts: Vec<RemoteHost>, width: usize) -> Vec<(RemoteHost, Vec<RemoteHost>)> {
+    let width = width.max(1).min(hosts.len());
+    let mut hosts = hosts.into_iter();
+    let direct: Vec<RemoteHost> = hosts.by_ref().take(width).collect();
+    let rest: Vec<RemoteHost> = hosts.collect();
+    let mut rest = rest.into_iter();
+    let total = rest.len();
+    direct
+        .into_iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let share = (i + 1) * total / width - i * total / width;
+            (host, rest.by_ref().take(share).collect())
+        })
+        .collect()
 }
 
-use std::os::unix::process::CommandExt;
-
-/// The local address this machine uses to reach `remote`.
-pub(crate) fn local_address_towards(remote: IpAddr) -> io::Result<IpAddr> {
-    let socket = UdpSocket::bind(if remote.is_ipv4() {
-        "0.0.0.0:0"
-    } else {
-        "[::]:0"
-    })?;
-    // No packet is sent: connecting a UDP socket only picks the route.
-    socket.connect((remote, 9))?;
-    Ok(socket.local_addr()?.ip())
+/// `name` with anything but letters, digits, `.`, `_` and `-` made `_`, for
+/// a file name.
+fn file_safe(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// Tells an ssh failure (exit status 255) by what ssh said.
 fn classify(host: &str, stderr: &[u8]) -> HostError {
     let detail = stderr_line(stderr);
     let host = host.to_owned();
-    if detail.contains("Permission denied") {
+    if detail.contains("Could not resolve hostname") {
+        HostError::Resolve { host, detail }
+    } else if detail.contains("Permission denied") {
         HostError::AuthRefused { host, detail }
     } else if detail.contains("Host key verification failed")
         || detail.contains("HOST IDENTIFICATION HAS CHANGED")
@@ -331,8 +481,67 @@ mod tests {
     }
 
     #[test]
-    fn the_route_to_loopback_starts_at_loopback() {
-        let local = local_address_towards("127.0.0.1".parse().unwrap()).unwrap();
-        assert!(local.is_loopback());
+    fn an_unknown_host_is_a_resolution_error() {
+        let e = classify(
+            "cd-nowhere",
+            b"ssh: Could not resolve hostname cd-nowhere: Name or service not known\n",
+        );
+        assert!(matches!(e, HostError::Resolve { .. }), "{e}");
+    }
+
+    fn hosts(n: u32) -> Vec<RemoteHost> {
+        (0..n)
+            .map(|index| RemoteHost {
+                index,
+                name: format!("h{index}"),
+            })
+            .collect()
+    }
+
+    fn shape(tree: &[(RemoteHost, Vec<RemoteHost>)]) -> Vec<(u32, Vec<u32>)> {
+        tree.iter()
+            .map(|(h, below)| (h.index, below.iter().map(|b| b.index).collect()))
+            .collect()
+    }
+
+    #[test]
+    fn fan_out_starts_the_first_width_and_shares_the_rest_evenly() {
+        assert_eq!(shape(&fan_out(hosts(2), 3)), [(0, vec![]), (1, vec![])]);
+        assert_eq!(
+            shape(&fan_out(hosts(12), 3)),
+            [(0, vec![3, 4, 5]), (1, vec![6, 7, 8]), (2, vec![9, 10, 11])]
+        );
+        assert_eq!(
+            shape(&fan_out(hosts(8), 3)),
+            [(0, vec![3]), (1, vec![4, 5]), (2, vec![6, 7])]
+        );
+        assert!(fan_out(Vec::new(), 3).is_empty());
+    }
+
+    /// With width w, depth d reaches w + w^2 + ... + w^d hosts: the tree's
+    /// depth grows with the logarithm of the number of hosts.
+    #[test]
+    fn the_tree_is_as_shallow_as_its_width_allows() {
+        fn depth(hosts: Vec<RemoteHost>, width: usize) -> usize {
+            fan_out(hosts, width)
+                .into_iter()
+                .map(|(_, below)| 1 + depth(below, width))
+                .max()
+                .unwrap_or(0)
+        }
+        assert_eq!(depth(hosts(12), 3), 2);
+        assert_eq!(depth(hosts(39), 3), 3);
+        assert_eq!(depth(hosts(32), 32), 1);
+        assert_eq!(depth(hosts(1000), 32), 2);
+        let mut seen: Vec<u32> = Vec::new();
+        fn walk(tree: Vec<(RemoteHost, Vec<RemoteHost>)>, width: usize, seen: &mut Vec<u32>) {
+            for (host, below) in tree {
+                seen.push(host.index);
+                walk(fan_out(below, width), width, seen);
+            }
+        }
+        walk(fan_out(hosts(100), 4), 4, &mut seen);
+        seen.sort_unstable();
+        assert_eq!(seen, (0..100).collect::<Vec<_>>(), "every host once");
     }
 }

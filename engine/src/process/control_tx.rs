@@ -1,0 +1,126 @@
+//! The sending half of a control connection, shared by the threads of a
+//! node or an agent. Messages queue to one writer thread, which sends all
+//! that are waiting in one write: debugger records at millions a second
+//! cost a system call per batch, not per record.
+
+use std::io::{self, Write};
+use std::net::TcpStream;
+use std::thread;
+
+use crossbeam_channel::Sender;
+use rkyv::util::AlignedVec;
+
+use super::protocol::encode;
+use clusterduck_transport::wire::append_message;
+
+/// Messages queued at most; a slow connection slows the senders.
+const QUEUE: usize = 4096;
+/// Bytes gathered into one write at most.
+const BATCH: usize = 1 << 20;
+
+/// A handle to the writer thread; clones share it.
+#[derive(Clone, Debug)]
+pub(crate) struct ControlTx(Sender<Outgoing>);
+
+#[derive(Debug)]
+enum Outgoing {
+    Message(AlignedVec),
+    /// Everything queued before is written: tell the sender.
+    Sync(Sender<()>),
+}
+
+fn closed() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "control connection closed")
+}
+
+impl ControlTx {
+    /// Starts the writer thread over `stream`.
+    pub(crate) fn new(mut stream: TcpStream) -> io::Result<Self> {
+        let (tx, rx) = crossbeam_channel::bounded::<Outgoing>(QUEUE);
+        thread::Builder::new()
+            .name("clusterduck-control-tx".into())
+            .spawn(move || {
+                let mut batch = Vec::new();
+                while let Ok(first) = rx.recv() {
+                    let mut synced = Vec::new();
+                    let mut next = Some(first);
+                    while let Some(item) = next.take() {
+                        match item {
+                            Outgoing::Message(bytes) => {
+                                if append_message(&mut batch, &bytes).is_err() {
+                                    eprintln!(
+                                        "clusterduck: a control message is too long; dropped"
+                                    );
+                                }
+                            }
+                            Outgoing::Sync(done) => synced.push(done),
+                        }
+                        if batch.len() < BATCH {
+                            next = rx.try_recv().ok();
+                        }
+                    }
+                    if stream.write_all(&batch).is_err() {
+                        // The master is gone; whoever reads the connection
+                        // sees it close and ends this process.
+                        return;
+                    }
+                    batch.clear();
+                    for done in synced {
+                        let _ = done.send(());
+                    }
+                }
+            })?;
+        Ok(Self(tx))
+    }
+
+    /// Queues a message.
+    pub(crate) fn send<T>(&self, message: &T) -> io::Result<()>
+    where
+        T: for<'a> rkyv::Serialize<
+            rkyv::api::high::HighSerializer<
+                AlignedVec,
+                rkyv::ser::allocator::ArenaHandle<'a>,
+                rkyv::rancor::Error,
+            >,
+        >,
+    {
+        self.0
+            .send(Outgoing::Message(encode(message)))
+            .map_err(|_| closed())
+    }
+
+    /// Waits until everything sent so far is written.
+    pub(crate) fn sync(&self) -> io::Result<()> {
+        let (done, written) = crossbeam_channel::bounded(1);
+        self.0.send(Outgoing::Sync(done)).map_err(|_| closed())?;
+        written.recv().map_err(|_| closed())
+    }
+
+    /// Sends `message` every `every` on a thread of its own, until the
+    /// connection closes: a peer is heard from from the moment it connects,
+    /// whatever it is busy with.
+    pub(crate) fn heartbeat<T>(&self, every: std::time::Duration, message: T) -> io::Result<()>
+    where
+        T: Send
+            + 'static
+            + for<'a> rkyv::Serialize<
+                rkyv::api::high::HighSerializer<
+                    AlignedVec,
+                    rkyv::ser::allocator::ArenaHandle<'a>,
+                    rkyv::rancor::Error,
+                >,
+            >,
+    {
+        let tx = self.clone();
+        let bytes = encode(&message);
+        thread::Builder::new()
+            .name("clusterduck-heartbeat".into())
+            .spawn(move || loop {
+                thread::sleep(every);
+                if tx.0.send(Outgoing::Message(bytes.clone())).is_err() {
+                    return;
+                }
+            })
+            .map(drop)
+    }
+}

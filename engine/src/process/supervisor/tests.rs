@@ -1,0 +1,525 @@
+//! The supervisor driven directly: events and made-up times in, commands
+//! and the outcome checked.
+
+use super::*;
+use crate::report::NodeReport;
+
+const SECOND: Duration = Duration::from_secs(1);
+
+fn timeouts() -> Timeouts {
+    Timeouts {
+        ready: 30 * SECOND,
+        silence: 2 * SECOND,
+        grace: 2 * SECOND,
+    }
+}
+
+/// Nodes A (a local spout), B and C (on cd-h1, agent 0).
+fn supervisor(t0: Instant) -> Supervisor {
+    let placed = |name: &str, host: &str, agent| Placed {
+        name: name.into(),
+        host: host.into(),
+        agent,
+        spout: name == "A",
+    };
+    Supervisor::new(
+        vec![
+            placed("A", "localhost", None),
+            placed("B", "cd-h1", Some(0)),
+            placed("C", "cd-h1", Some(0)),
+        ],
+        vec!["cd-h1".into()],
+        timeouts(),
+        t0,
+    )
+}
+
+fn commands(s: &mut Supervisor) -> Vec<Command> {
+    std::iter::from_fn(|| s.poll_command()).collect()
+}
+
+fn ready(s: &mut Supervisor, now: Instant, node: NodeId) {
+    s.handle(
+        now,
+        Event::Spawned {
+            node,
+            pid: 100 + node as u32,
+        },
+    );
+    s.handle(now, Event::Connected(Peer::Node(node)));
+    s.handle(
+        now,
+        Event::Message {
+            node,
+            message: ToMaster::Ready {
+                pid: 100 + node as u32,
+                data: format!("data-{node}"),
+            },
+        },
+    );
+}
+
+fn report(name: &str) -> NodeReport {
+    NodeReport {
+        name: name.into(),
+        ..NodeReport::default()
+    }
+}
+
+fn starts(data: &[&str]) -> Vec<Command> {
+    (0..data.len())
+        .map(|node| Command::Send {
+            node,
+            message: ToNode::Start {
+                data: data.iter().map(|d| (*d).to_owned()).collect(),
+            },
+        })
+        .collect()
+}
+
+fn all_ready(s: &mut Supervisor, now: Instant) {
+    for node in 0..3 {
+        ready(s, now, node);
+    }
+    s.tick(now);
+    assert_eq!(commands(s), starts(&["data-0", "data-1", "data-2"]));
+}
+
+#[test]
+fn start_goes_out_once_every_node_is_ready_with_every_data_address() {
+    let t0 = Instant::now();
+    let mut s = supervisor(t0);
+    ready(&mut s, t0, 0);
+    ready(&mut s, t0, 1);
+    s.tick(t0 + SECOND);
+    assert_eq!(commands(&mut s), vec![], "C is not ready");
+    assert_eq!(s.started_at(), None);
+    ready(&mut s, t0 + SECOND, 2);
+    s.tick(t0 + SECOND);
+    assert_eq!(commands(&mut s), starts(&["data-0", "data-1", "data-2"]));
+    assert_eq!(s.started_at(), Some(t0 + SECOND));
+    assert_eq!(*s.state(1), NodeState::Running);
+}
+
+/// The misfire of issue 13: the first node ready long before the last must
+/// not be taken for silent when the run starts, as long as it speaks.
+#[test]
+fn a_node_ready_long_before_the_last_is_not_silent_while_it_speaks() {
+    let t0 = Instant::now();
+    let mut s = supervisor(t0);
+    ready(&mut s, t0, 0);
+    // A heartbeat every half second while B and C take 10 s.
+    for half in 1..=20 {
+        let now = t0 + SECOND * half / 2;
+        s.handle(
+            now,
+            Event::Message {
+                node: 0,
+                message: ToMaster::Heartbeat,
+            },
+        );
+        s.handle(now, Event::Heard(Peer::Agent(0)));
+        s.tick(now);
+    }
+    ready(&mut s, t0 + 10 * SECOND, 1);
+    ready(&mut s, t0 + 10 * SECOND, 2);
+    s.tick(t0 + 10 * SECOND);
+    assert_eq!(commands(&mut s), starts(&["data-0", "data-1", "data-2"]));
+    assert!(s.outcome().failure.is_none());
+}
+
+/// Silence is counted before `Start` too, from the last message.
+#[test]
+fn a_node_silent_while_others_start_fails_the_run_by_name() {
+    let t0 = Instant::now();
+    let mut s = supervisor(t0);
+    ready(&mut s, t0, 0);
+    s.tick(t0 + 2 * SECOND);
+    assert!(commands(&mut s).is_empty(), "2 s of silence is allowed");
+    s.tick(t0 + 2 * SECOND + Duration::from_millis(1));
+    let outcome = s.outcome();
+    assert_eq!(
+        outcome.failure.unwrap().to_string(),
+        "node A: control connection lost: no word for 2s"
+    );
+}
+
+#[test]
+fn a_node_killed_after_start_is_reported_with_host_pid_and_signal() {
+    let t0 = Instant::now();
+    let mut s = supervisor(t0);
+    all_ready(&mut s, t0);
+    let t1 = t0 + SECOND;
+    s.handle(
+        t1,
+        Event::Exited {
+            node: 1,
+            cause: ExitCause::Signal(9),
+        },
+    );
+    assert!(matches!(s.state(1), NodeState::Exiting { .. }));
+    assert!(commands(&mut s).is_empty(), "its report may be in flight");
+    s.handle(
+        t1,
+        Event::Closed {
+            peer: Peer::Node(1),
+            reason: None,
+        },
+    );
+    assert_eq!(
+        commands(&mut s),
+        vec![
+            Command::Send {
+                node: 0,
+                message: ToNode::Abort
+            },
+            Command::Send {
+                node: 2,
+                message: ToNode::Abort
+            },
+        ]
+    );
+    assert_eq!(
+        s.outcome().failure.unwrap().to_string(),
+        "node B (pid 101) on host cd-h1 killed by signal 9 (SIGKILL)"
+    );
+}
+
+#[test]
+fn a_report_that_arrives_after_the_exit_is_not_a_death() {
+    let t0 = Instant::now();
+    let mut s = supervisor(t0);
+    all_ready(&mut s, t0);
+    for node in 0..3 {
+        s.handle(
+            t0,
+            Event::Exited {
+                node,
+                cause: ExitCause::Status(0),
+            },
+        );
+        s.handle(
+            t0,
+            Event::Message {
+                node,
+                message: ToMaster::Done {
+                    report: report("x"),
+                },
+            },
+        );
+    }
+    assert!(s.is_over());
+    assert_eq!(s.started_at(), Some(t0));
+    let outcome = s.outcome();
+    assert!(outcome.failure.is_none() && !outcome.aborted);
+    assert_eq!(outcome.nodes[2].1, Some(ExitCause::Status(0)));
+}
+
+/// A node that connects, refuses and exits may be seen to exit before its
+/// connection is accepted: the refusal, not a death, is the cause.
+#[test]
+fn an_exit_seen_before_the_connection_waits_for_it() {
+    let t0 = Instant::now();
+    let mut s = supervisor(t0);
+    s.handle(t0, Event::Spawned { node: 0, pid: 7 });
+    s.handle(
+        t0,
+        Event::Exited {
+            node: 0,
+            cause: ExitCause::Status(3),
+        },
+    );
+    s.tick(t0 + LINGER / 2);
+    assert!(commands(&mut s).is_empty());
+    s.handle(t0 + LINGER / 2, Event::Connected(Peer::Node(0)));
+    s.handle(
+        t0 + LINGER / 2,
+        Event::Message {
+            node: 0,
+            message: ToMaster::Refused {
+                reason: "topology fingerprint mismatch".into(),
+            },
+        },
+    );
+    assert_eq!(
+        s.outcome().failure.unwrap().to_string(),
+        "node A refused to start: topology fingerprint mismatch"
+    );
+}
+
+#[test]
+fn an_exit_never_followed_by_a_connection_is_a_death_after_the_linger() {
+    let t0 = Instant::now();
+    let mut s = supervisor(t0);
+    s.handle(t0, Event::Spawned { node: 2, pid: 9 });
+    s.handle(
+        t0,
+        Event::Exited {
+            node: 2,
+            cause: ExitCause::Status(2),
+        },
+    );
+    s.tick(t0 + LINGER - Duration::from_millis(1));
+    assert!(matches!(s.state(2), NodeState::ExitedUnseen { .. }));
+    s.tick(t0 + LINGER);
+    assert_eq!(
+        *s.state(2),
+        NodeState::Ended {
+            cause: Some(ExitCause::Status(2))
+        }
+    );
+    assert_eq!(
+        s.outcome().failure.unwrap().to_string(),
+        "node C (pid 9) on host cd-h1 exited with status 2"
+    );
+}
+
+#[test]
+fn an_abort_kills_what_still_runs_after_the_grace_then_gives_up() {
+    let t0 = Instant::now();
+    let mut s = supervisor(t0);
+    all_ready(&mut s, t0);
+    s.handle(t0, Event::Abort);
+    assert_eq!(commands(&mut s).len(), 3, "Abort to every node");
+    // A ends in time; B and C do not.
+    s.handle(
+        t0,
+        Event::Exited {
+            node: 0,
+            cause: ExitCause::Status(1),
+        },
+    );
+    s.handle(
+        t0,
+        Event::Closed {
+            peer: Peer::Node(0),
+            reason: None,
+        },
+    );
+    s.tick(t0 + SECOND);
+    assert!(commands(&mut s).is_empty());
+    s.tick(t0 + 2 * SECOND);
+    assert_eq!(
+        commands(&mut s),
+        vec![Command::Kill { node: 1 }, Command::Kill { node: 2 }]
+    );
+    s.handle(
+        t0 + 2 * SECOND,
+        Event::Exited {
+            node: 1,
+            cause: ExitCause::Signal(9),
+        },
+    );
+    s.handle(
+        t0 + 2 * SECOND,
+        Event::Closed {
+            peer: Peer::Node(1),
+            reason: None,
+        },
+    );
+    s.tick(t0 + 4 * SECOND);
+    assert_eq!(
+        commands(&mut s),
+        vec![Command::Warn(
+            "node C on host cd-h1 was not seen to end; given up".into()
+        )]
+    );
+    assert!(s.is_over());
+    let outcome = s.outcome();
+    assert!(outcome.aborted && outcome.failure.is_none(), "{outcome:?}");
+}
+
+/// Workers hear of a drain before spouts, so that none sees a spout end
+/// before it knows why; spouts are told once every worker said it heard.
+#[test]
+fn a_drain_reaches_the_workers_first_then_the_spouts() {
+    let t0 = Instant::now();
+    let mut s = supervisor(t0);
+    all_ready(&mut s, t0);
+    s.handle(t0, Event::Drain);
+    let drain = |node| Command::Send {
+        node,
+        message: ToNode::Drain,
+    };
+    assert_eq!(commands(&mut s), vec![drain(1), drain(2)]);
+    let draining = |node| Event::Message {
+        node,
+        message: ToMaster::Draining,
+    };
+    s.handle(t0, draining(2));
+    s.tick(t0);
+    assert!(commands(&mut s).is_empty(), "B has not said it heard");
+    s.handle(t0, draining(1));
+    assert_eq!(commands(&mut s), vec![drain(0)]);
+    s.handle(t0, Event::Drain);
+    assert!(commands(&mut s).is_empty(), "once");
+}
+
+#[test]
+fn a_drain_asked_for_during_the_launch_follows_start() {
+    let t0 = Instant::now();
+    let mut s = supervisor(t0);
+    ready(&mut s, t0, 0);
+    s.handle(t0, Event::Drain);
+    assert!(
+        commands(&mut s).is_empty(),
+        "nodes heed a drain once started"
+    );
+    ready(&mut s, t0, 1);
+    ready(&mut s, t0, 2);
+    s.tick(t0);
+    let sent = commands(&mut s);
+    assert_eq!(sent.len(), 5);
+    assert_eq!(
+        sent[3],
+        Command::Send {
+            node: 1,
+            message: ToNode::Drain
+        }
+    );
+    // C's connection closes before it says it heard: A is told anyway.
+    s.handle(
+        t0,
+        Event::Message {
+            node: 1,
+            message: ToMaster::Draining,
+        },
+    );
+    s.handle(
+        t0,
+        Event::Closed {
+            peer: Peer::Node(2),
+            reason: None,
+        },
+    );
+    s.tick(t0);
+    assert_eq!(
+        commands(&mut s),
+        vec![Command::Send {
+            node: 0,
+            message: ToNode::Drain
+        }]
+    );
+}
+
+#[test]
+fn a_lost_agent_fails_the_run_naming_its_host_and_nodes() {
+    let t0 = Instant::now();
+    let mut s = supervisor(t0);
+    all_ready(&mut s, t0);
+    s.handle(
+        t0,
+        Event::Closed {
+            peer: Peer::Agent(0),
+            reason: Some("connection reset by peer".into()),
+        },
+    );
+    assert_eq!(*s.state(1), NodeState::Ended { cause: None });
+    assert_eq!(
+        s.outcome().failure.unwrap().to_string(),
+        "host cd-h1: the connection to its agent was lost (connection reset by peer) with nodes B, C on it"
+    );
+}
+
+#[test]
+fn a_silent_agent_fails_the_run_naming_its_host() {
+    let t0 = Instant::now();
+    let mut s = supervisor(t0);
+    for node in 0..3 {
+        ready(&mut s, t0 + 3 * SECOND, node);
+    }
+    s.tick(t0 + 3 * SECOND);
+    assert_eq!(
+        s.outcome().failure.unwrap().to_string(),
+        "host cd-h1: its agent said nothing for 2s"
+    );
+}
+
+#[test]
+fn the_ready_timeout_names_the_first_node_not_ready_and_its_host() {
+    let t0 = Instant::now();
+    let mut s = supervisor(t0);
+    ready(&mut s, t0, 0);
+    s.handle(t0, Event::Heard(Peer::Agent(0)));
+    // Keep A and the agent talking: only readiness is late.
+    for step in 1..=31 {
+        let now = t0 + SECOND * step;
+        s.handle(now, Event::Heard(Peer::Node(0)));
+        s.handle(now, Event::Heard(Peer::Agent(0)));
+        s.tick(now);
+    }
+    assert_eq!(
+        s.outcome().failure.unwrap().to_string(),
+        "node B on host cd-h1 did not report ready within 30s"
+    );
+}
+
+#[test]
+fn the_first_failure_is_the_one_reported() {
+    let t0 = Instant::now();
+    let mut s = supervisor(t0);
+    all_ready(&mut s, t0);
+    s.handle(
+        t0,
+        Event::Message {
+            node: 1,
+            message: ToMaster::Failed {
+                failure: Failure::Node {
+                    node: "B".into(),
+                    seq: Some(4),
+                    message: "boom".into(),
+                },
+                report: report("B"),
+            },
+        },
+    );
+    s.handle(
+        t0,
+        Event::Exited {
+            node: 2,
+            cause: ExitCause::Signal(9),
+        },
+    );
+    s.handle(
+        t0,
+        Event::Closed {
+            peer: Peer::Node(2),
+            reason: None,
+        },
+    );
+    assert_eq!(
+        s.outcome().failure.unwrap().to_string(),
+        "node B failed at seq 4: boom"
+    );
+}
+
+#[test]
+fn a_node_its_agent_could_not_start_fails_the_run_and_is_not_waited_for() {
+    let t0 = Instant::now();
+    let mut s = supervisor(t0);
+    ready(&mut s, t0, 0);
+    s.handle(
+        t0,
+        Event::NotStarted {
+            node: 1,
+            message: "No such file or directory (os error 2)".into(),
+        },
+    );
+    s.tick(t0 + 2 * SECOND);
+    assert_eq!(
+        commands(&mut s),
+        vec![
+            Command::Send {
+                node: 0,
+                message: ToNode::Abort
+            },
+            Command::Kill { node: 0 },
+            Command::Kill { node: 2 },
+        ],
+        "B never ran: nothing to kill"
+    );
+    assert_eq!(
+        s.outcome().failure.unwrap().to_string(),
+        "cannot start node B on host cd-h1: No such file or directory (os error 2)"
+    );
+}
