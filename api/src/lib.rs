@@ -101,6 +101,7 @@ pub use clusterduck_engine::body::BoxError;
 pub use clusterduck_engine::bundle::{Bundling, GapPolicy, Notice, OverflowPolicy, PolicyCounts};
 pub use clusterduck_engine::graph::GraphError;
 pub use clusterduck_engine::process::DEFAULT_DIR as DEFAULT_LOG_DIR;
+pub use clusterduck_engine::process::DEFAULT_FANOUT;
 pub use clusterduck_engine::report::{
     Failure, IncompleteBundle, NodeReport, PolicyEvent, RunFailure, RunReport,
 };

@@ -31,6 +31,16 @@ pub(crate) struct Figures {
     /// For `join`: the bundled worker's peak RSS, and its window.
     pub(crate) bundler_rss_mb: f64,
     pub(crate) window: u64,
+    /// Nodes and hosts of the run.
+    pub(crate) nodes: u64,
+    pub(crate) hosts: u64,
+    /// From the launch to the start (every node ready), and from the launch
+    /// to the end of the run, in seconds.
+    pub(crate) launch_s: f64,
+    pub(crate) total_s: f64,
+    /// For runs across test hosts: `ssh host true` to every host at once,
+    /// measured just before the launch (the floor of a launch), seconds.
+    pub(crate) ssh_floor_s: f64,
 }
 
 impl Figures {
@@ -44,8 +54,13 @@ impl Figures {
         );
         let _ = write!(
             s,
-            "\"seconds\":{:.6},\"msgs_per_s\":{:.1},\"mb_per_s\":{:.3},\"p50_us\":{:.3},\"p99_us\":{:.3},\"p999_us\":{:.3},\"max_rss_mb\":{:.3},\"window\":{},\"bundler_rss_mb\":{:.3}}}",
+            "\"seconds\":{:.6},\"msgs_per_s\":{:.1},\"mb_per_s\":{:.3},\"p50_us\":{:.3},\"p99_us\":{:.3},\"p999_us\":{:.3},\"max_rss_mb\":{:.3},\"window\":{},\"bundler_rss_mb\":{:.3},",
             self.seconds, self.msgs_per_s, self.mb_per_s, self.p50_us, self.p99_us, self.p999_us, self.max_rss_mb, self.window, self.bundler_rss_mb
+        );
+        let _ = write!(
+            s,
+            "\"nodes\":{},\"hosts\":{},\"launch_s\":{:.6},\"total_s\":{:.6},\"ssh_floor_s\":{:.6}}}",
+            self.nodes, self.hosts, self.launch_s, self.total_s, self.ssh_floor_s
         );
         s
     }
@@ -86,6 +101,11 @@ impl Figures {
                 "max_rss_mb" => f.max_rss_mb = num()?,
                 "window" => f.window = num()? as u64,
                 "bundler_rss_mb" => f.bundler_rss_mb = num()?,
+                "nodes" => f.nodes = num()? as u64,
+                "hosts" => f.hosts = num()? as u64,
+                "launch_s" => f.launch_s = num()?,
+                "total_s" => f.total_s = num()?,
+                "ssh_floor_s" => f.ssh_floor_s = num()?,
                 other => return Err(format!("unknown key {other:?}")),
             }
         }
@@ -108,16 +128,19 @@ impl Figures {
             p999_us: med(|f| f.p999_us),
             max_rss_mb: med(|f| f.max_rss_mb),
             bundler_rss_mb: med(|f| f.bundler_rss_mb),
+            launch_s: med(|f| f.launch_s),
+            total_s: med(|f| f.total_s),
+            ssh_floor_s: med(|f| f.ssh_floor_s),
             ..runs[0].clone()
         }
     }
 
-    pub(crate) const HEADER: &'static str = "workload transport input    send    messages payload   batch spin µs ring KiB     rate stamped    seconds      msgs/s       MB/s   p50 µs   p99 µs p99.9 µs  rss MiB  window  J rss MiB";
+    pub(crate) const HEADER: &'static str = "workload transport input    send    messages payload   batch spin µs ring KiB     rate stamped    seconds      msgs/s       MB/s   p50 µs   p99 µs p99.9 µs  rss MiB  window  J rss MiB nodes hosts launch s  total s    ssh s";
 
     /// One table row.
     pub(crate) fn row(&self) -> String {
         format!(
-            "{:<8} {:<9} {:<8} {:<5} {:>10} {:>7} {:>7} {:>7} {:>8} {:>8} {:>7} {:>10.3} {:>11.0} {:>10.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>7} {:>10}",
+            "{:<8} {:<9} {:<8} {:<5} {:>10} {:>7} {:>7} {:>7} {:>8} {:>8} {:>7} {:>10.3} {:>11.0} {:>10.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>7} {:>10} {:>5} {:>5} {:>8.3} {:>8.3} {:>8}",
             self.workload,
             self.transport,
             self.input,
@@ -137,7 +160,12 @@ impl Figures {
             self.p999_us,
             self.max_rss_mb,
             if self.window == 0 { "-".to_owned() } else { self.window.to_string() },
-            if self.window == 0 { "-".to_owned() } else { format!("{:.1}", self.bundler_rss_mb) }
+            if self.window == 0 { "-".to_owned() } else { format!("{:.1}", self.bundler_rss_mb) },
+            self.nodes,
+            self.hosts,
+            self.launch_s,
+            self.total_s,
+            if self.ssh_floor_s == 0.0 { "-".to_owned() } else { format!("{:.3}", self.ssh_floor_s) }
         )
     }
 }
@@ -169,6 +197,11 @@ mod tests {
             max_rss_mb: 4.0,
             bundler_rss_mb: 3.0,
             window: 4096,
+            nodes: 4,
+            hosts: 2,
+            launch_s: 0.25,
+            total_s: 1.75,
+            ssh_floor_s: 0.5,
         };
         assert_eq!(Figures::parse(&f.json()).unwrap(), f);
         let runs: Vec<Figures> = [3.0, 1.0, 2.0]

@@ -19,7 +19,9 @@ use figures::Figures;
 use workload::{run_once, Config, Input, Transport, Workload};
 
 const USAGE: &str = "usage: clusterduck-bench [OPTIONS]
-  --workload pipe|join|fanout   (default: all three)
+  --workload pipe|join|fanout|wide   (default: the first three; wide: many
+                                spouts joined by one bundled worker, its launch
+                                time reported apart)
   --transport local|shm|tcp     (default: local and shm; tcp crosses the
                                 test hosts when CLUSTERDUCK_SSH_CONFIG is set,
                                 else loopback)
@@ -44,6 +46,9 @@ const USAGE: &str = "usage: clusterduck-bench [OPTIONS]
                                 in the sink)
   --slow S                      join: spout B offers rate / S values/s (needs --rate)
   --window N                    join: the reorder window, in ids (default 4096)
+  --spouts N                    wide: how many spouts (default 8)
+  --hosts N                     tcp across the test hosts: cd-h1..cd-hN (default 2)
+  --fanout W                    the launch tree's width (default 32)
   --runs R                      runs per configuration; the median is printed (default 3)
   --sweep batch|spin|ring-bytes|edge-capacity   measure a range of values
   --dir DIR                     node logs (default /tmp/clusterduck-bench)
@@ -114,6 +119,9 @@ fn parse(args: &[String]) -> Result<Plan, String> {
         slow: 1,
         window: 4096,
         dir: "/tmp/clusterduck-bench".into(),
+        spouts: 8,
+        hosts: 2,
+        fanout: clusterduck::DEFAULT_FANOUT,
     };
     let mut runs = 3;
     let mut json = false;
@@ -147,6 +155,9 @@ fn parse(args: &[String]) -> Result<Plan, String> {
             "--stamp-every" => base.stamp_every = number(value()?)?.max(1),
             "--slow" => base.slow = number(value()?)?.max(1),
             "--window" => base.window = number(value()?)?.max(1) as usize,
+            "--spouts" => base.spouts = number(value()?)?.max(1),
+            "--hosts" => base.hosts = number(value()?)?.max(1) as usize,
+            "--fanout" => base.fanout = number(value()?)?.max(1) as usize,
             "--runs" => runs = number(value()?)?.max(1) as usize,
             "--dir" => base.dir = value()?,
             "--json" => json = true,
@@ -237,10 +248,22 @@ fn single_args(config: &Config) -> Vec<String> {
         config.window.to_string(),
         config.dir.clone(),
         config.stamp_every.to_string(),
+        config.spouts.to_string(),
+        config.hosts.to_string(),
+        config.fanout.to_string(),
     ]
 }
 
 fn spawn_single(config: &Config) -> Result<Figures, String> {
+    // Just before the launch, in the same run: what the launch's SSH
+    // connections cost at the least.
+    let ssh_floor_s = if config.transport == Transport::Tcp
+        && std::env::var_os("CLUSTERDUCK_SSH_CONFIG").is_some()
+    {
+        workload::ssh_floor(&workload::hosts(config))?
+    } else {
+        0.0
+    };
     let program = std::env::current_exe().map_err(|e| e.to_string())?;
     let out = Command::new(program)
         .args(&single_args(config)[..])
@@ -255,7 +278,10 @@ fn spawn_single(config: &Config) -> Result<Figures, String> {
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().last().ok_or("the run printed nothing")?;
-    Figures::parse(line)
+    Ok(Figures {
+        ssh_floor_s,
+        ..Figures::parse(line)?
+    })
 }
 
 /// One run, in this process: prints its figures as one JSON line.
@@ -279,6 +305,9 @@ fn single(args: &[String]) -> ExitCode {
             window: num(12)? as usize,
             dir: get(13)?,
             stamp_every: num(14)?.max(1),
+            spouts: num(15)?,
+            hosts: num(16)? as usize,
+            fanout: num(17)? as usize,
         })
     })();
     let config = match parsed {

@@ -4,7 +4,11 @@
 //! - `pipe`: spout → worker (pass-through) → sink;
 //! - `join`: two spouts sending the same ids → a bundled, sequenced worker →
 //!   sink (the README's topology); the pair goes on as its older half;
-//! - `fanout`: one spout → four workers → one sink each.
+//! - `fanout`: one spout → four workers → one sink each;
+//! - `wide`: `--spouts N` spouts → one bundled, sequenced worker over all of
+//!   them (a `Vec` of handles) → sink: a launch of many nodes (on the test
+//!   hosts with `--transport tcp`), whose launch time is reported apart
+//!   from its run time.
 //!
 //! Every value carries the wall-clock time of its `send`; each sink records
 //! the end-to-end latency of every value it gets in a histogram and, at the
@@ -47,6 +51,7 @@ pub(crate) enum Workload {
     Pipe,
     Join,
     Fanout,
+    Wide,
 }
 
 impl Workload {
@@ -55,7 +60,10 @@ impl Workload {
             "pipe" => Ok(Self::Pipe),
             "join" => Ok(Self::Join),
             "fanout" => Ok(Self::Fanout),
-            other => Err(format!("unknown workload {other:?}: pipe, join or fanout")),
+            "wide" => Ok(Self::Wide),
+            other => Err(format!(
+                "unknown workload {other:?}: pipe, join, fanout or wide"
+            )),
         }
     }
 
@@ -64,6 +72,7 @@ impl Workload {
             Self::Pipe => "pipe",
             Self::Join => "join",
             Self::Fanout => "fanout",
+            Self::Wide => "wide",
         }
     }
 }
@@ -76,9 +85,10 @@ pub(crate) enum Transport {
     /// One process per node, shared-memory rings.
     Shm,
     /// One process per node, every edge a TCP link: across the test hosts
-    /// (`cd-h1`, `cd-h2`) when `CLUSTERDUCK_SSH_CONFIG` is set, else over
-    /// loopback (nodes alternate between `localhost` and `127.0.0.1`, two
-    /// names of this machine, so every edge crosses "hosts").
+    /// (`cd-h1` .. `cd-h<hosts>`, round-robin) when `CLUSTERDUCK_SSH_CONFIG`
+    /// is set, else over loopback (nodes alternate between `localhost` and
+    /// `127.0.0.1`, two names of this machine, so every edge crosses
+    /// "hosts").
     Tcp,
 }
 
@@ -157,6 +167,12 @@ pub(crate) struct Config {
     /// For `join`: the reorder window, in ids.
     pub(crate) window: usize,
     pub(crate) dir: String,
+    /// For `wide`: how many spouts.
+    pub(crate) spouts: u64,
+    /// For `tcp` across the test hosts: how many (`cd-h1..`).
+    pub(crate) hosts: usize,
+    /// The launch tree's width.
+    pub(crate) fanout: usize,
 }
 
 /// A spout of `messages` values of `payload` bytes, `rate` a second (0:
@@ -364,23 +380,39 @@ pub(crate) fn run_once(config: &Config) -> Result<Figures, String> {
                 sinks.push(sink(&mut t, &format!("K{k}"), &w, n, config.input));
             }
         }
+        Workload::Wide => {
+            let spouts: Vec<Node<Sample>> = (0..config.spouts.max(1))
+                .map(|k| {
+                    let name = format!("S{k}");
+                    spout(&mut t, &name, n, config.payload, config.rate, by_ref, every)
+                })
+                .collect();
+            let bundling = Bundling::sequenced(0).window(config.window);
+            // A bundle is as old as its oldest value: that one goes on.
+            let j = t.bundled(
+                "J",
+                spouts.iter().collect::<Vec<_>>(),
+                bundling,
+                |_, values: Vec<Sample>, out: &mut Emitter<Sample>| {
+                    let oldest = values.into_iter().min_by_key(|s| s.sent);
+                    out.emit(oldest.expect("a bundle of at least one"));
+                    Ok(())
+                },
+            );
+            sinks.push(sink(&mut t, "K", &j, n, config.input));
+        }
     }
+    let hosts = hosts(config);
     let summaries = Arc::new(Mutex::new(Vec::new()));
     let mut launch = match config.transport {
         Transport::Local => Launch::local(),
         Transport::Shm => Launch::processes()
             .ring_bytes(config.ring_bytes)
             .dir(&config.dir),
-        Transport::Tcp => {
-            let hosts = if std::env::var_os("CLUSTERDUCK_SSH_CONFIG").is_some() {
-                ["cd-h1", "cd-h2"]
-            } else {
-                ["localhost", "127.0.0.1"]
-            };
-            Launch::hosts(hosts)
-                .ring_bytes(config.ring_bytes)
-                .dir(&config.dir)
-        }
+        Transport::Tcp => Launch::hosts(hosts.clone())
+            .ring_bytes(config.ring_bytes)
+            .dir(&config.dir)
+            .fanout(config.fanout),
     }
     .edge_capacity(config.edge_capacity)
     .batch(config.batch)
@@ -440,7 +472,51 @@ pub(crate) fn run_once(config: &Config) -> Result<Figures, String> {
         } else {
             0
         },
+        nodes: report.nodes.len() as u64,
+        hosts: match config.transport {
+            Transport::Tcp => hosts.len() as u64,
+            _ => 1,
+        },
+        launch_s: report.launch.map_or(0.0, |d| d.as_secs_f64()),
+        total_s: report.elapsed.as_secs_f64(),
+        // Measured by the bench's own process (`ssh_floor`), not here: this
+        // program runs on the hosts too, as their agents.
+        ssh_floor_s: 0.0,
     })
+}
+
+/// The hosts a run of `config` uses, for `tcp`.
+pub(crate) fn hosts(config: &Config) -> Vec<String> {
+    if std::env::var_os("CLUSTERDUCK_SSH_CONFIG").is_some() {
+        (1..=config.hosts.max(1))
+            .map(|h| format!("cd-h{h}"))
+            .collect()
+    } else {
+        vec!["localhost".into(), "127.0.0.1".into()]
+    }
+}
+
+/// The floor of a launch: `ssh host true` to every host at once (what one
+/// connection per host costs, with the machine's CPU shared by both ends).
+pub(crate) fn ssh_floor(hosts: &[String]) -> Result<f64, String> {
+    let config = std::env::var("CLUSTERDUCK_SSH_CONFIG").map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    let children: Vec<_> = hosts
+        .iter()
+        .map(|h| {
+            std::process::Command::new("ssh")
+                .args(["-F", &config, "-n", "-o", "BatchMode=yes", "-T", h, "true"])
+                .spawn()
+                .map_err(|e| format!("ssh {h}: {e}"))
+        })
+        .collect::<Result<_, _>>()?;
+    for mut child in children {
+        let status = child.wait().map_err(|e| e.to_string())?;
+        if !status.success() {
+            return Err(format!("ssh true to a test host: {status}"));
+        }
+    }
+    Ok(start.elapsed().as_secs_f64())
 }
 
 #[cfg(test)]
@@ -463,6 +539,9 @@ mod tests {
             stamp_every,
             slow: 1,
             window: 4096,
+            spouts: 3,
+            hosts: 2,
+            fanout: 32,
             dir: std::env::temp_dir()
                 .join("clusterduck-bench-tests")
                 .display()

@@ -264,6 +264,40 @@ pub fn test_hosts(test: &str) -> Option<PathBuf> {
     }
 }
 
+/// The first `n` test hosts (`cd-h1..cd-hN`) with their addresses, if that
+/// many are up; otherwise [skips](skip) the test `test` and returns `None`.
+pub fn test_hosts_at_least(test: &str, n: usize) -> Option<Vec<(String, String)>> {
+    let config = test_hosts(test)?;
+    let text = std::fs::read_to_string(&config)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", config.display()));
+    let mut hosts = Vec::new();
+    let mut current: Option<String> = None;
+    for line in text.lines().map(str::trim) {
+        if let Some(host) = line.strip_prefix("Host ") {
+            current = Some(host.trim().to_owned());
+        } else if let (Some(address), Some(host)) = (line.strip_prefix("HostName "), &current) {
+            hosts.push((host.clone(), address.trim().to_owned()));
+        }
+    }
+    let wanted: Vec<(String, String)> = (1..=n)
+        .filter_map(|k| {
+            let name = format!("cd-h{k}");
+            hosts.iter().find(|(h, _)| *h == name).cloned()
+        })
+        .collect();
+    if wanted.len() < n {
+        skip(
+            test,
+            &format!(
+                "{n} test hosts are needed, {} are up (run: eval \"$(tools/testnet.sh up {n})\")",
+                wanted.len()
+            ),
+        );
+        return None;
+    }
+    Some(wanted)
+}
+
 /// A program a test started (a topology's master), its stdout read line by
 /// line, its stderr gathered on a thread so that it never blocks on a full
 /// pipe.

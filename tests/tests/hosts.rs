@@ -464,6 +464,11 @@ fn killing_the_master_ends_its_nodes_on_every_host() {
     let hosts: std::collections::BTreeSet<String> =
         nodes.iter().map(|n| network_namespace(n.pid)).collect();
     assert_eq!((nodes.len(), hosts.len()), (3, 3), "{nodes:?} on {hosts:?}");
+    let run_id = clusterduck_tests::run_id_of(&dir.join("W.out")).unwrap();
+    assert!(
+        !clusterduck_tests::run_segments(&run_id).is_empty(),
+        "the run's segments, while it runs"
+    );
     let agents = clusterduck_tests::agent_processes(&marker);
     assert_eq!(agents.len(), 3, "one agent per host: {agents:?}");
     master.kill();
@@ -472,4 +477,10 @@ fn killing_the_master_ends_its_nodes_on_every_host() {
     while !clusterduck_tests::processes_with(&marker).is_empty() {
         std::thread::sleep(Duration::from_millis(5));
     }
+    // Each agent removed the run's segments on its host as it ended: no
+    // later launch is needed to clean up.
+    assert_eq!(
+        clusterduck_tests::run_segments(&run_id),
+        Vec::<String>::new()
+    );
 }

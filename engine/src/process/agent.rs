@@ -32,8 +32,8 @@ use clusterduck_transport::auth::{self, Secret};
 use clusterduck_transport::wire::{read_message, WireError};
 
 /// The environment variable that makes a process a host agent: it holds
-/// the file descriptor on which the agent tells its starter it is up. Set
-/// by the launch, never by hand.
+/// the file descriptors on which the agent tells its starter it is up and
+/// reads what its starter says (`3,4`). Set by the launch, never by hand.
 pub const AGENT_ENV: &str = "CLUSTERDUCK_AGENT";
 
 /// How long an ending agent waits for its nodes, once killed, and for the
@@ -104,17 +104,18 @@ enum Heard {
 }
 
 fn run() -> Result<(), AgentError> {
-    let fd = std::env::var(AGENT_ENV).unwrap_or_default();
-    let mut starter = fd
-        .parse()
-        .ok()
-        .and_then(|fd| clusterduck_transport::process::inherited_file(fd).ok())
-        .ok_or(AgentError::Descriptor(fd))?;
-    let mut stdin = io::stdin().lock();
+    let fds = std::env::var(AGENT_ENV).unwrap_or_default();
+    let inherited = |fd: Option<&str>| {
+        fd.and_then(|fd| fd.parse().ok())
+            .and_then(|fd| clusterduck_transport::process::inherited_file(fd).ok())
+            .ok_or_else(|| AgentError::Descriptor(fds.clone()))
+    };
+    let mut words = fds.split(',');
+    let mut starter = inherited(words.next())?;
+    let mut from_starter = inherited(words.next())?;
     let mut buf = AlignedVec::new();
-    read_message(&mut stdin, &mut buf).map_err(|e| AgentError::Config(e.to_string()))?;
+    read_message(&mut from_starter, &mut buf).map_err(|e| AgentError::Config(e.to_string()))?;
     let config: AgentConfig = decode(&buf).map_err(|e| AgentError::Config(e.to_string()))?;
-    drop(stdin);
 
     // sshd says where the session came from and arrived at.
     let session = std::env::var("SSH_CONNECTION").unwrap_or_default();
@@ -158,7 +159,7 @@ fn run() -> Result<(), AgentError> {
         stream.try_clone().map_err(|e| master(e.to_string()))?,
         heard_tx.clone(),
     );
-    watch_starter(heard_tx.clone());
+    watch_starter(from_starter, heard_tx.clone());
     launch_below(&config, tx.clone(), heard_tx.clone());
     serve(&config, &control, &tx, heard_tx, &heard);
     let _ = stream.shutdown(Shutdown::Both);
@@ -191,15 +192,14 @@ fn listen(mut stream: TcpStream, heard: Sender<Heard>) {
     }
 }
 
-/// Notices the end of the SSH session that started this agent: its stdin
-/// reaches its end.
-fn watch_starter(heard: Sender<Heard>) {
+/// Notices the end of the SSH session that started this agent: what its
+/// starter writes to it reaches its end.
+fn watch_starter(mut from_starter: std::fs::File, heard: Sender<Heard>) {
     let _ = thread::Builder::new()
         .name("clusterduck-agent-starter".into())
         .spawn(move || {
             let mut sink = [0u8; 256];
-            let mut stdin = io::stdin();
-            while let Ok(1..) = stdin.read(&mut sink) {}
+            while let Ok(1..) = from_starter.read(&mut sink) {}
             let _ = heard.send(Heard::StarterGone);
         });
 }

@@ -485,6 +485,12 @@ fn launch_agents(
                 _ => {}
             }
         }
+        if pending(&address, &failed) {
+            // Hosts that did not answer in time: their launch is given up.
+            // (Not otherwise: an agent that answered may not have told its
+            // SSH session yet, and killing that would end it.)
+            launcher.abandon();
+        }
         agents.sessions = starting.join().unwrap_or_default();
     });
     // Whatever arrived meanwhile (a failure reported as the launch ended).

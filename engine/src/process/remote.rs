@@ -164,6 +164,8 @@ pub(crate) struct AgentLauncher {
     /// The configuration every agent gets, but for its host and the hosts
     /// below it.
     template: AgentConfig,
+    /// The `ssh` processes of agents that have not answered yet, by pid.
+    pending: Mutex<Vec<u32>>,
 }
 
 /// The SSH session of a running agent: the agent ends when it closes.
@@ -214,6 +216,20 @@ impl AgentLauncher {
             args,
             settings,
             template,
+            pending: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Gives up on the agents that have not answered: their `ssh` is
+    /// killed, so that their launch ends (with an error for their host).
+    pub(crate) fn abandon(&self) {
+        for pid in self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            let _ = clusterduck_transport::process::kill(pid);
         }
     }
 
@@ -285,16 +301,18 @@ impl AgentLauncher {
         // A copy is written aside and linked into place, never renamed over
         // one that exists: hosts that share a file system (NFS homes) may
         // copy at once, and a running agent's binary must not be replaced.
-        // The agent speaks to its starter on descriptor 3 (`up`); its own
-        // stdout and stderr, and those of the user's code that runs before
-        // it reaches the launch, go to its log files.
+        // The agent speaks to its starter on descriptor 3 (`up`) and reads
+        // it on descriptor 4 (its configuration, then the session's end);
+        // the user's code that runs before it reaches the launch gets an
+        // empty stdin (it must not eat the configuration) and, like the
+        // agent, writes to the agent's log files.
         let script = format!(
             "mkdir -p {b} || exit 1; \
              if test -x {t}; then echo have; else echo need; \
              head -c {n} > {t}.$$ && chmod 700 {t}.$$ && {{ ln {t}.$$ {t} 2>/dev/null || test -x {t}; }}; \
              ok=$?; rm -f {t}.$$; test $ok = 0 || exit 1; fi; \
              printf '%s\\n' {h} >> {log}.out && printf '%s\\n' {h} >> {log}.err || exit 1; \
-             exec env {settings}{agent}=3 {t} {a} 3>&1 >> {log}.out 2>> {log}.err",
+             exec env {settings}{agent}=3,4 {t} {a} 3>&1 4<&0 </dev/null >> {log}.out 2>> {log}.err",
             b = quote(&bin_dir),
             t = quote(&target),
             n = program.bytes.len(),
@@ -320,6 +338,11 @@ impl AgentLauncher {
                 host: name.clone(),
                 detail: format!("running ssh: {e}"),
             })?;
+        let pid = ssh.id();
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(pid);
         let mut stdin = ssh.stdin.take().expect("piped stdin");
         let mut stdout = BufReader::new(ssh.stdout.take().expect("piped stdout"));
         let stderr = Arc::new(Mutex::new(Vec::new()));
@@ -354,6 +377,10 @@ impl AgentLauncher {
             stdout.read_line(&mut line)?;
             Ok(line.trim() == "up")
         })();
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|p| *p != pid);
         if let Ok(true) = handshake {
             return Ok(AgentSession {
                 ssh,

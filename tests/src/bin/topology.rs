@@ -33,6 +33,15 @@
 //!   order (7 skipped with `gap`) and at the last prints `K joined <count>
 //!   in order` through the debugger; the master prints J's skipped gaps as
 //!   `J skipped <gaps>`.
+//! - `lateready DIR`: like `slow 20`, with a heartbeat timeout of 1 s, and
+//!   the process of `K` 3 s late to build its topology: the first nodes
+//!   are ready 3 s before the last, three times the silence allowed.
+//! - `wide N SPOUTS DIR`: spouts `S0..S<SPOUTS-1>` each send `0..N` (value
+//!   `id * SPOUTS + k`), bundled worker `J` joins them all (a `Vec` of
+//!   handles, sequenced) and checks each bundle, sink `K` checks that
+//!   bundles come in order and at the last emits their count, which the
+//!   debugger prints as `K joined <count> bundles of <SPOUTS>`. With
+//!   `CD_TEST_FANOUT=W`, the launch fans out with width `W`.
 //! - `archived N FAIL_AT DIR`: spout `S` sends words `0..N` (an id and a
 //!   text), one value refilled and sent by reference; worker `W` takes them archived, in place, forwards the even ones
 //!   as they are and emits the odd ones with their text upper-cased (and
@@ -64,6 +73,13 @@ fn main() -> ExitCode {
             (100, rest[0].clone(), None)
         }
         "mismatch" => (3, rest[0].clone(), None),
+        "lateready" => {
+            if std::env::var("CLUSTERDUCK_NODE").as_deref() == Ok("K") {
+                std::thread::sleep(Duration::from_secs(3));
+            }
+            (20, rest[0].clone(), None)
+        }
+        "wide" => return wide(rest),
         "batched" => return batched(rest),
         "archived" => return archived(rest),
         "joined" => return joined(rest),
@@ -122,7 +138,11 @@ fn main() -> ExitCode {
     let hosts = hosts.is_some();
     let launch = launch
         .dir(dir)
-        .heartbeat_timeout(Duration::from_secs(if what == "silent" { 2 } else { 10 }))
+        .heartbeat_timeout(Duration::from_secs(match what.as_str() {
+            "silent" => 2,
+            "lateready" => 1,
+            _ => 10,
+        }))
         .ready_timeout(Duration::from_secs(match (what.as_str(), hosts) {
             // Long enough for the other nodes to start over ssh.
             ("notready", true) => 10,
@@ -314,6 +334,69 @@ fn joined(rest: &[String]) -> ExitCode {
             // Late if bundle 250 ran before the copy came, else a duplicate.
             println!("J dropped {} repeated", policy.late + policy.duplicates);
         }
+    }
+    finish(result)
+}
+
+fn wide(rest: &[String]) -> ExitCode {
+    let n: u64 = rest[0].parse().expect("N");
+    let spouts: u64 = rest[1].parse().expect("SPOUTS");
+    let mut t = Topology::new();
+    let handles: Vec<_> = (0..spouts)
+        .map(|k| {
+            t.spout(&format!("S{k}"), move |out| {
+                for i in 0..n {
+                    out.send(i, i * spouts + k)?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    let j = t.bundled(
+        "J",
+        handles.iter().collect::<Vec<_>>(),
+        Bundling::sequenced(0),
+        move |seq, values: Vec<u64>, out: &mut Emitter<u64>| {
+            for (k, v) in values.iter().enumerate() {
+                if *v != seq * spouts + k as u64 {
+                    return Err(format!("bundle {seq}: {v} from S{k}").into());
+                }
+            }
+            out.emit(values.len() as u64);
+            Ok(())
+        },
+    );
+    let (mut next, mut count) = (0, 0);
+    let k = t.worker("K", &j, move |seq, width: u64, out: &mut Emitter<u64>| {
+        if seq != next || width != spouts {
+            return Err(format!("got bundle {seq} of {width} where {next} was due").into());
+        }
+        next += 1;
+        count += 1;
+        if next == n {
+            out.emit(count);
+        }
+        Ok(())
+    });
+    // Set in the master's environment only: on the hosts (agents and
+    // nodes) the launch options do not matter.
+    let hosts = std::env::var("CD_TEST_HOSTS").unwrap_or_default();
+    let mut launch = Launch::hosts(hosts.split(','))
+        .dir(&rest[2])
+        .debug(&k, move |_, count| {
+            println!("K joined {count} bundles of {spouts}")
+        });
+    if let Ok(width) = std::env::var("CD_TEST_FANOUT") {
+        launch = launch.fanout(width.parse().expect("CD_TEST_FANOUT"));
+    }
+    let result = t.launch(launch);
+    if let Ok(report) = &result {
+        let launch = report.launch.expect("the run started");
+        eprintln!(
+            "launch {:.3}s, run {:.3}s",
+            launch.as_secs_f64(),
+            report.elapsed.as_secs_f64()
+        );
     }
     finish(result)
 }
