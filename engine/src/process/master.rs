@@ -5,7 +5,6 @@
 //! carries out its commands, relays the debugger's records, and assembles
 //! the report.
 
-use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -16,15 +15,16 @@ use crossbeam_channel::{Receiver, Sender};
 
 use super::child::{start_node, StartError};
 use super::control::{ControlPort, Incoming};
+use super::hosts::{launch_agents, Agents, Answered};
 use super::placement::{Placement, PlacementError};
 use super::protocol::{
     encode, AgentConfig, FromAgent, NodeConfig, NodeLaunch, RemoteHost, ToAgent, ToMaster,
 };
-use super::remote::{AgentLauncher, AgentSession, HostError, Ssh};
+use super::remote::{AgentLauncher, HostError, Ssh};
 use super::supervisor::{Command, Event, Peer, Placed, Supervisor, Timeouts};
 use crate::body::{Codec, DebugSink};
 use crate::fingerprint::Fingerprint;
-use crate::graph::{Graph, NodeId};
+use crate::graph::{Graph, NodeId, NodeKind};
 use crate::report::{Failure, NodeReport, PolicyEvent, RunFailure, RunReport};
 use crate::run::panic_message;
 use crate::stop::{StopSignal, ABORT_GRACE};
@@ -42,8 +42,6 @@ const TICK: Duration = Duration::from_millis(20);
 pub const DEFAULT_SILENCE: Duration = Duration::from_secs(10);
 /// How many agents the master (or an agent) starts itself, by default.
 pub const DEFAULT_FANOUT: usize = 32;
-/// How long the master waits for an agent to end once the run is over.
-const AGENT_END: Duration = Duration::from_secs(10);
 
 /// How a process-mode run is set up.
 #[derive(Debug)]
@@ -119,40 +117,6 @@ fn hosts_failed(errors: &[HostError]) -> String {
     }
 }
 
-/// The remote side of a run: one agent per remote host.
-#[derive(Debug, Default)]
-struct Agents {
-    hosts: Vec<RemoteHost>,
-    /// Each agent's control connection (sending half), by host index.
-    conns: Vec<Option<TcpStream>>,
-    /// The SSH sessions of the agents the master started itself.
-    sessions: Vec<AgentSession>,
-}
-
-impl Agents {
-    fn send(&mut self, host: usize, message: &ToAgent) {
-        if let Some(conn) = &mut self.conns[host] {
-            // An agent that cannot be told is gone; its connection's end
-            // says so.
-            let _ = write_message(conn, &encode(message));
-        }
-    }
-
-    /// Closes every agent's connection and session; agents end their
-    /// nodes and themselves, and the master waits for that.
-    fn close(&mut self) {
-        for conn in self.conns.iter_mut().filter_map(Option::take) {
-            let _ = conn.shutdown(Shutdown::Both);
-        }
-        let sessions = std::mem::take(&mut self.sessions);
-        std::thread::scope(|scope| {
-            for session in sessions {
-                scope.spawn(move || session.close(AGENT_END));
-            }
-        });
-    }
-}
-
 /// A running process-mode run, seen from the master.
 pub struct Master {
     graph: Graph,
@@ -182,15 +146,6 @@ impl std::fmt::Debug for Master {
     }
 }
 
-/// What every agent said when it answered.
-struct Answered {
-    /// Each host's address (where its nodes open their data ports).
-    address: Vec<String>,
-    /// This machine's address as the first host's agent saw it: where
-    /// local nodes with consumers on other hosts open their data ports.
-    here: IpAddr,
-}
-
 impl ProcessRun {
     /// Starts the hosts' agents and then every node, and returns the master
     /// that supervises them. `codecs` are the nodes' output codecs, in
@@ -207,25 +162,9 @@ impl ProcessRun {
         let verbose = std::env::var_os(VERBOSE_ENV).is_some();
         let run_id = new_run_id().map_err(LaunchError::Control)?;
         let secret = Secret::generate().map_err(LaunchError::Control)?;
-        match clusterduck_transport::remove_stale_segments() {
-            Ok(stale) => {
-                for segment in stale {
-                    eprintln!("clusterduck: stale shared-memory segment: {segment}");
-                }
-            }
-            Err(e) => eprintln!("clusterduck: cannot look for stale segments: {e}"),
-        }
+        remove_stale_segments();
         let placement = Placement::new(&graph, &self.hosts, &self.placements)?;
-        let remote: Vec<RemoteHost> = placement
-            .used_hosts()
-            .into_iter()
-            .filter(|h| !Placement::is_local(h))
-            .enumerate()
-            .map(|(index, name)| RemoteHost {
-                index: index as u32,
-                name: name.to_owned(),
-            })
-            .collect();
+        let remote = remote_hosts(&placement);
         let dir = match (remote.is_empty(), self.dir.to_str()) {
             (true, _) => String::new(),
             (false, Some(d)) if self.dir.is_absolute() => d.to_owned(),
@@ -233,7 +172,7 @@ impl ProcessRun {
         };
         // With remote hosts, the control port listens on every address:
         // each agent reaches it at the address its SSH session came from
-        // (which may differ from host to host); nodes authenticate anyway.
+        // (which may differ from host to host); every peer authenticates.
         let any: IpAddr = if remote.is_empty() {
             [127, 0, 0, 1].into()
         } else {
@@ -244,113 +183,50 @@ impl ProcessRun {
         let n = graph.nodes().len();
         let control = ControlPort::open(listener, secret.clone(), n, remote.len(), tx.clone())
             .map_err(LaunchError::Control)?;
-        let address = control.address();
         if verbose {
-            eprintln!("clusterduck: run {run_id}: control port {address}");
+            eprintln!(
+                "clusterduck: run {run_id}: control port {}",
+                control.address()
+            );
             for (id, spec) in graph.nodes().iter().enumerate() {
-                eprintln!(
-                    "clusterduck: run {run_id}: node {} on {}",
-                    spec.name,
-                    placement.host_of(id)
-                );
+                let host = placement.host_of(id);
+                eprintln!("clusterduck: run {run_id}: node {} on {host}", spec.name);
             }
         }
 
-        let mut agents = Agents {
-            hosts: remote.clone(),
-            conns: remote.iter().map(|_| None).collect(),
-            sessions: Vec::new(),
+        let template = AgentConfig {
+            run_id: run_id.clone(),
+            control_port: control.address().port(),
+            control_host: String::new(),
+            secret: *secret.as_bytes(),
+            host: RemoteHost {
+                index: 0,
+                name: String::new(),
+            },
+            below: Vec::new(),
+            fanout: self.fanout.max(1) as u32,
+            dir,
         };
-        let answered = if remote.is_empty() {
-            Answered {
-                address: Vec::new(),
-                here: [127, 0, 0, 1].into(),
-            }
-        } else {
-            let template = AgentConfig {
-                run_id: run_id.clone(),
-                control_port: address.port(),
-                control_host: String::new(),
-                secret: *secret.as_bytes(),
-                host: remote[0].clone(),
-                below: Vec::new(),
-                fanout: self.fanout.max(1) as u32,
-                dir: dir.clone(),
-            };
-            let program = std::env::current_exe().map_err(LaunchError::Program)?;
-            let launcher = AgentLauncher::new(
-                Ssh::from_env(),
-                program,
-                std::env::args_os().skip(1).collect(),
-                template,
-            );
-            match launch_agents(
-                &launcher,
-                &mut agents,
-                &incoming,
-                &tx,
-                self.ready_timeout,
-                launched,
-                verbose,
-            ) {
-                Ok(answered) => answered,
-                Err(errors) => {
-                    agents.close();
-                    return Err(LaunchError::Hosts(errors));
-                }
-            }
-        };
+        let started = (launched, verbose);
+        let (agents, answered) = self.start_agents(&remote, template, &incoming, &tx, started)?;
 
-        let fingerprint = Fingerprint::of(&graph);
-        let host_index: HashMap<&str, usize> = remote
-            .iter()
-            .map(|h| (h.name.as_str(), h.index as usize))
-            .collect();
         let node_agent: Vec<Option<usize>> = (0..n)
-            .map(|id| host_index.get(placement.host_of(id)).copied())
-            .collect();
-        let configs: Vec<NodeConfig> = (0..n)
-            .map(|id| NodeConfig {
-                run_id: run_id.clone(),
-                node: id as u32,
-                fingerprint: fingerprint.hash(),
-                description: fingerprint.description().to_owned(),
-                die_with: Some(std::process::id()),
-                // Remote nodes' agents put the address they reach it at.
-                control: SocketAddr::from(([127, 0, 0, 1], address.port())).to_string(),
-                secret: *secret.as_bytes(),
-                ring_bytes: self.ring_bytes as u64,
-                batch: self.batch.min(u32::MAX as usize) as u32,
-                spin_ns: self.spin.as_nanos().min(u128::from(u64::MAX)) as u64,
-                watched: self.watched.contains(&id),
-                hosts: (0..n).map(|n| placement.host_of(n).to_owned()).collect(),
-                bind: match node_agent[id] {
-                    Some(host) => answered.address[host].clone(),
-                    None => answered.here.to_string(),
-                },
+            .map(|id| {
+                let host = placement.host_of(id);
+                remote.iter().position(|h| h.name == host)
             })
             .collect();
-
-        let supervisor = Supervisor::new(
-            graph
-                .nodes()
-                .iter()
-                .enumerate()
-                .map(|(id, spec)| Placed {
-                    name: spec.name.clone(),
-                    host: placement.host_of(id).to_owned(),
-                    agent: node_agent[id],
-                    spout: matches!(spec.kind, crate::graph::NodeKind::Spout),
-                })
-                .collect(),
-            remote.iter().map(|h| h.name.clone()).collect(),
-            Timeouts {
-                ready: self.ready_timeout,
-                silence: self.silence,
-                grace: ABORT_GRACE,
-            },
-            Instant::now(),
-        );
+        let layout = Layout {
+            placement,
+            node_agent,
+        };
+        let port = control.address().port();
+        let configs = self.node_configs(&graph, &layout, &answered, &run_id, &secret, port);
+        let Layout {
+            placement,
+            node_agent,
+        } = layout;
+        let supervisor = self.supervisor(&graph, &placement, &node_agent, &remote);
         let mut master = Master {
             upstreams: graph
                 .nodes()
@@ -371,158 +247,147 @@ impl ProcessRun {
             launched,
             verbose,
         };
-
-        // Remote nodes through their agents, then local ones as children.
-        let mut per_host: Vec<Vec<NodeLaunch>> = remote.iter().map(|_| Vec::new()).collect();
-        for (id, config) in configs.iter().enumerate() {
-            if let Some(host) = master.node_agent[id] {
-                per_host[host].push(NodeLaunch {
-                    name: master.graph.node(id).name.clone(),
-                    config: config.clone(),
-                });
-            }
-        }
-        for (host, nodes) in per_host.into_iter().enumerate() {
-            if !nodes.is_empty() {
-                master.agents.send(host, &ToAgent::Spawn { nodes });
-            }
-        }
-        for id in (0..n).filter(|&id| master.node_agent[id].is_none()) {
-            let exits = tx.clone();
-            let on_exit = move |cause| {
-                let _ = exits.send(Incoming::Exited(id, cause));
-            };
-            let name = master.graph.node(id).name.clone();
-            match start_node(&self.dir, &name, &configs[id], on_exit) {
-                Ok(pid) => master
-                    .supervisor
-                    .handle(Instant::now(), Event::Spawned { node: id, pid }),
-                Err(StartError::Logs(e)) => return Err(e.into()),
-                Err(StartError::Spawn(source)) => {
-                    return Err(LaunchError::Spawn { node: name, source })
-                }
-            }
-        }
+        // If a node cannot start, dropping the master ends what started.
+        master.start_nodes(configs, &self.dir, &tx)?;
         Ok(master)
+    }
+
+    /// Starts the agents of the `remote` hosts (none: nothing to do) and
+    /// waits for their answers; a failure of any host is the launch's
+    /// error, every agent started meanwhile ended.
+    fn start_agents(
+        &self,
+        remote: &[RemoteHost],
+        template: AgentConfig,
+        incoming: &Receiver<Incoming>,
+        tx: &Sender<Incoming>,
+        (launched, verbose): (Instant, bool),
+    ) -> Result<(Agents, Answered), LaunchError> {
+        let mut agents = Agents {
+            hosts: remote.to_vec(),
+            conns: remote.iter().map(|_| None).collect(),
+            sessions: Vec::new(),
+        };
+        if remote.is_empty() {
+            return Ok((agents, Answered::none()));
+        }
+        let program = std::env::current_exe().map_err(LaunchError::Program)?;
+        let args = std::env::args_os().skip(1).collect();
+        let launcher = AgentLauncher::new(Ssh::from_env(), program, args, template);
+        let limit = self.ready_timeout;
+        match launch_agents(
+            &launcher,
+            &mut agents,
+            incoming,
+            tx,
+            limit,
+            launched,
+            verbose,
+        ) {
+            Ok(answered) => Ok((agents, answered)),
+            Err(errors) => {
+                agents.close();
+                Err(LaunchError::Hosts(errors))
+            }
+        }
+    }
+
+    /// The supervisor of the run's nodes, as placed, and of the agents of
+    /// its remote hosts.
+    fn supervisor(
+        &self,
+        graph: &Graph,
+        placement: &Placement,
+        node_agent: &[Option<usize>],
+        remote: &[RemoteHost],
+    ) -> Supervisor {
+        let placed = graph.nodes().iter().enumerate().map(|(id, spec)| Placed {
+            name: spec.name.clone(),
+            host: placement.host_of(id).to_owned(),
+            agent: node_agent[id],
+            spout: matches!(spec.kind, NodeKind::Spout),
+        });
+        let timeouts = Timeouts {
+            ready: self.ready_timeout,
+            silence: self.silence,
+            grace: ABORT_GRACE,
+        };
+        let agents = remote.iter().map(|h| h.name.clone()).collect();
+        Supervisor::new(placed.collect(), agents, timeouts, Instant::now())
+    }
+
+    /// Every node's configuration, by declaration index.
+    fn node_configs(
+        &self,
+        graph: &Graph,
+        Layout {
+            placement,
+            node_agent,
+        }: &Layout,
+        answered: &Answered,
+        run_id: &str,
+        secret: &Secret,
+        control_port: u16,
+    ) -> Vec<NodeConfig> {
+        let n = graph.nodes().len();
+        let fingerprint = Fingerprint::of(graph);
+        (0..n)
+            .map(|id| NodeConfig {
+                run_id: run_id.to_owned(),
+                node: id as u32,
+                fingerprint: fingerprint.hash(),
+                description: fingerprint.description().to_owned(),
+                die_with: Some(std::process::id()),
+                // A remote node's agent puts the address it reaches the
+                // master at.
+                control: SocketAddr::from(([127, 0, 0, 1], control_port)).to_string(),
+                secret: *secret.as_bytes(),
+                ring_bytes: self.ring_bytes as u64,
+                batch: self.batch.min(u32::MAX as usize) as u32,
+                spin_ns: self.spin.as_nanos().min(u128::from(u64::MAX)) as u64,
+                watched: self.watched.contains(&id),
+                hosts: (0..n).map(|n| placement.host_of(n).to_owned()).collect(),
+                bind: match node_agent[id] {
+                    Some(host) => answered.address[host].clone(),
+                    None => answered.here.to_string(),
+                },
+            })
+            .collect()
     }
 }
 
-/// Starts every host's agent (the launcher fans out) and waits until each
-/// has answered or is known to have failed; every failure is returned, in
-/// host order.
-fn launch_agents(
-    launcher: &AgentLauncher,
-    agents: &mut Agents,
-    incoming: &Receiver<Incoming>,
-    tx: &Sender<Incoming>,
-    limit: Duration,
-    launched: Instant,
-    verbose: bool,
-) -> Result<Answered, Vec<HostError>> {
-    let hosts = agents.hosts.clone();
-    let mut address: Vec<Option<String>> = hosts.iter().map(|_| None).collect();
-    let mut here: Option<IpAddr> = None;
-    let mut failed: Vec<Option<HostError>> = hosts.iter().map(|_| None).collect();
-    let index: HashMap<String, usize> = hosts
-        .iter()
-        .map(|h| (h.name.clone(), h.index as usize))
-        .collect();
-    let deadline = launched + limit;
-    std::thread::scope(|scope| {
-        let report = tx.clone();
-        let starting = scope.spawn(move || {
-            launcher.launch(hosts, &|e| {
-                let _ = report.send(Incoming::HostFailed(e));
-            })
-        });
-        let pending = |address: &[Option<String>], failed: &[Option<HostError>]| {
-            address
-                .iter()
-                .zip(failed)
-                .any(|(a, f)| a.is_none() && f.is_none())
-        };
-        while pending(&address, &failed) {
-            let Ok(event) = incoming.recv_deadline(deadline) else {
-                break;
-            };
-            match event {
-                Incoming::Connected(Peer::Agent(h), stream) => agents.conns[h] = Some(stream),
-                Incoming::Agent(
-                    h,
-                    FromAgent::Hello {
-                        pid,
-                        address: at,
-                        via,
-                    },
-                ) => {
-                    if verbose {
-                        eprintln!(
-                            "clusterduck: run: agent of {} (pid {pid}, at {at}) answered after {:.3}s, started from {via}",
-                            agents.hosts[h].name,
-                            launched.elapsed().as_secs_f64()
-                        );
-                    }
-                    address[h] = Some(at);
-                    if here.is_none() {
-                        here = via.parse().ok();
-                    }
-                }
-                Incoming::Agent(_, FromAgent::HostFailed { error })
-                | Incoming::HostFailed(error) => {
-                    if let Some(&h) = index.get(error.host()) {
-                        failed[h].get_or_insert(error);
-                    }
-                }
-                Incoming::Closed(Peer::Agent(h), reason) if address[h].is_some() => {
-                    failed[h].get_or_insert(HostError::Agent {
-                        host: agents.hosts[h].name.clone(),
-                        detail: format!(
-                            "it answered, then its connection closed ({})",
-                            reason.as_deref().unwrap_or("cleanly")
-                        ),
-                    });
-                }
-                _ => {}
-            }
-        }
-        if pending(&address, &failed) {
-            // Hosts that did not answer in time: their launch is given up.
-            // (Not otherwise: an agent that answered may not have told its
-            // SSH session yet, and killing that would end it.)
-            launcher.abandon();
-        }
-        agents.sessions = starting.join().unwrap_or_default();
-    });
-    // Whatever arrived meanwhile (a failure reported as the launch ended).
-    while let Ok(event) = incoming.try_recv() {
-        if let Incoming::Connected(Peer::Agent(h), stream) = event {
-            agents.conns[h] = Some(stream);
-        } else if let Incoming::Agent(_, FromAgent::HostFailed { error })
-        | Incoming::HostFailed(error) = event
-        {
-            if let Some(&h) = index.get(error.host()) {
-                failed[h].get_or_insert(error);
-            }
-        }
-    }
-    let mut errors = Vec::new();
-    for (h, (a, f)) in address.iter().zip(failed).enumerate() {
-        match (a, f) {
-            (_, Some(e)) => errors.push(e),
-            (None, None) => errors.push(HostError::Agent {
-                host: agents.hosts[h].name.clone(),
-                detail: format!("no answer within {}s", limit.as_secs()),
-            }),
-            (Some(_), None) => {}
-        }
-    }
-    if errors.is_empty() {
-        Ok(Answered {
-            address: address.into_iter().map(Option::unwrap_or_default).collect(),
-            here: here.unwrap_or([127, 0, 0, 1].into()),
+/// Where a run's nodes are.
+struct Layout {
+    placement: Placement,
+    /// The agent (remote host index) of each node, if it runs on another
+    /// host.
+    node_agent: Vec<Option<usize>>,
+}
+
+/// The hosts of `placement` other than this machine, indexed in launch
+/// order.
+fn remote_hosts(placement: &Placement) -> Vec<RemoteHost> {
+    placement
+        .used_hosts()
+        .into_iter()
+        .filter(|h| !Placement::is_local(h))
+        .enumerate()
+        .map(|(index, name)| RemoteHost {
+            index: index as u32,
+            name: name.to_owned(),
         })
-    } else {
-        Err(errors)
+        .collect()
+}
+
+/// Removes the segments of runs whose processes are all gone, saying so.
+fn remove_stale_segments() {
+    match clusterduck_transport::remove_stale_segments() {
+        Ok(stale) => {
+            for segment in stale {
+                eprintln!("clusterduck: stale shared-memory segment: {segment}");
+            }
+        }
+        Err(e) => eprintln!("clusterduck: cannot look for stale segments: {e}"),
     }
 }
 
@@ -534,6 +399,47 @@ fn new_run_id() -> io::Result<String> {
 }
 
 impl Master {
+    /// Starts the nodes: remote ones through their agents, local ones as
+    /// children of this thread (they die with it).
+    fn start_nodes(
+        &mut self,
+        configs: Vec<NodeConfig>,
+        dir: &std::path::Path,
+        tx: &Sender<Incoming>,
+    ) -> Result<(), LaunchError> {
+        let mut per_host: Vec<Vec<NodeLaunch>> =
+            self.agents.hosts.iter().map(|_| Vec::new()).collect();
+        let mut local = Vec::new();
+        for (id, config) in configs.into_iter().enumerate() {
+            let name = self.graph.node(id).name.clone();
+            match self.node_agent[id] {
+                Some(host) => per_host[host].push(NodeLaunch { name, config }),
+                None => local.push((id, name, config)),
+            }
+        }
+        for (host, nodes) in per_host.into_iter().enumerate() {
+            if !nodes.is_empty() {
+                self.agents.send(host, &ToAgent::Spawn { nodes });
+            }
+        }
+        for (id, name, config) in local {
+            let exits = tx.clone();
+            let on_exit = move |cause| {
+                let _ = exits.send(Incoming::Exited(id, cause));
+            };
+            match start_node(dir, &name, &config, on_exit) {
+                Ok(pid) => self
+                    .supervisor
+                    .handle(Instant::now(), Event::Spawned { node: id, pid }),
+                Err(StartError::Logs(e)) => return Err(e.into()),
+                Err(StartError::Spawn(source)) => {
+                    return Err(LaunchError::Spawn { node: name, source })
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The run's id, which names its shared-memory segments.
     pub fn run_id(&self) -> &str {
         &self.run_id

@@ -22,6 +22,7 @@ mod child;
 mod control;
 mod control_tx;
 mod exit;
+mod hosts;
 mod link;
 mod logs;
 mod master;

@@ -63,8 +63,10 @@ const RING_BYTES: usize = 4096;
 /// Bytes a u64 value takes in a ring: a 16-byte header, 8 bytes padded to 16.
 const FRAME_BYTES: usize = 32;
 /// How many values a held-back producer sends before its consumer goes on:
-/// fewer than any mode buffers.
-const HOLD: u64 = 24;
+/// no more than any mode buffers for sure. In local mode that is the edge's
+/// capacity: the consumer, stopped in its first value, may have taken that
+/// one value alone off the edge (a batch is at most `BATCH`, not at least).
+const HOLD: u64 = EDGE_CAPACITY as u64;
 /// The reorder window of the `window` scenario.
 const WINDOW: usize = 8;
 

@@ -1,0 +1,191 @@
+//! The master's side of the remote hosts of a run: starting their agents
+//! (the launcher fans out over SSH) and waiting until each has answered or
+//! is known to have failed, then the agents' control connections and SSH
+//! sessions until the run ends.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Shutdown, TcpStream};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::control::Incoming;
+use super::protocol::{encode, FromAgent, RemoteHost, ToAgent};
+use super::remote::{AgentLauncher, AgentSession, HostError};
+use super::supervisor::Peer;
+use clusterduck_transport::wire::write_message;
+
+/// How long the master waits for an agent to end once the run is over.
+const AGENT_END: Duration = Duration::from_secs(10);
+
+/// The remote side of a run: one agent per remote host.
+#[derive(Debug, Default)]
+pub(crate) struct Agents {
+    pub(crate) hosts: Vec<RemoteHost>,
+    /// Each agent's control connection (sending half), by host index.
+    pub(crate) conns: Vec<Option<TcpStream>>,
+    /// The SSH sessions of the agents the master started itself.
+    pub(crate) sessions: Vec<AgentSession>,
+}
+
+impl Agents {
+    pub(crate) fn send(&mut self, host: usize, message: &ToAgent) {
+        if let Some(conn) = &mut self.conns[host] {
+            // An agent that cannot be told is gone; its connection's end
+            // says so.
+            let _ = write_message(conn, &encode(message));
+        }
+    }
+
+    /// Closes every agent's connection and session; agents end their
+    /// nodes and themselves, and the master waits for that.
+    pub(crate) fn close(&mut self) {
+        for conn in self.conns.iter_mut().filter_map(Option::take) {
+            let _ = conn.shutdown(Shutdown::Both);
+        }
+        let sessions = std::mem::take(&mut self.sessions);
+        std::thread::scope(|scope| {
+            for session in sessions {
+                scope.spawn(move || session.close(AGENT_END));
+            }
+        });
+    }
+}
+
+/// What every agent said when it answered.
+pub(crate) struct Answered {
+    /// Each host's address (where its nodes open their data ports).
+    pub(crate) address: Vec<String>,
+    /// This machine's address as the first host's agent saw it: where
+    /// local nodes with consumers on other hosts open their data ports.
+    pub(crate) here: IpAddr,
+}
+
+impl Answered {
+    /// A run without remote hosts.
+    pub(crate) fn none() -> Self {
+        Self {
+            address: Vec::new(),
+            here: [127, 0, 0, 1].into(),
+        }
+    }
+}
+
+/// Starts every host's agent (the launcher fans out) and waits until each
+/// has answered or is known to have failed; every failure is returned, in
+/// host order.
+pub(crate) fn launch_agents(
+    launcher: &AgentLauncher,
+    agents: &mut Agents,
+    incoming: &Receiver<Incoming>,
+    tx: &Sender<Incoming>,
+    limit: Duration,
+    launched: Instant,
+    verbose: bool,
+) -> Result<Answered, Vec<HostError>> {
+    let hosts = agents.hosts.clone();
+    let mut address: Vec<Option<String>> = hosts.iter().map(|_| None).collect();
+    let mut here: Option<IpAddr> = None;
+    let mut failed: Vec<Option<HostError>> = hosts.iter().map(|_| None).collect();
+    let index: HashMap<String, usize> = hosts
+        .iter()
+        .map(|h| (h.name.clone(), h.index as usize))
+        .collect();
+    let deadline = launched + limit;
+    std::thread::scope(|scope| {
+        let report = tx.clone();
+        let starting = scope.spawn(move || {
+            launcher.launch(hosts, &|e| {
+                let _ = report.send(Incoming::HostFailed(e));
+            })
+        });
+        let pending = |address: &[Option<String>], failed: &[Option<HostError>]| {
+            address
+                .iter()
+                .zip(failed)
+                .any(|(a, f)| a.is_none() && f.is_none())
+        };
+        while pending(&address, &failed) {
+            let Ok(event) = incoming.recv_deadline(deadline) else {
+                break;
+            };
+            match event {
+                Incoming::Connected(Peer::Agent(h), stream) => agents.conns[h] = Some(stream),
+                Incoming::Agent(
+                    h,
+                    FromAgent::Hello {
+                        pid,
+                        address: at,
+                        via,
+                    },
+                ) => {
+                    if verbose {
+                        eprintln!(
+                            "clusterduck: run: agent of {} (pid {pid}, at {at}) answered after {:.3}s, started from {via}",
+                            agents.hosts[h].name,
+                            launched.elapsed().as_secs_f64()
+                        );
+                    }
+                    address[h] = Some(at);
+                    if here.is_none() {
+                        here = via.parse().ok();
+                    }
+                }
+                Incoming::Agent(_, FromAgent::HostFailed { error })
+                | Incoming::HostFailed(error) => {
+                    if let Some(&h) = index.get(error.host()) {
+                        failed[h].get_or_insert(error);
+                    }
+                }
+                Incoming::Closed(Peer::Agent(h), reason) if address[h].is_some() => {
+                    failed[h].get_or_insert(HostError::Agent {
+                        host: agents.hosts[h].name.clone(),
+                        detail: format!(
+                            "it answered, then its connection closed ({})",
+                            reason.as_deref().unwrap_or("cleanly")
+                        ),
+                    });
+                }
+                _ => {}
+            }
+        }
+        if pending(&address, &failed) {
+            // Hosts that did not answer in time: their launch is given up.
+            // (Not otherwise: an agent that answered may not have told its
+            // SSH session yet, and killing that would end it.)
+            launcher.abandon();
+        }
+        agents.sessions = starting.join().unwrap_or_default();
+    });
+    // Whatever arrived meanwhile (a failure reported as the launch ended).
+    while let Ok(event) = incoming.try_recv() {
+        if let Incoming::Connected(Peer::Agent(h), stream) = event {
+            agents.conns[h] = Some(stream);
+        } else if let Incoming::Agent(_, FromAgent::HostFailed { error })
+        | Incoming::HostFailed(error) = event
+        {
+            if let Some(&h) = index.get(error.host()) {
+                failed[h].get_or_insert(error);
+            }
+        }
+    }
+    let mut errors = Vec::new();
+    for (h, (a, f)) in address.iter().zip(failed).enumerate() {
+        match (a, f) {
+            (_, Some(e)) => errors.push(e),
+            (None, None) => errors.push(HostError::Agent {
+                host: agents.hosts[h].name.clone(),
+                detail: format!("no answer within {}s", limit.as_secs()),
+            }),
+            (Some(_), None) => {}
+        }
+    }
+    if errors.is_empty() {
+        Ok(Answered {
+            address: address.into_iter().map(Option::unwrap_or_default).collect(),
+            here: here.unwrap_or([127, 0, 0, 1].into()),
+        })
+    } else {
+        Err(errors)
+    }
+}
