@@ -29,6 +29,7 @@ pub(crate) struct Agents {
 }
 
 impl Agents {
+    /// Sends `message` to the agent of host `host`, if it is connected.
     pub(crate) fn send(&mut self, host: usize, message: &ToAgent) {
         if let Some(conn) = &mut self.conns[host] {
             // An agent that cannot be told is gone; its connection's end
