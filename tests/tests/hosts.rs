@@ -382,6 +382,18 @@ fn host_problems_are_errors_naming_every_host_before_anything_runs() {
         "the good host's agent was started (and is gone: see launch_error)"
     );
 
+    // Where the copies go is taken by a file: the copy fails, saying why.
+    let config = edited_config(&dir, |text| text.to_owned());
+    let blocked = fresh_dir("host-errors-copy");
+    std::fs::write(blocked.join(".bin"), "not a directory").unwrap();
+    let e = launch_error(&config, "cd-h1", &blocked);
+    assert!(
+        e.starts_with(
+            "error: cannot launch: host cd-h1: binary copy failed: exit status: 1: mkdir: "
+        ) && e.contains(".bin"),
+        "{e}"
+    );
+
     // One host alone: its error, on the error line itself.
     let config = edited_config(&dir, |text| text.to_owned());
     let e = launch_error(&config, "cd-h1,cd-nowhere", &dir);

@@ -364,15 +364,21 @@ impl AgentLauncher {
             below,
             ..self.template.clone()
         };
+        // How far the handshake got tells a failure's kind.
+        let mut stage = Stage::Connecting;
         let mut line = String::new();
         let handshake = (|| -> io::Result<bool> {
             stdout.read_line(&mut line)?;
             match line.trim() {
                 "have" => {}
-                "need" => stdin.write_all(&program.bytes)?,
+                "need" => {
+                    stage = Stage::Copying;
+                    stdin.write_all(&program.bytes)?;
+                }
                 _ => return Ok(false),
             }
             write_message(&mut stdin, &encode(&config))?;
+            stage = Stage::Starting;
             line.clear();
             stdout.read_line(&mut line)?;
             Ok(line.trim() == "up")
@@ -391,18 +397,38 @@ impl AgentLauncher {
         let status = ssh.wait();
         let _ = err_reader.join();
         let stderr = stderr.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        Err(match status {
-            Ok(status) if status.code() == Some(255) => classify(name, &stderr),
-            Ok(status) => HostError::Agent {
-                host: name.clone(),
+        let host = name.clone();
+        Err(match (status, stage) {
+            (Ok(status), Stage::Connecting) if status.code() == Some(255) => {
+                classify(name, &stderr)
+            }
+            // Before `have` or `need`, the shell only makes the directory
+            // of copies; with `need`, it writes the copy.
+            (Ok(status), Stage::Connecting | Stage::Copying) => HostError::Copy {
+                host,
+                detail: format!("{status}: {}", stderr_line(&stderr)),
+            },
+            (Ok(status), Stage::Starting) => HostError::Agent {
+                host,
                 detail: format!("{status}: {}; its log: {log}.err", stderr_line(&stderr)),
             },
-            Err(e) => HostError::Agent {
-                host: name.clone(),
+            (Err(e), _) => HostError::Agent {
+                host,
                 detail: format!("waiting for ssh: {e}"),
             },
         })
     }
+}
+
+/// How far an agent's start got.
+#[derive(Clone, Copy, Debug)]
+enum Stage {
+    /// Connecting, and making the directory of copies.
+    Connecting,
+    /// Sending the binary.
+    Copying,
+    /// The agent was told its configuration; it has not said `up` yet.
+    Starting,
 }
 
 /// Splits `hosts` into the first `width`, to start directly, each with its
