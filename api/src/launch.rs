@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clusterduck_engine::body::{DebugSink, Payload};
 use clusterduck_engine::graph::{Graph, NodeId};
-use clusterduck_engine::local::{LocalRun, DEFAULT_EDGE_CAPACITY};
+use clusterduck_engine::local::LocalRun;
 use clusterduck_engine::process::{
     agent_main, agent_role, node_main, node_role, ProcessRun, DEFAULT_DIR, DEFAULT_FANOUT,
     DEFAULT_SILENCE,
@@ -39,7 +39,7 @@ pub enum Mode {
     Processes,
 }
 
-/// Default bytes of a node's output ring in process mode.
+/// Default bytes of a node's output ring, in every mode.
 pub const DEFAULT_RING_BYTES: usize = 4 << 20;
 
 /// The options of a launch.
@@ -67,7 +67,6 @@ pub struct Launch {
     fanout: usize,
     hosts: Vec<String>,
     placements: Vec<(u64, String, String)>,
-    edge_capacity: usize,
     batch: usize,
     spin: Duration,
     watches: Vec<(u64, NodeId, String, OutputCallback)>,
@@ -82,7 +81,6 @@ impl fmt::Debug for Launch {
             .field("mode", &self.mode)
             .field("dir", &self.dir)
             .field("ring_bytes", &self.ring_bytes)
-            .field("edge_capacity", &self.edge_capacity)
             .field("batch", &self.batch)
             .field("spin", &self.spin)
             .field(
@@ -113,7 +111,6 @@ impl Launch {
             fanout: DEFAULT_FANOUT,
             hosts: Vec::new(),
             placements: Vec::new(),
-            edge_capacity: DEFAULT_EDGE_CAPACITY,
             batch: DEFAULT_BATCH,
             spin: Duration::ZERO,
             watches: Vec::new(),
@@ -178,8 +175,10 @@ impl Launch {
         self
     }
 
-    /// Bytes of each node's output ring in process mode (4 MiB by default);
-    /// the largest value a node can emit is a little less than half of it.
+    /// Bytes of each node's output ring, in every mode (4 MiB by default):
+    /// an edge holds what its producer's ring holds, and a producer whose
+    /// ring is full waits. The largest value a node can emit is a little
+    /// less than half of it, in every mode.
     pub fn ring_bytes(mut self, bytes: usize) -> Self {
         self.ring_bytes = bytes;
         self
@@ -214,36 +213,25 @@ impl Launch {
         self
     }
 
-    /// How many values may be in flight on one edge before its producer
-    /// blocks (1024 by default), in local mode. In process mode an edge is
-    /// its producer's ring, bounded by [`ring_bytes`](Self::ring_bytes).
-    pub fn edge_capacity(mut self, values: usize) -> Self {
-        self.edge_capacity = values.max(1);
-        self
-    }
-
     /// How many values a node takes from one upstream at a time, at most
-    /// (256 by default): from its upstream's ring in process mode (values
-    /// decoded per read; the rest stay in the ring, holding the upstream
-    /// back), from its edge in local mode.
+    /// (256 by default), from its upstream's ring (values decoded per read;
+    /// the rest stay in the ring, holding the upstream back).
     ///
     /// Batching never delays a value: a value is visible to its consumers
     /// the moment it is written, and a node takes whatever is there, up to
     /// `batch`, each time it reads. A larger batch spreads the cost of a
-    /// read (looking at the ring or channel, the loop's bookkeeping) over
-    /// more values; a smaller one keeps fewer decoded values in memory per
+    /// read (looking at the ring, the loop's bookkeeping) over more
+    /// values; a smaller one keeps fewer decoded values in memory per
     /// upstream and lets a node with several upstreams alternate between
     /// them more finely. `clusterduck-bench --sweep batch` measures the
-    /// trade-off on your machine. In local mode, what a node took from an
-    /// edge adds to what the edge holds: a producer runs at most
-    /// `edge_capacity + batch` values ahead of its consumer.
+    /// trade-off on your machine.
     pub fn batch(mut self, values: usize) -> Self {
         self.batch = values.max(1);
         self
     }
 
     /// How long a node that has read everything keeps polling its inputs
-    /// before it sleeps, in process mode (by default a few microseconds).
+    /// before it sleeps, in every mode (by default a few microseconds).
     ///
     /// A sleeping node costs nothing, but the next value must wake it: about
     /// 10 µs per edge on the reference machine, more under load. A polling
@@ -411,7 +399,8 @@ impl Topology {
         {
             Mode::Local => {
                 let run = LocalRun {
-                    edge_capacity: launch.edge_capacity,
+                    ring_bytes: launch.ring_bytes,
+                    spin: launch.spin,
                     batch: launch.batch,
                     watched,
                     stop: launch.stop.clone(),

@@ -43,8 +43,8 @@
 //!
 //! # Semantics
 //!
-//! - **Back-pressure, never loss.** Every edge holds a bounded number of
-//!   values ([`Launch::edge_capacity`]); a node that sends to a full edge
+//! - **Back-pressure, never loss.** Every edge is its producer's ring, of
+//!   [`Launch::ring_bytes`] bytes in every mode; a node whose ring is full
 //!   waits. [`Dispatcher::send`] blocks the same way.
 //! - **Ids.** A worker's outputs keep the id of the input unless it emits
 //!   with [`Emitter::emit_at`]. A merged worker sees each upstream's values in

@@ -37,8 +37,7 @@ const USAGE: &str = "usage: clusterduck-bench [OPTIONS]
   --batch N                     values a node takes from an upstream per read (default 256)
   --spin MICROS                 shm, tcp: how long a node polls before it sleeps
                                 (default 0: a few microseconds)
-  --edge-capacity N             local: values in flight on an edge (default 1024)
-  --ring-bytes N                bytes of each node's ring, shm (default 4 MiB)
+  --ring-bytes N                bytes of each node's ring, every mode (default 4 MiB)
   --rate R                      values/s each spout offers, open loop (default: flat out)
   --stamp-every N               stamp one value in N for the latency figures
                                 (default 1: every value; the others cost no
@@ -50,7 +49,7 @@ const USAGE: &str = "usage: clusterduck-bench [OPTIONS]
   --hosts N                     tcp across the test hosts: cd-h1..cd-hN (default 2)
   --fanout W                    the launch tree's width (default 32)
   --runs R                      runs per configuration; the median is printed (default 3)
-  --sweep batch|spin|ring-bytes|edge-capacity   measure a range of values
+  --sweep batch|spin|ring-bytes measure a range of values
   --dir DIR                     node logs (default /tmp/clusterduck-bench)
   --json                        one JSON object per configuration instead of a table";
 
@@ -110,7 +109,6 @@ fn parse(args: &[String]) -> Result<Plan, String> {
         send_ref: true,
         messages: 1_000_000,
         payload: 64,
-        edge_capacity: 1024,
         batch: clusterduck_engine::DEFAULT_BATCH,
         spin_us: 0,
         ring_bytes: 4 << 20,
@@ -149,7 +147,6 @@ fn parse(args: &[String]) -> Result<Plan, String> {
             }
             "--messages" => base.messages = number(value()?)?,
             "--payload" => base.payload = number(value()?)? as usize,
-            "--edge-capacity" => base.edge_capacity = number(value()?)?.max(1) as usize,
             "--ring-bytes" => base.ring_bytes = number(value()?)? as usize,
             "--rate" => base.rate = number(value()?)?,
             "--stamp-every" => base.stamp_every = number(value()?)?.max(1),
@@ -184,13 +181,6 @@ fn parse(args: &[String]) -> Result<Plan, String> {
                 ..base.clone()
             })
             .collect(),
-        Some("edge-capacity") => [16, 64, 256, 1024, 4096]
-            .iter()
-            .map(|c| Config {
-                edge_capacity: *c,
-                ..base.clone()
-            })
-            .collect(),
         Some("ring-bytes") => [64 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20]
             .iter()
             .map(|r| Config {
@@ -198,11 +188,7 @@ fn parse(args: &[String]) -> Result<Plan, String> {
                 ..base.clone()
             })
             .collect(),
-        Some(other) => {
-            return Err(format!(
-                "--sweep {other:?}: batch, spin, ring-bytes or edge-capacity"
-            ))
-        }
+        Some(other) => return Err(format!("--sweep {other:?}: batch, spin or ring-bytes")),
     };
     let mut configs = Vec::new();
     for workload in &workloads {
@@ -239,7 +225,6 @@ fn single_args(config: &Config) -> Vec<String> {
         config.send_ref.to_string(),
         config.messages.to_string(),
         config.payload.to_string(),
-        config.edge_capacity.to_string(),
         config.batch.to_string(),
         config.spin_us.to_string(),
         config.ring_bytes.to_string(),
@@ -296,18 +281,17 @@ fn single(args: &[String]) -> ExitCode {
             send_ref: get(3)? == "true",
             messages: num(4)?,
             payload: num(5)? as usize,
-            edge_capacity: num(6)? as usize,
-            batch: num(7)? as usize,
-            spin_us: num(8)?,
-            ring_bytes: num(9)? as usize,
-            rate: num(10)?,
-            slow: num(11)?,
-            window: num(12)? as usize,
-            dir: get(13)?,
-            stamp_every: num(14)?.max(1),
-            spouts: num(15)?,
-            hosts: num(16)? as usize,
-            fanout: num(17)? as usize,
+            batch: num(6)? as usize,
+            spin_us: num(7)?,
+            ring_bytes: num(8)? as usize,
+            rate: num(9)?,
+            slow: num(10)?,
+            window: num(11)? as usize,
+            dir: get(12)?,
+            stamp_every: num(13)?.max(1),
+            spouts: num(14)?,
+            hosts: num(15)? as usize,
+            fanout: num(16)? as usize,
         })
     })();
     let config = match parsed {

@@ -150,7 +150,6 @@ pub(crate) struct Config {
     pub(crate) send_ref: bool,
     pub(crate) messages: u64,
     pub(crate) payload: usize,
-    pub(crate) edge_capacity: usize,
     /// Values a node takes from an upstream per read.
     pub(crate) batch: usize,
     /// How long a node polls its inputs before it sleeps, in microseconds.
@@ -414,7 +413,6 @@ pub(crate) fn run_once(config: &Config) -> Result<Figures, String> {
             .dir(&config.dir)
             .fanout(config.fanout),
     }
-    .edge_capacity(config.edge_capacity)
     .batch(config.batch)
     .spin(Duration::from_micros(config.spin_us))
     .ctrl_c(false);
@@ -531,7 +529,6 @@ mod tests {
             send_ref: false,
             messages: 5_000,
             payload: 64,
-            edge_capacity: 1024,
             batch: 256,
             spin_us: 0,
             ring_bytes: 1 << 20,

@@ -178,7 +178,7 @@ fn a_full_consumer_holds_its_producer_back_and_nothing_is_dropped() {
         "outputs K: 1999
 report S: in 0, out 2000, duplicates 0, late 0, gaps 0, evicted 0, incomplete 0
 report K: in 2000, out 1, duplicates 0, late 0, gaps 0, evicted 0, incomplete 0
-S was held back: ahead by at least 16 and at most what the edges hold
+S was held back: ahead by at least 24 and at most what the edges hold
 result: ok
 ",
     );
@@ -219,7 +219,7 @@ fn a_sequenced_upstream_ahead_of_the_window_is_not_read() {
         BOTH,
         &[],
         "report C: in 2000, out 1000, duplicates 0, late 0, gaps 0, evicted 0, incomplete 0
-A was held back: ahead by at least 16 and at most what the edges hold
+A was held back: ahead by at least 24 and at most what the edges hold
 result: ok
 ",
     );

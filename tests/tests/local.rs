@@ -42,7 +42,7 @@ fn a_pipeline_processes_every_value_and_counts_them() {
         *sum.lock().unwrap() += v;
         Ok(())
     });
-    let report = t.launch(Launch::local().edge_capacity(16)).unwrap();
+    let report = t.launch(Launch::local().ring_bytes(4096)).unwrap();
     assert_eq!(*total.lock().unwrap(), 2 * (0..10_000u64).sum::<u64>());
     let (s, w, k) = (
         report.node("S").unwrap(),
@@ -76,7 +76,7 @@ fn merged_upstreams_each_keep_their_order() {
         Ok(())
     });
     let (seen, debug) = collector();
-    t.launch(Launch::local().edge_capacity(8).debug(&m, debug))
+    t.launch(Launch::local().ring_bytes(4096).debug(&m, debug))
         .unwrap();
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 10_000);
@@ -351,7 +351,7 @@ fn a_slow_consumer_holds_the_spout_back_without_loss() {
     let _w = watchdog("back-pressure", LIMIT);
     for batch in [1, 4] {
         let max = values_ahead_of_a_slow_consumer(batch);
-        // In flight at most: the edge, the values the consumer took (one
+        // In flight at most: the ring, the values the consumer took (one
         // batch, the one being processed among them), the one being sent,
         // and one the sink finished but has not counted yet.
         assert!(
@@ -361,8 +361,10 @@ fn a_slow_consumer_holds_the_spout_back_without_loss() {
     }
 }
 
-/// Values in flight on an edge of this capacity.
-const CAPACITY: u64 = 4;
+/// Bytes of the rings of the back-pressure test, and the values they hold
+/// (a `u64` frame takes 32 bytes: a 16-byte header, 8 bytes padded to 16).
+const RING_BYTES: usize = 4096;
+const CAPACITY: u64 = (RING_BYTES / 32) as u64;
 
 /// How far a spout ran ahead of a slow sink, at most.
 fn values_ahead_of_a_slow_consumer(batch: u64) -> u64 {
@@ -372,7 +374,7 @@ fn values_ahead_of_a_slow_consumer(batch: u64) -> u64 {
     let max_ahead = Arc::new(Mutex::new(0u64));
     let (s_sent, s_processed, s_max) = (sent.clone(), processed.clone(), max_ahead.clone());
     let s = t.spout("S", move |out| {
-        for i in 0..200u64 {
+        for i in 0..400u64 {
             out.send(i, i)?;
             let sent = i + 1;
             *s_sent.lock().unwrap() = sent;
@@ -389,13 +391,9 @@ fn values_ahead_of_a_slow_consumer(batch: u64) -> u64 {
         *p.lock().unwrap() += 1;
         Ok(())
     });
-    t.launch(
-        Launch::local()
-            .edge_capacity(CAPACITY as usize)
-            .batch(batch as usize),
-    )
-    .unwrap();
-    assert_eq!(*processed.lock().unwrap(), 200);
+    t.launch(Launch::local().ring_bytes(RING_BYTES).batch(batch as usize))
+        .unwrap();
+    assert_eq!(*processed.lock().unwrap(), 400);
     let max = *max_ahead.lock().unwrap();
     max
 }

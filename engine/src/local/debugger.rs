@@ -5,12 +5,14 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, SendTimeoutError, Sender};
 
-use crate::body::{DebugSink, Payload};
+use crate::body::{Codec, DebugSink, Payload};
 use crate::graph::NodeId;
 use crate::report::{Failure, PolicyEvent};
-use crate::run::{panic_message, RunControl};
+use crate::run::ring_output::Tap;
+use crate::run::{panic_message, EventSink, RunControl, TICK};
+use crate::stop::StopSignal;
 use crate::Seq;
 
 /// Values in flight to the debugger, at most; a slow debugger slows the
@@ -55,4 +57,59 @@ pub(crate) fn spawn(
         })
         .expect("spawn the debugger thread");
     (tx, handle)
+}
+
+/// Sends `msg`, blocking while the debugger is behind; gives up if the run
+/// aborts or the debugger is gone.
+fn send(tx: &Sender<DebugMsg>, mut msg: DebugMsg, stop: &StopSignal) {
+    loop {
+        match tx.send_timeout(msg, TICK) {
+            Ok(()) | Err(SendTimeoutError::Disconnected(_)) => return,
+            Err(SendTimeoutError::Timeout(m)) => {
+                if stop.is_aborted() {
+                    return;
+                }
+                msg = m;
+            }
+        }
+    }
+}
+
+/// A watched node's outputs, read back from their archived bytes (as the
+/// master does in process mode) and handed to the debugger thread.
+pub(crate) struct LocalTap {
+    pub(crate) node: NodeId,
+    pub(crate) name: String,
+    pub(crate) codec: Arc<dyn Codec>,
+    pub(crate) tx: Sender<DebugMsg>,
+    pub(crate) control: Arc<RunControl>,
+}
+
+impl Tap for LocalTap {
+    fn watched(&mut self, seq: Seq, bytes: &[u8]) {
+        match self.codec.decode(bytes) {
+            Ok(value) => send(
+                &self.tx,
+                DebugMsg::Output(self.node, seq, value),
+                &self.control.stop,
+            ),
+            Err(e) => self.control.fail(Failure::Control {
+                node: self.name.clone(),
+                message: format!("bad debugger record for seq {seq}: {e}"),
+            }),
+        }
+    }
+}
+
+/// Sends a node's policy events to the debugger thread.
+pub(crate) struct LocalEvents {
+    pub(crate) tx: Sender<DebugMsg>,
+    pub(crate) stop: StopSignal,
+}
+
+impl EventSink for LocalEvents {
+    fn event(&mut self, event: PolicyEvent) {
+        // Refused only when the run aborts: the event is moot then.
+        send(&self.tx, DebugMsg::Event(event), &self.stop);
+    }
 }

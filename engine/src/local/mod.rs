@@ -1,41 +1,45 @@
 //! Local mode: every node of a topology runs as a thread of the launching
-//! process, joined by bounded channels. The reference semantics for the
-//! other modes, and the quickest way to test a topology.
+//! process, on the same rings and the same node loops as a node process.
+//! What stays local is only what must: the debugger is called in this
+//! process, a panic is caught per thread, and there is no fingerprint,
+//! control connection or process to supervise. Which nodes share a process
+//! is a placement decision; this run places them all in this one.
 
 mod debugger;
-mod output;
 
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
+use clusterduck_transport::{RingName, RingReader, RingWriter};
 
-use self::debugger::DebugMsg;
-use self::output::LocalOutput;
-use crate::body::{Body, DebugSink, NodeImpl};
+use self::debugger::{LocalEvents, LocalTap};
+use crate::body::{Body, Codec, DebugSink, NodeImpl};
 use crate::graph::{Graph, NodeId, NodeKind};
 use crate::node::NodeCore;
-use crate::report::{Failure, NodeReport, PolicyEvent, RunFailure, RunReport};
-use crate::run::edge::{self, send, EdgeRx, EdgeTx};
+use crate::report::{Failure, NodeReport, RunFailure, RunReport};
 use crate::run::inlet::{Inlet, DEFAULT_BATCH};
+use crate::run::ring_output::{RingOutput, Tap};
 use crate::run::spout::SpoutTask;
 use crate::run::worker::WorkerTask;
-use crate::run::{panic_message, EmitGate, EventSink, RunControl};
+use crate::run::{new_run_id, panic_message, EmitGate, EventSink, RunControl};
 use crate::stop::{StopSignal, ABORT_GRACE};
 
 /// How often the run looks whether it was aborted while its nodes run.
 const ABORT_POLL: Duration = Duration::from_millis(20);
 
-/// Default capacity of an edge, in values.
-pub const DEFAULT_EDGE_CAPACITY: usize = 1024;
+/// Default bytes of a node's output ring.
+pub const DEFAULT_RING_BYTES: usize = 4 << 20;
 
 /// How a local run is set up.
 #[derive(Debug)]
 pub struct LocalRun {
-    /// Values in flight on one edge, at most.
-    pub edge_capacity: usize,
+    /// Bytes of each node's output ring.
+    pub ring_bytes: usize,
     /// Values a node takes from one upstream at a time, at most.
     pub batch: usize,
+    /// How long a node polls its inputs before it sleeps.
+    pub spin: Duration,
     /// The nodes whose outputs go to the debugger, by id.
     pub watched: Vec<NodeId>,
     /// Stops the run from outside.
@@ -45,25 +49,45 @@ pub struct LocalRun {
 impl Default for LocalRun {
     fn default() -> Self {
         Self {
-            edge_capacity: DEFAULT_EDGE_CAPACITY,
+            ring_bytes: DEFAULT_RING_BYTES,
             batch: DEFAULT_BATCH,
+            spin: Duration::ZERO,
             watched: Vec::new(),
             stop: StopSignal::new(),
         }
     }
 }
 
-/// Sends a node's policy events to the debugger thread.
-struct LocalEvents {
-    tx: Sender<DebugMsg>,
-    stop: StopSignal,
+/// The rings of a local run, removed when it ends.
+struct Rings {
+    run_id: String,
 }
 
-impl EventSink for LocalEvents {
-    fn event(&mut self, event: PolicyEvent) {
-        // Refused only when the run aborts: the event is moot then.
-        let _ = send(&self.tx, DebugMsg::Event(event), &self.stop);
+impl Rings {
+    /// The name of node `name`'s ring.
+    fn name(&self, node: &str) -> Result<RingName, String> {
+        RingName::new(&self.run_id, node).map_err(|e| e.to_string())
     }
+}
+
+impl Drop for Rings {
+    fn drop(&mut self) {
+        if let Err(e) = clusterduck_transport::remove_run_segments(&self.run_id) {
+            eprintln!("clusterduck: removing the run's segments: {e}");
+        }
+    }
+}
+
+/// A run that could not start: `node`'s ring or inputs.
+fn not_started(graph: &Graph, node: NodeId, message: String) -> Box<RunFailure> {
+    Box::new(RunFailure {
+        failure: Failure::NotStarted {
+            node: graph.node(node).name.clone(),
+            host: crate::process::LOCAL_HOST.to_owned(),
+            message,
+        },
+        report: RunReport::default(),
+    })
 }
 
 impl LocalRun {
@@ -91,34 +115,67 @@ impl LocalRun {
             None => (None, None),
         };
 
-        // One bounded edge per (producer, consumer input).
+        // Every node's ring, then every consumer's readers, before any
+        // thread starts: no node waits for another to attach.
         let count = graph.nodes().len();
-        let mut inputs: Vec<Vec<Option<EdgeRx>>> = (0..count)
-            .map(|id| (0..graph.upstreams(id).len()).map(|_| None).collect())
-            .collect();
-        let mut outputs: Vec<Vec<EdgeTx>> = vec![Vec::new(); count];
-        for (producer, edges) in outputs.iter_mut().enumerate() {
-            for (consumer, input) in graph.downstreams(producer) {
-                let (tx, rx) = edge::edge(self.edge_capacity);
-                edges.push(tx);
-                inputs[*consumer][*input] = Some(rx);
+        let rings = Rings {
+            run_id: new_run_id().map_err(|e| not_started(graph, 0, e.to_string()))?,
+        };
+        let mut writers: Vec<Option<RingWriter>> = Vec::with_capacity(count);
+        for (id, spec) in graph.nodes().iter().enumerate() {
+            writers.push(if graph.downstreams(id).is_empty() {
+                None
+            } else {
+                let name = rings
+                    .name(&spec.name)
+                    .map_err(|e| not_started(graph, id, e))?;
+                let writer = RingWriter::create(&name, self.ring_bytes)
+                    .map_err(|e| not_started(graph, id, format!("its ring: {e}")))?;
+                Some(writer)
+            });
+        }
+        let codecs: Vec<Arc<dyn Codec>> = nodes.iter().map(|n| n.codec.clone()).collect();
+        let mut inputs: Vec<Vec<Inlet>> = Vec::with_capacity(count);
+        for id in 0..count {
+            let mut inlets = Vec::new();
+            for up in graph.upstreams(id) {
+                let up_name = &graph.node(*up).name;
+                let mut reader = rings
+                    .name(up_name)
+                    .and_then(|name| RingReader::attach(&name).map_err(|e| e.to_string()))
+                    .map_err(|e| {
+                        not_started(
+                            graph,
+                            id,
+                            format!("attaching to the ring of {up_name}: {e}"),
+                        )
+                    })?;
+                reader.set_spin(self.spin);
+                inlets.push(Inlet::ring(reader, codecs[*up].clone(), self.batch));
             }
+            inputs.push(inlets);
         }
 
         let (done_tx, done_rx) = crossbeam_channel::unbounded::<NodeId>();
         let mut threads = Vec::with_capacity(count);
-        for (id, (node, edges)) in nodes.into_iter().zip(outputs).enumerate() {
+        let per_node = nodes.into_iter().zip(writers).zip(inputs);
+        for (id, ((node, ring), inlets)) in per_node.enumerate() {
             let spec = graph.node(id);
-            let output = LocalOutput {
-                node: id,
-                gate: EmitGate::new(control.stop.clone(), matches!(spec.kind, NodeKind::Spout)),
-                edges,
-                tap: if self.watched.contains(&id) {
-                    debug_tx.clone()
-                } else {
-                    None
-                },
+            let tap = match &debug_tx {
+                Some(tx) if self.watched.contains(&id) => Some(Box::new(LocalTap {
+                    node: id,
+                    name: spec.name.clone(),
+                    codec: node.codec.clone(),
+                    tx: tx.clone(),
+                    control: control.clone(),
+                }) as Box<dyn Tap>),
+                _ => None,
+            };
+            let output = RingOutput {
+                ring,
+                tap,
                 codec: node.codec,
+                gate: EmitGate::new(control.stop.clone(), matches!(spec.kind, NodeKind::Spout)),
                 emitted: 0,
             };
             let name = spec.name.clone();
@@ -139,12 +196,7 @@ impl LocalRun {
                         spec: spec.clone(),
                         core: NodeCore::new(spec),
                         body,
-                        inputs: inputs[id]
-                            .iter_mut()
-                            .map(|rx| {
-                                Inlet::edge(rx.take().expect("every input has an edge"), self.batch)
-                            })
-                            .collect(),
+                        inputs: inlets,
                         upstream_names: spec.upstreams.clone().into(),
                         output,
                         control: control.clone(),
@@ -218,6 +270,8 @@ impl LocalRun {
         }
         report.elapsed = started.elapsed();
         report.drained_on_request = control.stop.drain_requested();
+        // Threads left behind keep their mappings; the names go now.
+        drop(rings);
         match control.take_failure() {
             Some(failure) => Err(Box::new(RunFailure { failure, report })),
             None if control.stop.is_aborted() => Err(Box::new(RunFailure {

@@ -10,7 +10,9 @@ use std::thread;
 use crossbeam_channel::Sender;
 use rkyv::util::AlignedVec;
 
-use super::protocol::encode;
+use super::protocol::{encode, ToMaster};
+use crate::run::ring_output::Tap;
+use crate::Seq;
 use clusterduck_transport::wire::append_message;
 
 /// Messages queued at most; a slow connection slows the senders.
@@ -122,5 +124,17 @@ impl ControlTx {
                 }
             })
             .map(drop)
+    }
+}
+
+/// A watched node's outputs go to the master, which hands them to the
+/// debugger.
+impl Tap for ControlTx {
+    fn watched(&mut self, seq: Seq, bytes: &[u8]) {
+        // A master that is gone ends this process soon enough.
+        let _ = self.send(&ToMaster::Output {
+            seq,
+            bytes: bytes.to_vec(),
+        });
     }
 }

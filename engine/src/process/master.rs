@@ -26,9 +26,9 @@ use crate::body::{Codec, DebugSink};
 use crate::fingerprint::Fingerprint;
 use crate::graph::{Graph, NodeId, NodeKind};
 use crate::report::{Failure, NodeReport, PolicyEvent, RunFailure, RunReport};
-use crate::run::panic_message;
+use crate::run::{new_run_id, panic_message};
 use crate::stop::{StopSignal, ABORT_GRACE};
-use clusterduck_transport::auth::{self, Secret};
+use clusterduck_transport::auth::Secret;
 use clusterduck_transport::wire::write_message;
 
 /// The environment variable that makes the master say where everything is
@@ -389,13 +389,6 @@ fn remove_stale_segments() {
         }
         Err(e) => eprintln!("clusterduck: cannot look for stale segments: {e}"),
     }
-}
-
-/// A random run id: 16 hex digits.
-fn new_run_id() -> io::Result<String> {
-    let mut bytes = [0u8; 8];
-    auth::random(&mut bytes)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 impl Master {

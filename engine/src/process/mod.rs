@@ -27,7 +27,6 @@ mod link;
 mod logs;
 mod master;
 mod node;
-mod output;
 mod placement;
 mod protocol;
 mod remote;

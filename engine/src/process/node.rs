@@ -11,7 +11,6 @@ use rkyv::util::AlignedVec;
 
 use super::control_tx::ControlTx;
 use super::link;
-use super::output::RingOutput;
 use super::protocol::{decode, NodeConfig, ToMaster, ToNode};
 use crate::body::{Body, NodeImpl};
 use crate::fingerprint::Fingerprint;
@@ -19,6 +18,7 @@ use crate::graph::{Graph, NodeId, NodeKind};
 use crate::node::NodeCore;
 use crate::report::{NodeReport, PolicyEvent};
 use crate::run::inlet::Inlet;
+use crate::run::ring_output::{RingOutput, Tap};
 use crate::run::spout::SpoutTask;
 use crate::run::worker::WorkerTask;
 use crate::run::{EmitGate, EventSink, RunControl};
@@ -278,7 +278,7 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<NodeEnd, NodeError> {
     let node = impls.swap_remove(id);
     let output = RingOutput {
         ring,
-        tap: config.watched.then(|| tx.clone()),
+        tap: config.watched.then(|| Box::new(tx.clone()) as Box<dyn Tap>),
         codec: node.codec,
         gate: EmitGate::new(control.stop.clone(), matches!(spec.kind, NodeKind::Spout)),
         emitted: 0,

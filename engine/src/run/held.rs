@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use clusterduck_transport::FrameKind;
 use smallvec::SmallVec;
 
-use super::edge::TICK;
 use super::inlet::{read_failed, BadInput, RING_POLL};
 use super::worker::{call_guarded, WorkerTask};
+use super::TICK;
 use super::{NodeOutput, Upstreams};
 use crate::node::{Input, NodeCore, Step};
 use crate::report::NodeReport;
@@ -97,7 +97,7 @@ impl Ledger {
 impl<O: NodeOutput> WorkerTask<O> {
     /// Whether this worker runs [`run_held`](Self::run_held).
     pub(crate) fn runs_held(&self) -> bool {
-        self.body.takes_archived() && self.core.bundles() && self.inputs.iter().all(|i| i.is_ring())
+        self.body.takes_archived() && self.core.bundles()
     }
 
     /// Runs the bundled worker to the end of its inputs, or until the run
@@ -114,11 +114,7 @@ impl<O: NodeOutput> WorkerTask<O> {
         ));
         let mut core: NodeCore<Held> = NodeCore::new(&self.spec);
         // Where to read each ring from next: past the frames held.
-        let mut next: Vec<u64> = self
-            .inputs
-            .iter()
-            .map(|i| i.reader().map_or(0, |r| r.cursor()))
-            .collect();
+        let mut next: Vec<u64> = self.inputs.iter().map(|i| i.reader().cursor()).collect();
         let mut ended = vec![false; n];
         let mut closed = vec![false; n];
         let mut current = 0;
@@ -256,7 +252,7 @@ impl<O: NodeOutput> WorkerTask<O> {
         };
         let mut frames: SmallVec<[&[u8]; 8]> = SmallVec::with_capacity(held.len());
         for h in &held {
-            let ring = self.inputs[h.upstream].reader().expect("a ring inlet");
+            let ring = self.inputs[h.upstream].reader();
             match ring.frame_at(h.pos) {
                 Ok((frame, _)) => frames.push(frame.bytes()),
                 Err(e) => {
@@ -287,9 +283,7 @@ impl<O: NodeOutput> WorkerTask<O> {
         let mut ledgers = ledgers.borrow_mut();
         for (u, ledger) in ledgers.iter_mut().enumerate() {
             if let Some(end) = ledger.releasable() {
-                if let Some((ring, _)) = self.inputs[u].reader_mut() {
-                    ring.release_to(end);
-                }
+                self.inputs[u].reader_mut().0.release_to(end);
             }
         }
     }
@@ -312,9 +306,7 @@ impl<O: NodeOutput> WorkerTask<O> {
             count,
         } = at;
         let batch = self.inputs[u].batch();
-        let Some((ring, broken)) = self.inputs[u].reader_mut() else {
-            return Ok(false);
-        };
+        let (ring, broken) = self.inputs[u].reader_mut();
         let end = match ring.published_past(*next, wait.unwrap_or(Duration::ZERO)) {
             Ok(Some(end)) => end,
             Ok(None) => return Ok(false),

@@ -3,10 +3,10 @@
 //! decoded, copied or queued. Only a plain worker (nothing to bundle or
 //! reorder) whose every input is a ring runs this way.
 
-use super::edge::TICK;
 use super::inlet::{BadInput, RING_POLL};
 use super::worker::{call_guarded, WorkerTask};
 use super::NodeOutput;
+use super::TICK;
 use crate::report::NodeReport;
 
 /// Why the loop stops early.
@@ -26,9 +26,7 @@ impl From<BadInput> for Halt {
 impl<O: NodeOutput> WorkerTask<O> {
     /// Whether this worker runs [`run_in_place`](Self::run_in_place).
     pub(crate) fn runs_in_place(&self) -> bool {
-        self.body.takes_archived()
-            && !self.core.bundles()
-            && self.inputs.iter().all(|i| i.is_ring())
+        self.body.takes_archived() && !self.core.bundles()
     }
 
     /// Runs the worker to the end of its inputs, or until the run aborts,

@@ -1,6 +1,7 @@
-//! Where a node's loop takes an upstream's values from: a channel (local
-//! mode) or, in process mode, the upstream's ring itself, read and decoded
-//! on the node's own thread (no hand-over thread, and each value is
+//! Where a node's loop takes an upstream's values from: the upstream's ring
+//! itself (its own, on the same host, whether the upstream is a thread of
+//! this process or another process; or the mirror a link fills), read and
+//! decoded on the node's own thread (no hand-over thread, and each value is
 //! allocated and freed by the same thread).
 
 use std::collections::VecDeque;
@@ -8,9 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clusterduck_transport::{Batch, FrameError, FrameKind, ReadError, RingReader};
-use crossbeam_channel::Select;
 
-use super::edge::{EdgeRx, Msg};
 use crate::body::{Codec, Payload};
 use crate::Seq;
 
@@ -22,25 +21,15 @@ pub const DEFAULT_BATCH: usize = 256;
 pub(crate) const RING_POLL: Duration = Duration::from_millis(1);
 
 /// One upstream's values, as the node's loop reads them, at most `batch` at
-/// a time.
+/// a time, from a ring (the upstream's own, or a mirror of it).
 pub(crate) struct Inlet {
-    source: Source,
+    reader: RingReader,
+    codec: Arc<dyn Codec>,
+    /// The upstream's process died or its writer went away: nothing more
+    /// will come, and this is not an end of stream. Whoever runs the
+    /// upstream reports it and stops the run.
+    broken: bool,
     batch: usize,
-}
-
-/// Where an inlet's values come from.
-enum Source {
-    /// A channel that other threads send to.
-    Edge(EdgeRx),
-    /// A ring in shared memory (the upstream's own, or a mirror of it).
-    Ring {
-        reader: RingReader,
-        codec: Arc<dyn Codec>,
-        /// The upstream's process died or its writer went away: nothing more
-        /// will come, and this is not an end of stream. The master reports
-        /// it and stops the run.
-        broken: bool,
-    },
 }
 
 /// What has arrived from one upstream and not been offered yet: at most
@@ -53,15 +42,6 @@ pub(crate) struct Inbox {
     pub(crate) ended: bool,
     /// The node's core was told of the end.
     pub(crate) closed: bool,
-}
-
-impl Inbox {
-    fn put(&mut self, msg: Msg) {
-        match msg {
-            Msg::Data(seq, value) => self.queue.push_back((seq, value)),
-            Msg::End => self.ended = true,
-        }
-    }
 }
 
 /// A value that could not be read; the node fails with it.
@@ -112,80 +92,53 @@ pub(crate) fn read_failed(
 }
 
 impl Inlet {
-    /// The inlet of a channel.
-    pub(crate) fn edge(rx: EdgeRx, batch: usize) -> Self {
-        Self {
-            source: Source::Edge(rx),
-            batch: batch.max(1),
-        }
-    }
-
     /// The inlet of a ring, whose values `codec` reads back.
     pub(crate) fn ring(reader: RingReader, codec: Arc<dyn Codec>, batch: usize) -> Self {
         Self {
-            source: Source::Ring {
-                reader,
-                codec,
-                broken: false,
-            },
+            reader,
+            codec,
+            broken: false,
             batch: batch.max(1),
         }
     }
 
     /// Whether reading this inlet can ever give something again.
     pub(crate) fn is_broken(&self) -> bool {
-        matches!(self.source, Source::Ring { broken: true, .. })
+        self.broken
     }
 
-    /// Whether the inlet is a ring, which [`visit`](Self::visit) reads.
-    pub(crate) fn is_ring(&self) -> bool {
-        matches!(self.source, Source::Ring { .. })
-    }
-
-    /// Reads a ring in place: hands the archived bytes of each value there
-    /// is (at most a batch), waiting up to `wait` if given, to `visit`,
-    /// without decoding or copying them. Sets `ended` at the stream's end.
-    /// Returns whether anything came.
-    ///
-    /// # Panics
-    /// If the inlet is not a ring.
+    /// Reads the ring in place: hands the archived bytes of each value
+    /// there is (at most a batch), waiting up to `wait` if given, to
+    /// `visit`, without decoding or copying them. Sets `ended` at the
+    /// stream's end. Returns whether anything came.
     pub(crate) fn visit<E: From<BadInput>>(
         &mut self,
         wait: Option<Duration>,
         ended: &mut bool,
         visit: impl FnMut(Seq, &[u8]) -> Result<(), E>,
     ) -> Result<bool, E> {
-        let Source::Ring { reader, broken, .. } = &mut self.source else {
-            panic!("only a ring is read in place");
-        };
-        if *broken {
+        if self.broken {
             if let Some(t) = wait {
                 std::thread::sleep(t);
             }
             return Ok(false);
         }
         let read = match wait {
-            None => reader.try_read(),
-            Some(t) => reader.read_timeout(t),
+            None => self.reader.try_read(),
+            Some(t) => self.reader.read_timeout(t),
         };
-        visit_frames(read, broken, ended, self.batch, visit)
+        visit_frames(read, &mut self.broken, ended, self.batch, visit)
     }
 
-    /// The ring of a ring inlet, and its broken flag, for a reader that
-    /// holds frames (see `run::held`).
-    pub(crate) fn reader_mut(&mut self) -> Option<(&mut RingReader, &mut bool)> {
-        match &mut self.source {
-            Source::Ring { reader, broken, .. } => Some((reader, broken)),
-            Source::Edge(_) => None,
-        }
+    /// The ring, and its broken flag, for a reader that holds frames (see
+    /// `run::held`).
+    pub(crate) fn reader_mut(&mut self) -> (&mut RingReader, &mut bool) {
+        (&mut self.reader, &mut self.broken)
     }
 
-    /// The ring of a ring inlet.
-    pub(crate) fn reader(&self) -> Option<&RingReader> {
-        match &self.source {
-            Source::Ring { reader, .. } => Some(reader),
-            Source::Edge(_) => None,
-        }
+    /// The ring.
+    pub(crate) fn reader(&self) -> &RingReader {
+        &self.reader
     }
 
     /// The most values taken at one read.
@@ -193,61 +146,24 @@ impl Inlet {
         self.batch
     }
 
-    fn is_edge(&self) -> bool {
-        matches!(self.source, Source::Edge(_))
-    }
-
     /// Takes what is there without waiting. Returns whether anything came.
     pub(crate) fn try_fill(&mut self, inbox: &mut Inbox) -> Result<bool, BadInput> {
         self.fill(inbox, None)
     }
 
-    /// Takes what comes, waiting up to `wait` if given (else not at all).
+    /// Takes what comes, decoded, waiting up to `wait` if given (else not
+    /// at all).
     fn fill(&mut self, inbox: &mut Inbox, wait: Option<Duration>) -> Result<bool, BadInput> {
-        match &mut self.source {
-            Source::Edge(rx) => {
-                let got = match wait {
-                    None => rx.try_recv().map_err(|e| e.is_disconnected()),
-                    Some(t) => rx.recv_timeout(t).map_err(|e| e.is_disconnected()),
-                };
-                match got {
-                    Ok(msg) => put_edge(rx, msg, inbox, self.batch),
-                    Err(false) => return Ok(false),
-                    // Every sender is gone: nothing more will come.
-                    Err(true) => inbox.ended = true,
-                }
-                Ok(true)
-            }
-            Source::Ring { codec, .. } => {
-                let codec = codec.clone();
-                let queue = &mut inbox.queue;
-                self.visit(wait, &mut inbox.ended, |seq, bytes| {
-                    let value = codec.decode(bytes).map_err(|e| BadInput {
-                        seq: Some(seq),
-                        message: format!("bad value: {e}"),
-                    })?;
-                    queue.push_back((seq, value));
-                    Ok(())
-                })
-            }
-        }
-    }
-}
-
-/// Queues `first`, then what else the channel holds, up to `batch` values.
-fn put_edge(rx: &EdgeRx, first: Msg, inbox: &mut Inbox, batch: usize) {
-    inbox.put(first);
-    for _ in 1..batch {
-        if inbox.ended {
-            break;
-        }
-        match rx.try_recv() {
-            Ok(msg) => inbox.put(msg),
-            Err(e) => {
-                inbox.ended |= e.is_disconnected();
-                break;
-            }
-        }
+        let codec = self.codec.clone();
+        let queue = &mut inbox.queue;
+        self.visit(wait, &mut inbox.ended, |seq, bytes| {
+            let value = codec.decode(bytes).map_err(|e| BadInput {
+                seq: Some(seq),
+                message: format!("bad value: {e}"),
+            })?;
+            queue.push_back((seq, value));
+            Ok(())
+        })
     }
 }
 
@@ -280,9 +196,9 @@ fn visit_frames<E: From<BadInput>>(
 }
 
 /// Waits up to `timeout` for any of the `wanted` inlets, and takes what the
-/// first one to answer has. Channels alone are waited on together; with a
-/// ring among them, one inlet is waited on at a time (a ring's wake-up is its
-/// own futex), `first` first, for at most [`RING_POLL`] when others wait too.
+/// first one to answer has: one inlet is waited on at a time (a ring's
+/// wake-up is its own futex), `first` first, for at most [`RING_POLL`] when
+/// others wait too.
 pub(crate) fn wait_any(
     inlets: &mut [Inlet],
     inboxes: &mut [Inbox],
@@ -292,25 +208,6 @@ pub(crate) fn wait_any(
 ) -> Result<(), BadInput> {
     if wanted.is_empty() {
         std::thread::sleep(timeout);
-        return Ok(());
-    }
-    let all_edges = wanted.iter().all(|u| inlets[*u].is_edge());
-    if all_edges && wanted.len() > 1 {
-        let mut select = Select::new();
-        for u in wanted {
-            if let Source::Edge(rx) = &inlets[*u].source {
-                select.recv(rx);
-            }
-        }
-        if let Ok(op) = select.select_timeout(timeout) {
-            let u = wanted[op.index()];
-            if let Source::Edge(rx) = &inlets[u].source {
-                match op.recv(rx) {
-                    Ok(msg) => put_edge(rx, msg, &mut inboxes[u], inlets[u].batch),
-                    Err(_) => inboxes[u].ended = true,
-                }
-            }
-        }
         return Ok(());
     }
     let u = wanted

@@ -48,7 +48,7 @@ impl<O: NodeOutput> WorkerTask<O> {
         // is the general path's to handle.
         let mut ends: PerUpstream<u64> = SmallVec::with_capacity(n);
         for (inlet, &at) in self.inputs.iter_mut().zip(next.iter()) {
-            let Some((ring, &mut false)) = inlet.reader_mut() else {
+            let (ring, &mut false) = inlet.reader_mut() else {
                 return Ok(0);
             };
             match ring.published_past(at, Duration::ZERO) {
@@ -68,10 +68,7 @@ impl<O: NodeOutput> WorkerTask<O> {
                 name,
                 ..
             } = self;
-            let rings: PerUpstream<_> = inputs
-                .iter()
-                .map(|i| i.reader().expect("a ring inlet"))
-                .collect();
+            let rings: PerUpstream<_> = inputs.iter().map(|i| i.reader()).collect();
             let mut frames: PerUpstream<&[u8]> = SmallVec::with_capacity(n);
             let mut after: PerUpstream<u64> = SmallVec::with_capacity(n);
             'bundles: while ran < limit {
@@ -108,7 +105,8 @@ impl<O: NodeOutput> WorkerTask<O> {
             }
         }
         for (inlet, &at) in self.inputs.iter_mut().zip(next.iter()) {
-            if let Some((ring, _)) = inlet.reader_mut() {
+            let (ring, _) = inlet.reader_mut();
+            {
                 if at > ring.cursor() {
                     ring.release_to(at);
                 }

@@ -2,11 +2,11 @@
 //! step-call loop, and what they need from their mode: an output for their
 //! values, a sink for policy events, and the run's control.
 
-pub(crate) mod edge;
 mod held;
 mod in_place;
 pub(crate) mod inlet;
 mod lockstep;
+pub(crate) mod ring_output;
 pub(crate) mod spout;
 pub(crate) mod worker;
 
@@ -18,6 +18,9 @@ use crate::body::{payload, BoxError, EmitError, Output, Payload};
 use crate::bundle::Notice;
 use crate::report::{Failure, PolicyEvent};
 use crate::stop::StopSignal;
+
+/// How often a waiting node looks at the stop signal.
+pub(crate) const TICK: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Which of a node's upstreams to read next, by index: built at every turn
 /// of a loop, so kept inline.
@@ -148,6 +151,14 @@ pub(crate) fn node_failure(result: thread::Result<Result<(), BoxError>>) -> Opti
         Ok(Err(e)) => Some(e.to_string()),
         Err(panic) => Some(format!("panicked: {}", panic_message(&*panic))),
     }
+}
+
+/// A random run id: 16 hex digits, which name the run's shared-memory
+/// segments.
+pub(crate) fn new_run_id() -> std::io::Result<String> {
+    let mut bytes = [0u8; 8];
+    clusterduck_transport::auth::random(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// The message a panic was raised with.

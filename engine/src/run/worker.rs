@@ -5,8 +5,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::edge::TICK;
 use super::inlet::{wait_any, BadInput, Inbox, Inlet};
+use super::TICK;
 use super::{node_failure, policy_event, EventSink, NodeOutput, RunControl, Upstreams};
 use crate::body::{BoxError, Output, Payload, WorkerFn};
 use crate::bundle::Notice;

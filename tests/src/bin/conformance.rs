@@ -56,17 +56,15 @@ pub const SCENARIOS: &[&str] = &[
 
 /// Values each consumer may take from an upstream per read.
 const BATCH: usize = 16;
-/// Values on one edge in local mode.
-const EDGE_CAPACITY: usize = 16;
 /// Bytes of each node's ring in process mode: a u64 frame takes 32.
 const RING_BYTES: usize = 4096;
 /// Bytes a u64 value takes in a ring: a 16-byte header, 8 bytes padded to 16.
 const FRAME_BYTES: usize = 32;
 /// How many values a held-back producer sends before its consumer goes on:
-/// no more than any mode buffers for sure. In local mode that is the edge's
-/// capacity: the consumer, stopped in its first value, may have taken that
-/// one value alone off the edge (a batch is at most `BATCH`, not at least).
-const HOLD: u64 = EDGE_CAPACITY as u64;
+/// no more than every mode buffers for sure (the consumer, stopped in its
+/// first value, may have taken that one value alone: a batch is at most
+/// `BATCH`, not at least), and more than a batch.
+const HOLD: u64 = 24;
 /// The reorder window of the `window` scenario.
 const WINDOW: usize = 8;
 
@@ -91,8 +89,7 @@ impl Mode {
     fn buffered(&self) -> u64 {
         let ring = (RING_BYTES / FRAME_BYTES) as u64;
         let edge = match self {
-            Mode::Local => EDGE_CAPACITY as u64,
-            Mode::Processes => ring,
+            Mode::Local | Mode::Processes => ring,
             // The producer's ring, and its mirror on the consumer's host.
             Mode::Hosts(_) => 2 * ring,
         };
@@ -199,7 +196,7 @@ fn main() -> ExitCode {
     let mut t = Topology::new();
     let plan = build(scenario, &ctx, &mut t);
     let launch = match &ctx.mode {
-        Mode::Local => Launch::local().edge_capacity(EDGE_CAPACITY),
+        Mode::Local => Launch::local(),
         Mode::Processes => Launch::processes(),
         Mode::Hosts(hosts) => Launch::hosts(hosts.clone()),
     }

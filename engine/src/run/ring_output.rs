@@ -1,21 +1,30 @@
-//! A node's output in process mode: each value is archived once, written
-//! once into the node's ring (which every local consumer reads in place),
-//! and sent to the master if the debugger watches the node.
+//! A node's output, in every mode: each value is archived once, written
+//! once into the node's ring (which every consumer on its host reads in
+//! place, whether a thread of the same process or another process), and
+//! handed to the debugger's [`Tap`] if it watches the node.
 
 use std::any::Any;
 use std::sync::Arc;
 
 use clusterduck_transport::RingWriter;
 
-use super::control_tx::ControlTx;
-use super::protocol::ToMaster;
+use super::{EmitGate, NodeOutput};
 use crate::body::{Codec, EmitError, Output, Payload};
-use crate::run::{EmitGate, NodeOutput};
 use crate::Seq;
 
+/// Where the archived outputs of a watched node go: the master's control
+/// connection from a node process, the debugger's thread in local mode.
+pub(crate) trait Tap: Send {
+    /// Hands over one output, archived. A debugger that is gone is not the
+    /// node's failure: whoever runs the debugger reports it.
+    fn watched(&mut self, seq: Seq, bytes: &[u8]);
+}
+
+/// A node's output: its ring (none for a node without consumers), and the
+/// debugger's tap if it watches the node.
 pub(crate) struct RingOutput {
     pub(crate) ring: Option<RingWriter>,
-    pub(crate) tap: Option<ControlTx>,
+    pub(crate) tap: Option<Box<dyn Tap>>,
     pub(crate) codec: Arc<dyn Codec>,
     pub(crate) gate: EmitGate,
     pub(crate) emitted: u64,
@@ -24,31 +33,24 @@ pub(crate) struct RingOutput {
 impl RingOutput {
     /// Archives `value` into the ring, and for the debugger if it watches.
     fn write(&mut self, seq: Seq, value: &(dyn Any + Send)) -> Result<(), EmitError> {
-        match (&mut self.ring, &self.tap) {
+        match (&mut self.ring, &mut self.tap) {
             (None, None) => {}
             // The hot path: archived in place, straight into the ring.
             (Some(ring), None) => self
                 .codec
                 .write_frame(value, seq, ring)
                 .map_err(EmitError::Failed)?,
-            // Watched: the debugger gets a copy of the archived bytes.
-            (ring, Some(tap)) => {
-                let mut watched = Vec::new();
-                self.codec
-                    .encode(value, &mut |bytes| {
-                        if let Some(ring) = ring.as_mut() {
-                            ring.write_bytes(seq, bytes)?;
-                        }
-                        watched = bytes.to_vec();
-                        Ok(())
-                    })
-                    .map_err(EmitError::Failed)?;
-                // A master that is gone ends this process soon enough.
-                let _ = tap.send(&ToMaster::Output {
-                    seq,
-                    bytes: watched,
-                });
-            }
+            // Watched: the debugger gets the archived bytes too.
+            (ring, Some(tap)) => self
+                .codec
+                .encode(value, &mut |bytes| {
+                    if let Some(ring) = ring.as_mut() {
+                        ring.write_bytes(seq, bytes)?;
+                    }
+                    tap.watched(seq, bytes);
+                    Ok(())
+                })
+                .map_err(EmitError::Failed)?,
         }
         self.emitted += 1;
         Ok(())
@@ -72,12 +74,8 @@ impl Output for RingOutput {
             ring.write_bytes(seq, bytes)
                 .map_err(|e| EmitError::Failed(e.into()))?;
         }
-        if let Some(tap) = &self.tap {
-            // A master that is gone ends this process soon enough.
-            let _ = tap.send(&ToMaster::Output {
-                seq,
-                bytes: bytes.to_vec(),
-            });
+        if let Some(tap) = &mut self.tap {
+            tap.watched(seq, bytes);
         }
         self.emitted += 1;
         Ok(())
