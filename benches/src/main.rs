@@ -31,7 +31,7 @@ const USAGE: &str = "usage: clusterduck-bench [OPTIONS]
                                 join's bundled worker always decodes)
   --send ref|value              how spouts send: one value refilled and sent by
                                 reference (send_ref), or a new value each time
-                                (send) (default: ref, value in local mode)
+                                (send) (default: ref)
   --messages N                  values per spout (default 1000000)
   --payload BYTES               payload bytes per value (default 64)
   --batch N                     values a node takes from an upstream per read (default 256)
@@ -124,7 +124,6 @@ fn parse(args: &[String]) -> Result<Plan, String> {
     let mut runs = 3;
     let mut json = false;
     let mut sweep: Option<String> = None;
-    let mut send_given = false;
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let mut value = || {
@@ -143,7 +142,6 @@ fn parse(args: &[String]) -> Result<Plan, String> {
                     "value" => false,
                     other => return Err(format!("--send {other:?}: ref or value")),
                 };
-                send_given = true;
             }
             "--messages" => base.messages = number(value()?)?,
             "--payload" => base.payload = number(value()?)? as usize,
@@ -197,12 +195,6 @@ fn parse(args: &[String]) -> Result<Plan, String> {
                 configs.push(Config {
                     workload: *workload,
                     transport: *transport,
-                    // In local mode a reference means a copy per consumer.
-                    send_ref: if send_given {
-                        v.send_ref
-                    } else {
-                        *transport != Transport::Local
-                    },
                     ..v.clone()
                 });
             }

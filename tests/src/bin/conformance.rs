@@ -47,6 +47,7 @@ pub const SCENARIOS: &[&str] = &[
     "worker-error",
     "worker-panic",
     "spout-error",
+    "too-large",
     "spout-panic",
     "bundled-error",
     "drain",
@@ -684,6 +685,17 @@ fn build(scenario: &str, ctx: &Ctx, t: &mut Topology) -> Plan {
             // promised (the run stops): the transcript is the failure.
             let s = scripted(t, ctx, "S", 0, vec![ids(0..3), last]);
             t.sink("W", &s, |_, _| Ok(()));
+            Plan::default()
+        }
+        // A value larger than a ring can hold is refused, with the same
+        // error in every mode (a thread's ring is a process's ring).
+        "too-large" => {
+            let s = t.spout("S", |out: &mut Dispatcher<Vec<u8>>| {
+                out.send(0, vec![1; 8])?;
+                out.send(1, vec![2; RING_BYTES])?;
+                Ok(())
+            });
+            t.sink("K", &s, |_, _| Ok(()));
             Plan::default()
         }
         "bundled-error" => {
