@@ -11,6 +11,21 @@ use clusterduck_tests::{
 
 const LIMIT: Duration = Duration::from_secs(120);
 
+/// Every launch removes the segments of dead runs (and says so on its
+/// stderr): the test that checks that the next launch after a killed
+/// master does so runs alone, the others beside each other.
+static LAUNCHES: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// For a test that launches beside others.
+fn beside_others() -> std::sync::RwLockReadGuard<'static, ()> {
+    LAUNCHES.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// For the test that must be the only one launching.
+fn alone() -> std::sync::RwLockWriteGuard<'static, ()> {
+    LAUNCHES.write().unwrap_or_else(|e| e.into_inner())
+}
+
 fn topology(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_topology"));
     cmd.args(args);
@@ -38,6 +53,7 @@ fn run(args: &[&str]) -> (std::process::ExitStatus, String, String) {
 
 #[test]
 fn each_node_runs_in_its_own_process_and_logs_to_its_own_files() {
+    let _launches = beside_others();
     let dir = fresh_dir("per-node");
     let marker = dir.to_str().unwrap().to_owned();
     let _w = watchdog("one-process-per-node", LIMIT).guard(marker.clone());
@@ -92,6 +108,7 @@ fn each_node_runs_in_its_own_process_and_logs_to_its_own_files() {
 
 #[test]
 fn values_arrive_whole_and_in_order_whatever_the_batch() {
+    let _launches = beside_others();
     let dir = fresh_dir("batched");
     let _w = watchdog("batched", LIMIT).guard(dir.to_str().unwrap());
     for batch in ["1", "7", "4096"] {
@@ -103,6 +120,7 @@ fn values_arrive_whole_and_in_order_whatever_the_batch() {
 
 #[test]
 fn workers_take_values_archived_in_place_and_forward_them() {
+    let _launches = beside_others();
     let dir = fresh_dir("archived");
     let _w = watchdog("archived", LIMIT).guard(dir.to_str().unwrap());
     let (status, out, err) = run(&["archived", "10000", "10000", dir.to_str().unwrap()]);
@@ -112,6 +130,7 @@ fn workers_take_values_archived_in_place_and_forward_them() {
 
 #[test]
 fn a_bundled_worker_joins_values_held_in_place_in_their_rings() {
+    let _launches = beside_others();
     let dir = fresh_dir("joined");
     let _w = watchdog("joined", LIMIT).guard(dir.to_str().unwrap());
     // Rings of 4 MiB hold every value the window waits for; rings of a page
@@ -155,6 +174,7 @@ fn a_bundled_worker_joins_values_held_in_place_in_their_rings() {
 
 #[test]
 fn a_failing_archived_worker_names_node_and_seq() {
+    let _launches = beside_others();
     let dir = fresh_dir("archived-fail");
     let _w = watchdog("archived-fail", LIMIT).guard(dir.to_str().unwrap());
     let (status, _, err) = run(&["archived", "100", "7", dir.to_str().unwrap()]);
@@ -200,21 +220,25 @@ fn killed_node_is_reported(node: &str) {
 
 #[test]
 fn a_killed_spout_is_reported_by_name_host_pid_and_signal_and_nothing_is_left() {
+    let _launches = beside_others();
     killed_node_is_reported("S");
 }
 
 #[test]
 fn a_killed_worker_is_reported_by_name_host_pid_and_signal_and_nothing_is_left() {
+    let _launches = beside_others();
     killed_node_is_reported("W");
 }
 
 #[test]
 fn a_killed_sink_is_reported_by_name_host_pid_and_signal_and_nothing_is_left() {
+    let _launches = beside_others();
     killed_node_is_reported("K");
 }
 
 #[test]
 fn killing_the_master_ends_every_node_and_the_next_launch_removes_its_segments() {
+    let _alone = alone();
     let dir = fresh_dir("kill-master");
     let marker = dir.to_str().unwrap().to_owned();
     let _w = watchdog("kill-master", LIMIT).guard(marker.clone());
@@ -248,6 +272,7 @@ fn killing_the_master_ends_every_node_and_the_next_launch_removes_its_segments()
 
 #[test]
 fn a_failing_worker_stops_the_run_naming_node_and_seq() {
+    let _launches = beside_others();
     let dir = fresh_dir("fail");
     let marker = dir.to_str().unwrap().to_owned();
     let _w = watchdog("fail", LIMIT).guard(marker.clone());
@@ -265,6 +290,7 @@ fn a_failing_worker_stops_the_run_naming_node_and_seq() {
 
 #[test]
 fn a_node_that_built_another_topology_is_refused_showing_both() {
+    let _launches = beside_others();
     let dir = fresh_dir("mismatch");
     let marker = dir.to_str().unwrap().to_owned();
     let _w = watchdog("mismatch", LIMIT).guard(marker.clone());
@@ -289,6 +315,7 @@ fn a_node_that_built_another_topology_is_refused_showing_both() {
 
 #[test]
 fn an_unwritable_log_directory_is_an_error_before_anything_starts() {
+    let _launches = beside_others();
     let _w = watchdog("unwritable-dir", LIMIT);
     let mut t = Topology::new();
     let s = t.spout("S", |out| out.send(0, 0u64).map_err(Into::into));
@@ -307,6 +334,7 @@ fn an_unwritable_log_directory_is_an_error_before_anything_starts() {
 
 #[test]
 fn a_node_that_never_reports_ready_fails_the_run_after_the_ready_timeout() {
+    let _launches = beside_others();
     let dir = fresh_dir("not-ready");
     let marker = dir.to_str().unwrap().to_owned();
     let _w = watchdog("not-ready", LIMIT).guard(marker.clone());
@@ -324,6 +352,7 @@ fn a_node_that_never_reports_ready_fails_the_run_after_the_ready_timeout() {
 /// the heartbeat timeout (2 s here) has passed without a word from it.
 #[test]
 fn a_silent_node_fails_the_run_after_the_heartbeat_timeout() {
+    let _launches = beside_others();
     let dir = fresh_dir("silent");
     let marker = dir.to_str().unwrap().to_owned();
     let _w = watchdog("silent", LIMIT).guard(marker.clone());
@@ -348,6 +377,7 @@ fn a_silent_node_fails_the_run_after_the_heartbeat_timeout() {
 /// value: W's print fails, and the run fails naming W and the cause.
 #[test]
 fn a_log_directory_that_fills_mid_run_fails_the_run_naming_the_node() {
+    let _launches = beside_others();
     let dir = fresh_dir("full-logs");
     let marker = dir.to_str().unwrap().to_owned();
     let _w = watchdog("full-logs", LIMIT).guard(marker.clone());
@@ -391,6 +421,7 @@ fn a_log_directory_that_fills_mid_run_fails_the_run_naming_the_node() {
 
 #[test]
 fn logs_are_appended_to_across_runs_each_opening_with_its_header() {
+    let _launches = beside_others();
     let dir = fresh_dir("appended");
     let marker = dir.to_str().unwrap().to_owned();
     let _w = watchdog("appended", LIMIT).guard(marker.clone());
