@@ -7,6 +7,7 @@
 
 mod debugger;
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -105,6 +106,9 @@ impl LocalRun {
         debugger: Option<Box<dyn DebugSink>>,
     ) -> Result<RunReport, Box<RunFailure>> {
         assert_eq!(nodes.len(), graph.nodes().len(), "one function per node");
+        // Segments of local runs that were killed (no `Drop` ran) go here,
+        // as at a process-mode launch.
+        crate::run::remove_stale_segments();
         let started = Instant::now();
         let control = RunControl::new(self.stop.clone());
         let (debug_tx, debug_thread) = match debugger {
@@ -212,6 +216,7 @@ impl LocalRun {
                 (body, kind) => panic!("node {name:?}: a {body:?} cannot run a {kind:?} node"),
             };
             let done = done_tx.clone();
+            let node_control = control.clone();
             let handle = thread::Builder::new()
                 .name(name.clone())
                 .spawn(move || {
@@ -223,7 +228,26 @@ impl LocalRun {
                         }
                     }
                     let _ended = Ended(done, id);
-                    task()
+                    // A panic outside the node's function (its function's
+                    // are caught where it is called) fails the run, as the
+                    // death of a node process does: its consumers, who see
+                    // its ring's writer gone, must not wait for it.
+                    match catch_unwind(AssertUnwindSafe(task)) {
+                        Ok(report) => report,
+                        Err(panic) => {
+                            let message = format!("panicked: {}", panic_message(&*panic));
+                            node_control.fail(Failure::Node {
+                                node: name_of_thread(),
+                                seq: None,
+                                message: message.clone(),
+                            });
+                            NodeReport {
+                                name: name_of_thread(),
+                                error: Some(message),
+                                ..NodeReport::default()
+                            }
+                        }
+                    }
                 })
                 .expect("spawn a node thread");
             threads.push((name, handle));
@@ -281,6 +305,11 @@ impl LocalRun {
             None => Ok(report),
         }
     }
+}
+
+/// The name of the calling node thread: its node's.
+fn name_of_thread() -> String {
+    thread::current().name().unwrap_or("a node").to_owned()
 }
 
 /// Waits until every node thread has ended, or, once the run is aborted,

@@ -340,7 +340,9 @@ fn end(
     if let Err(e) = clusterduck_transport::remove_run_segments(&config.run_id) {
         eprintln!("clusterduck: agent: removing the run's segments: {e}");
     }
-    for session in below {
-        session.close(END_WAIT);
-    }
+    thread::scope(|scope| {
+        for session in below {
+            scope.spawn(move || session.close(END_WAIT));
+        }
+    });
 }

@@ -158,16 +158,26 @@ pub(crate) fn launch_agents(
         }
         agents.sessions = starting.join().unwrap_or_default();
     });
-    // Whatever arrived meanwhile (a failure reported as the launch ended).
+    // Whatever arrived meanwhile (a failure reported as the launch ended,
+    // an agent that answered and is gone already).
     while let Ok(event) = incoming.try_recv() {
-        if let Incoming::Connected(Peer::Agent(h), stream) = event {
-            agents.conns[h] = Some(stream);
-        } else if let Incoming::Agent(_, FromAgent::HostFailed { error })
-        | Incoming::HostFailed(error) = event
-        {
-            if let Some(&h) = index.get(error.host()) {
-                failed[h].get_or_insert(error);
+        match event {
+            Incoming::Connected(Peer::Agent(h), stream) => agents.conns[h] = Some(stream),
+            Incoming::Agent(_, FromAgent::HostFailed { error }) | Incoming::HostFailed(error) => {
+                if let Some(&h) = index.get(error.host()) {
+                    failed[h].get_or_insert(error);
+                }
             }
+            Incoming::Closed(Peer::Agent(h), reason) => {
+                failed[h].get_or_insert(HostError::Agent {
+                    host: agents.hosts[h].name.clone(),
+                    detail: format!(
+                        "it answered, then its connection closed ({})",
+                        reason.as_deref().unwrap_or("cleanly")
+                    ),
+                });
+            }
+            _ => {}
         }
     }
     let mut errors = Vec::new();

@@ -26,7 +26,7 @@ use crate::body::{Codec, DebugSink};
 use crate::fingerprint::Fingerprint;
 use crate::graph::{Graph, NodeId, NodeKind};
 use crate::report::{Failure, NodeReport, PolicyEvent, RunFailure, RunReport};
-use crate::run::{new_run_id, panic_message};
+use crate::run::{new_run_id, panic_message, remove_stale_segments};
 use crate::stop::{StopSignal, ABORT_GRACE};
 use clusterduck_transport::auth::Secret;
 use clusterduck_transport::wire::write_message;
@@ -379,18 +379,6 @@ fn remote_hosts(placement: &Placement) -> Vec<RemoteHost> {
         .collect()
 }
 
-/// Removes the segments of runs whose processes are all gone, saying so.
-fn remove_stale_segments() {
-    match clusterduck_transport::remove_stale_segments() {
-        Ok(stale) => {
-            for segment in stale {
-                eprintln!("clusterduck: stale shared-memory segment: {segment}");
-            }
-        }
-        Err(e) => eprintln!("clusterduck: cannot look for stale segments: {e}"),
-    }
-}
-
 impl Master {
     /// Starts the nodes: remote ones through their agents, local ones as
     /// children of this thread (they die with it).
@@ -706,5 +694,10 @@ impl Drop for Master {
             }
         }
         self.agents.close();
+        // A launch that failed half-way, or a panic: the segments its local
+        // nodes made go too (the agents remove their hosts').
+        if let Err(e) = clusterduck_transport::remove_run_segments(&self.run_id) {
+            eprintln!("clusterduck: removing the run's segments: {e}");
+        }
     }
 }

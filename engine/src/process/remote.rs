@@ -164,8 +164,10 @@ pub(crate) struct AgentLauncher {
     /// The configuration every agent gets, but for its host and the hosts
     /// below it.
     template: AgentConfig,
-    /// The `ssh` processes of agents that have not answered yet, by pid.
-    pending: Mutex<Vec<u32>>,
+    /// The `ssh` processes of agents that have not answered yet, by pid;
+    /// `None` once [`abandon`](AgentLauncher::abandon)ed: no more `ssh` is
+    /// started.
+    pending: Mutex<Option<Vec<u32>>>,
 }
 
 /// The SSH session of a running agent: the agent ends when it closes.
@@ -205,9 +207,12 @@ impl AgentLauncher {
         args: Vec<OsString>,
         template: AgentConfig,
     ) -> Self {
-        let settings = std::env::vars()
+        // `vars_os`: a variable of the user's that is not UTF-8 is none of
+        // ours, and must not stop a launch.
+        let settings = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v)))
             .filter(|(k, _)| k.starts_with("CLUSTERDUCK_") && k != NODE_ENV && k != AGENT_ENV)
-            .map(|(k, v)| format!("{k}={} ", quote(&v)))
+            .map(|(k, v)| format!("{k}={} ", quote(&v.to_string_lossy())))
             .collect();
         Self {
             ssh,
@@ -216,19 +221,19 @@ impl AgentLauncher {
             args,
             settings,
             template,
-            pending: Mutex::new(Vec::new()),
+            pending: Mutex::new(Some(Vec::new())),
         }
     }
 
     /// Gives up on the agents that have not answered: their `ssh` is
     /// killed, so that their launch ends (with an error for their host).
     pub(crate) fn abandon(&self) {
-        for pid in self
+        let pending = self
             .pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-        {
+            .take();
+        for pid in pending.unwrap_or_default() {
             let _ = clusterduck_transport::process::kill(pid);
         }
     }
@@ -298,9 +303,11 @@ impl AgentLauncher {
             .iter()
             .map(|a| quote(&a.to_string_lossy()))
             .collect();
-        // A copy is written aside and linked into place, never renamed over
-        // one that exists: hosts that share a file system (NFS homes) may
-        // copy at once, and a running agent's binary must not be replaced.
+        // A copy is written aside (a name of its own, even for hosts that
+        // share a file system, such as NFS homes, and copy at once), checked
+        // whole (a session cut short gives `head` a short input, which it
+        // does not call an error), and linked into place, never renamed over
+        // one that exists: a running agent's binary must not be replaced.
         // The agent speaks to its starter on descriptor 3 (`up`) and reads
         // it on descriptor 4 (its configuration, then the session's end);
         // the user's code that runs before it reaches the launch gets an
@@ -309,8 +316,10 @@ impl AgentLauncher {
         let script = format!(
             "mkdir -p {b} || exit 1; \
              if test -x {t}; then echo have; else echo need; \
-             head -c {n} > {t}.$$ && chmod 700 {t}.$$ && {{ ln {t}.$$ {t} 2>/dev/null || test -x {t}; }}; \
-             ok=$?; rm -f {t}.$$; test $ok = 0 || exit 1; fi; \
+             part=$(mktemp {b}/.part.XXXXXX) || exit 1; \
+             head -c {n} > \"$part\" && test \"$(wc -c < \"$part\")\" -eq {n} && chmod 700 \"$part\" \
+             && {{ ln \"$part\" {t} 2>/dev/null || test -x {t}; }}; \
+             ok=$?; rm -f \"$part\"; test $ok = 0 || exit 1; fi; \
              printf '%s\\n' {h} >> {log}.out && printf '%s\\n' {h} >> {log}.err || exit 1; \
              exec env {settings}{agent}=3,4 {t} {a} 3>&1 4<&0 </dev/null >> {log}.out 2>> {log}.err",
             b = quote(&bin_dir),
@@ -339,10 +348,22 @@ impl AgentLauncher {
                 detail: format!("running ssh: {e}"),
             })?;
         let pid = ssh.id();
-        self.pending
+        if let Some(pending) = self
+            .pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(pid);
+            .as_mut()
+        {
+            pending.push(pid);
+        } else {
+            // Given up meanwhile (`abandon`): this one too.
+            let _ = ssh.kill();
+            let _ = ssh.wait();
+            return Err(HostError::Agent {
+                host: name.clone(),
+                detail: "the launch gave up waiting for the hosts".into(),
+            });
+        }
         let mut stdin = ssh.stdin.take().expect("piped stdin");
         let mut stdout = BufReader::new(ssh.stdout.take().expect("piped stdout"));
         let stderr = Arc::new(Mutex::new(Vec::new()));
@@ -383,10 +404,14 @@ impl AgentLauncher {
             stdout.read_line(&mut line)?;
             Ok(line.trim() == "up")
         })();
-        self.pending
+        if let Some(pending) = self
+            .pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .retain(|p| *p != pid);
+            .as_mut()
+        {
+            pending.retain(|p| *p != pid);
+        }
         if let Ok(true) = handshake {
             return Ok(AgentSession {
                 ssh,

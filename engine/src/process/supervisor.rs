@@ -504,6 +504,9 @@ impl Supervisor {
                 node.pid = Some(pid);
                 if node.state == NodeState::Connected {
                     node.state = NodeState::Ready { data };
+                } else if matches!(node.state, NodeState::Exiting { .. }) {
+                    // Its exit was seen first (another thread): the end of
+                    // its connection will tell.
                 } else {
                     let failure = Failure::Control {
                         node: node.name.clone(),

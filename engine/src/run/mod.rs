@@ -161,6 +161,18 @@ pub(crate) fn new_run_id() -> std::io::Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// Removes the segments of runs whose processes are all gone, saying so.
+pub(crate) fn remove_stale_segments() {
+    match clusterduck_transport::remove_stale_segments() {
+        Ok(stale) => {
+            for segment in stale {
+                eprintln!("clusterduck: stale shared-memory segment: {segment}");
+            }
+        }
+        Err(e) => eprintln!("clusterduck: cannot look for stale segments: {e}"),
+    }
+}
+
 /// The message a panic was raised with.
 pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {

@@ -523,3 +523,41 @@ fn a_node_its_agent_could_not_start_fails_the_run_and_is_not_waited_for() {
         "cannot start node B on host cd-h1: No such file or directory (os error 2)"
     );
 }
+
+/// The exit of a node and its `Ready` come from different threads: a
+/// `Ready` behind the exit is not a protocol error, the exit is the cause.
+#[test]
+fn a_ready_that_arrives_after_the_exit_leaves_the_exit_as_the_cause() {
+    let t0 = Instant::now();
+    let mut s = supervisor(t0);
+    s.handle(t0, Event::Spawned { node: 1, pid: 8 });
+    s.handle(t0, Event::Connected(Peer::Node(1)));
+    s.handle(
+        t0,
+        Event::Exited {
+            node: 1,
+            cause: ExitCause::Signal(11),
+        },
+    );
+    s.handle(
+        t0,
+        Event::Message {
+            node: 1,
+            message: ToMaster::Ready {
+                pid: 8,
+                data: String::new(),
+            },
+        },
+    );
+    s.handle(
+        t0,
+        Event::Closed {
+            peer: Peer::Node(1),
+            reason: None,
+        },
+    );
+    assert_eq!(
+        s.outcome().failure.unwrap().to_string(),
+        "node B (pid 8) on host cd-h1 killed by signal 11 (SIGSEGV)"
+    );
+}
