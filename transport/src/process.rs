@@ -116,6 +116,26 @@ pub fn kill(pid: u32) -> std::io::Result<()> {
     }
 }
 
+/// Sends `SIGKILL` to the process group `pid` leads (the process and what
+/// it started in its group). A group that is gone already is not an error.
+pub fn kill_group(pid: u32) -> std::io::Result<()> {
+    let pid = libc::pid_t::try_from(pid)
+        .ok()
+        .filter(|p| *p > 1)
+        .ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a group leader's pid")
+        })?;
+    // SAFETY: kill takes a (negated: group) pid and a signal number and
+    // touches no memory of ours.
+    if unsafe { libc::kill(-pid, libc::SIGKILL) } == 0 {
+        return Ok(());
+    }
+    match std::io::Error::last_os_error() {
+        e if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+        e => Err(e),
+    }
+}
+
 /// Takes over file descriptor `fd`, inherited from the process that started
 /// this one, as a file; it is marked close-on-exec, so that processes this
 /// one starts do not inherit it. Fails if `fd` is not open.
@@ -167,5 +187,43 @@ mod tests {
         };
         child.wait().unwrap();
         assert!(!stamp.is_alive());
+    }
+
+    #[test]
+    fn a_killed_group_takes_what_its_leader_started() {
+        use std::io::BufRead;
+        use std::os::unix::process::{CommandExt, ExitStatusExt};
+        let mut leader = std::process::Command::new("sh")
+            .args(["-c", "sleep 100 & echo $!; wait"])
+            .stdout(std::process::Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(leader.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let started = ProcessStamp {
+            pid: line.trim().parse().unwrap(),
+            start_time: 0,
+        };
+        assert!(started.is_alive(), "what the leader started runs");
+        kill_group(leader.id()).unwrap();
+        assert_eq!(leader.wait().unwrap().signal(), Some(9));
+        // SIGKILL is delivered to the group at once; the orphan is reaped
+        // by whoever adopts it, which takes a moment.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while started.is_alive() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the group's other process lives"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(
+            kill_group(leader.id()).is_ok(),
+            "a group gone is not an error"
+        );
+        assert!(kill_group(1).is_err(), "init leads no group of ours");
     }
 }

@@ -285,7 +285,7 @@ fn serve(
             }
             Heard::Master(ToAgent::Kill { node }) => {
                 if let Some(pid) = running.get(&node) {
-                    if let Err(e) = clusterduck_transport::process::kill(*pid) {
+                    if let Err(e) = clusterduck_transport::process::kill_group(*pid) {
                         eprintln!("clusterduck: agent: cannot kill node #{node} (pid {pid}): {e}");
                     }
                 }
@@ -316,7 +316,7 @@ fn end(
     heard: &Receiver<Heard>,
 ) {
     for (node, pid) in &running {
-        if let Err(e) = clusterduck_transport::process::kill(*pid) {
+        if let Err(e) = clusterduck_transport::process::kill_group(*pid) {
             eprintln!("clusterduck: agent: cannot kill node #{node} (pid {pid}): {e}");
         }
     }

@@ -47,7 +47,8 @@ pub(crate) fn start_node(
         .stdout(out)
         .stderr(err)
         // Its own process group: Ctrl-C at the terminal reaches the master
-        // only, which drains the run in order.
+        // only, which drains the run in order; and a kill ends the group,
+        // whatever the node started in it (`kill_group`).
         .process_group(0)
         .spawn()
         .map_err(StartError::Spawn)?;

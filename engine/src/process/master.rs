@@ -38,6 +38,8 @@ pub const VERBOSE_ENV: &str = "CLUSTERDUCK_VERBOSE";
 
 /// How often the master looks at the clock when nothing arrives.
 const TICK: Duration = Duration::from_millis(20);
+/// Facts the master takes in a row, at most, before it looks at the clock.
+const BATCH: usize = 4096;
 /// Silence after which a node is taken for hung, by default.
 pub const DEFAULT_SILENCE: Duration = Duration::from_secs(10);
 /// How many agents the master (or an agent) starts itself, by default.
@@ -435,7 +437,13 @@ impl Master {
         loop {
             if let Ok(incoming) = self.incoming.recv_timeout(TICK) {
                 self.take(incoming);
-                while let Ok(incoming) = self.incoming.try_recv() {
+                // At most a batch before the clock and the stop signal are
+                // looked at again: a flood of debugger records must not
+                // hold back the run's time limits or a Ctrl-C.
+                for _ in 0..BATCH {
+                    let Ok(incoming) = self.incoming.try_recv() else {
+                        break;
+                    };
                     self.take(incoming);
                 }
             }
@@ -605,7 +613,7 @@ impl Master {
                     Some(host) => self.agents.send(host, &ToAgent::Kill { node: node as u32 }),
                     None => {
                         if let Some(pid) = self.supervisor.pid(node) {
-                            if let Err(e) = clusterduck_transport::process::kill(pid) {
+                            if let Err(e) = clusterduck_transport::process::kill_group(pid) {
                                 eprintln!(
                                     "clusterduck: cannot kill node {} (pid {pid}): {e}",
                                     self.graph.node(node).name
@@ -690,7 +698,7 @@ impl Drop for Master {
                 self.supervisor.pid(node),
                 self.supervisor.may_run(node),
             ) {
-                let _ = clusterduck_transport::process::kill(pid);
+                let _ = clusterduck_transport::process::kill_group(pid);
             }
         }
         self.agents.close();
