@@ -72,6 +72,105 @@ impl Answered {
     }
 }
 
+/// What is known of each host during a launch: the address its agent
+/// answered from, or why it cannot be used.
+struct Roll {
+    address: Vec<Option<String>>,
+    failed: Vec<Option<HostError>>,
+    /// This machine's address as the first agent to answer saw it.
+    here: Option<IpAddr>,
+    index: HashMap<String, usize>,
+}
+
+impl Roll {
+    fn new(hosts: &[RemoteHost]) -> Self {
+        Self {
+            address: hosts.iter().map(|_| None).collect(),
+            failed: hosts.iter().map(|_| None).collect(),
+            here: None,
+            index: hosts
+                .iter()
+                .map(|h| (h.name.clone(), h.index as usize))
+                .collect(),
+        }
+    }
+
+    /// Whether a host has neither answered nor failed.
+    fn pending(&self) -> bool {
+        self.address
+            .iter()
+            .zip(&self.failed)
+            .any(|(a, f)| a.is_none() && f.is_none())
+    }
+
+    fn fail(&mut self, error: HostError) {
+        if let Some(&h) = self.index.get(error.host()) {
+            self.failed[h].get_or_insert(error);
+        }
+    }
+
+    /// Takes in one fact of the launch.
+    fn take(&mut self, event: Incoming, agents: &mut Agents, launched: Instant, verbose: bool) {
+        match event {
+            Incoming::Connected(Peer::Agent(h), stream) => agents.conns[h] = Some(stream),
+            Incoming::Agent(h, FromAgent::Hello { pid, address, via }) => {
+                if verbose {
+                    eprintln!(
+                        "clusterduck: run: agent of {} (pid {pid}, at {address}) answered after {:.3}s, started from {via}",
+                        agents.hosts[h].name,
+                        launched.elapsed().as_secs_f64()
+                    );
+                }
+                self.address[h] = Some(address);
+                if self.here.is_none() {
+                    self.here = via.parse().ok();
+                }
+            }
+            Incoming::Agent(_, FromAgent::HostFailed { error }) | Incoming::HostFailed(error) => {
+                self.fail(error)
+            }
+            // One that never answered is reported by whoever started it.
+            Incoming::Closed(Peer::Agent(h), reason) if self.address[h].is_some() => {
+                self.fail(HostError::Agent {
+                    host: agents.hosts[h].name.clone(),
+                    detail: format!(
+                        "it answered, then its connection closed ({})",
+                        reason.as_deref().unwrap_or("cleanly")
+                    ),
+                })
+            }
+            _ => {}
+        }
+    }
+
+    /// Every host's address, or every failure, in host order (a host that
+    /// never answered within `limit` is one).
+    fn close(self, agents: &Agents, limit: Duration) -> Result<Answered, Vec<HostError>> {
+        let mut errors = Vec::new();
+        for (h, (a, f)) in self.address.iter().zip(self.failed).enumerate() {
+            match (a, f) {
+                (_, Some(e)) => errors.push(e),
+                (None, None) => errors.push(HostError::Agent {
+                    host: agents.hosts[h].name.clone(),
+                    detail: format!("no answer within {}s", limit.as_secs()),
+                }),
+                (Some(_), None) => {}
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Answered {
+            address: self
+                .address
+                .into_iter()
+                .map(Option::unwrap_or_default)
+                .collect(),
+            here: self.here.unwrap_or([127, 0, 0, 1].into()),
+        })
+    }
+}
+
 /// Starts every host's agent (the launcher fans out) and waits until each
 /// has answered or is known to have failed; every failure is returned, in
 /// host order.
@@ -85,13 +184,7 @@ pub(crate) fn launch_agents(
     verbose: bool,
 ) -> Result<Answered, Vec<HostError>> {
     let hosts = agents.hosts.clone();
-    let mut address: Vec<Option<String>> = hosts.iter().map(|_| None).collect();
-    let mut here: Option<IpAddr> = None;
-    let mut failed: Vec<Option<HostError>> = hosts.iter().map(|_| None).collect();
-    let index: HashMap<String, usize> = hosts
-        .iter()
-        .map(|h| (h.name.clone(), h.index as usize))
-        .collect();
+    let mut roll = Roll::new(&hosts);
     let deadline = launched + limit;
     std::thread::scope(|scope| {
         let report = tx.clone();
@@ -100,57 +193,13 @@ pub(crate) fn launch_agents(
                 let _ = report.send(Incoming::HostFailed(e));
             })
         });
-        let pending = |address: &[Option<String>], failed: &[Option<HostError>]| {
-            address
-                .iter()
-                .zip(failed)
-                .any(|(a, f)| a.is_none() && f.is_none())
-        };
-        while pending(&address, &failed) {
+        while roll.pending() {
             let Ok(event) = incoming.recv_deadline(deadline) else {
                 break;
             };
-            match event {
-                Incoming::Connected(Peer::Agent(h), stream) => agents.conns[h] = Some(stream),
-                Incoming::Agent(
-                    h,
-                    FromAgent::Hello {
-                        pid,
-                        address: at,
-                        via,
-                    },
-                ) => {
-                    if verbose {
-                        eprintln!(
-                            "clusterduck: run: agent of {} (pid {pid}, at {at}) answered after {:.3}s, started from {via}",
-                            agents.hosts[h].name,
-                            launched.elapsed().as_secs_f64()
-                        );
-                    }
-                    address[h] = Some(at);
-                    if here.is_none() {
-                        here = via.parse().ok();
-                    }
-                }
-                Incoming::Agent(_, FromAgent::HostFailed { error })
-                | Incoming::HostFailed(error) => {
-                    if let Some(&h) = index.get(error.host()) {
-                        failed[h].get_or_insert(error);
-                    }
-                }
-                Incoming::Closed(Peer::Agent(h), reason) if address[h].is_some() => {
-                    failed[h].get_or_insert(HostError::Agent {
-                        host: agents.hosts[h].name.clone(),
-                        detail: format!(
-                            "it answered, then its connection closed ({})",
-                            reason.as_deref().unwrap_or("cleanly")
-                        ),
-                    });
-                }
-                _ => {}
-            }
+            roll.take(event, agents, launched, verbose);
         }
-        if pending(&address, &failed) {
+        if roll.pending() {
             // Hosts that did not answer in time: their launch is given up.
             // (Not otherwise: an agent that answered may not have told its
             // SSH session yet, and killing that would end it.)
@@ -161,42 +210,7 @@ pub(crate) fn launch_agents(
     // Whatever arrived meanwhile (a failure reported as the launch ended,
     // an agent that answered and is gone already).
     while let Ok(event) = incoming.try_recv() {
-        match event {
-            Incoming::Connected(Peer::Agent(h), stream) => agents.conns[h] = Some(stream),
-            Incoming::Agent(_, FromAgent::HostFailed { error }) | Incoming::HostFailed(error) => {
-                if let Some(&h) = index.get(error.host()) {
-                    failed[h].get_or_insert(error);
-                }
-            }
-            Incoming::Closed(Peer::Agent(h), reason) => {
-                failed[h].get_or_insert(HostError::Agent {
-                    host: agents.hosts[h].name.clone(),
-                    detail: format!(
-                        "it answered, then its connection closed ({})",
-                        reason.as_deref().unwrap_or("cleanly")
-                    ),
-                });
-            }
-            _ => {}
-        }
+        roll.take(event, agents, launched, verbose);
     }
-    let mut errors = Vec::new();
-    for (h, (a, f)) in address.iter().zip(failed).enumerate() {
-        match (a, f) {
-            (_, Some(e)) => errors.push(e),
-            (None, None) => errors.push(HostError::Agent {
-                host: agents.hosts[h].name.clone(),
-                detail: format!("no answer within {}s", limit.as_secs()),
-            }),
-            (Some(_), None) => {}
-        }
-    }
-    if errors.is_empty() {
-        Ok(Answered {
-            address: address.into_iter().map(Option::unwrap_or_default).collect(),
-            here: here.unwrap_or([127, 0, 0, 1].into()),
-        })
-    } else {
-        Err(errors)
-    }
+    roll.close(agents, limit)
 }

@@ -34,6 +34,19 @@ fn supervisor(t0: Instant) -> Supervisor {
     )
 }
 
+/// The run's failure, as the user reads it.
+fn failure(s: &mut Supervisor) -> String {
+    s.outcome().failure.expect("the run failed").to_string()
+}
+
+/// Node `node`'s control connection closed cleanly.
+fn closed(node: NodeId) -> Event {
+    Event::Closed {
+        peer: Peer::Node(node),
+        reason: None,
+    }
+}
+
 fn commands(s: &mut Supervisor) -> Vec<Command> {
     std::iter::from_fn(|| s.poll_command()).collect()
 }
@@ -159,13 +172,7 @@ fn a_node_killed_after_start_is_reported_with_host_pid_and_signal() {
     );
     assert!(matches!(s.state(1), NodeState::Exiting { .. }));
     assert!(commands(&mut s).is_empty(), "its report may be in flight");
-    s.handle(
-        t1,
-        Event::Closed {
-            peer: Peer::Node(1),
-            reason: None,
-        },
-    );
+    s.handle(t1, closed(1));
     assert_eq!(
         commands(&mut s),
         vec![
@@ -180,7 +187,7 @@ fn a_node_killed_after_start_is_reported_with_host_pid_and_signal() {
         ]
     );
     assert_eq!(
-        s.outcome().failure.unwrap().to_string(),
+        failure(&mut s),
         "node B (pid 101) on host cd-h1 killed by signal 9 (SIGKILL)"
     );
 }
@@ -242,7 +249,7 @@ fn an_exit_seen_before_the_connection_waits_for_it() {
         },
     );
     assert_eq!(
-        s.outcome().failure.unwrap().to_string(),
+        failure(&mut s),
         "node A refused to start: topology fingerprint mismatch"
     );
 }
@@ -269,7 +276,7 @@ fn an_exit_never_followed_by_a_connection_is_a_death_after_the_linger() {
         }
     );
     assert_eq!(
-        s.outcome().failure.unwrap().to_string(),
+        failure(&mut s),
         "node C (pid 9) on host cd-h1 exited with status 2"
     );
 }
@@ -289,13 +296,7 @@ fn an_abort_kills_what_still_runs_after_the_grace_then_gives_up() {
             cause: ExitCause::Status(1),
         },
     );
-    s.handle(
-        t0,
-        Event::Closed {
-            peer: Peer::Node(0),
-            reason: None,
-        },
-    );
+    s.handle(t0, closed(0));
     s.tick(t0 + SECOND);
     assert!(commands(&mut s).is_empty());
     s.tick(t0 + 2 * SECOND);
@@ -310,13 +311,7 @@ fn an_abort_kills_what_still_runs_after_the_grace_then_gives_up() {
             cause: ExitCause::Signal(9),
         },
     );
-    s.handle(
-        t0 + 2 * SECOND,
-        Event::Closed {
-            peer: Peer::Node(1),
-            reason: None,
-        },
-    );
+    s.handle(t0 + 2 * SECOND, closed(1));
     s.tick(t0 + 4 * SECOND);
     assert_eq!(
         commands(&mut s),
@@ -385,13 +380,7 @@ fn a_drain_asked_for_during_the_launch_follows_start() {
             message: ToMaster::Draining,
         },
     );
-    s.handle(
-        t0,
-        Event::Closed {
-            peer: Peer::Node(2),
-            reason: None,
-        },
-    );
+    s.handle(t0, closed(2));
     s.tick(t0);
     assert_eq!(
         commands(&mut s),
@@ -416,7 +405,7 @@ fn a_lost_agent_fails_the_run_naming_its_host_and_nodes() {
     );
     assert_eq!(*s.state(1), NodeState::Ended { cause: None });
     assert_eq!(
-        s.outcome().failure.unwrap().to_string(),
+        failure(&mut s),
         "host cd-h1: the connection to its agent was lost (connection reset by peer) with nodes B, C on it"
     );
 }
@@ -429,10 +418,7 @@ fn a_silent_agent_fails_the_run_naming_its_host() {
         ready(&mut s, t0 + 3 * SECOND, node);
     }
     s.tick(t0 + 3 * SECOND);
-    assert_eq!(
-        s.outcome().failure.unwrap().to_string(),
-        "host cd-h1: its agent said nothing for 2s"
-    );
+    assert_eq!(failure(&mut s), "host cd-h1: its agent said nothing for 2s");
 }
 
 #[test]
@@ -449,7 +435,7 @@ fn the_ready_timeout_names_the_first_node_not_ready_and_its_host() {
         s.tick(now);
     }
     assert_eq!(
-        s.outcome().failure.unwrap().to_string(),
+        failure(&mut s),
         "node B on host cd-h1 did not report ready within 30s"
     );
 }
@@ -480,17 +466,8 @@ fn the_first_failure_is_the_one_reported() {
             cause: ExitCause::Signal(9),
         },
     );
-    s.handle(
-        t0,
-        Event::Closed {
-            peer: Peer::Node(2),
-            reason: None,
-        },
-    );
-    assert_eq!(
-        s.outcome().failure.unwrap().to_string(),
-        "node B failed at seq 4: boom"
-    );
+    s.handle(t0, closed(2));
+    assert_eq!(failure(&mut s), "node B failed at seq 4: boom");
 }
 
 #[test]
@@ -519,7 +496,7 @@ fn a_node_its_agent_could_not_start_fails_the_run_and_is_not_waited_for() {
         "B never ran: nothing to kill"
     );
     assert_eq!(
-        s.outcome().failure.unwrap().to_string(),
+        failure(&mut s),
         "cannot start node B on host cd-h1: No such file or directory (os error 2)"
     );
 }
@@ -549,15 +526,9 @@ fn a_ready_that_arrives_after_the_exit_leaves_the_exit_as_the_cause() {
             },
         },
     );
-    s.handle(
-        t0,
-        Event::Closed {
-            peer: Peer::Node(1),
-            reason: None,
-        },
-    );
+    s.handle(t0, closed(1));
     assert_eq!(
-        s.outcome().failure.unwrap().to_string(),
+        failure(&mut s),
         "node B (pid 8) on host cd-h1 killed by signal 11 (SIGSEGV)"
     );
 }
