@@ -682,9 +682,18 @@ fn build(scenario: &str, ctx: &Ctx, t: &mut Topology) -> Plan {
                 Step::Panic("sensor on fire".into())
             };
             // How much of what S sent before it failed W processes is not
-            // promised (the run stops): the transcript is the failure.
-            let s = scripted(t, ctx, "S", 0, vec![ids(0..3), last]);
-            t.sink("W", &s, |_, _| Ok(()));
+            // promised (the run stops): the transcript is the failure. S
+            // fails once W has its first value, so that across hosts the
+            // link between them was made (and says which io backend it
+            // uses) before the run stops.
+            let s = scripted(t, ctx, "S", 0, vec![ids(0..3), wait(&["W-got-0"]), last]);
+            let signals = ctx.signals.clone();
+            t.sink("W", &s, move |seq, _| {
+                if seq == 0 {
+                    signals.raise("W-got-0");
+                }
+                Ok(())
+            });
             Plan::default()
         }
         // A value larger than a ring can hold is refused, with the same
