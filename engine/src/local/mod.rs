@@ -17,7 +17,6 @@ use clusterduck_transport::{RingName, RingReader, RingWriter};
 use self::debugger::{LocalEvents, LocalTap};
 use crate::body::{Body, Codec, DebugSink, NodeImpl};
 use crate::graph::{Graph, NodeId, NodeKind};
-use crate::node::NodeCore;
 use crate::report::{Failure, NodeReport, RunFailure, RunReport};
 use crate::run::inlet::{Inlet, DEFAULT_BATCH};
 use crate::run::ring_output::{RingOutput, Tap};
@@ -198,7 +197,6 @@ impl LocalRun {
                         name: name.clone(),
                         kind: spec.kind.label(),
                         spec: spec.clone(),
-                        core: NodeCore::new(spec),
                         body,
                         inputs: inlets,
                         upstream_names: spec.upstreams.clone().into(),

@@ -15,7 +15,6 @@ use super::protocol::{decode, NodeConfig, ToMaster, ToNode};
 use crate::body::{Body, NodeImpl};
 use crate::fingerprint::Fingerprint;
 use crate::graph::{Graph, NodeId, NodeKind};
-use crate::node::NodeCore;
 use crate::report::{NodeReport, PolicyEvent};
 use crate::run::inlet::Inlet;
 use crate::run::ring_output::{RingOutput, Tap};
@@ -329,7 +328,6 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<NodeEnd, NodeError> {
             WorkerTask {
                 name: name.clone(),
                 kind: spec.kind.label(),
-                core: NodeCore::new(&spec),
                 spec: spec.clone(),
                 body,
                 inputs,

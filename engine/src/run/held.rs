@@ -17,23 +17,12 @@ use std::time::{Duration, Instant};
 use clusterduck_transport::FrameKind;
 use smallvec::SmallVec;
 
-use super::inlet::{read_failed, BadInput, RING_POLL};
+use super::inlet::{read_failed, BadInput, Inlet};
+use super::take::{Halt, Reading, Take};
 use super::worker::{call_guarded, WorkerTask};
-use super::TICK;
-use super::{NodeOutput, Upstreams};
-use crate::node::{Input, NodeCore, Step};
-use crate::report::NodeReport;
-
-/// Where the loop stands in reading one upstream.
-struct Reading<'a> {
-    /// Where to read on from: past the frames held.
-    next: &'a mut u64,
-    /// The upstream's End frame was read.
-    ended: &'a mut bool,
-    ledgers: &'a Rc<RefCell<Vec<Ledger>>>,
-    /// Values read, all upstreams.
-    count: &'a mut u64,
-}
+use super::NodeOutput;
+use crate::node::{Input, NodeCore};
+use crate::Seq;
 
 /// A value held in its upstream's ring: where its frame lies. Dropping it
 /// tells the ledger that the node is done with it.
@@ -94,223 +83,46 @@ impl Ledger {
     }
 }
 
-impl<O: NodeOutput> WorkerTask<O> {
-    /// Whether this worker runs [`run_held`](Self::run_held).
-    pub(crate) fn runs_held(&self) -> bool {
-        self.body.takes_archived() && self.core.bundles()
-    }
+/// The rings' frames held by the node: per upstream, where to read on and
+/// which frames read are not released yet.
+pub(crate) struct Holding {
+    /// Per upstream: where to read on from, past the frames held.
+    next: Vec<u64>,
+    ledgers: Rc<RefCell<Vec<Ledger>>>,
+}
 
-    /// Runs the bundled worker to the end of its inputs, or until the run
-    /// aborts, calling its function with each bundle's values in place.
-    pub(crate) fn run_held(mut self) -> NodeReport {
-        let mut report = NodeReport {
-            name: self.name.clone(),
-            kind: self.kind.to_owned(),
-            ..NodeReport::default()
-        };
-        let n = self.inputs.len();
-        let ledgers = Rc::new(RefCell::new(
-            (0..n).map(|_| Ledger::default()).collect::<Vec<_>>(),
-        ));
-        let mut core: NodeCore<Held> = NodeCore::new(&self.spec);
-        // Where to read each ring from next: past the frames held.
-        let mut next: Vec<u64> = self.inputs.iter().map(|i| i.reader().cursor()).collect();
-        let mut ended = vec![false; n];
-        let mut closed = vec![false; n];
-        let mut current = 0;
-        let mut draining = false;
-        let mut now = Instant::now();
-        'run: loop {
-            if self.control.stop.is_aborted() {
-                break;
-            }
-            if !draining && self.control.stop.is_draining() {
-                draining = true;
-                core.drain();
-            }
-            while let Some(step) = core.poll(now) {
-                let result = match step {
-                    Step::Run { seq, input } => self.call_bundle(seq, input),
-                    Step::Notice(notice) => {
-                        self.notice(notice, &mut report);
-                        Ok(())
-                    }
-                    Step::Fatal(notice) => Err(self.fatal(notice)),
-                };
-                if let Err(message) = result {
-                    report.error = Some(message);
-                    break 'run;
-                }
-            }
-            self.release(&ledgers);
-            if core.is_finished() {
-                self.output.finish();
-                break;
-            }
-            let mut end_due = false;
-            for u in 0..n {
-                if ended[u] && !closed[u] {
-                    closed[u] = true;
-                    core.end(u, now);
-                    end_due = true;
-                }
-            }
-            if end_due {
-                continue;
-            }
-            // Upstreams in lockstep: their bundles run straight from the
-            // rings (see `run::lockstep`); the rest is read below.
-            if ledgers.borrow().iter().all(Ledger::is_empty) {
-                match self.run_lockstep(&mut core, &mut next, &mut report.messages_in) {
-                    Ok(0) => {}
-                    Ok(_) => continue,
-                    Err(message) => {
-                        report.error = Some(message);
-                        break 'run;
-                    }
-                }
-            }
-            // Read what is there from the accepted upstreams, without waiting.
-            let wanted: Upstreams = (0..n)
-                .map(|i| (current + i) % n)
-                .filter(|u| !ended[*u] && core.accepts(*u) && !self.inputs[*u].is_broken())
-                .collect();
-            // Upstreams that run ahead are read once the others can't be:
-            // reading them cannot complete a bundle, and leaving their
-            // frames in their rings lets the table drain back to lockstep.
-            let behind: Upstreams = wanted.iter().copied().filter(|u| !core.leads(*u)).collect();
-            let wanted = if behind.is_empty() { wanted } else { behind };
-            let mut took = false;
-            for u in &wanted {
-                let at = Reading {
-                    next: &mut next[*u],
-                    ended: &mut ended[*u],
-                    ledgers: &ledgers,
-                    count: &mut report.messages_in,
-                };
-                match self.read_held(*u, at, &mut core, now, None) {
-                    Ok(got) => took |= got,
-                    Err(bad) => {
-                        report.error = Some(self.bad_input(*u, bad));
-                        break 'run;
-                    }
-                }
-            }
-            if took {
-                now = self.clock(&core, now);
-                continue;
-            }
-            // Nothing there: wake our consumers, then sleep on one upstream
-            // (a short slice when others may have values meanwhile), until
-            // the gap deadline at the latest.
-            self.output.flush();
-            let until_deadline = |slice: Duration| {
-                core.deadline().map_or(slice, |d| {
-                    slice.min(d.saturating_duration_since(Instant::now()))
-                })
-            };
-            let Some(&u) = wanted.first() else {
-                // Nothing accepted: the table waits for its gap deadline.
-                std::thread::sleep(until_deadline(TICK));
-                now = self.clock(&core, now);
-                continue;
-            };
-            current = (u + 1) % n;
-            let slice = until_deadline(if wanted.len() == 1 { TICK } else { RING_POLL });
-            let at = Reading {
-                next: &mut next[u],
-                ended: &mut ended[u],
-                ledgers: &ledgers,
-                count: &mut report.messages_in,
-            };
-            if let Err(bad) = self.read_held(u, at, &mut core, now, Some(slice)) {
-                report.error = Some(self.bad_input(u, bad));
-                break;
-            }
-            now = self.clock(&core, now);
-        }
-        report.policy = core.counts();
-        drop(core);
-        self.release(&ledgers);
-        report.messages_out = self.output.emitted();
-        report
-    }
-
-    /// The time for the bundling table: read only where it keeps time.
-    fn clock(&self, core: &NodeCore<Held>, last: Instant) -> Instant {
-        if core.deadline_matters() {
-            Instant::now()
-        } else {
-            last
+impl Holding {
+    /// For `inputs`, read from where each stands.
+    pub(crate) fn new(inputs: &[Inlet]) -> Self {
+        Self {
+            next: inputs.iter().map(|i| i.reader().cursor()).collect(),
+            ledgers: Rc::new(RefCell::new(
+                inputs.iter().map(|_| Ledger::default()).collect(),
+            )),
         }
     }
+}
 
-    /// Calls the function with a bundle of held values.
-    fn call_bundle(&mut self, seq: crate::Seq, input: Input<Held>) -> Result<(), String> {
-        let Input::Bundle(held) = input else {
-            return Err("internal error: a bundled worker got one value".into());
-        };
-        let mut frames: SmallVec<[&[u8]; 8]> = SmallVec::with_capacity(held.len());
-        for h in &held {
-            let ring = self.inputs[h.upstream].reader();
-            match ring.frame_at(h.pos) {
-                Ok((frame, _)) => frames.push(frame.bytes()),
-                Err(e) => {
-                    let message = format!("a held value was lost: {e}");
-                    self.control.fail(crate::report::Failure::Node {
-                        node: self.name.clone(),
-                        seq: Some(seq),
-                        message: message.clone(),
-                    });
-                    return Err(message);
-                }
-            }
-        }
-        // The frames borrow the inlets; the call, the body and the output.
-        let frames = &frames[..];
-        call_guarded(
-            &mut *self.body,
-            &mut self.output,
-            &self.control,
-            &self.name,
-            seq,
-            |body, out| body.call_archived_bundle(seq, frames, out),
-        )
-    }
+impl Take for Holding {
+    type Value = Held;
 
-    /// Lets each ring's writer have the space of the frames done with.
-    fn release(&mut self, ledgers: &Rc<RefCell<Vec<Ledger>>>) {
-        let mut ledgers = ledgers.borrow_mut();
-        for (u, ledger) in ledgers.iter_mut().enumerate() {
-            if let Some(end) = ledger.releasable() {
-                self.inputs[u].reader_mut().0.release_to(end);
-            }
-        }
-    }
-
-    /// Reads upstream `u`'s ring from `next` on (waiting up to `wait`),
-    /// offering each value to `core` as a held handle while it accepts
-    /// them, at most a batch. Returns whether anything came.
-    fn read_held(
+    fn read<O: NodeOutput>(
         &mut self,
+        task: &mut WorkerTask<O>,
         u: usize,
-        at: Reading<'_>,
         core: &mut NodeCore<Held>,
+        at: Reading<'_>,
         now: Instant,
         wait: Option<Duration>,
-    ) -> Result<bool, BadInput> {
-        let Reading {
-            next,
-            ended,
-            ledgers,
-            count,
-        } = at;
-        let batch = self.inputs[u].batch();
-        let (ring, broken) = self.inputs[u].reader_mut();
+    ) -> Result<bool, Halt> {
+        let Reading { ended, count } = at;
+        let next = &mut self.next[u];
+        let batch = task.inputs[u].batch();
+        let (ring, broken) = task.inputs[u].reader_mut();
         let end = match ring.published_past(*next, wait.unwrap_or(Duration::ZERO)) {
             Ok(Some(end)) => end,
             Ok(None) => return Ok(false),
-            Err(e) => return read_failed(e, ended, broken),
+            Err(e) => return Ok(read_failed(e, ended, broken)?),
         };
         let mut taken = 0;
         // A read stops where the table empties: the values after may be in
@@ -323,12 +135,12 @@ impl<O: NodeOutput> WorkerTask<O> {
         {
             let (frame, after) = ring.frame_at(*next).map_err(BadInput::frame)?;
             let (kind, seq) = (frame.kind(), frame.seq());
-            let index = ledgers.borrow_mut()[u].hold(after);
+            let index = self.ledgers.borrow_mut()[u].hold(after);
             let held = Held {
                 upstream: u,
                 index,
                 pos: *next,
-                ledgers: ledgers.clone(),
+                ledgers: self.ledgers.clone(),
             };
             *next = after;
             match kind {
@@ -338,10 +150,71 @@ impl<O: NodeOutput> WorkerTask<O> {
                 }
                 // Done with at once: dropping it says so.
                 FrameKind::End => *ended = true,
-                other => return Err(BadInput::unexpected(other, seq)),
+                other => return Err(BadInput::unexpected(other, seq).into()),
             }
             taken += 1;
         }
         Ok(true)
+    }
+
+    /// Calls the function with a bundle of held values, where they lie.
+    fn call<O: NodeOutput>(
+        &mut self,
+        task: &mut WorkerTask<O>,
+        seq: Seq,
+        input: Input<Held>,
+    ) -> Result<(), String> {
+        let Input::Bundle(held) = input else {
+            return Err("internal error: a bundled worker got one value".into());
+        };
+        let mut frames: SmallVec<[&[u8]; 8]> = SmallVec::with_capacity(held.len());
+        for h in &held {
+            let ring = task.inputs[h.upstream].reader();
+            match ring.frame_at(h.pos) {
+                Ok((frame, _)) => frames.push(frame.bytes()),
+                Err(e) => {
+                    let message = format!("a held value was lost: {e}");
+                    task.control.fail(crate::report::Failure::Node {
+                        node: task.name.clone(),
+                        seq: Some(seq),
+                        message: message.clone(),
+                    });
+                    return Err(message);
+                }
+            }
+        }
+        // The frames borrow the inlets; the call, the body and the output.
+        let frames = &frames[..];
+        call_guarded(
+            &mut *task.body,
+            &mut task.output,
+            &task.control,
+            &task.name,
+            seq,
+            |body, out| body.call_archived_bundle(seq, frames, out),
+        )
+    }
+
+    fn settle(&mut self, inputs: &mut [Inlet]) {
+        let mut ledgers = self.ledgers.borrow_mut();
+        for (u, ledger) in ledgers.iter_mut().enumerate() {
+            if let Some(end) = ledger.releasable() {
+                inputs[u].reader_mut().0.release_to(end);
+            }
+        }
+    }
+
+    /// Upstreams in lockstep: their bundles run straight from the rings,
+    /// when no frame is held.
+    fn shortcut<O: NodeOutput>(
+        &mut self,
+        task: &mut WorkerTask<O>,
+        core: &mut NodeCore<Held>,
+        count: &mut u64,
+    ) -> Result<usize, String> {
+        if !self.ledgers.borrow().iter().all(Ledger::is_empty) {
+            return Ok(0);
+        }
+        task.run_lockstep(core, &mut self.next, count)
     }
 }

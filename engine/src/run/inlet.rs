@@ -32,18 +32,6 @@ pub(crate) struct Inlet {
     batch: usize,
 }
 
-/// What has arrived from one upstream and not been offered yet: at most
-/// what one read found, since an upstream is read only when its queue is
-/// empty.
-#[derive(Default)]
-pub(crate) struct Inbox {
-    pub(crate) queue: VecDeque<(Seq, Payload)>,
-    /// The stream ended; the end takes effect once the queue is empty.
-    pub(crate) ended: bool,
-    /// The node's core was told of the end.
-    pub(crate) closed: bool,
-}
-
 /// A value that could not be read; the node fails with it.
 #[derive(Debug)]
 pub(crate) struct BadInput {
@@ -146,17 +134,17 @@ impl Inlet {
         self.batch
     }
 
-    /// Takes what is there without waiting. Returns whether anything came.
-    pub(crate) fn try_fill(&mut self, inbox: &mut Inbox) -> Result<bool, BadInput> {
-        self.fill(inbox, None)
-    }
-
-    /// Takes what comes, decoded, waiting up to `wait` if given (else not
-    /// at all).
-    fn fill(&mut self, inbox: &mut Inbox, wait: Option<Duration>) -> Result<bool, BadInput> {
+    /// Takes what comes, decoded, into `queue`, waiting up to `wait` if
+    /// given (else not at all). Sets `ended` at the stream's end. Returns
+    /// whether anything came.
+    pub(crate) fn fill(
+        &mut self,
+        queue: &mut VecDeque<(Seq, Payload)>,
+        ended: &mut bool,
+        wait: Option<Duration>,
+    ) -> Result<bool, BadInput> {
         let codec = self.codec.clone();
-        let queue = &mut inbox.queue;
-        self.visit(wait, &mut inbox.ended, |seq, bytes| {
+        self.visit(wait, ended, |seq, bytes| {
             let value = codec.decode(bytes).map_err(|e| BadInput {
                 seq: Some(seq),
                 message: format!("bad value: {e}"),
@@ -193,32 +181,4 @@ fn visit_frames<E: From<BadInput>>(
         }
     }
     Ok(true)
-}
-
-/// Waits up to `timeout` for any of the `wanted` inlets, and takes what the
-/// first one to answer has: one inlet is waited on at a time (a ring's
-/// wake-up is its own futex), `first` first, for at most [`RING_POLL`] when
-/// others wait too.
-pub(crate) fn wait_any(
-    inlets: &mut [Inlet],
-    inboxes: &mut [Inbox],
-    wanted: &[usize],
-    first: usize,
-    timeout: Duration,
-) -> Result<(), BadInput> {
-    if wanted.is_empty() {
-        std::thread::sleep(timeout);
-        return Ok(());
-    }
-    let u = wanted
-        .iter()
-        .copied()
-        .find(|u| *u >= first)
-        .unwrap_or(wanted[0]);
-    let slice = if wanted.len() == 1 {
-        timeout
-    } else {
-        timeout.min(RING_POLL)
-    };
-    inlets[u].fill(&mut inboxes[u], Some(slice)).map(|_| ())
 }

@@ -2,12 +2,14 @@
 //! step-call loop, and what they need from their mode: an output for their
 //! values, a sink for policy events, and the run's control.
 
+mod decoded;
 mod held;
 mod in_place;
 pub(crate) mod inlet;
 mod lockstep;
 pub(crate) mod ring_output;
 pub(crate) mod spout;
+mod take;
 pub(crate) mod worker;
 
 use std::any::Any;

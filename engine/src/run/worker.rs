@@ -1,16 +1,21 @@
-//! The loop of a worker: read the accepted upstreams, step the node's core,
-//! call the function, until every upstream ended or the run aborts.
+//! The loop of a worker, one for every way of taking values (see
+//! `run::take`): read the accepted upstreams, step the node's core, call
+//! the function, until every upstream ended or the run aborts.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::inlet::{wait_any, BadInput, Inbox, Inlet};
+use super::decoded::Decoded;
+use super::held::Holding;
+use super::in_place::InPlace;
+use super::inlet::{BadInput, Inlet, RING_POLL};
+use super::take::{Halt, Reading, Take};
 use super::TICK;
 use super::{node_failure, policy_event, EventSink, NodeOutput, RunControl, Upstreams};
-use crate::body::{BoxError, Output, Payload, WorkerFn};
+use crate::body::{BoxError, Output, WorkerFn};
 use crate::bundle::Notice;
-use crate::graph::NodeSpec;
+use crate::graph::{NodeKind, NodeSpec};
 use crate::node::{NodeCore, Step};
 use crate::report::{IncompleteBundle, NodeReport, LISTED_INCOMPLETE};
 use crate::Seq;
@@ -20,7 +25,6 @@ pub(crate) struct WorkerTask<O> {
     pub(crate) name: String,
     pub(crate) kind: &'static str,
     pub(crate) spec: NodeSpec,
-    pub(crate) core: NodeCore<Payload>,
     pub(crate) body: Box<dyn WorkerFn>,
     pub(crate) inputs: Vec<Inlet>,
     pub(crate) upstream_names: Arc<[String]>,
@@ -30,31 +34,48 @@ pub(crate) struct WorkerTask<O> {
 }
 
 impl<O: NodeOutput> WorkerTask<O> {
-    /// Runs the worker to the end of its inputs, or until the run aborts.
-    pub(crate) fn run(mut self) -> NodeReport {
-        if self.runs_in_place() {
-            return self.run_in_place();
+    /// Runs the worker to the end of its inputs, or until the run aborts,
+    /// taking values the way its function wants them: owned (decoded), or
+    /// archived where they lie (in place for a plain worker; held until
+    /// their bundle ran for a bundled one).
+    pub(crate) fn run(self) -> NodeReport {
+        let bundles = matches!(self.spec.kind, NodeKind::Bundled(_));
+        match (self.body.takes_archived(), bundles) {
+            (false, _) => {
+                let take = Decoded::new(self.inputs.len());
+                self.drive(take)
+            }
+            (true, false) => self.drive(InPlace),
+            (true, true) => {
+                let take = Holding::new(&self.inputs);
+                self.drive(take)
+            }
         }
-        if self.runs_held() {
-            return self.run_held();
-        }
+    }
+
+    /// The loop.
+    fn drive<T: Take>(mut self, mut take: T) -> NodeReport {
         let mut report = NodeReport {
             name: self.name.clone(),
             kind: self.kind.to_owned(),
             ..NodeReport::default()
         };
+        let mut core: NodeCore<T::Value> = NodeCore::new(&self.spec);
         let n = self.inputs.len();
-        let mut inbox: Vec<Inbox> = (0..n).map(|_| Inbox::default()).collect();
-        // The input being worked through: stay on it while it has values, so
-        // that a batch is taken in one go; move on when it runs dry, so that a
-        // busy upstream cannot starve the others.
+        // Per upstream: its End frame was read; the core was told.
+        let mut ended = vec![false; n];
+        let mut closed = vec![false; n];
+        // The upstream being worked through: stay on it while it has values
+        // read, so that a batch is taken in one go; the next read goes
+        // round all of them, so that a busy upstream cannot starve the
+        // others.
         let mut current = 0;
         let mut draining = false;
         // Only bundling tables keep time (gap timeouts); a plain worker
         // should not pay for clock reads. The clock is read when input
         // arrives, once per read rather than per value: a batch is worked
         // through in microseconds, and gap timeouts are milliseconds.
-        let timed = self.core.deadline_matters();
+        let timed = core.deadline_matters();
         let epoch = Instant::now();
         let clock = || if timed { Instant::now() } else { epoch };
         let mut now = clock();
@@ -64,57 +85,79 @@ impl<O: NodeOutput> WorkerTask<O> {
             }
             if !draining && self.control.stop.is_draining() {
                 draining = true;
-                self.core.drain();
+                core.drain();
             }
-            while let Some(step) = self.core.poll(now) {
-                if let Err(message) = self.step(step, &mut report) {
+            while let Some(step) = core.poll(now) {
+                let result = match step {
+                    Step::Run { seq, input } => take.call(&mut self, seq, input),
+                    Step::Notice(notice) => {
+                        self.notice(notice, &mut report);
+                        Ok(())
+                    }
+                    Step::Fatal(notice) => Err(self.fatal(notice)),
+                };
+                if let Err(message) = result {
                     report.error = Some(message);
                     break 'run;
                 }
             }
-            if self.core.is_finished() {
+            take.settle(&mut self.inputs);
+            if core.is_finished() {
                 self.output.finish();
                 break;
             }
-            // Offer the next value that is there and accepted.
-            let ready = (0..n)
-                .map(|i| (current + i) % n)
-                .find(|u| !inbox[*u].queue.is_empty() && self.core.accepts(*u));
-            if let Some(u) = ready {
+            let order = || (0..n).map(|i| (current + i) % n);
+            // Offer the next value read earlier and accepted.
+            if let Some(u) = order().find(|u| take.has_read(*u) && core.accepts(*u)) {
                 current = u;
-                let (seq, value) = inbox[u].queue.pop_front().expect("a queued value");
-                report.messages_in += 1;
-                self.core.offer(u, seq, value, now);
+                take.offer_read(u, &mut core, now);
                 continue;
             }
-            // Ends that are due.
-            let mut ended = false;
-            for (u, inbox) in inbox.iter_mut().enumerate() {
-                if inbox.ended && !inbox.closed && inbox.queue.is_empty() {
-                    inbox.closed = true;
-                    self.core.end(u, now);
-                    ended = true;
+            // Ends that are due: after every value read before them.
+            let mut end_due = false;
+            for u in 0..n {
+                if ended[u] && !closed[u] && !take.has_read(u) {
+                    closed[u] = true;
+                    core.end(u, now);
+                    end_due = true;
                 }
             }
-            if ended {
+            if end_due {
                 continue;
             }
-            // Read the upstreams that are empty and accepted, without waiting.
-            let wanted: Upstreams = (0..n)
-                .map(|i| (current + i) % n)
+            match take.shortcut(&mut self, &mut core, &mut report.messages_in) {
+                Ok(0) => {}
+                Ok(_) => continue,
+                Err(message) => {
+                    report.error = Some(message);
+                    break 'run;
+                }
+            }
+            // Read the accepted upstreams that have nothing read, without
+            // waiting. Upstreams that run ahead in a bundling table are read
+            // once the others can't be: reading them cannot complete a
+            // bundle, and leaving their values in their rings lets the table
+            // drain back to lockstep.
+            let wanted: Upstreams = order()
                 .filter(|u| {
-                    !inbox[*u].ended
-                        && inbox[*u].queue.is_empty()
-                        && self.core.accepts(*u)
+                    !ended[*u]
+                        && !take.has_read(*u)
+                        && core.accepts(*u)
                         && !self.inputs[*u].is_broken()
                 })
                 .collect();
+            let behind: Upstreams = wanted.iter().copied().filter(|u| !core.leads(*u)).collect();
+            let wanted = if behind.is_empty() { wanted } else { behind };
             let mut took = false;
-            for u in &wanted {
-                match self.inputs[*u].try_fill(&mut inbox[*u]) {
+            for &u in &wanted {
+                let at = Reading {
+                    ended: &mut ended[u],
+                    count: &mut report.messages_in,
+                };
+                match take.read(&mut self, u, &mut core, at, now, None) {
                     Ok(got) => took |= got,
-                    Err(bad) => {
-                        report.error = Some(self.bad_input(*u, bad));
+                    Err(halt) => {
+                        report.error = Some(self.halt(u, halt));
                         break 'run;
                     }
                 }
@@ -123,24 +166,50 @@ impl<O: NodeOutput> WorkerTask<O> {
             if took {
                 continue;
             }
-            // Nothing there: sleep until something arrives, the gap deadline
-            // passes, or a tick to look at the stop signal.
+            // Nothing there: wake our consumers, then sleep on one upstream
+            // (a short slice when others may have values meanwhile), until
+            // the gap deadline at the latest.
             self.output.flush();
-            let timeout = self
-                .core
-                .deadline()
-                .map(|d| d.saturating_duration_since(Instant::now()).min(TICK))
-                .unwrap_or(TICK);
-            if let Err(bad) = wait_any(&mut self.inputs, &mut inbox, &wanted, current, timeout) {
-                let u = wanted.first().copied().unwrap_or(0);
-                report.error = Some(self.bad_input(u, bad));
-                break 'run;
+            let until_deadline = |slice: Duration| {
+                core.deadline().map_or(slice, |d| {
+                    slice.min(d.saturating_duration_since(Instant::now()))
+                })
+            };
+            let Some(&u) = wanted.first() else {
+                // Nothing to read: the table waits for its gap deadline, or
+                // only broken upstreams are left (whoever runs them reports
+                // it and stops the run).
+                std::thread::sleep(until_deadline(TICK));
+                now = clock();
+                continue;
+            };
+            current = (u + 1) % n;
+            let slice = until_deadline(if wanted.len() == 1 { TICK } else { RING_POLL });
+            let at = Reading {
+                ended: &mut ended[u],
+                count: &mut report.messages_in,
+            };
+            if let Err(halt) = take.read(&mut self, u, &mut core, at, now, Some(slice)) {
+                report.error = Some(self.halt(u, halt));
+                break;
             }
             now = clock();
         }
+        report.policy = core.counts();
+        // Values the core still holds are done with.
+        drop(core);
+        take.settle(&mut self.inputs);
         report.messages_out = self.output.emitted();
-        report.policy = self.core.counts();
         report
+    }
+
+    /// The node's failure message for a read that stopped it at upstream
+    /// `u`.
+    fn halt(&mut self, u: usize, halt: Halt) -> String {
+        match halt {
+            Halt::Bad(bad) => self.bad_input(u, bad),
+            Halt::Failed(message) => message,
+        }
     }
 
     /// Fails the node for a value from upstream `u` that could not be read.
@@ -152,18 +221,6 @@ impl<O: NodeOutput> WorkerTask<O> {
             message: message.clone(),
         });
         message
-    }
-
-    /// Carries out one step; an error is the node's failure message.
-    fn step(&mut self, step: Step<Payload>, report: &mut NodeReport) -> Result<(), String> {
-        match step {
-            Step::Run { seq, input } => self.call(seq, |body, out| body.call(seq, input, out)),
-            Step::Notice(notice) => {
-                self.notice(notice, report);
-                Ok(())
-            }
-            Step::Fatal(notice) => Err(self.fatal(notice)),
-        }
     }
 
     /// Calls the node's function on the input with id `seq`, through
