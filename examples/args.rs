@@ -67,6 +67,16 @@ impl Args {
         })
     }
 
+    /// The first argument that is not a flag (and removes it); `what` names
+    /// it in the error when it is missing.
+    #[allow(dead_code)] // Not every example takes one.
+    pub(crate) fn positional(&mut self, what: &str) -> Result<String, String> {
+        match self.args.iter().position(|a| !a.starts_with('-')) {
+            Some(i) => Ok(self.args.remove(i)),
+            None => Err(format!("{what} is missing\n{}", self.usage)),
+        }
+    }
+
     /// Fails on anything not taken yet.
     pub(crate) fn finish(self) -> Result<(), String> {
         match self.args.first() {

@@ -30,6 +30,29 @@ const USAGE: &str = "usage: readme [-n N] [--seed S] [--local]
               run the nodes on these SSH hosts, round-robin (see
               CLUSTERDUCK_SSH_CONFIG)";
 
+/// The node's own buffered stderr. Node functions are `Clone` (a node run
+/// as several replicas in one process gets a copy per replica): a copy of
+/// this is a writer of its own.
+struct Stderr(BufWriter<std::io::Stderr>);
+
+impl Default for Stderr {
+    fn default() -> Self {
+        Self(BufWriter::new(std::io::stderr()))
+    }
+}
+
+impl Stderr {
+    fn line(&mut self, line: &str) -> std::io::Result<()> {
+        writeln!(self.0, "{line}")
+    }
+}
+
+impl Clone for Stderr {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
 /// Ids are shuffled within blocks of this many.
 const SHUFFLE_BLOCK: u64 = 1024;
 
@@ -55,14 +78,14 @@ fn main() -> ExitCode {
         }
         Ok(())
     });
-    let mut err = BufWriter::new(std::io::stderr());
+    let mut err = Stderr::default();
     let c = t.bundled(
         "C",
         (&a, &b),
         Bundling::sequenced(0),
         move |seq, (a, b): (u64, String), out: &mut Emitter<String>| {
             let line = format!("seq={seq} a={a} b={b}");
-            writeln!(err, "{line}")?;
+            err.line(&line)?;
             out.emit(line);
             Ok(())
         },

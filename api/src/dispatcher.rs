@@ -129,4 +129,16 @@ impl<'a, T: Message> Dispatcher<'a, T> {
     pub fn is_stopping(&self) -> bool {
         self.out.is_stopping()
     }
+
+    /// Which replica of the spout this is (0 for a spout of one replica):
+    /// with several, each replica's function runs, and should send its
+    /// share (e.g. the ids `seq` with `seq % replicas() == replica()`).
+    pub fn replica(&self) -> usize {
+        self.out.replica().0
+    }
+
+    /// How many replicas the spout runs as.
+    pub fn replicas(&self) -> usize {
+        self.out.replica().1
+    }
 }

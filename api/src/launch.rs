@@ -14,6 +14,7 @@ use clusterduck_engine::process::{
     agent_main, agent_role, node_main, node_role, ProcessRun, DEFAULT_DIR, DEFAULT_FANOUT,
     DEFAULT_SILENCE,
 };
+use clusterduck_engine::replica::{Replicated, Scale, DEFAULT_KEY_GROUPS};
 use clusterduck_engine::report::{PolicyEvent, RunFailure, RunReport};
 use clusterduck_engine::stop::StopSignal;
 use clusterduck_engine::Seq;
@@ -67,6 +68,8 @@ pub struct Launch {
     fanout: usize,
     hosts: Vec<String>,
     placements: Vec<(u64, String, String)>,
+    replicas: Vec<(u64, usize, String, usize)>,
+    key_groups: usize,
     batch: usize,
     spin: Duration,
     watches: Vec<(u64, NodeId, String, OutputCallback)>,
@@ -111,6 +114,8 @@ impl Launch {
             fanout: DEFAULT_FANOUT,
             hosts: Vec::new(),
             placements: Vec::new(),
+            replicas: Vec::new(),
+            key_groups: DEFAULT_KEY_GROUPS,
             batch: DEFAULT_BATCH,
             spin: Duration::ZERO,
             watches: Vec::new(),
@@ -157,6 +162,44 @@ impl Launch {
     pub fn place<T>(mut self, node: &Node<T>, host: &str) -> Self {
         self.placements
             .push((node.topology, node.name().to_owned(), host.to_owned()));
+        self
+    }
+
+    /// Runs replica `index` of `node` on `host` (one of the
+    /// [hosts](Self::hosts)); its other replicas go where
+    /// [`place`](Self::place) or round-robin puts them.
+    pub fn place_replica<T>(mut self, node: &Node<T>, index: usize, host: &str) -> Self {
+        let name = format!("{}[{index}]", node.name());
+        self.placements.push((node.topology, name, host.to_owned()));
+        self
+    }
+
+    /// Runs `node` as `count` replicas (1 by default): each a process of its
+    /// own in process mode (placed like nodes: round-robin over the hosts,
+    /// or with [`place`](Self::place) and
+    /// [`place_replica`](Self::place_replica)), a thread in local mode, with
+    /// a copy of the node's function made from it as declared. Each of the
+    /// node's inputs is split among the replicas by the grouping the node
+    /// chose for it ([`Node::by_key`] and its siblings; shuffle by default,
+    /// by id for a bundled worker). A spout's replicas all run its
+    /// function, each told its index
+    /// ([`Dispatcher::replica`](crate::Dispatcher::replica)).
+    ///
+    /// Replicas are named `name[i]` in reports, failures and policy events;
+    /// their logs are `<dir>/name.i.out` and `.err`. The topology's code
+    /// does not change: the count is the launch's.
+    pub fn replicas<T>(mut self, node: &Node<T>, count: usize) -> Self {
+        self.replicas
+            .push((node.topology, node.id, node.name().to_owned(), count));
+        self
+    }
+
+    /// How many key groups inputs grouped by key are hashed to (128 by
+    /// default, as Flink's default maximum parallelism): at least the
+    /// replicas of any node with such an input. Groups are dealt to
+    /// replicas in contiguous ranges, so that a rescale moves whole groups.
+    pub fn key_groups(mut self, groups: usize) -> Self {
+        self.key_groups = groups;
         self
     }
 
@@ -362,6 +405,14 @@ impl Topology {
             return Err(e.into());
         }
         let graph = Graph::new(self.specs)?;
+        let mut scale = Scale::single(graph.nodes().len());
+        scale.key_groups = launch.key_groups;
+        for (topology, id, name, count) in &launch.replicas {
+            if *topology != self.id {
+                return Err(Error::PlaceForeignNode { node: name.clone() });
+            }
+            scale.replicas[*id] = *count;
+        }
         if launch.mode == Mode::Processes && node_role().is_some() {
             node_main(graph, self.impls);
         }
@@ -394,18 +445,21 @@ impl Topology {
                     on_event: launch.on_event,
                 }))
             };
+        // Refused here, before anything starts: a node of zero replicas,
+        // more replicas than key groups.
+        let run = Replicated::new(graph, &scale)?;
         let impls = self.impls;
         let run: Box<dyn FnOnce() -> Result<RunReport, Box<RunFailure>> + Send> = match launch.mode
         {
             Mode::Local => {
-                let run = LocalRun {
+                let local = LocalRun {
                     ring_bytes: launch.ring_bytes,
                     spin: launch.spin,
                     batch: launch.batch,
                     watched,
                     stop: launch.stop.clone(),
                 };
-                Box::new(move || run.run(&graph, impls, debugger))
+                Box::new(move || local.run(&run, impls, debugger))
             }
             Mode::Processes => {
                 let codecs = impls.iter().map(|i| i.codec.clone()).collect();
@@ -422,7 +476,7 @@ impl Topology {
                     placements,
                     fanout: launch.fanout,
                 }
-                .start(graph, codecs, debugger)?;
+                .start(&run, codecs, debugger)?;
                 Box::new(move || master.wait())
             }
         };

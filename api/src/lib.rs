@@ -100,8 +100,10 @@ mod topology;
 pub use clusterduck_engine::body::BoxError;
 pub use clusterduck_engine::bundle::{Bundling, GapPolicy, Notice, OverflowPolicy, PolicyCounts};
 pub use clusterduck_engine::graph::GraphError;
+pub use clusterduck_engine::graph::Grouping;
 pub use clusterduck_engine::process::DEFAULT_DIR as DEFAULT_LOG_DIR;
 pub use clusterduck_engine::process::DEFAULT_FANOUT;
+pub use clusterduck_engine::replica::DEFAULT_KEY_GROUPS;
 pub use clusterduck_engine::report::{
     Failure, IncompleteBundle, NodeReport, PolicyEvent, RunFailure, RunReport,
 };
@@ -112,6 +114,14 @@ pub use emitter::Emitter;
 pub use error::Error;
 pub use launch::{Launch, Mode, Running, DEFAULT_RING_BYTES};
 pub use message::Message;
-pub use node::{ArchivedBundle, Bundle, BundleValues, Inputs, Node, NodeRef};
+pub use node::{ArchivedBundle, Bundle, BundleValues, Grouped, Inputs, Node, NodeRef};
 pub use rkyv;
 pub use topology::Topology;
+
+/// A key for [`Node::by_key`]: the same bytes give the same key in every
+/// process and every build (64-bit FNV-1a), unlike `std`'s seeded hashers.
+pub fn key_of(bytes: impl AsRef<[u8]>) -> u64 {
+    bytes.as_ref().iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}

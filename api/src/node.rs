@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use clusterduck_engine::body::{BoxError, Payload};
 use clusterduck_engine::bundle::BundleVec;
+use clusterduck_engine::graph::Grouping;
+use clusterduck_engine::replica::KeyFn;
 
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
@@ -74,12 +76,118 @@ pub struct NodeRef {
 /// The upstreams of a worker whose inputs are merged: one node, or several
 /// of the same output type (an array, a slice or a `Vec` of handles). Each
 /// upstream's values arrive in the order it sent them.
+///
+/// When the worker runs as several replicas, each input is split among
+/// them by its grouping: [shuffle](Grouping::Shuffle) for a bare handle;
+/// another with [`Node::by_key`], [`Node::broadcast`], [`Node::one`] or
+/// [`Node::by_seq`].
 pub trait Inputs {
     /// The type of the values the worker receives.
     type Value: Message;
 
     /// The upstreams, in order.
     fn upstreams(&self) -> Vec<NodeRef>;
+
+    /// Per upstream: how it is split among the worker's replicas, and the
+    /// key function of an input grouped by key.
+    fn groupings(&self) -> Vec<(Grouping, Option<KeyFn>)> {
+        self.upstreams()
+            .iter()
+            .map(|_| (Grouping::Shuffle, None))
+            .collect()
+    }
+}
+
+/// An upstream with the grouping its consumer chooses for it (see
+/// [`Inputs`]); made by [`Node::by_key`] and its siblings.
+pub struct Grouped<'a, T> {
+    node: &'a Node<T>,
+    grouping: Grouping,
+    key: Option<KeyFn>,
+}
+
+impl<T> fmt::Debug for Grouped<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?} {}", self.node, self.grouping.label())
+    }
+}
+
+impl<T: Message> Node<T> {
+    /// This node as an input split among the consumer's replicas by the
+    /// key `key` gives each value (read in place, archived): all values of
+    /// one key reach the same replica. Keys are hashed to the run's key
+    /// groups ([`Launch::key_groups`](crate::Launch::key_groups)), and
+    /// groups dealt to replicas in contiguous ranges. The key must be the
+    /// same in every process: hash with a fixed function (e.g.
+    /// [`key_of`](crate::key_of)), not a randomly seeded one.
+    ///
+    /// Each replica reads every value's key and keeps its own: a key
+    /// function should be cheap.
+    pub fn by_key<F>(&self, key: F) -> Grouped<'_, T>
+    where
+        F: Fn(&Archived<T>) -> u64 + Send + Sync + 'static,
+    {
+        let key: KeyFn = Arc::new(move |bytes: &[u8]| {
+            let value = rkyv::access::<Archived<T>, rancor::Error>(bytes)?;
+            Ok(key(value))
+        });
+        Grouped {
+            node: self,
+            grouping: Grouping::ByKey,
+            key: Some(key),
+        }
+    }
+
+    /// This node as an input dealt round-robin among the consumer's
+    /// replicas (the default of a worker's inputs).
+    pub fn shuffle(&self) -> Grouped<'_, T> {
+        self.grouped(Grouping::Shuffle)
+    }
+
+    /// This node as an input every replica of the consumer receives whole.
+    pub fn broadcast(&self) -> Grouped<'_, T> {
+        self.grouped(Grouping::Broadcast)
+    }
+
+    /// This node as an input only the consumer's replica 0 receives.
+    pub fn one(&self) -> Grouped<'_, T> {
+        self.grouped(Grouping::One)
+    }
+
+    /// This node as an input split among the consumer's replicas by id:
+    /// replica `seq mod replicas` receives id `seq` (the grouping of every
+    /// bundled worker's inputs).
+    pub fn by_seq(&self) -> Grouped<'_, T> {
+        self.grouped(Grouping::BySeq)
+    }
+
+    fn grouped(&self, grouping: Grouping) -> Grouped<'_, T> {
+        Grouped {
+            node: self,
+            grouping,
+            key: None,
+        }
+    }
+}
+
+impl<T: Message> Inputs for Grouped<'_, T> {
+    type Value = T;
+    fn upstreams(&self) -> Vec<NodeRef> {
+        vec![self.node.to_ref()]
+    }
+    fn groupings(&self) -> Vec<(Grouping, Option<KeyFn>)> {
+        vec![(self.grouping, self.key.clone())]
+    }
+}
+
+impl<T: Message> Inputs for Vec<Grouped<'_, T>> {
+    type Value = T;
+    fn upstreams(&self) -> Vec<NodeRef> {
+        self.iter().map(|g| g.node.to_ref()).collect()
+    }
+    fn groupings(&self) -> Vec<(Grouping, Option<KeyFn>)> {
+        self.iter().map(|g| (g.grouping, g.key.clone())).collect()
+    }
 }
 
 impl<T: Message> Inputs for &Node<T> {

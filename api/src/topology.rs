@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use clusterduck_engine::body::{Body, BoxError, NodeImpl};
 use clusterduck_engine::bundle::Bundling;
-use clusterduck_engine::graph::{GraphError, NodeSpec};
+use clusterduck_engine::graph::{GraphError, Grouping, NodeSpec};
+use clusterduck_engine::replica::KeyFn;
 use clusterduck_engine::Seq;
 use rkyv::Archived;
 
@@ -32,6 +33,13 @@ static NEXT_TOPOLOGY: AtomicU64 = AtomicU64::new(1);
 /// Building must be deterministic: when nodes run in their own processes,
 /// every process runs the same building code and checks that it got the
 /// same topology.
+///
+/// Node functions are `Clone`: a node run as several replicas in one
+/// process (local mode, [`Launch::replicas`](crate::Launch::replicas)) gets
+/// a copy of its function per replica, made from the function as it was
+/// declared, as Storm and Flink copy a serialised function per task. A
+/// closure is `Clone` when what it captures is (share state across
+/// replicas through an `Arc`, if you mean to).
 pub struct Topology {
     pub(crate) id: u64,
     pub(crate) specs: Vec<NodeSpec>,
@@ -72,13 +80,19 @@ impl Topology {
     pub fn spout<T, F>(&mut self, name: &str, f: F) -> Node<T>
     where
         T: Message,
-        F: FnOnce(&mut Dispatcher<'_, T>) -> Result<(), BoxError> + Send + 'static,
+        F: FnOnce(&mut Dispatcher<'_, T>) -> Result<(), BoxError> + Clone + Send + 'static,
     {
-        let body = Body::Spout(Box::new(Spout {
-            f,
-            _type: PhantomData,
-        }));
-        self.add::<T>(NodeSpec::spout(name, std::any::type_name::<T>()), body)
+        let make = move || {
+            Body::Spout(Box::new(Spout {
+                f: f.clone(),
+                _type: PhantomData,
+            }))
+        };
+        self.add::<T>(
+            NodeSpec::spout(name, std::any::type_name::<T>()),
+            make,
+            Vec::new(),
+        )
     }
 
     /// Adds a worker over one upstream, or several of the same type merged
@@ -89,17 +103,19 @@ impl Topology {
     where
         I: Inputs,
         U: Message,
-        F: FnMut(Seq, I::Value, &mut Emitter<'_, U>) -> Result<(), BoxError> + Send + 'static,
+        F: FnMut(Seq, I::Value, &mut Emitter<'_, U>) -> Result<(), BoxError>
+            + Clone
+            + Send
+            + 'static,
     {
-        let upstreams = self.upstream_names(name, inputs.upstreams());
-        let body = Body::Worker(Box::new(Merge {
-            f,
-            _type: PhantomData::<fn(I::Value) -> U>,
-        }));
-        self.add::<U>(
-            NodeSpec::worker(name, upstreams, std::any::type_name::<U>()),
-            body,
-        )
+        let (spec, keys) = self.worker_spec::<I, U>(name, &inputs);
+        let make = move || {
+            Body::Worker(Box::new(Merge {
+                f: f.clone(),
+                _type: PhantomData::<fn(I::Value) -> U>,
+            }))
+        };
+        self.add::<U>(spec, make, keys)
     }
 
     /// Adds a worker that takes its input zero-copy: a reference to the
@@ -145,19 +161,19 @@ impl Topology {
         I: Inputs,
         U: Message,
         F: FnMut(Seq, &Archived<I::Value>, &mut Emitter<'_, U>) -> Result<(), BoxError>
+            + Clone
             + Send
             + 'static,
     {
-        let upstreams = self.upstream_names(name, inputs.upstreams());
-        let body = Body::Worker(Box::new(InPlace {
-            f,
-            scratch: Default::default(),
-            _type: PhantomData::<fn(I::Value) -> U>,
-        }));
-        self.add::<U>(
-            NodeSpec::worker(name, upstreams, std::any::type_name::<U>()),
-            body,
-        )
+        let (spec, keys) = self.worker_spec::<I, U>(name, &inputs);
+        let make = move || {
+            Body::Worker(Box::new(InPlace {
+                f: f.clone(),
+                scratch: Default::default(),
+                _type: PhantomData::<fn(I::Value) -> U>,
+            }))
+        };
+        self.add::<U>(spec, make, keys)
     }
 
     /// Adds a worker that takes its input zero-copy (see
@@ -165,7 +181,7 @@ impl Topology {
     pub fn sink_archived<I, F>(&mut self, name: &str, inputs: I, mut f: F) -> Node<()>
     where
         I: Inputs,
-        F: FnMut(Seq, &Archived<I::Value>) -> Result<(), BoxError> + Send + 'static,
+        F: FnMut(Seq, &Archived<I::Value>) -> Result<(), BoxError> + Clone + Send + 'static,
     {
         self.worker_archived(name, inputs, move |seq, value, _: &mut Emitter<'_, ()>| {
             f(seq, value)
@@ -176,7 +192,7 @@ impl Topology {
     pub fn sink<I, F>(&mut self, name: &str, inputs: I, mut f: F) -> Node<()>
     where
         I: Inputs,
-        F: FnMut(Seq, I::Value) -> Result<(), BoxError> + Send + 'static,
+        F: FnMut(Seq, I::Value) -> Result<(), BoxError> + Clone + Send + 'static,
     {
         self.worker(name, inputs, move |seq, value, _: &mut Emitter<'_, ()>| {
             f(seq, value)
@@ -219,18 +235,21 @@ impl Topology {
     where
         B: Bundle,
         U: Message,
-        F: FnMut(Seq, B::Values, &mut Emitter<'_, U>) -> Result<(), BoxError> + Send + 'static,
+        F: FnMut(Seq, B::Values, &mut Emitter<'_, U>) -> Result<(), BoxError>
+            + Clone
+            + Send
+            + 'static,
     {
         let names = self.upstream_names(name, upstreams.upstreams());
-        let body = Body::Worker(Box::new(Bundled {
-            f,
-            unpack: B::unpack,
-            _type: PhantomData::<fn(B::Values) -> U>,
-        }));
-        self.add::<U>(
-            NodeSpec::bundled(name, names, bundling, std::any::type_name::<U>()),
-            body,
-        )
+        let make = move || {
+            Body::Worker(Box::new(Bundled {
+                f: f.clone(),
+                unpack: B::unpack,
+                _type: PhantomData::<fn(B::Values) -> U>,
+            }))
+        };
+        let spec = NodeSpec::bundled(name, names, bundling, std::any::type_name::<U>());
+        self.add::<U>(spec, make, Vec::new())
     }
 
     /// Adds a bundled worker that takes its values zero-copy: for each id,
@@ -292,19 +311,20 @@ impl Topology {
         B: Bundle,
         U: Message,
         F: for<'a> FnMut(Seq, ArchivedBundle<'a, B>, &mut Emitter<'_, U>) -> Result<(), BoxError>
+            + Clone
             + Send
             + 'static,
     {
         let names = self.upstream_names(name, upstreams.upstreams());
-        let body = Body::Worker(Box::new(InPlaceBundled {
-            f,
-            types: <B::Values as BundleValues>::type_ids(),
-            _type: PhantomData::<fn(B::Values) -> U>,
-        }));
-        self.add::<U>(
-            NodeSpec::bundled(name, names, bundling, std::any::type_name::<U>()),
-            body,
-        )
+        let make = move || {
+            Body::Worker(Box::new(InPlaceBundled {
+                f: f.clone(),
+                types: <B::Values as BundleValues>::type_ids(),
+                _type: PhantomData::<fn(B::Values) -> U>,
+            }))
+        };
+        let spec = NodeSpec::bundled(name, names, bundling, std::any::type_name::<U>());
+        self.add::<U>(spec, make, Vec::new())
     }
 
     /// The number of nodes declared.
@@ -317,14 +337,38 @@ impl Topology {
         self.specs.is_empty()
     }
 
-    fn add<T: Message>(&mut self, spec: NodeSpec, body: Body) -> Node<T> {
+    /// Adds the node `spec`, whose function `make` makes: once for the
+    /// node, and again for each further replica run in this process.
+    fn add<T: Message>(
+        &mut self,
+        spec: NodeSpec,
+        make: impl Fn() -> Body + Send + 'static,
+        keys: Vec<Option<KeyFn>>,
+    ) -> Node<T> {
         let node = Node::new(self.id, self.specs.len(), &spec.name);
         self.specs.push(spec);
         self.impls.push(NodeImpl {
-            body,
+            body: make(),
             codec: Arc::new(TypedCodec::<T>::new()),
+            again: Some(Box::new(make)),
+            keys,
         });
         node
+    }
+
+    /// The spec of a worker over `inputs`, with their groupings, and its
+    /// key functions.
+    fn worker_spec<I: Inputs, U>(
+        &mut self,
+        name: &str,
+        inputs: &I,
+    ) -> (NodeSpec, Vec<Option<KeyFn>>) {
+        let upstreams = self.upstream_names(name, inputs.upstreams());
+        let mut spec = NodeSpec::worker(name, upstreams, std::any::type_name::<U>());
+        let (groupings, keys): (Vec<Grouping>, Vec<Option<KeyFn>>) =
+            inputs.groupings().into_iter().unzip();
+        spec.groupings = groupings;
+        (spec, keys)
     }
 
     /// The names of `upstreams`, recording the first that belongs to another

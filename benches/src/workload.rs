@@ -266,6 +266,7 @@ fn sink(
 const UNSTAMPED: u64 = 0;
 
 /// What a sink records of the values it gets.
+#[derive(Clone)]
 struct Seen {
     expected: u64,
     /// Values seen, stamped or not.

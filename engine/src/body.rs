@@ -14,6 +14,7 @@ use smallbox::{smallbox, SmallBox};
 
 use crate::graph::NodeId;
 use crate::node::Input;
+use crate::replica::KeyFn;
 use crate::report::PolicyEvent;
 use crate::Seq;
 
@@ -108,6 +109,11 @@ pub trait Output {
 
     /// Whether the run is draining and a spout should return.
     fn is_stopping(&self) -> bool;
+
+    /// Which replica of its node the caller is, and of how many.
+    fn replica(&self) -> (usize, usize) {
+        (0, 1)
+    }
 }
 
 /// A spout's function, run once.
@@ -181,13 +187,30 @@ impl fmt::Debug for Body {
     }
 }
 
+/// Makes another instance of a node's function, as it was declared.
+pub type Again = Box<dyn Fn() -> Body + Send>;
+
 /// What runs a node: its function and its output's codec.
-#[derive(Debug)]
 pub struct NodeImpl {
     /// The node's function.
     pub body: Body,
     /// The codec of the node's output type.
     pub codec: Arc<dyn Codec>,
+    /// Another instance of the function, for each further replica that
+    /// runs in this process (local mode); `None` if it cannot be copied.
+    pub again: Option<Again>,
+    /// Per upstream: the key of a value, for an input grouped by key.
+    pub keys: Vec<Option<KeyFn>>,
+}
+
+impl fmt::Debug for NodeImpl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NodeImpl")
+            .field("body", &self.body)
+            .field("codec", &self.codec)
+            .field("again", &self.again.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Receives, in the launching process, the outputs of the watched nodes and

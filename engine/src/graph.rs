@@ -33,6 +33,40 @@ impl NodeKind {
     }
 }
 
+/// How a consumer's input is split among the consumer's replicas: chosen
+/// per edge, by the consumer. With one replica every grouping is the same.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Grouping {
+    /// Each id to one replica (`seq mod replicas`): every upstream's value
+    /// for an id goes to the same replica, so bundles stay exact. The only
+    /// grouping of a bundled worker's inputs.
+    BySeq,
+    /// Each value to the replica that owns its key's group: a user function
+    /// of the value gives the key, the key a group among the run's key
+    /// groups, the group a replica (whole groups move on a rescale).
+    ByKey,
+    /// Values dealt round-robin, in the upstream's order (for stateless
+    /// workers). The default of a worker's inputs.
+    Shuffle,
+    /// Every value to every replica.
+    Broadcast,
+    /// Every value to replica 0.
+    One,
+}
+
+impl Grouping {
+    /// What messages call it.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Grouping::BySeq => "by sequence id",
+            Grouping::ByKey => "by key",
+            Grouping::Shuffle => "shuffle",
+            Grouping::Broadcast => "broadcast",
+            Grouping::One => "one",
+        }
+    }
+}
+
 /// One node of a topology, as the engine sees it: no user code, only the
 /// shape that validation, placement and the fingerprint need.
 ///
@@ -48,6 +82,8 @@ pub struct NodeSpec {
     pub upstreams: Vec<String>,
     /// The type of the values it emits (for the fingerprint and messages).
     pub output_type: String,
+    /// Per upstream, how its values are split among this node's replicas.
+    pub groupings: Vec<Grouping>,
 }
 
 impl NodeSpec {
@@ -58,6 +94,7 @@ impl NodeSpec {
             kind: NodeKind::Spout,
             upstreams: Vec::new(),
             output_type: output_type.into(),
+            groupings: Vec::new(),
         }
     }
 
@@ -67,10 +104,12 @@ impl NodeSpec {
         upstreams: impl IntoIterator<Item = impl Into<String>>,
         output_type: impl Into<String>,
     ) -> Self {
+        let upstreams: Vec<String> = upstreams.into_iter().map(Into::into).collect();
         Self {
             name: name.into(),
             kind: NodeKind::Worker,
-            upstreams: upstreams.into_iter().map(Into::into).collect(),
+            groupings: vec![Grouping::Shuffle; upstreams.len()],
+            upstreams,
             output_type: output_type.into(),
         }
     }
@@ -82,10 +121,21 @@ impl NodeSpec {
         bundling: Bundling,
         output_type: impl Into<String>,
     ) -> Self {
+        let worker = Self::worker(name, upstreams, output_type);
         Self {
             kind: NodeKind::Bundled(bundling),
-            ..Self::worker(name, upstreams, output_type)
+            groupings: vec![Grouping::BySeq; worker.upstreams.len()],
+            ..worker
         }
+    }
+
+    /// The same node with upstream `input` grouped by `grouping`.
+    ///
+    /// # Panics
+    /// If the node has no upstream `input`.
+    pub fn grouped(mut self, input: usize, grouping: Grouping) -> Self {
+        self.groupings[input] = grouping;
+        self
     }
 }
 
@@ -164,6 +214,35 @@ pub enum GraphError {
         /// The worker.
         node: String,
     },
+    /// An input's grouping does not fit the node: a bundled worker's
+    /// values for one id must all reach the same replica.
+    #[error("node {node:?}: its input from {upstream:?} cannot be grouped {grouping}: {reason}")]
+    Grouping {
+        /// The consumer.
+        node: String,
+        /// The upstream of the input.
+        upstream: String,
+        /// The grouping asked for.
+        grouping: &'static str,
+        /// Why it does not fit.
+        reason: &'static str,
+    },
+    /// A node is to run as zero replicas.
+    #[error("node {node:?}: a node runs as at least one replica, 0 were asked for")]
+    NoReplica {
+        /// The node.
+        node: String,
+    },
+    /// More replicas than key groups: some replicas would get no key.
+    #[error("node {node:?}: {replicas} replicas read an input grouped by key, but the run has only {key_groups} key groups (raise Launch::key_groups)")]
+    FewerKeyGroups {
+        /// The node.
+        node: String,
+        /// Its replicas.
+        replicas: usize,
+        /// The run's key groups.
+        key_groups: usize,
+    },
     /// A bundled node's window is zero.
     #[error("node {node:?}: the bundling window must hold at least one bundle")]
     EmptyWindow {
@@ -184,6 +263,9 @@ impl GraphError {
             | GraphError::Cycle { node, .. }
             | GraphError::SpoutWithInputs { node, .. }
             | GraphError::WorkerWithoutInputs { node }
+            | GraphError::Grouping { node, .. }
+            | GraphError::NoReplica { node }
+            | GraphError::FewerKeyGroups { node, .. }
             | GraphError::EmptyWindow { node } => Some(node),
         }
     }
@@ -258,17 +340,23 @@ impl Graph {
                 cycle: names,
             });
         }
+        Ok(Self::from_parts(nodes, upstreams))
+    }
+
+    /// A graph of `nodes` whose upstreams are `upstreams` (by id), built
+    /// from a validated one (a run's instances): not checked again.
+    pub(crate) fn from_parts(nodes: Vec<NodeSpec>, upstreams: Vec<Vec<NodeId>>) -> Self {
         let mut downstreams = vec![Vec::new(); nodes.len()];
         for (consumer, ups) in upstreams.iter().enumerate() {
             for (input, producer) in ups.iter().enumerate() {
                 downstreams[*producer].push((consumer, input));
             }
         }
-        Ok(Self {
+        Self {
             nodes,
             upstreams,
             downstreams,
-        })
+        }
     }
 
     /// The nodes, in declaration order.
@@ -314,6 +402,23 @@ fn check_shape(node: &NodeSpec) -> Result<(), GraphError> {
             return Err(GraphError::EmptyWindow { node: name() })
         }
         _ => {}
+    }
+    assert_eq!(
+        node.groupings.len(),
+        node.upstreams.len(),
+        "node {:?}: one grouping per upstream",
+        node.name
+    );
+    if let NodeKind::Bundled(_) = node.kind {
+        let odd = node.groupings.iter().position(|g| *g != Grouping::BySeq);
+        if let Some(input) = odd {
+            return Err(GraphError::Grouping {
+                node: name(),
+                upstream: node.upstreams[input].clone(),
+                grouping: node.groupings[input].label(),
+                reason: "a bundled worker's values for one id must reach the same replica, so its inputs are grouped by sequence id",
+            });
+        }
     }
     Ok(())
 }
@@ -370,13 +475,17 @@ impl fmt::Display for NodeSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.kind {
             NodeKind::Spout => write!(f, "spout {} -> {}", self.name, self.output_type),
-            NodeKind::Worker => write!(
-                f,
-                "worker {}({}) -> {}",
-                self.name,
-                self.upstreams.join(", "),
-                self.output_type
-            ),
+            NodeKind::Worker => {
+                write!(f, "worker {}(", self.name)?;
+                for (i, (up, grouping)) in self.upstreams.iter().zip(&self.groupings).enumerate() {
+                    let sep = if i == 0 { "" } else { ", " };
+                    match grouping {
+                        Grouping::Shuffle => write!(f, "{sep}{up}")?,
+                        other => write!(f, "{sep}{up} {}", other.label())?,
+                    }
+                }
+                write!(f, ") -> {}", self.output_type)
+            }
             NodeKind::Bundled(b) => {
                 write!(f, "bundled {}({})", self.name, self.upstreams.join(", "))?;
                 match b.order() {

@@ -30,6 +30,7 @@ pub mod graph;
 pub mod local;
 pub mod node;
 pub mod process;
+pub mod replica;
 pub mod report;
 mod run;
 pub mod stop;

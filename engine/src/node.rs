@@ -3,8 +3,9 @@
 
 use std::time::Instant;
 
-use crate::bundle::{BundleTable, BundleVec, Notice, PolicyCounts, TableEvent};
+use crate::bundle::{BundleTable, BundleVec, Notice, Order, PolicyCounts, TableEvent};
 use crate::graph::{NodeKind, NodeSpec};
+use crate::replica::Share;
 use crate::Seq;
 
 /// What a node's function is called with.
@@ -38,107 +39,171 @@ pub enum Step<V> {
 }
 
 /// The deterministic core of a worker or bundled worker.
+///
+/// It is fed by *inputs*: one per ring the node reads. Usually each input
+/// is one upstream; a replicated upstream is several inputs (one per
+/// replica) that make one upstream, whose stream ends when all of them did.
 #[derive(Debug)]
 pub struct NodeCore<V> {
     join: Join<V>,
+    /// Per input: the upstream it is.
+    upstream_of: Vec<usize>,
+    /// Per input: its stream ended.
+    ended: Vec<bool>,
 }
 
 #[derive(Debug)]
 enum Join<V> {
     Merge {
-        ended: Vec<bool>,
         ready: Option<(usize, Seq, V)>,
     },
-    Bundle(Box<BundleTable<V>>),
+    Bundle {
+        table: Box<BundleTable<V>>,
+        /// Per upstream: its inputs that have not ended.
+        open: Vec<usize>,
+        /// A sequenced replica's share of the ids: its table counts them
+        /// as consecutive places.
+        share: Option<Share>,
+    },
 }
 
 impl<V> NodeCore<V> {
-    /// The core of `spec`, which must not be a spout.
+    /// The core of `spec`, which must not be a spout, with one input per
+    /// upstream.
     ///
     /// # Panics
     /// If `spec` is a spout: spouts have no inputs to step through.
     pub fn new(spec: &NodeSpec) -> Self {
-        let upstreams = spec.upstreams.len();
-        let join = match spec.kind {
-            NodeKind::Spout => panic!("node {:?}: a spout has no input core", spec.name),
-            NodeKind::Worker => Join::Merge {
-                ended: vec![false; upstreams],
-                ready: None,
-            },
-            NodeKind::Bundled(bundling) => {
-                Join::Bundle(Box::new(BundleTable::new(upstreams, bundling)))
-            }
-        };
-        Self { join }
+        Self::with_inputs(spec, (0..spec.upstreams.len()).collect(), None)
     }
 
-    /// Whether the next value of `upstream` may be offered now. A runtime
-    /// reads only the upstreams that are accepted: that is back-pressure.
-    pub fn accepts(&self, upstream: usize) -> bool {
+    /// The core of `spec` fed by inputs that are the upstreams
+    /// `upstream_of` (by index in `spec`'s), taking the ids of `share` if
+    /// given (a replica of a sequenced bundled node).
+    ///
+    /// # Panics
+    /// If `spec` is a spout, or an upstream has no input.
+    pub fn with_inputs(spec: &NodeSpec, upstream_of: Vec<usize>, share: Option<Share>) -> Self {
+        let upstreams = spec.upstreams.len();
+        let mut open = vec![0; upstreams];
+        for u in &upstream_of {
+            open[*u] += 1;
+        }
+        assert!(
+            open.iter().all(|o| *o > 0),
+            "node {:?}: every upstream is an input",
+            spec.name
+        );
+        let join = match spec.kind {
+            NodeKind::Spout => panic!("node {:?}: a spout has no input core", spec.name),
+            NodeKind::Worker => Join::Merge { ready: None },
+            NodeKind::Bundled(mut bundling) => {
+                let share = share.filter(|s| s.count > 1);
+                if let (Some(share), Order::Sequenced { first }) = (share, bundling.order()) {
+                    bundling.order = Order::Sequenced {
+                        first: share.first_place(first),
+                    };
+                }
+                Join::Bundle {
+                    table: Box::new(BundleTable::new(upstreams, bundling)),
+                    open,
+                    share,
+                }
+            }
+        };
+        Self {
+            join,
+            ended: vec![false; upstream_of.len()],
+            upstream_of,
+        }
+    }
+
+    /// Whether the next value of `input` may be offered now. A runtime
+    /// reads only the inputs that are accepted: that is back-pressure.
+    pub fn accepts(&self, input: usize) -> bool {
+        if self.ended[input] {
+            return false;
+        }
         match &self.join {
-            Join::Merge { ended, ready } => !ended[upstream] && ready.is_none(),
-            Join::Bundle(table) => table.accepts(upstream),
+            Join::Merge { ready } => ready.is_none(),
+            Join::Bundle { table, .. } => table.accepts(self.upstream_of[input]),
         }
     }
 
     /// Whether the node bundles its inputs (a plain worker merges them).
     pub fn bundles(&self) -> bool {
-        matches!(self.join, Join::Bundle(_))
+        matches!(self.join, Join::Bundle { .. })
     }
 
-    /// Offers the next value from `upstream`, which must be accepted.
-    pub fn offer(&mut self, upstream: usize, seq: Seq, value: V, now: Instant) {
+    /// Offers the next value from `input`, which must be accepted.
+    pub fn offer(&mut self, input: usize, seq: Seq, value: V, now: Instant) {
+        let upstream = self.upstream_of[input];
         match &mut self.join {
-            Join::Merge { ready, .. } => {
+            Join::Merge { ready } => {
                 debug_assert!(ready.is_none(), "offer before the last step was taken");
                 *ready = Some((upstream, seq, value));
             }
-            Join::Bundle(table) => table.offer(upstream, seq, value, now),
+            Join::Bundle { table, share, .. } => {
+                let seq = share.map_or(seq, |s| s.compress(seq));
+                table.offer(upstream, seq, value, now)
+            }
         }
     }
 
-    /// Records that `upstream` ended its stream.
-    pub fn end(&mut self, upstream: usize, now: Instant) {
-        match &mut self.join {
-            Join::Merge { ended, .. } => ended[upstream] = true,
-            Join::Bundle(table) => table.end(upstream, now),
+    /// Records that `input` ended its stream.
+    pub fn end(&mut self, input: usize, now: Instant) {
+        if std::mem::replace(&mut self.ended[input], true) {
+            return;
+        }
+        let upstream = self.upstream_of[input];
+        if let Join::Bundle { table, open, .. } = &mut self.join {
+            open[upstream] -= 1;
+            if open[upstream] == 0 {
+                table.end(upstream, now);
+            }
         }
     }
 
     /// The next step, if any, at `now`.
     pub fn poll(&mut self, now: Instant) -> Option<Step<V>> {
         match &mut self.join {
-            Join::Merge { ready, .. } => ready.take().map(|(upstream, seq, value)| Step::Run {
+            Join::Merge { ready } => ready.take().map(|(upstream, seq, value)| Step::Run {
                 seq,
                 input: Input::One { upstream, value },
             }),
-            Join::Bundle(table) => table.poll(now).map(|event| match event {
-                TableEvent::Bundle { seq, values } => Step::Run {
-                    seq,
-                    input: Input::Bundle(values),
-                },
-                TableEvent::Notice(n) => Step::Notice(n),
-                TableEvent::Fatal(n) => Step::Fatal(n),
-            }),
+            Join::Bundle { table, share, .. } => {
+                let expand = |seq| share.map_or(seq, |s| s.expand(seq));
+                table.poll(now).map(|event| match event {
+                    TableEvent::Bundle { seq, values } => Step::Run {
+                        seq: expand(seq),
+                        input: Input::Bundle(values),
+                    },
+                    TableEvent::Notice(n) => Step::Notice(n.map_seq(expand)),
+                    TableEvent::Fatal(n) => Step::Fatal(n.map_seq(expand)),
+                })
+            }
         }
     }
 
-    /// For a sequenced bundled node: the id of the bundle that values
-    /// arriving now would complete and deliver at once, with nothing else
-    /// pending (see [`BundleTable::lockstep_seq`]). `None` for other nodes.
+    /// For a sequenced bundled node with one input per upstream: the id of
+    /// the bundle that values arriving now would complete and deliver at
+    /// once, with nothing else pending (see [`BundleTable::lockstep_seq`]).
+    /// `None` for other nodes.
     pub fn lockstep_seq(&self) -> Option<Seq> {
         match &self.join {
-            Join::Merge { .. } => None,
-            Join::Bundle(table) => table.lockstep_seq(),
+            Join::Bundle { table, share, open } if open.iter().all(|o| *o == 1) => table
+                .lockstep_seq()
+                .map(|seq| share.map_or(seq, |s| s.expand(seq))),
+            _ => None,
         }
     }
 
-    /// Whether `upstream`'s values wait in the bundling table for the other
+    /// Whether `input`'s values wait in the bundling table for the other
     /// upstreams' (see [`BundleTable::leads`]). False for other nodes.
-    pub fn leads(&self, upstream: usize) -> bool {
+    pub fn leads(&self, input: usize) -> bool {
         match &self.join {
             Join::Merge { .. } => false,
-            Join::Bundle(table) => table.leads(upstream),
+            Join::Bundle { table, .. } => table.leads(self.upstream_of[input]),
         }
     }
 
@@ -151,7 +216,9 @@ impl<V> NodeCore<V> {
     pub fn delivered_in_lockstep(&mut self, seq: Seq) {
         match &mut self.join {
             Join::Merge { .. } => panic!("bundle {seq} delivered to a merging node"),
-            Join::Bundle(table) => table.delivered_in_lockstep(seq),
+            Join::Bundle { table, share, .. } => {
+                table.delivered_in_lockstep(share.map_or(seq, |s| s.compress(seq)))
+            }
         }
     }
 
@@ -160,21 +227,21 @@ impl<V> NodeCore<V> {
     pub fn deadline(&self) -> Option<Instant> {
         match &self.join {
             Join::Merge { .. } => None,
-            Join::Bundle(table) => table.deadline(),
+            Join::Bundle { table, .. } => table.deadline(),
         }
     }
 
     /// Whether the core keeps time (a bundling table's gap timeouts): if
     /// not, the time passed in does not matter.
     pub fn deadline_matters(&self) -> bool {
-        matches!(self.join, Join::Bundle(_))
+        matches!(self.join, Join::Bundle { .. })
     }
 
     /// Whether every upstream has ended and every step has been taken.
     pub fn is_finished(&self) -> bool {
         match &self.join {
-            Join::Merge { ended, ready } => ready.is_none() && ended.iter().all(|e| *e),
-            Join::Bundle(table) => table.is_finished(),
+            Join::Merge { ready } => ready.is_none() && self.ended.iter().all(|e| *e),
+            Join::Bundle { table, .. } => table.is_finished(),
         }
     }
 
@@ -182,13 +249,13 @@ impl<V> NodeCore<V> {
     pub fn counts(&self) -> PolicyCounts {
         match &self.join {
             Join::Merge { .. } => PolicyCounts::default(),
-            Join::Bundle(table) => table.counts(),
+            Join::Bundle { table, .. } => table.counts(),
         }
     }
 
     /// Tells the node that the run drains (see [`BundleTable::drain`]).
     pub fn drain(&mut self) {
-        if let Join::Bundle(table) = &mut self.join {
+        if let Join::Bundle { table, .. } = &mut self.join {
             table.drain();
         }
     }
@@ -196,8 +263,8 @@ impl<V> NodeCore<V> {
     /// Values the node holds: its memory, in values.
     pub fn buffered(&self) -> usize {
         match &self.join {
-            Join::Merge { ready, .. } => usize::from(ready.is_some()),
-            Join::Bundle(table) => table.buffered(),
+            Join::Merge { ready } => usize::from(ready.is_some()),
+            Join::Bundle { table, .. } => table.buffered(),
         }
     }
 }

@@ -194,3 +194,106 @@ fn ctrl_c_drains_the_readme_run_and_reports() {
     }
     assert!(last < Some(1_000_000_000 - 1), "the run was cut short");
 }
+
+/// A text of `lines` lines of words from a small vocabulary (so that words
+/// repeat across replicas' shares), written to a file of its own.
+fn words_file(name: &str, lines: usize) -> PathBuf {
+    let mut rng = fastrand::Rng::with_seed(lines as u64);
+    let vocabulary: Vec<String> = ["duck", "goose", "swan", "teal", "coot"]
+        .iter()
+        .map(|w| w.to_string())
+        .chain((0..200).map(|i| format!("w{i}")))
+        .collect();
+    let text: String = (0..lines)
+        .map(|_| {
+            let words: Vec<&str> = (0..rng.usize(1..12))
+                .map(|_| vocabulary[rng.usize(..vocabulary.len())].as_str())
+                .collect();
+            words.join(" ") + "\n"
+        })
+        .collect();
+    let path = std::env::temp_dir().join(format!("clusterduck-{name}-{}.txt", std::process::id()));
+    std::fs::write(&path, text).expect("write the words file");
+    path
+}
+
+/// What `tr -s ' ' '\n' < FILE | sort | uniq -c` says of `file`, as
+/// `word count` lines.
+fn uniq_counts(file: &std::path::Path) -> Vec<String> {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("tr -s ' ' '\\n' < \"$1\" | sort | uniq -c")
+        .arg("sh")
+        .arg(file)
+        .env("LC_ALL", "C")
+        .output()
+        .expect("run the shell pipeline");
+    assert!(out.status.success(), "the pipeline failed");
+    lines(&out.stdout)
+        .iter()
+        .map(|l| {
+            let (count, word) = l.trim().split_once(' ').expect("count and word");
+            format!("{word} {count}")
+        })
+        .collect()
+}
+
+#[test]
+fn wordcount_with_four_replicas_prints_what_uniq_counts_in_local_and_process_mode() {
+    let _w = watchdog("wordcount", LIMIT);
+    let file = words_file("wordcount", 5000);
+    let expected = uniq_counts(&file);
+    assert_eq!(expected.len(), 205, "every word of the vocabulary is used");
+    let dir = std::env::temp_dir().join(format!("clusterduck-wordcount-{}", std::process::id()));
+    for mode in ["--local", "--dir"] {
+        let mut cmd = example("wordcount");
+        cmd.args(["--replicas", "4", mode]);
+        if mode == "--dir" {
+            cmd.arg(&dir);
+        }
+        let out = run(cmd.arg(&file));
+        assert_eq!(lines(&out.stdout), expected, "{mode}");
+        let report = String::from_utf8_lossy(&out.stderr);
+        // Every replica took a share of the words; together, all of them.
+        let counted: Vec<u64> = (0..4)
+            .map(|i| {
+                let row = report
+                    .lines()
+                    .find(|l| l.starts_with(&format!("  count[{i}] ")))
+                    .unwrap_or_else(|| panic!("{mode}: no row for count[{i}]:\n{report}"));
+                row.split_whitespace().nth(2).unwrap().parse().unwrap()
+            })
+            .collect();
+        let words: u64 = expected
+            .iter()
+            .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
+            .sum();
+        assert_eq!(counted.iter().sum::<u64>(), words, "{mode}: {counted:?}");
+        assert!(counted.iter().all(|c| *c > 0), "{mode}: {counted:?}");
+    }
+    // Each replica logs to a file of its own.
+    for i in 0..4 {
+        assert!(dir.join(format!("count.{i}.err")).exists(), "count.{i}.err");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&file);
+}
+
+#[test]
+fn wordcount_refuses_zero_replicas_naming_the_node() {
+    let _w = watchdog("wordcount-zero", LIMIT);
+    let file = words_file("wordcount-zero", 10);
+    let out = example("wordcount")
+        .args(["--replicas", "0", "--local"])
+        .arg(&file)
+        .output()
+        .expect("run the example");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("node \"count\": a node runs as at least one replica, 0 were asked for"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+    let _ = std::fs::remove_file(&file);
+}

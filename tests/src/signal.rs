@@ -8,6 +8,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
@@ -82,14 +83,17 @@ impl Signals {
             .truncate(false)
             .open(&path)
             .unwrap_or_else(|e| panic!("cannot open the counter {}: {e}", path.display()));
-        Counter { file, path }
+        Counter {
+            file: Arc::new(file),
+            path,
+        }
     }
 }
 
 /// A number that one process sets and others read.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Counter {
-    file: File,
+    file: Arc<File>,
     path: PathBuf,
 }
 

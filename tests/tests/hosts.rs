@@ -48,6 +48,52 @@ fn network_namespace(pid: u32) -> String {
 }
 
 #[test]
+fn wordcount_replicas_across_three_hosts_count_what_local_mode_counts() {
+    if !hosts_up("wordcount across hosts") {
+        return;
+    }
+    let _w = watchdog("wordcount-hosts", LIMIT).guard("/cd-wordcount-hosts-");
+    let wordcount = example("wordcount");
+    assert!(
+        wordcount.exists(),
+        "build the examples: cargo test --workspace"
+    );
+    // The test hosts share this machine's file system: the spout's host
+    // finds the file at the same path.
+    let dir = fresh_dir("wordcount-hosts");
+    let file = dir.join("words.txt");
+    let text: String = (0..3000u64)
+        .map(|i| format!("w{} w{} duck w{}\n", i % 7, i % 13, i % 101))
+        .collect();
+    std::fs::write(&file, text).unwrap();
+    let local = run(Command::new(&wordcount)
+        .args(["--replicas", "4", "--local"])
+        .arg(&file));
+    let logs = dir.join("logs");
+    let out = run(Command::new(&wordcount)
+        .args(["--replicas", "4", "--hosts", HOSTS, "--dir"])
+        .arg(&logs)
+        .arg(&file));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&local.stdout)
+    );
+    assert!(
+        String::from_utf8_lossy(&local.stdout).contains("duck 3000\n"),
+        "{}",
+        String::from_utf8_lossy(&local.stdout)
+    );
+    let report = String::from_utf8_lossy(&out.stderr);
+    for i in 0..4 {
+        assert!(report.contains(&format!("  count[{i}] ")), "{report}");
+        assert!(
+            logs.join(format!("count.{i}.err")).exists(),
+            "count.{i}.err"
+        );
+    }
+}
+
+#[test]
 fn readme_and_collage_across_three_hosts_print_what_local_mode_prints() {
     if !hosts_up("readme across hosts") {
         return;

@@ -53,6 +53,20 @@ pub enum Notice {
 }
 
 impl Notice {
+    /// The same notice about id `f(seq)`: a replica's table counts its
+    /// share of the ids as consecutive places, which its node maps back.
+    pub fn map_seq(mut self, f: impl FnOnce(Seq) -> Seq) -> Self {
+        match &mut self {
+            Notice::Duplicate { seq, .. }
+            | Notice::Late { seq, .. }
+            | Notice::Gap { seq, .. }
+            | Notice::Evicted { seq, .. }
+            | Notice::Overflow { seq, .. }
+            | Notice::Incomplete { seq, .. } => *seq = f(*seq),
+        }
+        self
+    }
+
     /// The id the notice is about.
     pub fn seq(&self) -> Seq {
         match self {

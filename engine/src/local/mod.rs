@@ -17,11 +17,12 @@ use clusterduck_transport::{RingName, RingReader, RingWriter};
 use self::debugger::{LocalEvents, LocalTap};
 use crate::body::{Body, Codec, DebugSink, NodeImpl};
 use crate::graph::{Graph, NodeId, NodeKind};
+use crate::replica::{KeyFn, Replicated};
 use crate::report::{Failure, NodeReport, RunFailure, RunReport};
 use crate::run::inlet::{Inlet, DEFAULT_BATCH};
 use crate::run::ring_output::{RingOutput, Tap};
 use crate::run::spout::SpoutTask;
-use crate::run::worker::WorkerTask;
+use crate::run::worker::{WorkerParts, WorkerTask};
 use crate::run::{new_run_id, panic_message, EmitGate, EventSink, RunControl};
 use crate::stop::{StopSignal, ABORT_GRACE};
 
@@ -78,6 +79,14 @@ impl Drop for Rings {
     }
 }
 
+/// What runs one instance: its function, its output's codec, its key
+/// functions.
+struct Instance {
+    body: Body,
+    codec: Arc<dyn Codec>,
+    keys: Vec<Option<KeyFn>>,
+}
+
 /// A run that could not start: `node`'s ring or inputs.
 fn not_started(graph: &Graph, node: NodeId, message: String) -> Box<RunFailure> {
     Box::new(RunFailure {
@@ -100,11 +109,16 @@ impl LocalRun {
     /// If `nodes` does not hold one function per node, of the node's kind.
     pub fn run(
         self,
-        graph: &Graph,
+        run: &Replicated,
         nodes: Vec<NodeImpl>,
         debugger: Option<Box<dyn DebugSink>>,
     ) -> Result<RunReport, Box<RunFailure>> {
-        assert_eq!(nodes.len(), graph.nodes().len(), "one function per node");
+        assert_eq!(
+            nodes.len(),
+            run.graph().nodes().len(),
+            "one function per node"
+        );
+        let graph = run.instances();
         // Segments of local runs that were killed (no `Drop` ran) go here,
         // as at a process-mode launch.
         crate::run::remove_stale_segments();
@@ -118,9 +132,41 @@ impl LocalRun {
             None => (None, None),
         };
 
-        // Every node's ring, then every consumer's readers, before any
-        // thread starts: no node waits for another to attach.
+        // Each instance's function: the declared one for a node's first
+        // replica, another made like it for each further one.
         let count = graph.nodes().len();
+        let mut instances: Vec<Instance> = Vec::with_capacity(count);
+        for (node, imp) in nodes.into_iter().enumerate() {
+            let replicas = run.replicas_of(node);
+            if replicas > 1 && imp.again.is_none() {
+                return Err(not_started(
+                    graph,
+                    run.of_node(node).start,
+                    "its function cannot be copied for its replicas".into(),
+                ));
+            }
+            let NodeImpl {
+                body,
+                codec,
+                again,
+                keys,
+            } = imp;
+            let mut body = Some(body);
+            for _ in 0..replicas {
+                let body = match body.take() {
+                    Some(body) => body,
+                    None => again.as_ref().map(|again| again()).expect("checked above"),
+                };
+                instances.push(Instance {
+                    body,
+                    codec: codec.clone(),
+                    keys: keys.clone(),
+                });
+            }
+        }
+
+        // Every instance's ring, then every consumer's readers, before any
+        // thread starts: no node waits for another to attach.
         let rings = Rings {
             run_id: new_run_id().map_err(|e| not_started(graph, 0, e.to_string()))?,
         };
@@ -137,7 +183,7 @@ impl LocalRun {
                 Some(writer)
             });
         }
-        let codecs: Vec<Arc<dyn Codec>> = nodes.iter().map(|n| n.codec.clone()).collect();
+        let codecs: Vec<Arc<dyn Codec>> = instances.iter().map(|n| n.codec.clone()).collect();
         let mut inputs: Vec<Vec<Inlet>> = Vec::with_capacity(count);
         for id in 0..count {
             let mut inlets = Vec::new();
@@ -161,17 +207,19 @@ impl LocalRun {
 
         let (done_tx, done_rx) = crossbeam_channel::unbounded::<NodeId>();
         let mut threads = Vec::with_capacity(count);
-        let per_node = nodes.into_iter().zip(writers).zip(inputs);
+        let per_node = instances.into_iter().zip(writers).zip(inputs);
         for (id, ((node, ring), inlets)) in per_node.enumerate() {
             let spec = graph.node(id);
+            let replica = run.replica(id);
             let tap = match &debug_tx {
-                Some(tx) if self.watched.contains(&id) => Some(Box::new(LocalTap {
-                    node: id,
+                Some(tx) if self.watched.contains(&replica.node) => Some(Box::new(LocalTap {
+                    node: replica.node,
                     name: spec.name.clone(),
                     codec: node.codec.clone(),
                     tx: tx.clone(),
                     control: control.clone(),
-                }) as Box<dyn Tap>),
+                })
+                    as Box<dyn Tap>),
                 _ => None,
             };
             let output = RingOutput {
@@ -180,6 +228,7 @@ impl LocalRun {
                 codec: node.codec,
                 gate: EmitGate::new(control.stop.clone(), matches!(spec.kind, NodeKind::Spout)),
                 emitted: 0,
+                replica: (replica.index, replica.count),
             };
             let name = spec.name.clone();
             let task: Box<dyn FnOnce() -> NodeReport + Send> = match (node.body, &spec.kind) {
@@ -193,13 +242,10 @@ impl LocalRun {
                     Box::new(move || task.run())
                 }
                 (Body::Worker(body), NodeKind::Worker | NodeKind::Bundled(_)) => {
-                    let task = WorkerTask {
-                        name: name.clone(),
-                        kind: spec.kind.label(),
-                        spec: spec.clone(),
+                    let parts = WorkerParts {
                         body,
                         inputs: inlets,
-                        upstream_names: spec.upstreams.clone().into(),
+                        keys: node.keys,
                         output,
                         control: control.clone(),
                         events: debug_tx.clone().map(|tx| {
@@ -209,6 +255,7 @@ impl LocalRun {
                             }) as Box<dyn EventSink>
                         }),
                     };
+                    let task = WorkerTask::new(run, id, parts);
                     Box::new(move || task.run())
                 }
                 (body, kind) => panic!("node {name:?}: a {body:?} cannot run a {kind:?} node"),

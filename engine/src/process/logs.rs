@@ -36,7 +36,7 @@ pub(crate) fn open(dir: &Path, node: &str, run_id: &str) -> Result<(File, File),
         let mut file = OpenOptions::new()
             .create(true)
             .append(true)
-            .open(dir.join(format!("{node}.{ext}")))?;
+            .open(dir.join(format!("{}.{ext}", crate::replica::file_stem(node))))?;
         file.write_all(header.as_bytes())?;
         Ok(file)
     });

@@ -25,6 +25,7 @@ use super::supervisor::{Command, Event, Peer, Placed, Supervisor, Timeouts};
 use crate::body::{Codec, DebugSink};
 use crate::fingerprint::Fingerprint;
 use crate::graph::{Graph, NodeId, NodeKind};
+use crate::replica::Replicated;
 use crate::report::{Failure, NodeReport, PolicyEvent, RunFailure, RunReport};
 use crate::run::{new_run_id, panic_message, remove_stale_segments};
 use crate::stop::{StopSignal, ABORT_GRACE};
@@ -76,6 +77,13 @@ pub struct ProcessRun {
     pub fanout: usize,
 }
 
+/// How instances of nodes are told in the master: per instance, its node.
+fn nodes_of(run: &Replicated) -> Vec<NodeId> {
+    (0..run.instances().nodes().len())
+        .map(|id| run.replica(id).node)
+        .collect()
+}
+
 /// Why a process-mode run could not start. Nothing was left running.
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
@@ -121,7 +129,10 @@ fn hosts_failed(errors: &[HostError]) -> String {
 
 /// A running process-mode run, seen from the master.
 pub struct Master {
+    /// The run's instances: a node per replica.
     graph: Graph,
+    /// Per instance: its node, as declared (the debugger's index).
+    node_of: Vec<NodeId>,
     codecs: Vec<Arc<dyn Codec>>,
     debugger: Option<Box<dyn DebugSink>>,
     run_id: String,
@@ -149,17 +160,21 @@ impl std::fmt::Debug for Master {
 }
 
 impl ProcessRun {
-    /// Starts the hosts' agents and then every node, and returns the master
-    /// that supervises them. `codecs` are the nodes' output codecs, in
-    /// declaration order (the debugger's records are decoded with them).
+    /// Starts the hosts' agents and then every instance of every node (a
+    /// process per replica), and returns the master that supervises them.
+    /// `codecs` are the nodes' output codecs, in declaration order (the
+    /// debugger's records are decoded with them).
     /// Every host is tried before anything starts; if any cannot be used,
     /// the error lists them all and nothing is left running.
     pub fn start(
         self,
-        graph: Graph,
+        run: &Replicated,
         codecs: Vec<Arc<dyn Codec>>,
         debugger: Option<Box<dyn DebugSink>>,
     ) -> Result<Master, LaunchError> {
+        let graph = run.instances().clone();
+        let node_of = nodes_of(run);
+        let codecs: Vec<Arc<dyn Codec>> = node_of.iter().map(|n| codecs[*n].clone()).collect();
         let launched = Instant::now();
         let verbose = std::env::var_os(VERBOSE_ENV).is_some();
         let run_id = new_run_id().map_err(LaunchError::Control)?;
@@ -223,19 +238,20 @@ impl ProcessRun {
             node_agent,
         };
         let port = control.address().port();
-        let configs = self.node_configs(&graph, &layout, &answered, &run_id, &secret, port);
+        let configs = self.node_configs(run, &layout, &answered, &run_id, &secret, port);
         let Layout {
             placement,
             node_agent,
         } = layout;
         let supervisor = self.supervisor(&graph, &placement, &node_agent, &remote);
         let mut master = Master {
-            upstreams: graph
-                .nodes()
+            // Policy events name a node's upstreams as declared.
+            upstreams: node_of
                 .iter()
-                .map(|s| s.upstreams.clone().into())
+                .map(|n| run.graph().node(*n).upstreams.clone().into())
                 .collect(),
             graph,
+            node_of,
             codecs,
             debugger,
             run_id,
@@ -321,7 +337,7 @@ impl ProcessRun {
     /// Every node's configuration, by declaration index.
     fn node_configs(
         &self,
-        graph: &Graph,
+        run: &Replicated,
         Layout {
             placement,
             node_agent,
@@ -331,8 +347,10 @@ impl ProcessRun {
         secret: &Secret,
         control_port: u16,
     ) -> Vec<NodeConfig> {
+        let graph = run.instances();
         let n = graph.nodes().len();
         let fingerprint = Fingerprint::of(graph);
+        let scale = run.scale();
         (0..n)
             .map(|id| NodeConfig {
                 run_id: run_id.to_owned(),
@@ -347,7 +365,9 @@ impl ProcessRun {
                 ring_bytes: self.ring_bytes as u64,
                 batch: self.batch.min(u32::MAX as usize) as u32,
                 spin_ns: self.spin.as_nanos().min(u128::from(u64::MAX)) as u64,
-                watched: self.watched.contains(&id),
+                watched: self.watched.contains(&run.replica(id).node),
+                replicas: scale.replicas.iter().map(|r| *r as u32).collect(),
+                key_groups: scale.key_groups as u32,
                 hosts: (0..n).map(|n| placement.host_of(n).to_owned()).collect(),
                 bind: match node_agent[id] {
                     Some(host) => answered.address[host].clone(),
@@ -548,6 +568,7 @@ impl Master {
     }
 
     fn debug_output(&mut self, now: Instant, id: NodeId, seq: crate::Seq, bytes: &[u8]) {
+        let node = self.node_of[id];
         let value = match self.codecs[id].decode(bytes) {
             Ok(value) => value,
             Err(e) => {
@@ -560,7 +581,7 @@ impl Master {
         };
         if let Some(debugger) = &mut self.debugger {
             let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                debugger.output(id, seq, value)
+                debugger.output(node, seq, value)
             }));
             if let Err(panic) = called {
                 let failure = Failure::Debugger {

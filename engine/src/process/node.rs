@@ -15,11 +15,12 @@ use super::protocol::{decode, NodeConfig, ToMaster, ToNode};
 use crate::body::{Body, NodeImpl};
 use crate::fingerprint::Fingerprint;
 use crate::graph::{Graph, NodeId, NodeKind};
+use crate::replica::{Replicated, Scale};
 use crate::report::{NodeReport, PolicyEvent};
 use crate::run::inlet::Inlet;
 use crate::run::ring_output::{RingOutput, Tap};
 use crate::run::spout::SpoutTask;
-use crate::run::worker::WorkerTask;
+use crate::run::worker::{WorkerParts, WorkerTask};
 use crate::run::{EmitGate, EventSink, RunControl};
 use crate::stop::StopSignal;
 use clusterduck_transport::auth::{self, Secret};
@@ -165,14 +166,27 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<NodeEnd, NodeError> {
             ))
         })?;
     }
+    // The run's instances, as the master expanded them: a node process is
+    // one replica of a node.
+    let mut scale = Scale {
+        replicas: config.replicas.iter().map(|r| *r as usize).collect(),
+        key_groups: config.key_groups as usize,
+    };
+    if scale.replicas.len() != graph.nodes().len() {
+        // Another topology: its fingerprint tells the master how.
+        scale.replicas = vec![1; graph.nodes().len()];
+    }
+    let run = Replicated::new(graph, &scale).map_err(|e| NodeError::Mismatch(e.to_string()))?;
+    let graph = run.instances();
     let id = config.node as NodeId;
     if id >= graph.nodes().len() {
         return Err(NodeError::NoSuchNode(id));
     }
+    let replica = run.replica(id);
     let name = graph.node(id).name.clone();
     let (mut stream, tx) = connect(&config)?;
 
-    let ours = Fingerprint::of(&graph);
+    let ours = Fingerprint::of(graph);
     if ours.hash() != config.fingerprint {
         let reason = format!(
             "topology fingerprint mismatch: the master has {:016x} [{}], this process has {ours}",
@@ -274,13 +288,14 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<NodeEnd, NodeError> {
     // Values from upstreams are decoded with their codecs: this process
     // built the whole topology, so it has every codec.
     let codecs: Vec<_> = impls.iter().map(|i| i.codec.clone()).collect();
-    let node = impls.swap_remove(id);
+    let node = impls.swap_remove(replica.node);
     let output = RingOutput {
         ring,
         tap: config.watched.then(|| Box::new(tx.clone()) as Box<dyn Tap>),
         codec: node.codec,
         gate: EmitGate::new(control.stop.clone(), matches!(spec.kind, NodeKind::Spout)),
         emitted: 0,
+        replica: (replica.index, replica.count),
     };
     let report = match node.body {
         Body::Spout(body) => {
@@ -320,23 +335,20 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<NodeEnd, NodeError> {
                 reader.set_spin(Duration::from_nanos(config.spin_ns));
                 inputs.push(Inlet::ring(
                     reader,
-                    codecs[*up].clone(),
+                    codecs[run.replica(*up).node].clone(),
                     config.batch as usize,
                 ));
             }
             wait_for_consumers(&output, consumers)?;
-            WorkerTask {
-                name: name.clone(),
-                kind: spec.kind.label(),
-                spec: spec.clone(),
+            let parts = WorkerParts {
                 body,
                 inputs,
-                upstream_names: spec.upstreams.clone().into(),
+                keys: node.keys,
                 output,
                 control: control.clone(),
                 events: Some(Box::new(ControlEvents(tx.clone()))),
-            }
-            .run()
+            };
+            WorkerTask::new(&run, id, parts).run()
         }
     };
     if let Some(senders) = senders {

@@ -58,9 +58,18 @@ impl Placement {
         };
         let mut chosen: HashMap<NodeId, usize> = HashMap::new();
         for (node, host) in explicit {
-            let id = graph
-                .id_of(node)
-                .ok_or_else(|| PlacementError::UnknownNode { node: node.clone() })?;
+            // A node's name places all its replicas; `J[1]`, one.
+            let replicas = format!("{node}[");
+            let ids: Vec<NodeId> = graph
+                .nodes()
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| n.name == *node || n.name.starts_with(&replicas))
+                .map(|(id, _)| id)
+                .collect();
+            if ids.is_empty() {
+                return Err(PlacementError::UnknownNode { node: node.clone() });
+            }
             let h = hosts.iter().position(|h| h == host).ok_or_else(|| {
                 PlacementError::UnknownHost {
                     node: node.clone(),
@@ -68,8 +77,10 @@ impl Placement {
                     hosts: hosts.clone(),
                 }
             })?;
-            if chosen.insert(id, h).is_some() {
-                return Err(PlacementError::PlacedTwice { node: node.clone() });
+            for id in ids {
+                if chosen.insert(id, h).is_some() {
+                    return Err(PlacementError::PlacedTwice { node: node.clone() });
+                }
             }
         }
         let mut next = 0;

@@ -145,6 +145,10 @@ pub(crate) struct NodeConfig {
     /// The address the node's data port binds to (its host's address; for
     /// a remote node, filled in by the master once its agent said it).
     pub(crate) bind: String,
+    /// Per node, in declaration order: its replicas.
+    pub(crate) replicas: Vec<u32>,
+    /// The run's key groups.
+    pub(crate) key_groups: u32,
 }
 
 /// From a node to the master.

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use clusterduck_transport::FrameKind;
 use smallvec::SmallVec;
 
-use super::inlet::{read_failed, BadInput, Inlet};
+use super::inlet::{owns, read_failed, BadInput, Inlet};
 use super::take::{Halt, Reading, Take};
 use super::worker::{call_guarded, WorkerTask};
 use super::NodeOutput;
@@ -118,7 +118,7 @@ impl Take for Holding {
         let Reading { ended, count } = at;
         let next = &mut self.next[u];
         let batch = task.inputs[u].batch();
-        let (ring, broken) = task.inputs[u].reader_mut();
+        let (ring, broken, mut route) = task.inputs[u].parts();
         let end = match ring.published_past(*next, wait.unwrap_or(Duration::ZERO)) {
             Ok(Some(end)) => end,
             Ok(None) => return Ok(false),
@@ -144,6 +144,8 @@ impl Take for Holding {
             };
             *next = after;
             match kind {
+                // Another replica's: done with at once.
+                FrameKind::Data if !owns(&mut route, seq, frame.bytes())? => {}
                 FrameKind::Data => {
                     *count += 1;
                     core.offer(u, seq, held, now);

@@ -35,9 +35,11 @@ impl Take for InPlace {
             inputs,
             output,
             control,
+            upstream_of,
             ..
         } = task;
         let Reading { ended, count } = at;
+        let from = upstream_of[upstream];
         inputs[upstream].visit(wait, ended, |seq, bytes| {
             *count += 1;
             call_guarded(
@@ -46,7 +48,7 @@ impl Take for InPlace {
                 control,
                 name,
                 seq,
-                |body, out| body.call_archived(seq, upstream, bytes, out),
+                |body, out| body.call_archived(seq, from, bytes, out),
             )
             .map_err(Halt::Failed)
         })

@@ -11,6 +11,7 @@ use std::time::Duration;
 use clusterduck_transport::{Batch, FrameError, FrameKind, ReadError, RingReader};
 
 use crate::body::{Codec, Payload};
+use crate::replica::Route;
 use crate::Seq;
 
 /// Values taken from one upstream at one read, at most, by default.
@@ -30,6 +31,9 @@ pub(crate) struct Inlet {
     /// upstream reports it and stops the run.
     broken: bool,
     batch: usize,
+    /// Which values are this replica's, when the node has several and
+    /// this input is split among them.
+    route: Option<Route>,
 }
 
 /// A value that could not be read; the node fails with it.
@@ -87,7 +91,14 @@ impl Inlet {
             codec,
             broken: false,
             batch: batch.max(1),
+            route: None,
         }
+    }
+
+    /// The same inlet, taking only the values `route` gives this replica.
+    pub(crate) fn routed(mut self, route: Option<Route>) -> Self {
+        self.route = route;
+        self
     }
 
     /// Whether reading this inlet can ever give something again.
@@ -115,13 +126,25 @@ impl Inlet {
             None => self.reader.try_read(),
             Some(t) => self.reader.read_timeout(t),
         };
-        visit_frames(read, &mut self.broken, ended, self.batch, visit)
+        let route = self.route.as_mut();
+        visit_frames(read, &mut self.broken, ended, self.batch, route, visit)
     }
 
     /// The ring, and its broken flag, for a reader that holds frames (see
     /// `run::held`).
     pub(crate) fn reader_mut(&mut self) -> (&mut RingReader, &mut bool) {
         (&mut self.reader, &mut self.broken)
+    }
+
+    /// The ring, its broken flag and its route, for a reader that holds
+    /// frames (see `run::held`).
+    pub(crate) fn parts(&mut self) -> (&mut RingReader, &mut bool, Option<&mut Route>) {
+        (&mut self.reader, &mut self.broken, self.route.as_mut())
+    }
+
+    /// Which values are this replica's, if not all.
+    pub(crate) fn route(&self) -> Option<&Route> {
+        self.route.as_ref()
     }
 
     /// The ring.
@@ -155,6 +178,23 @@ impl Inlet {
     }
 }
 
+/// Whether the value with id `seq` and archived `bytes` is this replica's
+/// by `route` (all are without one).
+#[inline]
+pub(crate) fn owns(
+    route: &mut Option<&mut Route>,
+    seq: Seq,
+    bytes: &[u8],
+) -> Result<bool, BadInput> {
+    match route {
+        None => Ok(true),
+        Some(route) => route.owns(seq, bytes).map_err(|e| BadInput {
+            seq: Some(seq),
+            message: format!("its key function failed: {e}"),
+        }),
+    }
+}
+
 /// Hands each value of what a ring read found to `visit`, in place, while
 /// the read holds the frames: at most `limit` of them; the rest stay in the
 /// ring, where they hold the writer back. Sets `ended` at the End frame.
@@ -164,6 +204,7 @@ fn visit_frames<E: From<BadInput>>(
     broken: &mut bool,
     ended: &mut bool,
     limit: usize,
+    mut route: Option<&mut Route>,
     mut visit: impl FnMut(Seq, &[u8]) -> Result<(), E>,
 ) -> Result<bool, E> {
     let mut batch = match read {
@@ -175,7 +216,12 @@ fn visit_frames<E: From<BadInput>>(
     for frame in batch.iter() {
         let frame = frame.map_err(BadInput::frame)?;
         match frame.kind() {
-            FrameKind::Data => visit(frame.seq(), frame.bytes())?,
+            FrameKind::Data => {
+                let (seq, bytes) = (frame.seq(), frame.bytes());
+                if owns(&mut route, seq, bytes)? {
+                    visit(seq, bytes)?;
+                }
+            }
             FrameKind::End => *ended = true,
             other => return Err(BadInput::unexpected(other, frame.seq()).into()),
         }

@@ -68,26 +68,40 @@ impl<O: NodeOutput> WorkerTask<O> {
                 name,
                 ..
             } = self;
-            let rings: PerUpstream<_> = inputs.iter().map(|i| i.reader()).collect();
+            let rings: PerUpstream<_> = inputs.iter().map(|i| (i.reader(), i.route())).collect();
             let mut frames: PerUpstream<&[u8]> = SmallVec::with_capacity(n);
             let mut after: PerUpstream<u64> = SmallVec::with_capacity(n);
             'bundles: while ran < limit {
                 frames.clear();
                 after.clear();
                 for u in 0..n {
-                    if next[u] >= ends[u] {
-                        break 'bundles;
-                    }
-                    match rings[u].frame_at(next[u]) {
-                        Ok((frame, end))
-                            if frame.kind() == FrameKind::Data && frame.seq() == seq =>
-                        {
-                            frames.push(frame.bytes());
-                            after.push(end);
+                    let (ring, route) = rings[u];
+                    let mut at = next[u];
+                    loop {
+                        if at >= ends[u] {
+                            break 'bundles;
                         }
-                        // Out of step, or not a frame at all: the general
-                        // path reads it again and applies the policies.
-                        _ => break 'bundles,
+                        match ring.frame_at(at) {
+                            // Another replica's: passed over.
+                            Ok((frame, end))
+                                if frame.kind() == FrameKind::Data
+                                    && route.and_then(|r| r.owns_id(frame.seq()))
+                                        == Some(false) =>
+                            {
+                                at = end;
+                            }
+                            Ok((frame, end))
+                                if frame.kind() == FrameKind::Data && frame.seq() == seq =>
+                            {
+                                frames.push(frame.bytes());
+                                after.push(end);
+                                break;
+                            }
+                            // Out of step, or not a frame at all: the
+                            // general path reads it again and applies the
+                            // policies.
+                            _ => break 'bundles,
+                        }
                     }
                 }
                 let values = &frames[..];
@@ -100,8 +114,11 @@ impl<O: NodeOutput> WorkerTask<O> {
                 next.copy_from_slice(&after);
                 core.delivered_in_lockstep(seq);
                 *count += n as u64;
-                seq += 1;
                 ran += 1;
+                match core.lockstep_seq() {
+                    Some(following) => seq = following,
+                    None => break,
+                }
             }
         }
         for (inlet, &at) in self.inputs.iter_mut().zip(next.iter()) {

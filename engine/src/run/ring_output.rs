@@ -28,6 +28,8 @@ pub(crate) struct RingOutput {
     pub(crate) codec: Arc<dyn Codec>,
     pub(crate) gate: EmitGate,
     pub(crate) emitted: u64,
+    /// Which replica of its node the instance is, of how many.
+    pub(crate) replica: (usize, usize),
 }
 
 impl RingOutput {
@@ -83,6 +85,10 @@ impl Output for RingOutput {
 
     fn is_stopping(&self) -> bool {
         self.gate.is_stopping()
+    }
+
+    fn replica(&self) -> (usize, usize) {
+        self.replica
     }
 }
 

@@ -15,25 +15,78 @@ use super::TICK;
 use super::{node_failure, policy_event, EventSink, NodeOutput, RunControl, Upstreams};
 use crate::body::{BoxError, Output, WorkerFn};
 use crate::bundle::Notice;
-use crate::graph::{NodeKind, NodeSpec};
+use crate::graph::{NodeId, NodeKind, NodeSpec};
 use crate::node::{NodeCore, Step};
+use crate::replica::{KeyFn, Replicated, Share};
 use crate::report::{IncompleteBundle, NodeReport, LISTED_INCOMPLETE};
 use crate::Seq;
 
 /// Everything a worker thread owns.
 pub(crate) struct WorkerTask<O> {
+    /// The instance's name (`J[1]` for a replica).
     pub(crate) name: String,
     pub(crate) kind: &'static str,
+    /// The node as declared.
     pub(crate) spec: NodeSpec,
     pub(crate) body: Box<dyn WorkerFn>,
+    /// One per ring read: a replicated upstream is one per replica.
     pub(crate) inputs: Vec<Inlet>,
+    /// Per input: which of the node's upstreams it is.
+    pub(crate) upstream_of: Vec<usize>,
+    /// Per input: the instance it reads (for messages).
+    pub(crate) input_names: Vec<String>,
+    /// The node's upstreams, as declared (for policy events).
     pub(crate) upstream_names: Arc<[String]>,
+    /// A sequenced replica's share of the ids.
+    pub(crate) share: Option<Share>,
+    pub(crate) output: O,
+    pub(crate) control: Arc<RunControl>,
+    pub(crate) events: Option<Box<dyn EventSink>>,
+}
+
+/// What a worker instance is given to run.
+pub(crate) struct WorkerParts<O> {
+    pub(crate) body: Box<dyn WorkerFn>,
+    /// Its input rings, in the instance graph's upstream order.
+    pub(crate) inputs: Vec<Inlet>,
+    /// Per upstream of the node: its key function, if grouped by key.
+    pub(crate) keys: Vec<Option<KeyFn>>,
     pub(crate) output: O,
     pub(crate) control: Arc<RunControl>,
     pub(crate) events: Option<Box<dyn EventSink>>,
 }
 
 impl<O: NodeOutput> WorkerTask<O> {
+    /// The task of instance `id` of `run`.
+    pub(crate) fn new(run: &Replicated, id: NodeId, parts: WorkerParts<O>) -> Self {
+        let replica = run.replica(id);
+        let spec = run.graph().node(replica.node).clone();
+        let instance = run.instances().node(id);
+        let inputs = parts
+            .inputs
+            .into_iter()
+            .enumerate()
+            .map(|(input, inlet)| {
+                let key = parts.keys.get(replica.inputs[input]).cloned().flatten();
+                inlet.routed(run.route(id, input, key))
+            })
+            .collect();
+        Self {
+            name: instance.name.clone(),
+            kind: spec.kind.label(),
+            upstream_names: spec.upstreams.clone().into(),
+            spec,
+            body: parts.body,
+            inputs,
+            upstream_of: replica.inputs.clone(),
+            input_names: instance.upstreams.clone(),
+            share: run.share(id),
+            output: parts.output,
+            control: parts.control,
+            events: parts.events,
+        }
+    }
+
     /// Runs the worker to the end of its inputs, or until the run aborts,
     /// taking values the way its function wants them: owned (decoded), or
     /// archived where they lie (in place for a plain worker; held until
@@ -60,7 +113,8 @@ impl<O: NodeOutput> WorkerTask<O> {
             kind: self.kind.to_owned(),
             ..NodeReport::default()
         };
-        let mut core: NodeCore<T::Value> = NodeCore::new(&self.spec);
+        let mut core: NodeCore<T::Value> =
+            NodeCore::with_inputs(&self.spec, self.upstream_of.clone(), self.share);
         let n = self.inputs.len();
         // Per upstream: its End frame was read; the core was told.
         let mut ended = vec![false; n];
@@ -214,7 +268,7 @@ impl<O: NodeOutput> WorkerTask<O> {
 
     /// Fails the node for a value from upstream `u` that could not be read.
     pub(super) fn bad_input(&mut self, u: usize, bad: BadInput) -> String {
-        let message = format!("from {}: {}", self.upstream_names[u], bad.message);
+        let message = format!("from {}: {}", self.input_names[u], bad.message);
         self.control.fail(crate::report::Failure::Node {
             node: self.name.clone(),
             seq: bad.seq,

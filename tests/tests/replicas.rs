@@ -1,0 +1,282 @@
+//! Nodes run as replicas, through the public API, in local mode (process
+//! mode and hosts: the wordcount example's tests): how each grouping splits
+//! an input, sequencing within a replica, spout replicas, names in reports,
+//! and what is refused before anything starts.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clusterduck::{
+    key_of, Bundling, Emitter, Error, GraphError, Launch, Node, RunReport, Topology,
+};
+use clusterduck_tests::watchdog;
+
+const LIMIT: Duration = Duration::from_secs(60);
+const N: u64 = 3000;
+
+fn numbers(t: &mut Topology, name: &str, n: u64) -> Node<u64> {
+    t.spout(name, move |out| {
+        for i in 0..n {
+            out.send(i, i)?;
+        }
+        Ok(())
+    })
+}
+
+/// Values in of each replica `name[i]` of a node of `count` replicas.
+fn taken(report: &RunReport, name: &str, count: usize) -> Vec<u64> {
+    (0..count)
+        .map(|i| {
+            let replica = format!("{name}[{i}]");
+            report
+                .node(&replica)
+                .unwrap_or_else(|| panic!("no {replica} in the report:\n{report}"))
+                .messages_in
+        })
+        .collect()
+}
+
+/// Runs `S -> W` (W as three replicas, its input as `input` makes it) and
+/// returns the ids W's replicas emitted (each emits the id it got) and the
+/// report.
+fn split_three_ways<F>(input: F) -> (Vec<u64>, RunReport)
+where
+    F: for<'a> FnOnce(&'a Node<u64>) -> Box<dyn FnOnce(&mut Topology) -> Node<u64> + 'a>,
+{
+    let mut t = Topology::new();
+    let s = numbers(&mut t, "S", N);
+    let w = input(&s)(&mut t);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let report = t
+        .launch(
+            Launch::local()
+                .replicas(&w, 3)
+                .debug(&w, move |_, v: u64| sink.lock().unwrap().push(v)),
+        )
+        .expect("the run succeeds");
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort_unstable();
+    (seen, report)
+}
+
+fn echo(seq: u64, v: u64, out: &mut Emitter<u64>) -> Result<(), clusterduck::BoxError> {
+    assert_eq!(seq, v);
+    out.emit(v);
+    Ok(())
+}
+
+#[test]
+fn shuffle_deals_every_value_to_one_replica_round_robin() {
+    let _w = watchdog("shuffle", LIMIT);
+    let (seen, report) = split_three_ways(|s| Box::new(move |t| t.worker("W", s, echo)));
+    assert_eq!(seen, (0..N).collect::<Vec<_>>(), "each value once");
+    assert_eq!(taken(&report, "W", 3), vec![N / 3; 3]);
+}
+
+#[test]
+fn broadcast_gives_every_replica_every_value() {
+    let _w = watchdog("broadcast", LIMIT);
+    let (seen, report) =
+        split_three_ways(|s| Box::new(move |t| t.worker("W", s.broadcast(), echo)));
+    let thrice: Vec<u64> = (0..N).flat_map(|i| [i, i, i]).collect();
+    assert_eq!(seen, thrice);
+    assert_eq!(taken(&report, "W", 3), vec![N; 3]);
+}
+
+#[test]
+fn one_gives_replica_zero_every_value_and_the_others_none() {
+    let _w = watchdog("one", LIMIT);
+    let (seen, report) = split_three_ways(|s| Box::new(move |t| t.worker("W", s.one(), echo)));
+    assert_eq!(seen, (0..N).collect::<Vec<_>>());
+    assert_eq!(taken(&report, "W", 3), vec![N, 0, 0]);
+}
+
+#[test]
+fn by_seq_gives_replica_i_the_ids_congruent_to_i() {
+    let _w = watchdog("by-seq", LIMIT);
+    let mut t = Topology::new();
+    let s = numbers(&mut t, "S", N);
+    // Each replica emits (its residue class as it sees it, the id).
+    let w = t.worker("W", s.by_seq(), |seq, _v: u64, out: &mut Emitter<u64>| {
+        out.emit(seq);
+        Ok(())
+    });
+    let report = t.launch(Launch::local().replicas(&w, 3)).unwrap();
+    assert_eq!(taken(&report, "W", 3), vec![N / 3; 3]);
+    // The report alone cannot tell which ids; a sequenced bundled node can
+    // (next test). Here: every id once.
+    assert_eq!(report.node("W[0]").unwrap().messages_out, N / 3);
+}
+
+#[test]
+fn by_key_sends_every_value_of_a_key_to_the_same_replica() {
+    let _w = watchdog("by-key", LIMIT);
+    let mut t = Topology::new();
+    let s = numbers(&mut t, "S", N);
+    // Keys 0..10; each replica counts what it sees per key, and emits
+    // (key, its count so far). A key split between replicas would never
+    // reach its total in one of them.
+    let mut counts: BTreeMap<u64, u64> = BTreeMap::new();
+    let w = t.worker_archived(
+        "W",
+        s.by_key(|v| key_of(format!("k{}", v.to_native() % 10))),
+        move |_, v, out: &mut Emitter<(u64, u64)>| {
+            let key = v.to_native() % 10;
+            let n = counts.entry(key).or_default();
+            *n += 1;
+            out.emit((key, *n));
+            Ok(())
+        },
+    );
+    let best = Arc::new(Mutex::new(BTreeMap::<u64, u64>::new()));
+    let sink = best.clone();
+    let report = t
+        .launch(
+            Launch::local()
+                .replicas(&w, 4)
+                .debug(&w, move |_, (key, n): (u64, u64)| {
+                    let mut best = sink.lock().unwrap();
+                    let b = best.entry(key).or_default();
+                    *b = (*b).max(n);
+                }),
+        )
+        .unwrap();
+    let best = best.lock().unwrap().clone();
+    assert_eq!(best, (0..10).map(|k| (k, N / 10)).collect());
+    let taken = taken(&report, "W", 4);
+    assert_eq!(taken.iter().sum::<u64>(), N);
+    // Whole keys per replica: each share is a multiple of a key's count.
+    assert!(taken.iter().all(|t| t % (N / 10) == 0), "{taken:?}");
+}
+
+#[test]
+fn a_sequenced_bundled_node_as_replicas_runs_each_share_in_increasing_order() {
+    let _w = watchdog("sequenced-replicas", LIMIT);
+    let mut t = Topology::new();
+    // B sends its ids in reverse blocks of 10: each replica's table must
+    // reorder its share.
+    let a = numbers(&mut t, "A", N);
+    let b = t.spout("B", |out| {
+        for block in (0..N).step_by(10) {
+            for i in (block..block + 10).rev() {
+                out.send(i, i * 2)?;
+            }
+        }
+        Ok(())
+    });
+    let j = t.bundled(
+        "J",
+        (&a, &b),
+        Bundling::sequenced(0).window(64),
+        |seq, (x, y): (u64, u64), out: &mut Emitter<u64>| {
+            assert_eq!((x, y), (seq, seq * 2));
+            out.emit(seq);
+            Ok(())
+        },
+    );
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let sink = order.clone();
+    let report = t
+        .launch(
+            Launch::local()
+                .replicas(&j, 3)
+                .debug(&j, move |seq, v: u64| {
+                    assert_eq!(seq, v);
+                    sink.lock().unwrap().push(seq)
+                }),
+        )
+        .unwrap();
+    let order = order.lock().unwrap().clone();
+    assert_eq!(
+        order.iter().copied().collect::<BTreeSet<u64>>(),
+        (0..N).collect(),
+        "every bundle once"
+    );
+    assert_eq!(order.len() as u64, N);
+    // Each replica's outputs reach the debugger in the order it emitted
+    // them: its share, increasing.
+    for r in 0..3 {
+        let share: Vec<u64> = order.iter().copied().filter(|s| s % 3 == r).collect();
+        let expected: Vec<u64> = (0..N).filter(|s| s % 3 == r).collect();
+        assert_eq!(share, expected, "replica {r}'s share, in order");
+    }
+    for i in 0..3 {
+        let node = report.node(&format!("J[{i}]")).unwrap();
+        assert_eq!(
+            node.messages_in,
+            2 * N / 3,
+            "J[{i}] takes its share of both"
+        );
+        assert_eq!(
+            node.policy.gaps + node.policy.late + node.policy.duplicates,
+            0
+        );
+    }
+}
+
+#[test]
+fn a_spout_as_replicas_is_told_which_one_it_is() {
+    let _w = watchdog("spout-replicas", LIMIT);
+    let mut t = Topology::new();
+    let s = t.spout("S", |out| {
+        let (me, all) = (out.replica() as u64, out.replicas() as u64);
+        assert_eq!(all, 2);
+        for i in (0..N).filter(|i| i % all == me) {
+            out.send(i, i)?;
+        }
+        Ok(())
+    });
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let k = t.sink("K", [&s], move |seq, v: u64| {
+        assert_eq!(seq, v);
+        sink.lock().unwrap().push(v);
+        Ok(())
+    });
+    let _ = k;
+    let report = t.launch(Launch::local().replicas(&s, 2)).unwrap();
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort_unstable();
+    assert_eq!(seen, (0..N).collect::<Vec<_>>());
+    assert_eq!(report.node("S[0]").unwrap().messages_out, N / 2);
+    assert_eq!(report.node("S[1]").unwrap().messages_out, N / 2);
+    assert_eq!(report.node("K").unwrap().messages_in, N);
+}
+
+#[test]
+fn zero_replicas_and_more_replicas_than_key_groups_are_refused_naming_the_node() {
+    let _w = watchdog("replicas-refused", LIMIT);
+    let build = || {
+        let mut t = Topology::new();
+        let s = numbers(&mut t, "S", 10);
+        let w = t.worker("W", s.by_key(|v| v.to_native()), echo);
+        (t, w)
+    };
+    let (t, w) = build();
+    let e = t.launch(Launch::local().replicas(&w, 0)).unwrap_err();
+    assert!(
+        matches!(&e, Error::Topology(GraphError::NoReplica { node }) if node == "W"),
+        "{e}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "invalid topology: node \"W\": a node runs as at least one replica, 0 were asked for"
+    );
+    let (t, w) = build();
+    let e = t
+        .launch(Launch::local().replicas(&w, 5).key_groups(4))
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("node \"W\": 5 replicas read an input grouped by key, but the run has only 4 key groups (raise Launch::key_groups)"),
+        "{e}"
+    );
+    // A positive control: the same within the key groups runs.
+    let (t, w) = build();
+    let report = t
+        .launch(Launch::local().replicas(&w, 4).key_groups(4))
+        .unwrap();
+    assert_eq!(taken(&report, "W", 4).iter().sum::<u64>(), 10);
+}
