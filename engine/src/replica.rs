@@ -88,6 +88,18 @@ impl Replicated {
                 });
             }
         }
+        for (id, spec) in graph.nodes().iter().enumerate() {
+            let NodeKind::Bundled(_) = spec.kind else {
+                continue;
+            };
+            if let Some(&up) = graph.upstreams(id).iter().find(|u| counts[**u] > 1) {
+                return Err(GraphError::BundledOverReplicas {
+                    node: spec.name.clone(),
+                    upstream: graph.node(up).name.clone(),
+                    replicas: counts[up],
+                });
+            }
+        }
         let mut first = Vec::with_capacity(counts.len());
         let mut total = 0;
         for &count in counts {

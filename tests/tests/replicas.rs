@@ -280,3 +280,34 @@ fn zero_replicas_and_more_replicas_than_key_groups_are_refused_naming_the_node()
         .unwrap();
     assert_eq!(taken(&report, "W", 4).iter().sum::<u64>(), 10);
 }
+
+#[test]
+fn a_bundled_worker_over_a_replicated_node_is_refused_for_now() {
+    let _w = watchdog("bundled-over-replicas", LIMIT);
+    let build = || {
+        let mut t = Topology::new();
+        let a = numbers(&mut t, "A", 10);
+        let w = t.worker("W", &a, echo);
+        t.bundled(
+            "J",
+            (&a, &w),
+            Bundling::sequenced(0),
+            |_, (x, y): (u64, u64), out: &mut Emitter<u64>| {
+                assert_eq!(x, y);
+                out.emit(x);
+                Ok(())
+            },
+        );
+        (t, w)
+    };
+    let (t, w) = build();
+    let e = t.launch(Launch::local().replicas(&w, 2)).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "invalid topology: node \"J\": bundling the outputs of \"W\", which runs as 2 replicas, is not supported yet (run \"W\" as one replica, or put a worker between)"
+    );
+    // A positive control: with W as one replica it runs.
+    let (t, w) = build();
+    let report = t.launch(Launch::local().replicas(&w, 1)).unwrap();
+    assert_eq!(report.node("J").unwrap().messages_out, 10);
+}
