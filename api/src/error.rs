@@ -23,6 +23,12 @@ pub enum Error {
         /// The node's name.
         node: String,
     },
+    /// Replicas are asked for a node of another topology.
+    #[error("replicas: node {node:?} is not a node of this topology")]
+    ReplicasForeignNode {
+        /// The node's name.
+        node: String,
+    },
     /// A placement names a node of another topology.
     #[error("placement: node {node:?} is not a node of this topology")]
     PlaceForeignNode {

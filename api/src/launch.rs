@@ -409,7 +409,7 @@ impl Topology {
         scale.key_groups = launch.key_groups;
         for (topology, id, name, count) in &launch.replicas {
             if *topology != self.id {
-                return Err(Error::PlaceForeignNode { node: name.clone() });
+                return Err(Error::ReplicasForeignNode { node: name.clone() });
             }
             scale.replicas[*id] = *count;
         }

@@ -311,3 +311,18 @@ fn a_bundled_worker_over_a_replicated_node_is_refused_for_now() {
     let report = t.launch(Launch::local().replicas(&w, 1)).unwrap();
     assert_eq!(report.node("J").unwrap().messages_out, 10);
 }
+
+#[test]
+fn replicas_of_a_node_of_another_topology_are_refused() {
+    let _w = watchdog("replicas-foreign", LIMIT);
+    let mut other = Topology::new();
+    let foreign = numbers(&mut other, "F", 1);
+    let mut t = Topology::new();
+    let s = numbers(&mut t, "S", 1);
+    t.sink("K", &s, |_, _v: u64| Ok(()));
+    let e = t.launch(Launch::local().replicas(&foreign, 2)).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "replicas: node \"F\" is not a node of this topology"
+    );
+}
