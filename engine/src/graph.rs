@@ -227,17 +227,6 @@ pub enum GraphError {
         /// Why it does not fit.
         reason: &'static str,
     },
-    /// A bundled worker over a node run as several replicas: restoring the
-    /// id order across an upstream's replicas is not built yet.
-    #[error("node {node:?}: bundling the outputs of {upstream:?}, which runs as {replicas} replicas, is not supported yet (run {upstream:?} as one replica, or put a worker between)")]
-    BundledOverReplicas {
-        /// The bundled worker.
-        node: String,
-        /// Its replicated upstream.
-        upstream: String,
-        /// The upstream's replicas.
-        replicas: usize,
-    },
     /// A node is to run as zero replicas.
     #[error("node {node:?}: a node runs as at least one replica, 0 were asked for")]
     NoReplica {
@@ -276,7 +265,6 @@ impl GraphError {
             | GraphError::WorkerWithoutInputs { node }
             | GraphError::Grouping { node, .. }
             | GraphError::NoReplica { node }
-            | GraphError::BundledOverReplicas { node, .. }
             | GraphError::FewerKeyGroups { node, .. }
             | GraphError::EmptyWindow { node } => Some(node),
         }

@@ -43,6 +43,8 @@ pub enum Step<V> {
 /// It is fed by *inputs*: one per ring the node reads. Usually each input
 /// is one upstream; a replicated upstream is several inputs (one per
 /// replica) that make one upstream, whose stream ends when all of them did.
+/// A bundled node sees such an upstream as one: its inputs are merged by
+/// id (see [`Merged`]).
 #[derive(Debug)]
 pub struct NodeCore<V> {
     join: Join<V>,
@@ -64,7 +66,28 @@ enum Join<V> {
         /// A sequenced replica's share of the ids: its table counts them
         /// as consecutive places.
         share: Option<Share>,
+        /// The upstreams of several inputs, merged; empty if there are none.
+        merged: Vec<Merged<V>>,
     },
+}
+
+/// An upstream of several inputs (the replicas of a node) as one stream,
+/// for a bundling table: each input's next value waits in its front, and
+/// the smallest id of the fronts goes to the table once every input that
+/// has not ended has one. Replicas that each send increasing ids make one
+/// stream of increasing ids, id `n` after `n - 1` whichever replica sent
+/// it; the table then reorders, bounds and times that stream as it would
+/// one upstream's. An input with no front, not ended, holds the upstream
+/// back: it is the replica a gap of this upstream waits for.
+#[derive(Debug)]
+struct Merged<V> {
+    upstream: usize,
+    /// The upstream's inputs.
+    inputs: Vec<usize>,
+    /// Per input of the upstream (in `inputs` order): its next value.
+    fronts: Vec<Option<(Seq, V)>>,
+    /// The table was told that the upstream ended.
+    ended: bool,
 }
 
 impl<V> NodeCore<V> {
@@ -104,10 +127,25 @@ impl<V> NodeCore<V> {
                         first: share.first_place(first),
                     };
                 }
+                let merged = (0..upstreams)
+                    .filter(|u| open[*u] > 1)
+                    .map(|u| {
+                        let inputs: Vec<usize> = (0..upstream_of.len())
+                            .filter(|i| upstream_of[*i] == u)
+                            .collect();
+                        Merged {
+                            upstream: u,
+                            fronts: inputs.iter().map(|_| None).collect(),
+                            inputs,
+                            ended: false,
+                        }
+                    })
+                    .collect();
                 Join::Bundle {
                     table: Box::new(BundleTable::new(upstreams, bundling)),
                     open,
                     share,
+                    merged,
                 }
             }
         };
@@ -126,7 +164,33 @@ impl<V> NodeCore<V> {
         }
         match &self.join {
             Join::Merge { ready } => ready.is_none(),
-            Join::Bundle { table, .. } => table.accepts(self.upstream_of[input]),
+            Join::Bundle { table, merged, .. } => {
+                let upstream = self.upstream_of[input];
+                match merged.iter().find(|m| m.upstream == upstream) {
+                    Some(m) => m.front(input).is_none(),
+                    None => table.accepts(upstream),
+                }
+            }
+        }
+    }
+
+    /// For an upstream of several inputs that a bundle waits for: the
+    /// inputs that hold it back (no value there, not ended), which are the
+    /// replicas it waits for. Empty for an upstream of one input.
+    pub fn silent_inputs(&self, upstream: usize) -> Vec<usize> {
+        match &self.join {
+            Join::Bundle { merged, .. } => merged
+                .iter()
+                .filter(|m| m.upstream == upstream)
+                .flat_map(|m| {
+                    m.inputs
+                        .iter()
+                        .zip(&m.fronts)
+                        .filter(|(i, front)| front.is_none() && !self.ended[**i])
+                        .map(|(i, _)| *i)
+                })
+                .collect(),
+            Join::Merge { .. } => Vec::new(),
         }
     }
 
@@ -143,9 +207,20 @@ impl<V> NodeCore<V> {
                 debug_assert!(ready.is_none(), "offer before the last step was taken");
                 *ready = Some((upstream, seq, value));
             }
-            Join::Bundle { table, share, .. } => {
+            Join::Bundle {
+                table,
+                share,
+                merged,
+                ..
+            } => {
                 let seq = share.map_or(seq, |s| s.compress(seq));
-                table.offer(upstream, seq, value, now)
+                match merged.iter_mut().find(|m| m.upstream == upstream) {
+                    Some(m) => {
+                        *m.front_mut(input) = Some((seq, value));
+                        m.pump(table, &self.ended, now);
+                    }
+                    None => table.offer(upstream, seq, value, now),
+                }
             }
         }
     }
@@ -156,10 +231,18 @@ impl<V> NodeCore<V> {
             return;
         }
         let upstream = self.upstream_of[input];
-        if let Join::Bundle { table, open, .. } = &mut self.join {
+        if let Join::Bundle {
+            table,
+            open,
+            merged,
+            ..
+        } = &mut self.join
+        {
             open[upstream] -= 1;
-            if open[upstream] == 0 {
-                table.end(upstream, now);
+            match merged.iter_mut().find(|m| m.upstream == upstream) {
+                // Its other inputs' fronts may be the smallest now.
+                Some(m) => m.pump(table, &self.ended, now),
+                None => table.end(upstream, now),
             }
         }
     }
@@ -171,7 +254,16 @@ impl<V> NodeCore<V> {
                 seq,
                 input: Input::One { upstream, value },
             }),
-            Join::Bundle { table, share, .. } => {
+            Join::Bundle {
+                table,
+                share,
+                merged,
+                ..
+            } => {
+                // The table may take a merged upstream's values again.
+                for m in merged.iter_mut() {
+                    m.pump(table, &self.ended, now);
+                }
                 let expand = |seq| share.map_or(seq, |s| s.expand(seq));
                 table.poll(now).map(|event| match event {
                     TableEvent::Bundle { seq, values } => Step::Run {
@@ -191,7 +283,12 @@ impl<V> NodeCore<V> {
     /// `None` for other nodes.
     pub fn lockstep_seq(&self) -> Option<Seq> {
         match &self.join {
-            Join::Bundle { table, share, open } if open.iter().all(|o| *o == 1) => table
+            Join::Bundle {
+                table,
+                share,
+                merged,
+                ..
+            } if merged.is_empty() => table
                 .lockstep_seq()
                 .map(|seq| share.map_or(seq, |s| s.expand(seq))),
             _ => None,
@@ -264,7 +361,59 @@ impl<V> NodeCore<V> {
     pub fn buffered(&self) -> usize {
         match &self.join {
             Join::Merge { ready } => usize::from(ready.is_some()),
-            Join::Bundle { table, .. } => table.buffered(),
+            Join::Bundle { table, merged, .. } => {
+                let fronts: usize = merged
+                    .iter()
+                    .map(|m| m.fronts.iter().flatten().count())
+                    .sum();
+                table.buffered() + fronts
+            }
+        }
+    }
+}
+
+impl<V> Merged<V> {
+    fn position(&self, input: usize) -> usize {
+        self.inputs
+            .iter()
+            .position(|i| *i == input)
+            .expect("an input of the merged upstream")
+    }
+
+    fn front(&self, input: usize) -> Option<&(Seq, V)> {
+        self.fronts[self.position(input)].as_ref()
+    }
+
+    fn front_mut(&mut self, input: usize) -> &mut Option<(Seq, V)> {
+        let at = self.position(input);
+        &mut self.fronts[at]
+    }
+
+    /// Hands the table the smallest front while it takes the upstream's
+    /// values and every input that has not ended has one; tells it the
+    /// upstream ended once every input did and no front is left.
+    fn pump(&mut self, table: &mut BundleTable<V>, ended: &[bool], now: Instant) {
+        while !self.ended && table.accepts(self.upstream) {
+            // An input that may still send holds the upstream back.
+            let waiting = self
+                .inputs
+                .iter()
+                .zip(&self.fronts)
+                .any(|(input, front)| front.is_none() && !ended[*input]);
+            if waiting {
+                return;
+            }
+            let smallest = (0..self.fronts.len())
+                .filter_map(|at| self.fronts[at].as_ref().map(|(seq, _)| (*seq, at)))
+                .min()
+                .map(|(_, at)| at);
+            match smallest.and_then(|at| self.fronts[at].take()) {
+                Some((seq, value)) => table.offer(self.upstream, seq, value, now),
+                None => {
+                    self.ended = true;
+                    table.end(self.upstream, now);
+                }
+            }
         }
     }
 }

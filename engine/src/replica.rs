@@ -88,18 +88,6 @@ impl Replicated {
                 });
             }
         }
-        for (id, spec) in graph.nodes().iter().enumerate() {
-            let NodeKind::Bundled(_) = spec.kind else {
-                continue;
-            };
-            if let Some(&up) = graph.upstreams(id).iter().find(|u| counts[**u] > 1) {
-                return Err(GraphError::BundledOverReplicas {
-                    node: spec.name.clone(),
-                    upstream: graph.node(up).name.clone(),
-                    replicas: counts[up],
-                });
-            }
-        }
         let mut first = Vec::with_capacity(counts.len());
         let mut total = 0;
         for &count in counts {
@@ -204,6 +192,30 @@ impl Replicated {
         })
     }
 
+    /// Who instance `id` names when upstream `upstream` (of its node's) did
+    /// not send a value a bundle needs.
+    pub fn blame(&self, id: NodeId, upstream: usize) -> Blame {
+        let replica = &self.replicas[id];
+        let up = self.graph.upstreams(replica.node)[upstream];
+        if self.replicas_of(up) == 1 {
+            return Blame::Upstream;
+        }
+        let inputs: Vec<usize> = (0..replica.inputs.len())
+            .filter(|i| replica.inputs[*i] == upstream)
+            .collect();
+        let up_spec = self.graph.node(up);
+        // Replicas that split their inputs by id emit (as a bundled worker
+        // does) the ids of their share: id `s` is replica `s mod n`'s.
+        let by_seq = matches!(up_spec.kind, NodeKind::Bundled(_))
+            || (!up_spec.groupings.is_empty()
+                && up_spec.groupings.iter().all(|g| *g == Grouping::BySeq));
+        if by_seq {
+            Blame::BySeq(inputs)
+        } else {
+            Blame::Silent
+        }
+    }
+
     /// For a sequenced bundled instance of several replicas: its share of
     /// the ids (`seq mod count == index`), which its table runs through in
     /// order. `None` for every other instance.
@@ -218,6 +230,18 @@ impl Replicated {
             count: replica.count as u64,
         })
     }
+}
+
+/// Who a consumer names for a value an upstream did not send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Blame {
+    /// The upstream: it runs as one replica.
+    Upstream,
+    /// The replica whose share the id is: the consumer's inputs from the
+    /// upstream's replicas, in replica order.
+    BySeq(Vec<usize>),
+    /// The replicas the merged upstream waits for (nothing from them yet).
+    Silent,
 }
 
 /// The name of replica `index` of node `name` of `count` replicas: `name`

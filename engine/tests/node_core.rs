@@ -176,3 +176,60 @@ fn a_spout_has_no_core() {
 fn a_merging_core_refuses_a_lockstep_delivery() {
     worker(&["A"]).delivered_in_lockstep(0);
 }
+
+/// `C` bundled over `A` (one input) and `B` as two replicas (inputs 1, 2).
+fn over_replicas(bundling: Bundling) -> NodeCore<&'static str> {
+    let spec = NodeSpec::bundled("C", ["A", "B"], bundling, "&str");
+    NodeCore::with_inputs(&spec, vec![0, 1, 1], None)
+}
+
+#[test]
+fn the_replicas_of_an_upstream_are_merged_by_id_into_one_stream() {
+    let now = Instant::now();
+    let mut core = over_replicas(Bundling::sequenced(0));
+    core.offer(0, 0, "a0", now);
+    core.offer(0, 1, "a1", now);
+    // B[1] has id 1, B[0] nothing yet: B's stream waits for B[0].
+    core.offer(2, 1, "b1", now);
+    assert_eq!(core.poll(now), None);
+    assert_eq!(core.silent_inputs(1), vec![1], "B[0] holds B back");
+    assert!(!core.accepts(2), "one value waits per input");
+    assert!(core.accepts(1));
+    core.offer(1, 0, "b0", now);
+    assert_eq!(
+        core.poll(now),
+        run(0, Input::Bundle(vec!["a0", "b0"].into()))
+    );
+    // B[0] ended: B's stream goes on with B[1] alone.
+    core.end(1, now);
+    assert_eq!(
+        core.poll(now),
+        run(1, Input::Bundle(vec!["a1", "b1"].into()))
+    );
+    assert_eq!(core.silent_inputs(1), vec![2]);
+    core.end(0, now);
+    assert!(!core.is_finished(), "B[1] may still send");
+    core.end(2, now);
+    assert_eq!(core.poll(now), None);
+    assert!(core.is_finished());
+}
+
+#[test]
+fn a_merged_upstream_is_not_read_further_while_the_table_holds_it_back() {
+    let now = Instant::now();
+    let mut core = over_replicas(Bundling::sequenced(0).window(2));
+    // Id 5 is beyond the window (0..2): the table holds it back, and the
+    // merged upstream's fronts fill, one per input, and stop there.
+    core.offer(1, 5, "b5", now);
+    core.offer(2, 6, "b6", now);
+    assert!(core.accepts(1) && !core.accepts(2), "b5 went to the table");
+    core.offer(1, 7, "b7", now);
+    assert!(!core.accepts(1) && !core.accepts(2));
+    assert_eq!(
+        core.buffered(),
+        3,
+        "b5 held by the table, b6 and b7 in fronts"
+    );
+    core.offer(0, 5, "a5", now);
+    assert_eq!(core.poll(now), None, "ids 0..5 are still due");
+}

@@ -462,6 +462,22 @@ fn across(args: &[&str]) -> clusterduck_tests::Started {
 }
 
 #[test]
+fn replicas_across_hosts_keep_id_order() {
+    if !hosts_up("replicas across hosts") {
+        return;
+    }
+    let dir = fresh_dir("replicated-hosts");
+    let marker = dir.to_str().unwrap().to_owned();
+    let _w = watchdog("replicated-hosts", LIMIT).guard(marker.clone());
+    // A, J[0..3], K[0..2] and D round-robin over three hosts: every edge
+    // into D crosses hosts for some replicas and not for others.
+    let (status, out, err) = across(&["replicated", "20000", &marker]).finish();
+    assert!(status.success(), "{err}");
+    assert_eq!(out.trim(), "D 20000 in order", "{err}");
+    clusterduck_tests::assert_nothing_left(&marker);
+}
+
+#[test]
 fn a_remote_node_that_never_reports_ready_fails_the_run_naming_its_host() {
     if !hosts_up("not ready across hosts") {
         return;

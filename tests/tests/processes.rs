@@ -129,6 +129,48 @@ fn workers_take_values_archived_in_place_and_forward_them() {
 }
 
 #[test]
+fn replicas_in_processes_keep_id_order_and_a_gap_names_the_replica() {
+    let _launches = beside_others();
+    let dir = fresh_dir("replicated");
+    let _w = watchdog("replicated", LIMIT).guard(dir.to_str().unwrap());
+    // J (3 sequenced replicas, values held in place) and K (2 replicas by
+    // id) each a process per replica; D joins A, J and K in id order.
+    let (status, out, err) = run(&["replicated", "20000", dir.to_str().unwrap()]);
+    assert!(status.success(), "{err}");
+    assert_eq!(out.trim(), "D 20000 in order", "{err}");
+    for (replica, took) in [
+        ("J[0]", 6667),
+        ("J[1]", 6667),
+        ("J[2]", 6666),
+        ("K[0]", 10000),
+        ("K[1]", 10000),
+    ] {
+        let row = err
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(replica))
+            .unwrap_or_else(|| panic!("no row for {replica}: {err}"));
+        assert_eq!(
+            row.split_whitespace().nth(2),
+            Some(took.to_string().as_str()),
+            "{row}"
+        );
+        let stem = replica.replace('[', ".").replace(']', "");
+        assert!(dir.join(format!("{stem}.err")).exists(), "{stem}.err");
+    }
+    // K[1] (the odd ids) drops 7: D's event, through the master, names it.
+    let (status, out, err) = run(&["replicated", "2000", dir.to_str().unwrap(), "gap"]);
+    assert!(status.success(), "{err}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        [
+            "event node D: seq 7 never completed: nothing from K[1]",
+            "D 1999 in order"
+        ],
+        "{err}"
+    );
+}
+
+#[test]
 fn a_bundled_worker_joins_values_held_in_place_in_their_rings() {
     let _launches = beside_others();
     let dir = fresh_dir("joined");

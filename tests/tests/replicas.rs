@@ -282,34 +282,108 @@ fn zero_replicas_and_more_replicas_than_key_groups_are_refused_naming_the_node()
 }
 
 #[test]
-fn a_bundled_worker_over_a_replicated_node_is_refused_for_now() {
-    let _w = watchdog("bundled-over-replicas", LIMIT);
-    let build = || {
-        let mut t = Topology::new();
-        let a = numbers(&mut t, "A", 10);
-        let w = t.worker("W", &a, echo);
-        t.bundled(
-            "J",
-            (&a, &w),
-            Bundling::sequenced(0),
-            |_, (x, y): (u64, u64), out: &mut Emitter<u64>| {
-                assert_eq!(x, y);
-                out.emit(x);
-                Ok(())
-            },
-        );
-        (t, w)
-    };
-    let (t, w) = build();
-    let e = t.launch(Launch::local().replicas(&w, 2)).unwrap_err();
+fn a_sequenced_bundled_node_over_replicas_sees_one_upstream_in_id_order() {
+    let _w = watchdog("order-across-replicas", LIMIT);
+    let mut t = Topology::new();
+    let a = numbers(&mut t, "A", N);
+    // J: three sequenced replicas, each emitting its share in order.
+    let j = t.bundled(
+        "J",
+        (&a,),
+        Bundling::sequenced(0),
+        |seq, (v,): (u64,), out: &mut Emitter<u64>| {
+            out.emit(v * 10 + seq % 3);
+            Ok(())
+        },
+    );
+    // K: two plain replicas, each taking its ids by seq.
+    let k = t.worker("K", a.by_seq(), |_, v: u64, out: &mut Emitter<u64>| {
+        out.emit(v + 1);
+        Ok(())
+    });
+    let d = t.bundled(
+        "D",
+        (&a, &j, &k),
+        Bundling::sequenced(0).window(16),
+        |seq, (x, y, z): (u64, u64, u64), out: &mut Emitter<u64>| {
+            assert_eq!((x, y, z), (seq, seq * 10 + seq % 3, seq + 1));
+            out.emit(seq);
+            Ok(())
+        },
+    );
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let sink = order.clone();
+    let report = t
+        .launch(
+            Launch::local()
+                .replicas(&j, 3)
+                .replicas(&k, 2)
+                .debug(&d, move |seq, _: u64| sink.lock().unwrap().push(seq)),
+        )
+        .unwrap();
+    // Id n after n - 1, whichever replica of J and K produced it.
+    assert_eq!(*order.lock().unwrap(), (0..N).collect::<Vec<_>>());
+    let d = report.node("D").unwrap();
+    assert_eq!(d.messages_in, 3 * N);
+    assert_eq!(d.policy.gaps + d.policy.late + d.policy.duplicates, 0);
+}
+
+#[test]
+fn a_gap_of_a_replicated_upstream_names_the_replica_whose_id_it_is() {
+    let _w = watchdog("gap-names-replica", LIMIT);
+    let mut t = Topology::new();
+    let a = numbers(&mut t, "A", 100);
+    // K's replica 1 takes the odd ids; it drops 7.
+    let k = t.worker("K", a.by_seq(), |seq, v: u64, out: &mut Emitter<u64>| {
+        if seq != 7 {
+            out.emit(v);
+        }
+        Ok(())
+    });
+    t.bundled(
+        "D",
+        (&a, &k),
+        Bundling::sequenced(0).gap_timeout(Duration::from_millis(200)),
+        |_, (_x, _y): (u64, u64), _: &mut Emitter<u64>| Ok(()),
+    );
+    let e = t.launch(Launch::local().replicas(&k, 2)).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "invalid topology: node \"J\": bundling the outputs of \"W\", which runs as 2 replicas, is not supported yet (run \"W\" as one replica, or put a worker between)"
+        "node D: seq 7 never completed: nothing from K[1] within the gap timeout (gap policy: fail)",
+        "{e}"
     );
-    // A positive control: with W as one replica it runs.
-    let (t, w) = build();
-    let report = t.launch(Launch::local().replicas(&w, 1)).unwrap();
-    assert_eq!(report.node("J").unwrap().messages_out, 10);
+}
+
+#[test]
+fn a_gap_of_a_silent_spout_replica_names_it() {
+    let _w = watchdog("gap-names-silent-replica", LIMIT);
+    let mut t = Topology::new();
+    let a = numbers(&mut t, "A", 100);
+    // S's replica 1 sends nothing and does not end until told to stop.
+    let s = t.spout("S", |out: &mut clusterduck::Dispatcher<u64>| {
+        if out.replica() == 1 {
+            while !out.is_stopping() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            return Ok(());
+        }
+        for i in 0..100 {
+            out.send(i, i)?;
+        }
+        Ok(())
+    });
+    t.bundled(
+        "D",
+        (&a, &s),
+        Bundling::sequenced(0).gap_timeout(Duration::from_millis(200)),
+        |_, (_x, _y): (u64, u64), _: &mut Emitter<u64>| Ok(()),
+    );
+    let e = t.launch(Launch::local().replicas(&s, 2)).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "node D: seq 0 never completed: nothing from S[1] within the gap timeout (gap policy: fail)",
+        "{e}"
+    );
 }
 
 #[test]

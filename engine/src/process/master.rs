@@ -510,8 +510,8 @@ impl Master {
                     self.debug_output(now, id, seq, &bytes);
                     Event::Heard(Peer::Node(id))
                 }
-                ToMaster::Event { notice } => {
-                    self.debug_event(now, id, notice);
+                ToMaster::Event { notice, upstreams } => {
+                    self.debug_event(now, id, notice, upstreams);
                     Event::Heard(Peer::Node(id))
                 }
                 message => Event::Message { node: id, message },
@@ -592,9 +592,21 @@ impl Master {
         }
     }
 
-    fn debug_event(&mut self, now: Instant, id: NodeId, notice: crate::bundle::Notice) {
+    fn debug_event(
+        &mut self,
+        now: Instant,
+        id: NodeId,
+        notice: crate::bundle::Notice,
+        named: Vec<String>,
+    ) {
         let name = self.graph.node(id).name.clone();
-        let upstreams = self.upstreams[id].clone();
+        // The node names a replicated upstream by the replica a bundle
+        // waits for; one name per upstream, or the declared ones.
+        let upstreams: Arc<[String]> = if named.len() == self.upstreams[id].len() {
+            named.into()
+        } else {
+            self.upstreams[id].clone()
+        };
         if !notice_fits(&notice, upstreams.len()) {
             let failure = Failure::Control {
                 node: name,

@@ -48,6 +48,7 @@ impl EventSink for ControlEvents {
     fn event(&mut self, event: PolicyEvent) {
         let _ = self.0.send(&ToMaster::Event {
             notice: event.notice,
+            upstreams: event.upstreams.to_vec(),
         });
     }
 }

@@ -161,8 +161,12 @@ pub(crate) enum ToMaster {
     Refused { reason: String },
     /// An output of a watched node, archived.
     Output { seq: u64, bytes: Vec<u8> },
-    /// A policy event.
-    Event { notice: Notice },
+    /// A policy event, and the names its upstream indices stand for (a
+    /// replicated upstream's is the replica it waits for).
+    Event {
+        notice: Notice,
+        upstreams: Vec<String>,
+    },
     /// Still alive.
     Heartbeat,
     /// The node heard it must drain.

@@ -17,7 +17,6 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 
 use crate::body::{payload, BoxError, EmitError, Output, Payload};
-use crate::bundle::Notice;
 use crate::report::{Failure, PolicyEvent};
 use crate::stop::StopSignal;
 
@@ -135,15 +134,6 @@ impl EmitGate {
 pub(crate) trait EventSink: Send {
     /// Hands over one event.
     fn event(&mut self, event: PolicyEvent);
-}
-
-/// Builds the event of `node` for `notice`.
-pub(crate) fn policy_event(node: &str, notice: Notice, upstreams: &Arc<[String]>) -> PolicyEvent {
-    PolicyEvent {
-        node: node.to_owned(),
-        notice,
-        upstreams: upstreams.clone(),
-    }
 }
 
 /// The message of a node function's failure, or `None` if it succeeded.

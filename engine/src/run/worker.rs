@@ -12,12 +12,12 @@ use super::in_place::InPlace;
 use super::inlet::{BadInput, Inlet, RING_POLL};
 use super::take::{Halt, Reading, Take};
 use super::TICK;
-use super::{node_failure, policy_event, EventSink, NodeOutput, RunControl, Upstreams};
+use super::{node_failure, EventSink, NodeOutput, RunControl, Upstreams};
 use crate::body::{BoxError, Output, WorkerFn};
 use crate::bundle::Notice;
 use crate::graph::{NodeId, NodeKind, NodeSpec};
 use crate::node::{NodeCore, Step};
-use crate::replica::{KeyFn, Replicated, Share};
+use crate::replica::{Blame, KeyFn, Replicated, Share};
 use crate::report::{IncompleteBundle, NodeReport, LISTED_INCOMPLETE};
 use crate::Seq;
 
@@ -39,6 +39,8 @@ pub(crate) struct WorkerTask<O> {
     pub(crate) upstream_names: Arc<[String]>,
     /// A sequenced replica's share of the ids.
     pub(crate) share: Option<Share>,
+    /// Per upstream: who to name for a value it did not send.
+    pub(crate) blame: Vec<Blame>,
     pub(crate) output: O,
     pub(crate) control: Arc<RunControl>,
     pub(crate) events: Option<Box<dyn EventSink>>,
@@ -62,6 +64,7 @@ impl<O: NodeOutput> WorkerTask<O> {
         let replica = run.replica(id);
         let spec = run.graph().node(replica.node).clone();
         let instance = run.instances().node(id);
+        let spec_upstreams = spec.upstreams.len();
         let inputs = parts
             .inputs
             .into_iter()
@@ -81,6 +84,7 @@ impl<O: NodeOutput> WorkerTask<O> {
             upstream_of: replica.inputs.clone(),
             input_names: instance.upstreams.clone(),
             share: run.share(id),
+            blame: (0..spec_upstreams).map(|u| run.blame(id, u)).collect(),
             output: parts.output,
             control: parts.control,
             events: parts.events,
@@ -145,10 +149,10 @@ impl<O: NodeOutput> WorkerTask<O> {
                 let result = match step {
                     Step::Run { seq, input } => take.call(&mut self, seq, input),
                     Step::Notice(notice) => {
-                        self.notice(notice, &mut report);
+                        self.notice(notice, &mut report, &core);
                         Ok(())
                     }
-                    Step::Fatal(notice) => Err(self.fatal(notice)),
+                    Step::Fatal(notice) => Err(self.fatal(notice, &core)),
                 };
                 if let Err(message) = result {
                     report.error = Some(message);
@@ -296,35 +300,73 @@ impl<O: NodeOutput> WorkerTask<O> {
     }
 
     /// Reports what a policy did; processing goes on.
-    pub(super) fn notice(&mut self, notice: Notice, report: &mut NodeReport) {
+    pub(super) fn notice<V>(
+        &mut self,
+        notice: Notice,
+        report: &mut NodeReport,
+        core: &NodeCore<V>,
+    ) {
+        let names = self.names_for(&notice, core);
         if let Notice::Incomplete { seq, missing } = &notice {
             if report.incomplete.len() < LISTED_INCOMPLETE {
                 report.incomplete.push(IncompleteBundle {
                     seq: *seq,
-                    missing: missing
-                        .iter()
-                        .map(|i| self.upstream_names[*i].clone())
-                        .collect(),
+                    missing: missing.iter().map(|i| names[*i].clone()).collect(),
                 });
             }
         }
-        self.send_event(notice);
+        self.send_event(notice, names);
     }
 
     /// A policy failed the run: tells the run, returns the node's failure
     /// message.
-    pub(super) fn fatal(&mut self, notice: Notice) -> String {
-        let failure =
-            crate::report::Failure::from_notice(&self.name, &notice, &self.upstream_names);
+    pub(super) fn fatal<V>(&mut self, notice: Notice, core: &NodeCore<V>) -> String {
+        let names = self.names_for(&notice, core);
+        let failure = crate::report::Failure::from_notice(&self.name, &notice, &names);
         let message = failure.to_string();
-        self.send_event(notice);
+        self.send_event(notice, names);
         self.control.fail(failure);
         message
     }
 
-    fn send_event(&mut self, notice: Notice) {
+    /// The names the upstream indices of `notice` stand for: the declared
+    /// ones, but a replicated upstream that a bundle misses is named by
+    /// the replica it waits for (`J[1]`).
+    fn names_for<V>(&self, notice: &Notice, core: &NodeCore<V>) -> Arc<[String]> {
+        let missing = match notice {
+            Notice::Gap { missing, .. }
+            | Notice::Evicted { missing, .. }
+            | Notice::Incomplete { missing, .. } => missing,
+            _ => return self.upstream_names.clone(),
+        };
+        if missing.iter().all(|u| self.blame[*u] == Blame::Upstream) {
+            return self.upstream_names.clone();
+        }
+        let mut names = self.upstream_names.to_vec();
+        for &u in missing {
+            let replicas: Vec<usize> = match &self.blame[u] {
+                Blame::Upstream => continue,
+                Blame::BySeq(inputs) => vec![inputs[(notice.seq() % inputs.len() as u64) as usize]],
+                Blame::Silent => core.silent_inputs(u),
+            };
+            if !replicas.is_empty() {
+                let named: Vec<&str> = replicas
+                    .iter()
+                    .map(|i| self.input_names[*i].as_str())
+                    .collect();
+                names[u] = named.join("+");
+            }
+        }
+        names.into()
+    }
+
+    fn send_event(&mut self, notice: Notice, upstreams: Arc<[String]>) {
         if let Some(sink) = &mut self.events {
-            sink.event(policy_event(&self.name, notice, &self.upstream_names));
+            sink.event(crate::report::PolicyEvent {
+                node: self.name.clone(),
+                notice,
+                upstreams,
+            });
         }
     }
 }

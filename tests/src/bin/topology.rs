@@ -42,6 +42,14 @@
 //!   bundles come in order and at the last emits their count, which the
 //!   debugger prints as `K joined <count> bundles of <SPOUTS>`. With
 //!   `CD_TEST_FANOUT=W`, the launch fans out with width `W`.
+//! - `replicated N DIR [gap]`: spout `A` sends `0..N`; `J` (three
+//!   replicas, bundled over `A`, archived, sequenced) emits `10 * id`; `K`
+//!   (two replicas, a worker taking its input by id) emits `id + 1` (but
+//!   not for 7 with `gap`); `D`, bundled over `(A, J, K)` and sequenced
+//!   (with `gap`, gaps skipped after 200 ms), checks each bundle; the
+//!   debugger checks that D's outputs come in id order and prints `D <count>
+//!   in order` at the end, and prints each policy event. `CD_TEST_HOSTS`
+//!   as above.
 //! - `archived N FAIL_AT DIR`: spout `S` sends words `0..N` (an id and a
 //!   text), one value refilled and sent by reference; worker `W` takes them archived, in place, forwards the even ones
 //!   as they are and emits the odd ones with their text upper-cased (and
@@ -83,6 +91,7 @@ fn main() -> ExitCode {
         "batched" => return batched(rest),
         "archived" => return archived(rest),
         "joined" => return joined(rest),
+        "replicated" => return replicated(rest),
         other => panic!("unknown topology {other}"),
     };
     let mut t = Topology::new();
@@ -150,6 +159,78 @@ fn main() -> ExitCode {
             _ => 30,
         }))
         .debug(&w, |seq, _| println!("W {seq}"));
+    finish(t.launch(launch))
+}
+
+fn replicated(rest: &[String]) -> ExitCode {
+    let n: u64 = rest[0].parse().expect("N");
+    let gap = rest.get(2).map(String::as_str) == Some("gap");
+    let mut t = Topology::new();
+    let a = t.spout("A", move |out| {
+        for i in 0..n {
+            out.send(i, i)?;
+        }
+        Ok(())
+    });
+    let j = t.bundled_archived(
+        "J",
+        (&a,),
+        Bundling::sequenced(0),
+        |_, (v,), out: &mut Emitter<u64>| {
+            out.emit(v.to_native() * 10);
+            Ok(())
+        },
+    );
+    let k = t.worker(
+        "K",
+        a.by_seq(),
+        move |seq, v: u64, out: &mut Emitter<u64>| {
+            if !(gap && seq == 7) {
+                out.emit(v + 1);
+            }
+            Ok(())
+        },
+    );
+    let mut bundling = Bundling::sequenced(0);
+    if gap {
+        bundling = bundling
+            .gap_timeout(Duration::from_millis(200))
+            .on_gap(GapPolicy::Skip);
+    }
+    let d = t.bundled(
+        "D",
+        (&a, &j, &k),
+        bundling,
+        |seq, (x, y, z): (u64, u64, u64), out: &mut Emitter<u64>| {
+            if (x, y, z) != (seq, seq * 10, seq + 1) {
+                return Err(format!("bundle {seq} is ({x}, {y}, {z})").into());
+            }
+            out.emit(seq);
+            Ok(())
+        },
+    );
+    let hosts = std::env::var("CD_TEST_HOSTS").ok();
+    let launch = match &hosts {
+        Some(hosts) => Launch::hosts(hosts.split(',')),
+        None => Launch::processes(),
+    };
+    let mut next = 0;
+    let mut in_order = 0;
+    let last = n - 1;
+    let launch = launch
+        .dir(&rest[1])
+        .replicas(&j, 3)
+        .replicas(&k, 2)
+        .on_event(|event| println!("event {event}"))
+        .debug(&d, move |seq, _| {
+            if seq >= next {
+                in_order += u64::from(seq == next || gap);
+                next = seq + 1;
+            }
+            if seq == last {
+                println!("D {in_order} in order");
+            }
+        });
     finish(t.launch(launch))
 }
 
