@@ -178,3 +178,33 @@ fn fingerprint_changes_with_names_edges_types_and_flags() {
         .description()
         .contains("bundled C(A, B) sequenced from 0"));
 }
+
+#[test]
+fn a_bundled_worker_takes_its_inputs_by_sequence_id_only() {
+    use clusterduck_engine::graph::Grouping;
+    let nodes = |grouping| {
+        vec![
+            NodeSpec::spout("A", "u64"),
+            NodeSpec::spout("B", "u64"),
+            NodeSpec::bundled("J", ["A", "B"], Bundling::sequenced(0), "u64").grouped(1, grouping),
+        ]
+    };
+    for grouping in [
+        Grouping::ByKey,
+        Grouping::Shuffle,
+        Grouping::Broadcast,
+        Grouping::One,
+    ] {
+        let e = Graph::new(nodes(grouping)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "node \"J\": its input from \"B\" cannot be grouped {}: a bundled worker's values for one id must reach the same replica, so its inputs are grouped by sequence id",
+                grouping.label()
+            )
+        );
+        assert_eq!(e.node(), Some("J"));
+    }
+    // A positive control: by sequence id, as by default.
+    assert!(Graph::new(nodes(Grouping::BySeq)).is_ok());
+}

@@ -171,6 +171,29 @@ fn replicas_in_processes_keep_id_order_and_a_gap_names_the_replica() {
 }
 
 #[test]
+fn a_killed_replica_is_reported_by_its_replica_name() {
+    let _launches = beside_others();
+    let dir = fresh_dir("kill-replica");
+    let marker = dir.to_str().unwrap().to_owned();
+    let _w = watchdog("kill a replica", LIMIT).guard(marker.clone());
+    let mut master = start(&mut topology(&["replicated", "10000", &marker, "slow"]));
+    assert_eq!(master.line(), "D reached 10");
+    let running = node_processes(&marker);
+    let names: Vec<&str> = running.iter().map(|n| n.node.as_str()).collect();
+    assert_eq!(names, ["A", "D", "J[0]", "J[1]", "J[2]", "K[0]", "K[1]"]);
+    let victim = running.iter().find(|n| n.node == "J[1]").unwrap();
+    send_signal(victim.pid, libc::SIGKILL);
+    let (status, _, err) = master.finish();
+    assert!(!status.success());
+    let expected = format!(
+        "error: node J[1] (pid {}) on host localhost killed by signal 9 (SIGKILL)",
+        victim.pid
+    );
+    assert!(err.lines().any(|l| l == expected), "{expected}\n{err}");
+    assert_eq!(node_processes(&marker), Vec::new());
+}
+
+#[test]
 fn a_bundled_worker_joins_values_held_in_place_in_their_rings() {
     let _launches = beside_others();
     let dir = fresh_dir("joined");

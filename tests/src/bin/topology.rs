@@ -42,7 +42,8 @@
 //!   bundles come in order and at the last emits their count, which the
 //!   debugger prints as `K joined <count> bundles of <SPOUTS>`. With
 //!   `CD_TEST_FANOUT=W`, the launch fans out with width `W`.
-//! - `replicated N DIR [gap]`: spout `A` sends `0..N`; `J` (three
+//! - `replicated N DIR [gap|slow]`: spout `A` sends `0..N` (with `slow`,
+//!   20 ms apart, the debugger printing `D reached 10` at id 10); `J` (three
 //!   replicas, bundled over `A`, archived, sequenced) emits `10 * id`; `K`
 //!   (two replicas, a worker taking its input by id) emits `id + 1` (but
 //!   not for 7 with `gap`); `D`, bundled over `(A, J, K)` and sequenced
@@ -165,10 +166,14 @@ fn main() -> ExitCode {
 fn replicated(rest: &[String]) -> ExitCode {
     let n: u64 = rest[0].parse().expect("N");
     let gap = rest.get(2).map(String::as_str) == Some("gap");
+    let slow = rest.get(2).map(String::as_str) == Some("slow");
     let mut t = Topology::new();
     let a = t.spout("A", move |out| {
         for i in 0..n {
             out.send(i, i)?;
+            if slow {
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
         Ok(())
     });
@@ -226,6 +231,9 @@ fn replicated(rest: &[String]) -> ExitCode {
             if seq >= next {
                 in_order += u64::from(seq == next || gap);
                 next = seq + 1;
+            }
+            if slow && seq == 10 {
+                println!("D reached 10");
             }
             if seq == last {
                 println!("D {in_order} in order");
