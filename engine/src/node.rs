@@ -248,33 +248,42 @@ impl<V> NodeCore<V> {
     }
 
     /// The next step, if any, at `now`.
+    #[inline]
     pub fn poll(&mut self, now: Instant) -> Option<Step<V>> {
         match &mut self.join {
+            // A worker's step, taken once per value: kept inline.
             Join::Merge { ready } => ready.take().map(|(upstream, seq, value)| Step::Run {
                 seq,
                 input: Input::One { upstream, value },
             }),
-            Join::Bundle {
-                table,
-                share,
-                merged,
-                ..
-            } => {
-                // The table may take a merged upstream's values again.
-                for m in merged.iter_mut() {
-                    m.pump(table, &self.ended, now);
-                }
-                let expand = |seq| share.map_or(seq, |s| s.expand(seq));
-                table.poll(now).map(|event| match event {
-                    TableEvent::Bundle { seq, values } => Step::Run {
-                        seq: expand(seq),
-                        input: Input::Bundle(values),
-                    },
-                    TableEvent::Notice(n) => Step::Notice(n.map_seq(expand)),
-                    TableEvent::Fatal(n) => Step::Fatal(n.map_seq(expand)),
-                })
-            }
+            Join::Bundle { .. } => self.poll_table(now),
         }
+    }
+
+    /// The next step of a bundling table.
+    fn poll_table(&mut self, now: Instant) -> Option<Step<V>> {
+        let Join::Bundle {
+            table,
+            share,
+            merged,
+            ..
+        } = &mut self.join
+        else {
+            return None;
+        };
+        // The table may take a merged upstream's values again.
+        for m in merged.iter_mut() {
+            m.pump(table, &self.ended, now);
+        }
+        let expand = |seq| share.map_or(seq, |s| s.expand(seq));
+        table.poll(now).map(|event| match event {
+            TableEvent::Bundle { seq, values } => Step::Run {
+                seq: expand(seq),
+                input: Input::Bundle(values),
+            },
+            TableEvent::Notice(n) => Step::Notice(n.map_seq(expand)),
+            TableEvent::Fatal(n) => Step::Fatal(n.map_seq(expand)),
+        })
     }
 
     /// For a sequenced bundled node with one input per upstream: the id of

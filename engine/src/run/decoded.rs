@@ -57,6 +57,7 @@ impl Take for Decoded {
         Ok(got)
     }
 
+    #[inline]
     fn call<O: NodeOutput>(
         &mut self,
         task: &mut WorkerTask<O>,

@@ -179,8 +179,8 @@ impl Inlet {
 }
 
 /// Whether the value with id `seq` and archived `bytes` is this replica's
-/// by `route` (all are without one).
-#[inline]
+/// by `route` (all are without one: a branch per value, inline).
+#[inline(always)]
 pub(crate) fn owns(
     route: &mut Option<&mut Route>,
     seq: Seq,
@@ -188,11 +188,16 @@ pub(crate) fn owns(
 ) -> Result<bool, BadInput> {
     match route {
         None => Ok(true),
-        Some(route) => route.owns(seq, bytes).map_err(|e| BadInput {
-            seq: Some(seq),
-            message: format!("its key function failed: {e}"),
-        }),
+        Some(route) => routed(route, seq, bytes),
     }
+}
+
+/// [`owns`] for an input split among replicas.
+fn routed(route: &mut Route, seq: Seq, bytes: &[u8]) -> Result<bool, BadInput> {
+    route.owns(seq, bytes).map_err(|e| BadInput {
+        seq: Some(seq),
+        message: format!("its key function failed: {e}"),
+    })
 }
 
 /// Hands each value of what a ring read found to `visit`, in place, while

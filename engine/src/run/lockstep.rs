@@ -57,6 +57,7 @@ impl<O: NodeOutput> WorkerTask<O> {
             }
         }
         let limit = self.inputs[0].batch();
+        let stride = self.share.map_or(1, |s| s.count);
         let mut ran = 0;
         let mut result = Ok(());
         {
@@ -82,6 +83,14 @@ impl<O: NodeOutput> WorkerTask<O> {
                             break 'bundles;
                         }
                         match ring.frame_at(at) {
+                            // The id due is this replica's own.
+                            Ok((frame, end))
+                                if frame.kind() == FrameKind::Data && frame.seq() == seq =>
+                            {
+                                frames.push(frame.bytes());
+                                after.push(end);
+                                break;
+                            }
                             // Another replica's: passed over.
                             Ok((frame, end))
                                 if frame.kind() == FrameKind::Data
@@ -89,13 +98,6 @@ impl<O: NodeOutput> WorkerTask<O> {
                                         == Some(false) =>
                             {
                                 at = end;
-                            }
-                            Ok((frame, end))
-                                if frame.kind() == FrameKind::Data && frame.seq() == seq =>
-                            {
-                                frames.push(frame.bytes());
-                                after.push(end);
-                                break;
                             }
                             // Out of step, or not a frame at all: the
                             // general path reads it again and applies the
@@ -115,10 +117,9 @@ impl<O: NodeOutput> WorkerTask<O> {
                 core.delivered_in_lockstep(seq);
                 *count += n as u64;
                 ran += 1;
-                match core.lockstep_seq() {
-                    Some(following) => seq = following,
-                    None => break,
-                }
+                // The table stays idle: the next bundle due is the next id
+                // of the node's share.
+                seq += stride;
             }
         }
         for (inlet, &at) in self.inputs.iter_mut().zip(next.iter()) {

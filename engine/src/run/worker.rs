@@ -284,6 +284,7 @@ impl<O: NodeOutput> WorkerTask<O> {
     /// Calls the node's function on the input with id `seq`, through
     /// `call`; a failure or panic fails the run, and is the node's failure
     /// message.
+    #[inline]
     pub(super) fn call(
         &mut self,
         seq: Seq,
@@ -374,6 +375,7 @@ impl<O: NodeOutput> WorkerTask<O> {
 /// Calls node `name`'s function `body` on the input with id `seq`, through
 /// `call`; a failure or panic fails the run, and is the node's failure
 /// message. (Takes the task's parts, for callers that hold its inputs.)
+#[inline]
 pub(super) fn call_guarded(
     body: &mut dyn WorkerFn,
     output: &mut dyn Output,
