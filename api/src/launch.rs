@@ -166,8 +166,9 @@ impl Launch {
     }
 
     /// Runs replica `index` of `node` on `host` (one of the
-    /// [hosts](Self::hosts)); its other replicas go where
-    /// [`place`](Self::place) or round-robin puts them.
+    /// [hosts](Self::hosts)), whatever [`place`](Self::place) says of the
+    /// node; its other replicas go where `place` or round-robin puts them.
+    /// Index 0 of a node of one replica is the node.
     pub fn place_replica<T>(mut self, node: &Node<T>, index: usize, host: &str) -> Self {
         let name = format!("{}[{index}]", node.name());
         self.placements.push((node.topology, name, host.to_owned()));

@@ -227,6 +227,21 @@ pub enum GraphError {
         /// Why it does not fit.
         reason: &'static str,
     },
+    /// The run's key groups are not a count a run can use.
+    #[error("the run's key groups must be from 1 to {}, {key_groups} were asked for (Launch::key_groups)", u32::MAX)]
+    KeyGroups {
+        /// The key groups asked for.
+        key_groups: usize,
+    },
+    /// A node's name is what a replica's log files are named (`J.1` and
+    /// replica 1 of `J`, whose logs are `J.1.out` and `J.1.err`).
+    #[error("node {node:?}: its log files would be those of {replica} (rename the node)")]
+    LogsTaken {
+        /// The node.
+        node: String,
+        /// The replica whose logs have the node's name.
+        replica: String,
+    },
     /// A node is to run as zero replicas.
     #[error("node {node:?}: a node runs as at least one replica, 0 were asked for")]
     NoReplica {
@@ -255,7 +270,7 @@ impl GraphError {
     /// The node the error is about, if any.
     pub fn node(&self) -> Option<&str> {
         match self {
-            GraphError::Empty => None,
+            GraphError::Empty | GraphError::KeyGroups { .. } => None,
             GraphError::InvalidName { node, .. }
             | GraphError::DuplicateName { node, .. }
             | GraphError::UnknownUpstream { node, .. }
@@ -265,6 +280,7 @@ impl GraphError {
             | GraphError::WorkerWithoutInputs { node }
             | GraphError::Grouping { node, .. }
             | GraphError::NoReplica { node }
+            | GraphError::LogsTaken { node, .. }
             | GraphError::FewerKeyGroups { node, .. }
             | GraphError::EmptyWindow { node } => Some(node),
         }

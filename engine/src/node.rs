@@ -72,13 +72,15 @@ enum Join<V> {
 }
 
 /// An upstream of several inputs (the replicas of a node) as one stream,
-/// for a bundling table: each input's next value waits in its front, and
-/// the smallest id of the fronts goes to the table once every input that
-/// has not ended has one. Replicas that each send increasing ids make one
-/// stream of increasing ids, id `n` after `n - 1` whichever replica sent
-/// it; the table then reorders, bounds and times that stream as it would
-/// one upstream's. An input with no front, not ended, holds the upstream
-/// back: it is the replica a gap of this upstream waits for.
+/// for a bundling table, which holds back at most one value per upstream
+/// (one beyond its window, or one that finds it full) and then stops
+/// reading that upstream. Each input's next value waits in its front; the
+/// smallest id of the fronts goes to the table as soon as the table would
+/// take it in. One the table would hold back stays in its front while
+/// other inputs may still send values it can take (else the value another
+/// replica has for the window's head would wait behind it); once every
+/// input that has not ended has a front, the smallest goes to the table,
+/// and the table's window, gaps and timeouts apply as for one upstream.
 #[derive(Debug)]
 struct Merged<V> {
     upstream: usize,
@@ -86,6 +88,8 @@ struct Merged<V> {
     inputs: Vec<usize>,
     /// Per input of the upstream (in `inputs` order): its next value.
     fronts: Vec<Option<(Seq, V)>>,
+    /// Per input: the last id it sent (before a replica's share maps it).
+    last: Vec<Option<Seq>>,
     /// The table was told that the upstream ended.
     ended: bool,
 }
@@ -136,6 +140,7 @@ impl<V> NodeCore<V> {
                         Merged {
                             upstream: u,
                             fronts: inputs.iter().map(|_| None).collect(),
+                            last: vec![None; inputs.len()],
                             inputs,
                             ended: false,
                         }
@@ -174,10 +179,11 @@ impl<V> NodeCore<V> {
         }
     }
 
-    /// For an upstream of several inputs that a bundle waits for: the
-    /// inputs that hold it back (no value there, not ended), which are the
-    /// replicas it waits for. Empty for an upstream of one input.
-    pub fn silent_inputs(&self, upstream: usize) -> Vec<usize> {
+    /// For an upstream of several inputs whose value for id `seq` a bundle
+    /// misses: the inputs that have sent nothing at or past `seq` and have
+    /// not ended (the replicas it waits for). Empty for an upstream of one
+    /// input.
+    pub fn silent_inputs(&self, upstream: usize, seq: Seq) -> Vec<usize> {
         match &self.join {
             Join::Bundle { merged, .. } => merged
                 .iter()
@@ -185,8 +191,8 @@ impl<V> NodeCore<V> {
                 .flat_map(|m| {
                     m.inputs
                         .iter()
-                        .zip(&m.fronts)
-                        .filter(|(i, front)| front.is_none() && !self.ended[**i])
+                        .zip(&m.last)
+                        .filter(|(i, last)| !self.ended[**i] && last.is_none_or(|l| l < seq))
                         .map(|(i, _)| *i)
                 })
                 .collect(),
@@ -213,10 +219,13 @@ impl<V> NodeCore<V> {
                 merged,
                 ..
             } => {
+                let sent = seq;
                 let seq = share.map_or(seq, |s| s.compress(seq));
                 match merged.iter_mut().find(|m| m.upstream == upstream) {
                     Some(m) => {
-                        *m.front_mut(input) = Some((seq, value));
+                        let at = m.position(input);
+                        m.last[at] = Some(sent);
+                        m.fronts[at] = Some((seq, value));
                         m.pump(table, &self.ended, now);
                     }
                     None => table.offer(upstream, seq, value, now),
@@ -393,35 +402,33 @@ impl<V> Merged<V> {
         self.fronts[self.position(input)].as_ref()
     }
 
-    fn front_mut(&mut self, input: usize) -> &mut Option<(Seq, V)> {
-        let at = self.position(input);
-        &mut self.fronts[at]
-    }
-
-    /// Hands the table the smallest front while it takes the upstream's
-    /// values and every input that has not ended has one; tells it the
+    /// Hands the table the fronts, smallest id first, while it takes the
+    /// upstream's values (see the type's documentation); tells it the
     /// upstream ended once every input did and no front is left.
     fn pump(&mut self, table: &mut BundleTable<V>, ended: &[bool], now: Instant) {
         while !self.ended && table.accepts(self.upstream) {
-            // An input that may still send holds the upstream back.
-            let waiting = self
+            let smallest = (0..self.fronts.len())
+                .filter_map(|at| self.fronts[at].as_ref().map(|(seq, _)| (*seq, at)))
+                .min();
+            let Some((seq, at)) = smallest else {
+                if self.inputs.iter().all(|i| ended[*i]) {
+                    self.ended = true;
+                    table.end(self.upstream, now);
+                }
+                return;
+            };
+            // A value the table would hold back waits while another input
+            // may still send one it can take.
+            let others_may_send = self
                 .inputs
                 .iter()
                 .zip(&self.fronts)
                 .any(|(input, front)| front.is_none() && !ended[*input]);
-            if waiting {
+            if !table.fits(seq) && others_may_send {
                 return;
             }
-            let smallest = (0..self.fronts.len())
-                .filter_map(|at| self.fronts[at].as_ref().map(|(seq, _)| (*seq, at)))
-                .min()
-                .map(|(_, at)| at);
-            match smallest.and_then(|at| self.fronts[at].take()) {
-                Some((seq, value)) => table.offer(self.upstream, seq, value, now),
-                None => {
-                    self.ended = true;
-                    table.end(self.upstream, now);
-                }
+            if let Some((seq, value)) = self.fronts[at].take() {
+                table.offer(self.upstream, seq, value, now);
             }
         }
     }

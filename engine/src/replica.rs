@@ -74,6 +74,11 @@ impl Replicated {
     pub fn new(graph: Graph, scale: &Scale) -> Result<Self, GraphError> {
         let counts = &scale.replicas;
         assert_eq!(counts.len(), graph.nodes().len(), "replicas per node");
+        if scale.key_groups == 0 || u32::try_from(scale.key_groups).is_err() {
+            return Err(GraphError::KeyGroups {
+                key_groups: scale.key_groups,
+            });
+        }
         for (spec, &count) in graph.nodes().iter().zip(counts) {
             if count == 0 {
                 return Err(GraphError::NoReplica {
@@ -129,6 +134,18 @@ impl Replicated {
                 });
             }
         }
+        // A replica's logs are `J.1.out`: no node may be called `J.1`.
+        for spec in &specs {
+            let stem = file_stem(&spec.name);
+            if stem != spec.name {
+                if let Some(node) = graph.nodes().iter().find(|n| n.name == stem) {
+                    return Err(GraphError::LogsTaken {
+                        node: node.name.clone(),
+                        replica: spec.name.clone(),
+                    });
+                }
+            }
+        }
         Ok(Self {
             instances: Graph::from_parts(specs, edges),
             graph,
@@ -182,13 +199,16 @@ impl Replicated {
         if grouping == Grouping::Broadcast {
             return None;
         }
+        // Each producer replica starts dealing at its own index, so that
+        // producers that send little do not all start with replica 0.
+        let producer = self.instances.upstreams(id)[input];
         Some(Route {
             grouping,
             index: replica.index as u64,
             count: replica.count as u64,
             key_groups: self.scale.key_groups as u64,
             key,
-            dealt: 0,
+            dealt: self.replicas[producer].index as u64,
         })
     }
 

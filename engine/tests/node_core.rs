@@ -184,30 +184,33 @@ fn over_replicas(bundling: Bundling) -> NodeCore<&'static str> {
 }
 
 #[test]
-fn the_replicas_of_an_upstream_are_merged_by_id_into_one_stream() {
+fn the_replicas_of_an_upstream_make_one_stream_that_the_table_orders() {
     let now = Instant::now();
     let mut core = over_replicas(Bundling::sequenced(0));
     core.offer(0, 0, "a0", now);
     core.offer(0, 1, "a1", now);
-    // B[1] has id 1, B[0] nothing yet: B's stream waits for B[0].
+    // B[1] has id 1: it goes to the table at once, and waits there for 0.
     core.offer(2, 1, "b1", now);
     assert_eq!(core.poll(now), None);
-    assert_eq!(core.silent_inputs(1), vec![1], "B[0] holds B back");
-    assert!(!core.accepts(2), "one value waits per input");
-    assert!(core.accepts(1));
+    assert!(core.accepts(1) && core.accepts(2));
+    assert_eq!(core.silent_inputs(1, 0), vec![1], "B[0] has sent nothing");
     core.offer(1, 0, "b0", now);
     assert_eq!(
         core.poll(now),
         run(0, Input::Bundle(vec!["a0", "b0"].into()))
     );
-    // B[0] ended: B's stream goes on with B[1] alone.
-    core.end(1, now);
     assert_eq!(
         core.poll(now),
         run(1, Input::Bundle(vec!["a1", "b1"].into()))
     );
-    assert_eq!(core.silent_inputs(1), vec![2]);
+    assert_eq!(
+        core.silent_inputs(1, 2),
+        vec![1, 2],
+        "neither sent 2 or more"
+    );
+    // B ends when both its replicas did.
     core.end(0, now);
+    core.end(1, now);
     assert!(!core.is_finished(), "B[1] may still send");
     core.end(2, now);
     assert_eq!(core.poll(now), None);
@@ -215,14 +218,26 @@ fn the_replicas_of_an_upstream_are_merged_by_id_into_one_stream() {
 }
 
 #[test]
-fn a_merged_upstream_is_not_read_further_while_the_table_holds_it_back() {
+fn a_replica_value_beyond_the_window_waits_while_another_replica_may_send() {
     let now = Instant::now();
     let mut core = over_replicas(Bundling::sequenced(0).window(2));
-    // Id 5 is beyond the window (0..2): the table holds it back, and the
-    // merged upstream's fronts fill, one per input, and stop there.
+    // Id 5 is beyond the window (0..2): it waits in B[0]'s front, so that
+    // B[1] can still send the head's value.
     core.offer(1, 5, "b5", now);
+    assert!(!core.accepts(1) && core.accepts(2));
+    core.offer(2, 0, "b0", now);
+    core.offer(0, 0, "a0", now);
+    assert_eq!(
+        core.poll(now),
+        run(0, Input::Bundle(vec!["a0", "b0"].into()))
+    );
+    // Both replicas are now beyond the window: the smallest goes to the
+    // table, which holds it back, as it would one upstream's.
     core.offer(2, 6, "b6", now);
-    assert!(core.accepts(1) && !core.accepts(2), "b5 went to the table");
+    assert_eq!(core.poll(now), None);
+    // The table takes nothing more of B: one more value per replica at
+    // most waits in the fronts.
+    assert!(core.accepts(1) && !core.accepts(2));
     core.offer(1, 7, "b7", now);
     assert!(!core.accepts(1) && !core.accepts(2));
     assert_eq!(
@@ -230,6 +245,4 @@ fn a_merged_upstream_is_not_read_further_while_the_table_holds_it_back() {
         3,
         "b5 held by the table, b6 and b7 in fronts"
     );
-    core.offer(0, 5, "a5", now);
-    assert_eq!(core.poll(now), None, "ids 0..5 are still due");
 }

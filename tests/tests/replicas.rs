@@ -359,7 +359,8 @@ fn a_gap_of_a_silent_spout_replica_names_it() {
     let _w = watchdog("gap-names-silent-replica", LIMIT);
     let mut t = Topology::new();
     let a = numbers(&mut t, "A", 100);
-    // S's replica 1 sends nothing and does not end until told to stop.
+    // S's replica 0 sends the even ids; replica 1, which should send the
+    // odd ones, sends nothing and does not end until told to stop.
     let s = t.spout("S", |out: &mut clusterduck::Dispatcher<u64>| {
         if out.replica() == 1 {
             while !out.is_stopping() {
@@ -367,7 +368,7 @@ fn a_gap_of_a_silent_spout_replica_names_it() {
             }
             return Ok(());
         }
-        for i in 0..100 {
+        for i in (0..100).step_by(2) {
             out.send(i, i)?;
         }
         Ok(())
@@ -381,7 +382,7 @@ fn a_gap_of_a_silent_spout_replica_names_it() {
     let e = t.launch(Launch::local().replicas(&s, 2)).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "node D: seq 0 never completed: nothing from S[1] within the gap timeout (gap policy: fail)",
+        "node D: seq 1 never completed: nothing from S[1] within the gap timeout (gap policy: fail)",
         "{e}"
     );
 }
@@ -399,4 +400,121 @@ fn replicas_of_a_node_of_another_topology_are_refused() {
         e.to_string(),
         "replicas: node \"F\" is not a node of this topology"
     );
+}
+
+/// Sequenced bundled `D` (`d` replicas) over `A` and `J` (sequenced, `j`
+/// replicas), small rings: every bundle once, each share in order.
+fn replicas_over_replicas(j_replicas: usize, d_replicas: usize) {
+    const MANY: u64 = 100_000;
+    let mut t = Topology::new();
+    let a = numbers(&mut t, "A", MANY);
+    let j = t.bundled(
+        "J",
+        (&a,),
+        Bundling::sequenced(0),
+        |_, (v,): (u64,), out: &mut Emitter<u64>| {
+            out.emit(v * 2);
+            Ok(())
+        },
+    );
+    let d = t.bundled(
+        "D",
+        (&a, &j),
+        Bundling::sequenced(0),
+        |seq, (x, y): (u64, u64), out: &mut Emitter<u64>| {
+            assert_eq!((x, y), (seq, seq * 2));
+            out.emit(seq);
+            Ok(())
+        },
+    );
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let sink = order.clone();
+    t.launch(
+        Launch::local()
+            .ring_bytes(64 << 10)
+            .replicas(&j, j_replicas)
+            .replicas(&d, d_replicas)
+            .debug(&d, move |seq, _: u64| sink.lock().unwrap().push(seq)),
+    )
+    .unwrap();
+    let order = order.lock().unwrap().clone();
+    assert_eq!(order.len() as u64, MANY);
+    for r in 0..d_replicas as u64 {
+        let share: Vec<u64> = order
+            .iter()
+            .copied()
+            .filter(|s| s % d_replicas as u64 == r)
+            .collect();
+        let expected: Vec<u64> = (0..MANY).filter(|s| s % d_replicas as u64 == r).collect();
+        assert_eq!(share, expected, "D[{r}]'s share, in order");
+    }
+}
+
+#[test]
+fn replicas_over_replicas_run_whatever_their_counts() {
+    let _w = watchdog("replicas-over-replicas", LIMIT);
+    // D[i] gets nothing from some of J's replicas when the counts share a
+    // factor: it must not wait for them.
+    replicas_over_replicas(2, 2);
+    replicas_over_replicas(2, 4);
+    replicas_over_replicas(3, 2);
+}
+
+#[test]
+fn a_replica_that_gets_nothing_does_not_hold_a_sequenced_consumer_back() {
+    let _w = watchdog("starved-replica", LIMIT);
+    let mut t = Topology::new();
+    let a = numbers(&mut t, "A", 50_000);
+    // Every value has the same key: one of K's replicas gets them all, the
+    // other nothing until A ends.
+    let k = t.worker_archived("K", a.by_key(|_| 7), |_, v, out: &mut Emitter<u64>| {
+        out.emit(v.to_native());
+        Ok(())
+    });
+    let d = t.bundled(
+        "D",
+        (&a, &k),
+        Bundling::sequenced(0),
+        |seq, (x, y): (u64, u64), out: &mut Emitter<u64>| {
+            assert_eq!((x, y), (seq, seq));
+            out.emit(seq);
+            Ok(())
+        },
+    );
+    let report = t
+        .launch(Launch::local().ring_bytes(64 << 10).replicas(&k, 2))
+        .unwrap();
+    assert_eq!(report.node("D").unwrap().messages_out, 50_000);
+    let _ = d;
+    let taken = taken(&report, "K", 2);
+    assert!(taken.contains(&0) && taken.contains(&50_000), "{taken:?}");
+}
+
+#[test]
+fn key_groups_and_log_names_that_cannot_work_are_refused() {
+    let _w = watchdog("replicas-refused-more", LIMIT);
+    let build = || {
+        let mut t = Topology::new();
+        let s = numbers(&mut t, "S", 10);
+        let w = t.worker("W", &s, echo);
+        t.sink("W.1", &w, |_, _v: u64| Ok(()));
+        (t, w)
+    };
+    let (t, _) = build();
+    let e = t.launch(Launch::local().key_groups(0)).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "invalid topology: the run's key groups must be from 1 to 4294967295, 0 were asked for (Launch::key_groups)"
+    );
+    // Replica 1 of W logs to W.1.out, which is node W.1's.
+    let (t, w) = build();
+    let e = t.launch(Launch::local().replicas(&w, 2)).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "invalid topology: node \"W.1\": its log files would be those of W[1] (rename the node)"
+    );
+    // A positive control: the same topology with W as one replica runs.
+    let (t, _) = build();
+    let report = t.launch(Launch::local()).unwrap();
+    assert_eq!(report.node("W.1").unwrap().messages_in, 10);
 }

@@ -62,6 +62,12 @@ impl<V> BundleTable<V> {
         delegate!(self, t => t.accepts(upstream))
     }
 
+    /// Whether a value with id `seq` would be taken in now, rather than
+    /// held back (which stops its upstream being read).
+    pub fn fits(&self, seq: Seq) -> bool {
+        delegate!(self, t => t.fits(seq))
+    }
+
     /// Offers the next value of `upstream`, which must be accepted.
     pub fn offer(&mut self, upstream: usize, seq: Seq, value: V, now: Instant) {
         delegate!(self, t => t.offer(upstream, seq, value, now))

@@ -89,6 +89,15 @@ impl<V> SparseTable<V> {
         !self.failed && !self.ended[upstream] && self.held[upstream].is_none()
     }
 
+    /// Whether a value with id `seq` would be taken in now, rather than
+    /// held back for want of room (which stops its upstream being read).
+    pub fn fits(&self, seq: Seq) -> bool {
+        self.pending.len() < self.config.window
+            || self.config.on_overflow != OverflowPolicy::Backpressure
+            || self.pending.contains_key(&seq)
+            || self.done.contains(&seq)
+    }
+
     /// Offers the next value of `upstream`, which must be accepted.
     pub fn offer(&mut self, upstream: usize, seq: Seq, value: V, now: Instant) {
         debug_assert!(self.accepts(upstream), "offer from a blocked upstream");

@@ -91,6 +91,12 @@ impl<V> ReorderWindow<V> {
         !self.failed && !self.ended[upstream] && self.held[upstream].is_none()
     }
 
+    /// Whether a value with id `seq` would be taken in now, rather than
+    /// held back beyond the window (which stops its upstream being read).
+    pub fn fits(&self, seq: Seq) -> bool {
+        seq < self.next.saturating_add(self.config.window as Seq)
+    }
+
     /// Offers the next value of `upstream`, which must be accepted.
     pub fn offer(&mut self, upstream: usize, seq: Seq, value: V, now: Instant) {
         debug_assert!(self.accepts(upstream), "offer from a blocked upstream");

@@ -349,7 +349,8 @@ impl ProcessRun {
     ) -> Vec<NodeConfig> {
         let graph = run.instances();
         let n = graph.nodes().len();
-        let fingerprint = Fingerprint::of(graph);
+        // Of the topology as declared: replicas come with the configuration.
+        let fingerprint = Fingerprint::of(run.graph());
         let scale = run.scale();
         (0..n)
             .map(|id| NodeConfig {

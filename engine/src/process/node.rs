@@ -167,15 +167,37 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<NodeEnd, NodeError> {
             ))
         })?;
     }
+    let (mut stream, tx) = connect(&config)?;
+    // The topology as declared is what every process must agree on; the
+    // replicas come from the master.
+    let ours = Fingerprint::of(&graph);
+    if ours.hash() != config.fingerprint {
+        let reason = format!(
+            "topology fingerprint mismatch: the master has {:016x} [{}], this process has {ours}",
+            config.fingerprint, config.description
+        );
+        eprintln!(
+            "clusterduck: node #{} refused to start: {reason}",
+            config.node
+        );
+        let _ = tx.send(&ToMaster::Refused {
+            reason: reason.clone(),
+        });
+        let _ = tx.sync();
+        return Err(NodeError::Mismatch(reason));
+    }
     // The run's instances, as the master expanded them: a node process is
     // one replica of a node.
-    let mut scale = Scale {
+    let scale = Scale {
         replicas: config.replicas.iter().map(|r| *r as usize).collect(),
         key_groups: config.key_groups as usize,
     };
     if scale.replicas.len() != graph.nodes().len() {
-        // Another topology: its fingerprint tells the master how.
-        scale.replicas = vec![1; graph.nodes().len()];
+        return Err(NodeError::Mismatch(format!(
+            "the master runs {} nodes, this process's topology has {}",
+            scale.replicas.len(),
+            graph.nodes().len()
+        )));
     }
     let run = Replicated::new(graph, &scale).map_err(|e| NodeError::Mismatch(e.to_string()))?;
     let graph = run.instances();
@@ -185,21 +207,6 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<NodeEnd, NodeError> {
     }
     let replica = run.replica(id);
     let name = graph.node(id).name.clone();
-    let (mut stream, tx) = connect(&config)?;
-
-    let ours = Fingerprint::of(graph);
-    if ours.hash() != config.fingerprint {
-        let reason = format!(
-            "topology fingerprint mismatch: the master has {:016x} [{}], this process has {ours}",
-            config.fingerprint, config.description
-        );
-        eprintln!("clusterduck: node {name} refused to start: {reason}");
-        let _ = tx.send(&ToMaster::Refused {
-            reason: reason.clone(),
-        });
-        let _ = tx.sync();
-        return Err(NodeError::Mismatch(reason));
-    }
 
     let consumers = graph.downstreams(id).len();
     let remote_consumers: Vec<NodeId> = graph

@@ -33,6 +33,16 @@ pub enum PlacementError {
         /// The node.
         node: String,
     },
+    /// A replica is placed that the node does not run.
+    #[error("placement of replica {index} of node {node:?}: the node runs as {replicas} replica(s), numbered from 0")]
+    NoSuchReplica {
+        /// The node.
+        node: String,
+        /// The replica named.
+        index: usize,
+        /// The node's replicas.
+        replicas: usize,
+    },
 }
 
 /// The host of every node.
@@ -40,6 +50,42 @@ pub enum PlacementError {
 pub struct Placement {
     hosts: Vec<String>,
     node_host: Vec<usize>,
+}
+
+/// The instance `J[i]` names: `J` itself for a node of one replica and
+/// index 0.
+fn replica_id(graph: &Graph, instance: &str) -> Result<NodeId, PlacementError> {
+    let unknown = || PlacementError::UnknownNode {
+        node: instance.to_owned(),
+    };
+    let (node, index) = instance
+        .strip_suffix(']')
+        .and_then(|s| s.rsplit_once('['))
+        .and_then(|(node, index)| Some((node, index.parse::<usize>().ok()?)))
+        .ok_or_else(unknown)?;
+    if let Some(id) = graph.id_of(instance) {
+        return Ok(id);
+    }
+    let prefix = format!("{node}[");
+    let replicas = graph
+        .nodes()
+        .iter()
+        .filter(|n| n.name.starts_with(&prefix))
+        .count();
+    match (graph.id_of(node), replicas) {
+        (Some(id), 0) if index == 0 => Ok(id),
+        (Some(_), 0) => Err(PlacementError::NoSuchReplica {
+            node: node.to_owned(),
+            index,
+            replicas: 1,
+        }),
+        (None, 0) => Err(unknown()),
+        (_, replicas) => Err(PlacementError::NoSuchReplica {
+            node: node.to_owned(),
+            index,
+            replicas,
+        }),
+    }
 }
 
 impl Placement {
@@ -57,8 +103,21 @@ impl Placement {
             hosts.to_vec()
         };
         let mut chosen: HashMap<NodeId, usize> = HashMap::new();
-        for (node, host) in explicit {
-            // A node's name places all its replicas; `J[1]`, one.
+        // Whole nodes first (a node's name places all its replicas), then
+        // single replicas (`J[1]`), which may move one of them.
+        let (whole, single): (Vec<_>, Vec<_>) =
+            explicit.iter().partition(|(node, _)| !node.ends_with(']'));
+        let host_index = |node: &str, host: &str| {
+            hosts
+                .iter()
+                .position(|h| h == host)
+                .ok_or_else(|| PlacementError::UnknownHost {
+                    node: node.to_owned(),
+                    host: host.to_owned(),
+                    hosts: hosts.clone(),
+                })
+        };
+        for (node, host) in whole {
             let replicas = format!("{node}[");
             let ids: Vec<NodeId> = graph
                 .nodes()
@@ -70,18 +129,23 @@ impl Placement {
             if ids.is_empty() {
                 return Err(PlacementError::UnknownNode { node: node.clone() });
             }
-            let h = hosts.iter().position(|h| h == host).ok_or_else(|| {
-                PlacementError::UnknownHost {
-                    node: node.clone(),
-                    host: host.clone(),
-                    hosts: hosts.clone(),
-                }
-            })?;
+            let h = host_index(node, host)?;
             for id in ids {
                 if chosen.insert(id, h).is_some() {
                     return Err(PlacementError::PlacedTwice { node: node.clone() });
                 }
             }
+        }
+        let mut moved: Vec<NodeId> = Vec::new();
+        for (instance, host) in single {
+            let id = replica_id(graph, instance)?;
+            if moved.contains(&id) {
+                return Err(PlacementError::PlacedTwice {
+                    node: instance.clone(),
+                });
+            }
+            moved.push(id);
+            chosen.insert(id, host_index(instance, host)?);
         }
         let mut next = 0;
         let node_host = (0..graph.nodes().len())
@@ -179,5 +243,42 @@ mod tests {
         let twice = vec![("C".into(), "h1".into()), ("C".into(), "h1".into())];
         let e = Placement::new(&graph(), &hosts(&["h1"]), &twice).unwrap_err();
         assert_eq!(e.to_string(), "node \"C\" is placed twice");
+    }
+
+    #[test]
+    fn a_replica_placed_alone_moves_from_where_its_node_is_placed() {
+        use crate::replica::{Replicated, Scale};
+        let scale = Scale {
+            replicas: vec![1, 1, 3, 1],
+            key_groups: 128,
+        };
+        let run = Replicated::new(graph(), &scale).unwrap();
+        let instances = run.instances();
+        let place = |explicit: &[(&str, &str)]| {
+            let explicit: Vec<(String, String)> = explicit
+                .iter()
+                .map(|(n, h)| ((*n).to_owned(), (*h).to_owned()))
+                .collect();
+            Placement::new(instances, &hosts(&["h1", "h2", "h3"]), &explicit)
+        };
+        // A, B, C[0], C[1], C[2], D.
+        let p = place(&[("C", "h3"), ("C[1]", "h1")]).unwrap();
+        let got: Vec<&str> = (0..6).map(|i| p.host_of(i)).collect();
+        assert_eq!(got, ["h1", "h2", "h3", "h1", "h3", "h3"]);
+        // Index 0 of a node of one replica is the node.
+        let p = place(&[("D[0]", "h2")]).unwrap();
+        assert_eq!(p.host_of(5), "h2");
+        let e = place(&[("C[3]", "h1")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "placement of replica 3 of node \"C\": the node runs as 3 replica(s), numbered from 0"
+        );
+        let e = place(&[("D[1]", "h1")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "placement of replica 1 of node \"D\": the node runs as 1 replica(s), numbered from 0"
+        );
+        let e = place(&[("C[1]", "h1"), ("C[1]", "h2")]).unwrap_err();
+        assert_eq!(e.to_string(), "node \"C[1]\" is placed twice");
     }
 }

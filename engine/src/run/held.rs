@@ -124,14 +124,15 @@ impl Take for Holding {
             Ok(None) => return Ok(false),
             Err(e) => return Ok(read_failed(e, ended, broken)?),
         };
-        let mut taken = 0;
+        // Frames read, and values of this replica's among them.
+        let (mut taken, mut offered) = (0, 0);
         // A read stops where the table empties: the values after may be in
         // lockstep again (see `run::lockstep`).
         while *next < end
             && taken < batch
             && !*ended
             && core.accepts(u)
-            && (taken == 0 || core.buffered() > 0)
+            && (offered == 0 || core.buffered() > 0)
         {
             let (frame, after) = ring.frame_at(*next).map_err(BadInput::frame)?;
             let (kind, seq) = (frame.kind(), frame.seq());
@@ -148,6 +149,7 @@ impl Take for Holding {
                 FrameKind::Data if !owns(&mut route, seq, frame.bytes())? => {}
                 FrameKind::Data => {
                     *count += 1;
+                    offered += 1;
                     core.offer(u, seq, held, now);
                 }
                 // Done with at once: dropping it says so.

@@ -348,7 +348,7 @@ impl<O: NodeOutput> WorkerTask<O> {
             let replicas: Vec<usize> = match &self.blame[u] {
                 Blame::Upstream => continue,
                 Blame::BySeq(inputs) => vec![inputs[(notice.seq() % inputs.len() as u64) as usize]],
-                Blame::Silent => core.silent_inputs(u),
+                Blame::Silent => core.silent_inputs(u, notice.seq()),
             };
             if !replicas.is_empty() {
                 let named: Vec<&str> = replicas
