@@ -92,6 +92,14 @@ pub enum WriteError {
         /// The largest payload.
         max: usize,
     },
+    /// The value is larger than the writer's arena for large values.
+    #[error("a value of {len} bytes is larger than the node's space for large values, {max} bytes (raise the launch's large_bytes)")]
+    LargerThanArena {
+        /// The value's length.
+        len: usize,
+        /// The arena's size.
+        max: usize,
+    },
     /// rkyv failed to serialise the value.
     #[error("cannot serialise the frame's value: {0}")]
     Serialize(#[source] rkyv::rancor::Error),
@@ -148,6 +156,15 @@ pub enum FrameError {
     Length {
         /// The claimed payload length.
         len: u32,
+        /// The frame's ring position.
+        pos: u64,
+    },
+    /// The frame refers to a large value that cannot be read from the
+    /// ring's arena (it cannot be mapped, or the value does not fit it).
+    #[error("frame at position {pos} refers to a large value of {len} bytes that its arena does not hold")]
+    LargeValue {
+        /// The value's claimed length.
+        len: u64,
         /// The frame's ring position.
         pos: u64,
     },

@@ -7,10 +7,13 @@
 //! protocol and the measured figures.
 //!
 //! - [`RingWriter`]: creates the segment, writes frames (bytes, or an rkyv
-//!   value serialised in place), waits for the slowest reader when full.
+//!   value serialised in place), waits for the slowest reader when full;
+//!   values too large for a frame go out of line, to its arena (`arena`).
 //! - [`RingReader`]: attaches, reads [`Batch`]es of [`Frame`] views in place.
 //! - [`RingName`], [`remove_stale_segments`]: naming and clean-up.
 
+#[cfg(not(loom))]
+pub(crate) mod arena;
 #[cfg(not(loom))]
 mod error;
 #[cfg(not(loom))]

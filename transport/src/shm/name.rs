@@ -55,6 +55,14 @@ impl RingName {
         })
     }
 
+    /// The path of the ring's arena of large values: the ring's, with
+    /// `.large` appended (node names escape `.`, so no ring has it).
+    pub fn arena_path(&self) -> PathBuf {
+        let mut path = self.path.clone().into_os_string();
+        path.push(".large");
+        PathBuf::from(path)
+    }
+
     /// The run id.
     pub fn run_id(&self) -> &str {
         &self.run_id

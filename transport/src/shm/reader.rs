@@ -4,6 +4,7 @@ use std::cell::Cell;
 use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
+use super::arena::{ArenaView, LargeRef, LARGE_CODE};
 use super::error::{AttachError, FrameError, ReadError};
 use super::frame::{Frame, FrameKind};
 use super::index::{DataWait, ReaderIndex, SLEEP_SLICE};
@@ -21,6 +22,8 @@ use crate::process::ProcessStamp;
 #[derive(Debug)]
 pub struct RingReader {
     ring: ShmRing,
+    /// The ring's arena of large values, mapped at the first one.
+    arena: ArenaView,
     name: RingName,
     index: Option<ReaderIndex>,
     writer: ProcessStamp,
@@ -47,6 +50,7 @@ impl RingReader {
             .ok_or(AttachError::Full { max: MAX_READERS })?;
         Ok(RingReader {
             ring,
+            arena: ArenaView::attach(&name.arena_path()),
             name: name.clone(),
             index: Some(index),
             writer,
@@ -224,7 +228,7 @@ impl RingReader {
             pos >= self.cursor() && pos < self.seen_end && pos % FRAME_ALIGN == 0,
             "no frame can start at {pos}"
         );
-        parse_frame(&self.ring, pos, self.seen_end)
+        parse_frame(self.source(), pos, self.seen_end)
     }
 
     fn wait(&mut self, deadline: Option<Instant>) -> Result<Option<u64>, ReadError> {
@@ -384,7 +388,7 @@ impl Batch<'_> {
     /// The frames.
     pub fn iter(&self) -> Frames<'_> {
         Frames {
-            ring: &self.reader.ring,
+            source: self.reader.source(),
             pos: self.start,
             end: self.end,
             left: self.limit.unwrap_or(usize::MAX),
@@ -443,7 +447,7 @@ fn prefetch(p: *const u8) {
 /// Iterator over the frames of a [`Batch`].
 #[derive(Debug)]
 pub struct Frames<'b> {
-    ring: &'b ShmRing,
+    source: Source<'b>,
     pos: u64,
     end: u64,
     /// Frames it may still yield.
@@ -465,9 +469,9 @@ impl<'b> Iterator for Frames<'b> {
         // loads of lines the writer's core just wrote: ask for the lines
         // ahead, already published, so that their transfers overlap.
         if pos + PREFETCH_AHEAD < self.end {
-            prefetch(self.ring.at(pos + PREFETCH_AHEAD));
+            prefetch(self.source.ring.at(pos + PREFETCH_AHEAD));
         }
-        match parse_frame(self.ring, pos, self.end) {
+        match parse_frame(self.source, pos, self.end) {
             Ok((frame, next)) => {
                 self.pos = next;
                 self.left -= 1;
@@ -485,11 +489,31 @@ impl<'b> Iterator for Frames<'b> {
     }
 }
 
+/// What frames are read from: a ring, and its arena of large values.
+#[derive(Clone, Copy, Debug)]
+struct Source<'a> {
+    ring: &'a ShmRing,
+    arena: &'a ArenaView,
+    name: &'a RingName,
+}
+
+impl RingReader {
+    fn source(&self) -> Source<'_> {
+        Source {
+            ring: &self.ring,
+            arena: &self.arena,
+            name: &self.name,
+        }
+    }
+}
+
 /// Reads the frame at `pos`, which lies below `end`, and the position after
 /// it. `pos` must be a multiple of the frame alignment with `[pos, end)`
-/// published and unreleased.
-fn parse_frame(ring: &ShmRing, pos: u64, end: u64) -> Result<(Frame<'_>, u64), FrameError> {
-    let at = ring.at(pos);
+/// published and unreleased. A large value's frame is read as a Data frame
+/// whose bytes lie in the arena.
+#[inline]
+fn parse_frame(source: Source<'_>, pos: u64, end: u64) -> Result<(Frame<'_>, u64), FrameError> {
+    let at = source.ring.at(pos);
     // `pos < end <= write_pos` (loaded with Acquire): a whole frame header
     // was written there and published, and stays until the reader releases it.
     // SAFETY: readable as above; `pos` is a multiple of FRAME_ALIGN.
@@ -501,17 +525,21 @@ fn parse_frame(ring: &ShmRing, pos: u64, end: u64) -> Result<(Frame<'_>, u64), F
             pos,
         });
     }
-    let Some(kind) = FrameKind::from_code(header.kind) else {
-        return Err(FrameError::UnknownKind {
-            code: header.kind,
-            pos,
-        });
-    };
     // The payload lies within the published frame checked above (`size <=
     // end - pos`); releasing it needs the reader the returned frame borrows.
     // SAFETY: published and unreleased as above; contiguous (double mapping).
     let bytes = unsafe {
         std::slice::from_raw_parts(at.add(FRAME_HEADER_LEN as usize), header.len as usize)
+    };
+    let (kind, bytes) = match FrameKind::from_code(header.kind) {
+        Some(kind) => (kind, bytes),
+        None if header.kind == LARGE_CODE => (FrameKind::Data, large(source, bytes, pos)?),
+        None => {
+            return Err(FrameError::UnknownKind {
+                code: header.kind,
+                pos,
+            })
+        }
     };
     Ok((
         Frame {
@@ -521,4 +549,19 @@ fn parse_frame(ring: &ShmRing, pos: u64, end: u64) -> Result<(Frame<'_>, u64), F
         },
         pos + size,
     ))
+}
+
+/// The bytes in the arena that the large value's frame at `pos`, with
+/// payload `payload`, refers to.
+#[cold]
+fn large<'a>(source: Source<'a>, payload: &[u8], pos: u64) -> Result<&'a [u8], FrameError> {
+    let bad = |len| FrameError::LargeValue { len, pos };
+    let at = LargeRef::from_bytes(payload).ok_or(bad(0))?;
+    source
+        .arena
+        .bytes(&source.name.arena_path(), at)
+        .map_err(|e| {
+            eprintln!("clusterduck: ring {}: {e}", source.name);
+            bad(at.len)
+        })
 }

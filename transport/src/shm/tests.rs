@@ -580,3 +580,115 @@ fn a_reader_can_hold_frames_read_on_past_them_and_release_them_later() {
         Err(ReadError::Ended)
     ));
 }
+
+/// A value of `len` bytes whose every byte says where it is and which
+/// value it belongs to.
+fn patterned(len: usize, k: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(31) ^ k).collect()
+}
+
+#[test]
+fn large_values_go_out_of_line_and_read_in_place_like_any_frame() {
+    let _w = watchdog(30);
+    let name = unique("large");
+    let mut writer = RingWriter::create(&name, 4096).unwrap();
+    writer.set_large_bytes(1 << 20).unwrap();
+    assert_eq!(writer.max_inline(), 4096 / 4 - 16);
+    let mut reader = RingReader::attach(&name).unwrap();
+    let big = patterned(300_000, 1);
+    writer.write_bytes(1, b"small").unwrap();
+    writer.write_bytes(2, &big).unwrap();
+    // Serialised values too: an rkyv archive larger than the ring.
+    writer.write_value(3, &vec![5u8; 100_000]).unwrap();
+    assert!(
+        name.arena_path().exists(),
+        "the arena, made with the setting"
+    );
+    writer.finish(4).unwrap();
+    let batch = reader.read().unwrap();
+    let frames: Vec<Frame<'_>> = batch.iter().map(Result::unwrap).collect();
+    assert_eq!(frames.len(), 4);
+    assert_eq!(
+        (frames[0].kind(), frames[0].bytes()),
+        (FrameKind::Data, &b"small"[..])
+    );
+    assert_eq!((frames[1].kind(), frames[1].seq()), (FrameKind::Data, 2));
+    assert!(
+        frames[1].bytes() == &big[..],
+        "every byte of the large value"
+    );
+    assert_eq!(
+        frames[1].bytes().as_ptr() as usize % 16,
+        0,
+        "aligned for rkyv"
+    );
+    let v = frames[2].access::<Vec<u8>>().unwrap();
+    assert_eq!(v.len(), 100_000);
+    assert!(v.iter().all(|b| *b == 5));
+    assert_eq!(frames[3].kind(), FrameKind::End);
+}
+
+#[test]
+fn a_full_arena_makes_the_writer_wait_for_the_readers() {
+    let _w = watchdog(30);
+    let name = unique("large-wait");
+    let mut writer = RingWriter::create(&name, 4096).unwrap();
+    // Room for three values of 300 000 bytes, not four.
+    writer.set_large_bytes(1 << 20).unwrap();
+    let mut reader = RingReader::attach(&name).unwrap();
+    let values: Vec<Vec<u8>> = (0..10).map(|k| patterned(300_000, k)).collect();
+    let sent = values.clone();
+    let writing = std::thread::spawn(move || {
+        for (k, v) in sent.iter().enumerate() {
+            writer.write_bytes(k as u64, v).unwrap();
+        }
+        writer.finish(10).unwrap();
+    });
+    let mut got = Vec::new();
+    loop {
+        match reader.read() {
+            Ok(batch) => {
+                for f in batch.iter() {
+                    let f = f.unwrap();
+                    if f.kind() == FrameKind::Data {
+                        assert!(
+                            f.bytes() == &values[f.seq() as usize][..],
+                            "value {}",
+                            f.seq()
+                        );
+                        got.push(f.seq());
+                    }
+                }
+            }
+            Err(ReadError::Ended) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    writing.join().unwrap();
+    assert_eq!(got, (0..10).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_value_larger_than_the_arena_is_refused_saying_what_to_raise() {
+    let _w = watchdog(30);
+    let name = unique("large-refused");
+    let mut writer = RingWriter::create(&name, 4096).unwrap();
+    // Without an arena: the ring's limit, as before.
+    let e = writer.write_bytes(1, &[0; 5000]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "frame of 5000 bytes exceeds the ring's maximum payload of 4080"
+    );
+    writer.set_large_bytes(64 << 10).unwrap();
+    let e = writer.write_bytes(1, &[0; 70_000]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "a value of 70000 bytes is larger than the node's space for large values, 65536 bytes (raise the launch's large_bytes)"
+    );
+    // A positive control: one that fits goes.
+    writer.write_bytes(1, &[0; 60_000]).unwrap();
+    let arena = name.arena_path();
+    assert!(arena.exists());
+    drop(writer);
+    assert!(!arena.exists(), "the arena goes with its writer");
+}

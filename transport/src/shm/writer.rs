@@ -6,11 +6,13 @@ use rkyv::ser::allocator::Arena;
 use rkyv::util::AlignedVec;
 use rkyv::Serialize;
 
+use super::arena::{Arena as LargeArena, LARGE_CODE};
 use super::error::{CreateError, WaitReadersError, WriteError};
 use super::frame::{FrameBuf, FrameKind, FrameSerializer};
 use super::index::WriterIndex;
 use super::layout::{
-    frame_size, FrameHeader, FRAME_HEADER_LEN, SLOT_ACTIVE, WRITER_ABANDONED, WRITER_ENDED,
+    align_frame, frame_size, FrameHeader, FRAME_HEADER_LEN, SLOT_ACTIVE, WRITER_ABANDONED,
+    WRITER_ENDED,
 };
 use super::name::RingName;
 use super::segment::ShmRing;
@@ -55,6 +57,11 @@ pub struct RingWriter {
     scratch: AlignedVec,
     dead: Vec<DeadReader>,
     ended: bool,
+    /// Bytes of the arena for large values (0: none; values must fit a
+    /// frame).
+    large_bytes: usize,
+    /// The arena, made at the first large value.
+    large: Option<LargeArena>,
     /// Values that did not fit the free space and went through `scratch`.
     pub(crate) spills: usize,
 }
@@ -91,6 +98,8 @@ impl RingWriter {
             scratch: AlignedVec::new(),
             dead: Vec::new(),
             ended: false,
+            large_bytes: 0,
+            large: None,
             spills: 0,
         })
     }
@@ -108,6 +117,33 @@ impl RingWriter {
     /// The largest payload a frame can have.
     pub fn max_payload(&self) -> usize {
         self.ring.capacity() - FRAME_HEADER_LEN as usize
+    }
+
+    /// Lets values larger than a quarter of the ring go out of line, into
+    /// an arena of `bytes` bytes: a segment beside the ring, made now
+    /// (before readers attach, so that they map it as they attach; its
+    /// pages take memory only once written). Without one (0, the default)
+    /// a value must fit a frame. Readers read large values in place there,
+    /// as any frame. The arena is bounded: a value that finds it full waits
+    /// for the readers to release earlier ones; one larger than `bytes` is
+    /// refused ([`WriteError::LargerThanArena`]). Once only.
+    pub fn set_large_bytes(&mut self, bytes: usize) -> Result<(), CreateError> {
+        assert!(self.large.is_none(), "the arena is made once");
+        if bytes > 0 {
+            self.large = Some(LargeArena::create(&self.name.arena_path(), bytes)?);
+        }
+        self.large_bytes = bytes;
+        Ok(())
+    }
+
+    /// The largest payload written in the ring itself; larger ones go to
+    /// the arena, if there is one.
+    pub fn max_inline(&self) -> usize {
+        if self.large_bytes == 0 {
+            self.max_payload()
+        } else {
+            self.ring.capacity() / 4 - FRAME_HEADER_LEN as usize
+        }
     }
 
     /// How many readers are attached now.
@@ -178,9 +214,6 @@ impl RingWriter {
         let buf = rkyv::api::high::to_bytes_in_with_alloc(value, buf, self.arena.acquire())
             .map_err(WriteError::Serialize)?;
         let (len, spilled) = buf.finish();
-        if len > max {
-            return Err(WriteError::TooLarge { len, max });
-        }
         if spilled {
             self.spills += 1;
             let scratch = std::mem::take(&mut self.scratch);
@@ -189,7 +222,7 @@ impl RingWriter {
             result
         } else {
             // The payload is in place: add the header and publish.
-            self.commit(FrameKind::Data, seq, len);
+            self.commit(FrameKind::Data.code(), seq, len);
             Ok(())
         }
     }
@@ -197,7 +230,7 @@ impl RingWriter {
     /// Writes the End frame and closes the stream: readers get it after every
     /// frame before it, then [`ReadError::Ended`](super::ReadError::Ended).
     pub fn finish(mut self, seq: u64) -> Result<(), WriteError> {
-        self.write_raw(FrameKind::End, seq, &[])?;
+        self.write_frame(FrameKind::End.code(), seq, &[])?;
         self.ended = true;
         self.index.close(self.ring.control(), WRITER_ENDED);
         Ok(())
@@ -274,8 +307,59 @@ impl RingWriter {
         self.index.publish(self.ring.control(), pos);
     }
 
+    /// Writes a frame of `kind` holding `bytes`: in the ring, or out of
+    /// line if they are large and there is an arena.
     #[inline]
     fn write_raw(&mut self, kind: FrameKind, seq: u64, bytes: &[u8]) -> Result<(), WriteError> {
+        if self.large_bytes > 0 && bytes.len() > self.max_inline() && kind == FrameKind::Data {
+            return self.write_large(seq, bytes);
+        }
+        self.write_frame(kind.code(), seq, bytes)
+    }
+
+    /// Copies `bytes` into the arena, waiting for room, and writes the
+    /// frame that refers to them.
+    #[cold]
+    fn write_large(&mut self, seq: u64, bytes: &[u8]) -> Result<(), WriteError> {
+        let need = align_frame(bytes.len() as u64);
+        if need > self.large_bytes as u64 {
+            return Err(WriteError::LargerThanArena {
+                len: bytes.len(),
+                max: self.large_bytes,
+            });
+        }
+        let Some(mut arena) = self.large.take() else {
+            unreachable!("large values are written only with an arena");
+        };
+        let capacity = self.ring.capacity() as u64;
+        loop {
+            // The slowest reader's cursor: frames below it are released.
+            let free = self.index.refresh(self.ring.control());
+            let slowest = (self.index.published() + free).saturating_sub(capacity);
+            arena.release(slowest);
+            if arena.free() >= need {
+                break;
+            }
+            let Some(frame_end) = arena.frame_end_freeing(need) else {
+                unreachable!("a value no larger than the arena waits for one that frees it");
+            };
+            // Ring space up to that frame's end, plus a ring's worth: the
+            // readers' cursors are past it.
+            let ring_need = frame_end + capacity - self.index.published();
+            self.wait_for_space(ring_need);
+        }
+        let at = arena.put(bytes);
+        let result = self.write_frame(LARGE_CODE, seq, &at.to_bytes());
+        if result.is_ok() {
+            arena.hold(self.index.published());
+        }
+        self.large = Some(arena);
+        result
+    }
+
+    /// Writes a frame of kind code `code` holding `bytes` in the ring.
+    #[inline]
+    fn write_frame(&mut self, code: u32, seq: u64, bytes: &[u8]) -> Result<(), WriteError> {
         let max = self.max_payload();
         if bytes.len() > max {
             return Err(WriteError::TooLarge {
@@ -300,20 +384,20 @@ impl RingWriter {
                 bytes.len(),
             );
         }
-        self.commit(kind, seq, bytes.len());
+        self.commit(code, seq, bytes.len());
         Ok(())
     }
 
     /// Writes the header of a frame whose `len`-byte payload is in place at
     /// the published position, and publishes it.
     #[inline]
-    fn commit(&mut self, kind: FrameKind, seq: u64, len: usize) {
+    fn commit(&mut self, code: u32, seq: u64, len: usize) {
         let pos = self.index.published();
         let size = frame_size(len as u64);
         debug_assert!(self.index.free() >= size);
         let header = FrameHeader {
             len: len as u32,
-            kind: kind.code(),
+            kind: code,
             seq,
         };
         // SAFETY: the frame's bytes at `pos` are below the writer's limit and
@@ -364,5 +448,8 @@ impl Drop for RingWriter {
         }
         // Readers attached keep their mappings; the name goes with the writer.
         let _ = std::fs::remove_file(self.name.path());
+        if self.large.is_some() {
+            let _ = std::fs::remove_file(self.name.arena_path());
+        }
     }
 }
