@@ -43,6 +43,10 @@ pub enum Mode {
 /// Default bytes of a node's output ring, in every mode.
 pub const DEFAULT_RING_BYTES: usize = 4 << 20;
 
+/// Default bytes of a node's space for values too large for its ring, in
+/// every mode: ten camera photos of 12 MiB.
+pub const DEFAULT_LARGE_BYTES: usize = clusterduck_engine::local::DEFAULT_LARGE_BYTES;
+
 /// The options of a launch.
 ///
 /// ```
@@ -63,6 +67,7 @@ pub struct Launch {
     mode: Mode,
     dir: PathBuf,
     ring_bytes: usize,
+    large_bytes: usize,
     ready_timeout: Duration,
     silence: Duration,
     fanout: usize,
@@ -109,6 +114,7 @@ impl Launch {
             mode: Mode::Processes,
             dir: PathBuf::from(DEFAULT_DIR),
             ring_bytes: DEFAULT_RING_BYTES,
+            large_bytes: DEFAULT_LARGE_BYTES,
             ready_timeout: Duration::from_secs(30),
             silence: DEFAULT_SILENCE,
             fanout: DEFAULT_FANOUT,
@@ -221,10 +227,29 @@ impl Launch {
 
     /// Bytes of each node's output ring, in every mode (4 MiB by default):
     /// an edge holds what its producer's ring holds, and a producer whose
-    /// ring is full waits. The largest value a node can emit is a little
-    /// less than half of it, in every mode.
+    /// ring is full waits. Values up to a quarter of it are written in the
+    /// ring; larger ones out of line (see
+    /// [`large_bytes`](Self::large_bytes)).
     pub fn ring_bytes(mut self, bytes: usize) -> Self {
         self.ring_bytes = bytes;
+        self
+    }
+
+    /// Bytes of each node's space for values larger than a quarter of its
+    /// ring, in every mode (128 MiB by default; at most 2 GiB): such a value
+    /// is written once into a shared-memory segment beside the ring and
+    /// reaches its consumers as any other (read in place by zero-copy
+    /// workers, decoded for the others). The space is a bound: a producer
+    /// whose space is full waits for its consumers to be done with earlier
+    /// values (back-pressure, as for a full ring), and a single value
+    /// larger than it fails the node, naming its size and this setting.
+    /// Its pages take memory only as values are written. 0: no such space,
+    /// and a value must fit in the ring (a little less than `ring_bytes`).
+    ///
+    /// Values stored out of line cannot cross hosts yet: across hosts, a
+    /// value must fit in a quarter of the ring.
+    pub fn large_bytes(mut self, bytes: usize) -> Self {
+        self.large_bytes = bytes;
         self
     }
 
@@ -455,6 +480,7 @@ impl Topology {
             Mode::Local => {
                 let local = LocalRun {
                     ring_bytes: launch.ring_bytes,
+                    large_bytes: launch.large_bytes,
                     spin: launch.spin,
                     batch: launch.batch,
                     watched,
@@ -467,6 +493,7 @@ impl Topology {
                 let master = ProcessRun {
                     dir: launch.dir.clone(),
                     ring_bytes: launch.ring_bytes,
+                    large_bytes: launch.large_bytes,
                     batch: launch.batch,
                     spin: launch.spin,
                     watched,

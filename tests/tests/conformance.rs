@@ -362,15 +362,16 @@ fn a_spout_error_stops_the_run_naming_the_spout() {
     );
 }
 
-/// A thread's ring is a process's ring: a value too large for it is refused
-/// the same way in every mode.
+/// A thread's ring is a process's ring, with the same space for large
+/// values beside it: a value too large for that is refused the same way in
+/// every mode.
 #[test]
-fn a_value_too_large_for_a_ring_is_refused_the_same_way_in_every_mode() {
+fn a_value_too_large_for_the_space_for_large_values_is_refused_the_same_way_in_every_mode() {
     conforms(
         "too-large",
         ONE,
         &[],
-        "result: error: node S failed: could not send the value: frame of 4104 bytes exceeds the ring's maximum payload of 4080\n",
+        "result: error: node S failed: could not send the value: a value of 65544 bytes is larger than the node's space for large values, 65536 bytes (raise the launch's large_bytes)\n",
     );
 }
 

@@ -32,11 +32,17 @@ const ABORT_POLL: Duration = Duration::from_millis(20);
 /// Default bytes of a node's output ring.
 pub const DEFAULT_RING_BYTES: usize = 4 << 20;
 
+/// Default bytes of a node's space for values too large for its ring: ten
+/// camera photos of 12 MiB.
+pub const DEFAULT_LARGE_BYTES: usize = 128 << 20;
+
 /// How a local run is set up.
 #[derive(Debug)]
 pub struct LocalRun {
     /// Bytes of each node's output ring.
     pub ring_bytes: usize,
+    /// Bytes of each node's space for values too large for its ring.
+    pub large_bytes: usize,
     /// Values a node takes from one upstream at a time, at most.
     pub batch: usize,
     /// How long a node polls its inputs before it sleeps.
@@ -51,6 +57,7 @@ impl Default for LocalRun {
     fn default() -> Self {
         Self {
             ring_bytes: DEFAULT_RING_BYTES,
+            large_bytes: DEFAULT_LARGE_BYTES,
             batch: DEFAULT_BATCH,
             spin: Duration::ZERO,
             watched: Vec::new(),
@@ -178,8 +185,11 @@ impl LocalRun {
                 let name = rings
                     .name(&spec.name)
                     .map_err(|e| not_started(graph, id, e))?;
-                let writer = RingWriter::create(&name, self.ring_bytes)
+                let mut writer = RingWriter::create(&name, self.ring_bytes)
                     .map_err(|e| not_started(graph, id, format!("its ring: {e}")))?;
+                writer.set_large_bytes(self.large_bytes).map_err(|e| {
+                    not_started(graph, id, format!("its space for large values: {e}"))
+                })?;
                 Some(writer)
             });
         }

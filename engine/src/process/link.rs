@@ -11,7 +11,7 @@ use std::thread;
 use std::time::Duration;
 
 use clusterduck_transport::auth::{self, Secret};
-use clusterduck_transport::tcp::{io_backend, receive_into_ring, send_ring};
+use clusterduck_transport::tcp::{io_backend, receive_into_ring, send_ring, LinkError};
 use clusterduck_transport::{RingName, RingReader, RingWriter};
 
 use crate::graph::NodeId;
@@ -117,12 +117,23 @@ pub(crate) fn serve(
                         return;
                     }
                 };
+                let (name, failed) = (node.clone(), control.clone());
                 let handle = thread::Builder::new()
                     .name(format!("{node}->#{consumer}"))
                     .spawn(move || {
                         // `send_ring` logs its own failure; the consumer's end
-                        // or the master reports what it means for the run.
-                        let _ = send_ring(reader, stream, io_backend());
+                        // or the master reports what it means for the run,
+                        // but for a value the link cannot carry: this node
+                        // tells it, as a failure of its own.
+                        if let Err(e @ LinkError::OutOfLine { seq, .. }) =
+                            send_ring(reader, stream, io_backend())
+                        {
+                            failed.fail(Failure::Node {
+                                node: name,
+                                seq: Some(seq),
+                                message: e.to_string(),
+                            });
+                        }
                     });
                 match handle {
                     Ok(handle) => started.0.lock().unwrap_or_else(|e| e.into_inner()).push(handle),

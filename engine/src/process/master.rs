@@ -53,6 +53,8 @@ pub struct ProcessRun {
     pub dir: PathBuf,
     /// Bytes of each node's output ring.
     pub ring_bytes: usize,
+    /// Bytes of each node's space for values too large for its ring.
+    pub large_bytes: usize,
     /// Values a node takes from one upstream at a time, at most.
     pub batch: usize,
     /// How long a node polls its inputs before it sleeps.
@@ -364,6 +366,7 @@ impl ProcessRun {
                 control: SocketAddr::from(([127, 0, 0, 1], control_port)).to_string(),
                 secret: *secret.as_bytes(),
                 ring_bytes: self.ring_bytes as u64,
+                large_bytes: self.large_bytes as u64,
                 batch: self.batch.min(u32::MAX as usize) as u32,
                 spin_ns: self.spin.as_nanos().min(u128::from(u64::MAX)) as u64,
                 watched: self.watched.contains(&run.replica(id).node),

@@ -251,7 +251,10 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<NodeEnd, NodeError> {
         // window at the price of a fence per frame, which stalls the writer
         // on the stores still in flight: 12-14 % of the join's throughput
         // here, 7-14 % of the pipe's (docs/PERFORMANCE.md).
-        Some(RingWriter::create(&ring_name, config.ring_bytes as usize).map_err(setup)?)
+        let mut ring = RingWriter::create(&ring_name, config.ring_bytes as usize).map_err(setup)?;
+        ring.set_large_bytes(config.large_bytes as usize)
+            .map_err(|e| setup(format!("its space for large values: {e}")))?;
+        Some(ring)
     } else {
         None
     };

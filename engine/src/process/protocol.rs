@@ -133,6 +133,8 @@ pub(crate) struct NodeConfig {
     pub(crate) secret: [u8; 32],
     /// Bytes of the node's output ring.
     pub(crate) ring_bytes: u64,
+    /// Bytes of the node's space for values too large for its ring.
+    pub(crate) large_bytes: u64,
     /// Values the node takes from one upstream at a time, at most.
     pub(crate) batch: u32,
     /// How long the node polls its inputs before it sleeps, in nanoseconds.

@@ -59,6 +59,9 @@ pub const SCENARIOS: &[&str] = &[
 const BATCH: usize = 16;
 /// Bytes of each node's ring in process mode: a u64 frame takes 32.
 const RING_BYTES: usize = 4096;
+
+/// Each node's space for values too large for its ring.
+const LARGE_BYTES: usize = 64 << 10;
 /// Bytes a u64 value takes in a ring: a 16-byte header, 8 bytes padded to 16.
 const FRAME_BYTES: usize = 32;
 /// How many values a held-back producer sends before its consumer goes on:
@@ -203,6 +206,7 @@ fn main() -> ExitCode {
     }
     .dir(&dir)
     .ring_bytes(RING_BYTES)
+    .large_bytes(LARGE_BYTES)
     .batch(BATCH);
     let record = Record::default();
     let launch = record.attach(launch, &plan, &ctx.signals);
@@ -696,12 +700,13 @@ fn build(scenario: &str, ctx: &Ctx, t: &mut Topology) -> Plan {
             });
             Plan::default()
         }
-        // A value larger than a ring can hold is refused, with the same
-        // error in every mode (a thread's ring is a process's ring).
+        // A value larger than a node's space for large values is refused,
+        // with the same error in every mode (a thread's ring is a process's
+        // ring, with the same space beside it).
         "too-large" => {
             let s = t.spout("S", |out: &mut Dispatcher<Vec<u8>>| {
                 out.send(0, vec![1; 8])?;
-                out.send(1, vec![2; RING_BYTES])?;
+                out.send(1, vec![2; LARGE_BYTES])?;
                 Ok(())
             });
             t.sink("K", &s, |_, _| Ok(()));

@@ -51,6 +51,14 @@
 //!   debugger checks that D's outputs come in id order and prints `D <count>
 //!   in order` at the end, and prints each policy event. `CD_TEST_HOSTS`
 //!   as above.
+//! - `large N BYTES LARGE_BYTES DIR`: spout `S` sends `N` values of
+//!   `BYTES` bytes (every byte `id * 7 + 1`, truncated), with each node's
+//!   space for large values `LARGE_BYTES`; three workers `W0..W2` take
+//!   them in place, check every byte and pass them on as they are; `J`
+//!   joins `S` and `W0` (sequenced, in place) and checks both; sink `K`
+//!   counts, and at the last prints `K got <count> values of <BYTES>
+//!   bytes` through the debugger. In local mode with `CD_TEST_LOCAL=1`;
+//!   `CD_TEST_HOSTS` as above.
 //! - `archived N FAIL_AT DIR`: spout `S` sends words `0..N` (an id and a
 //!   text), one value refilled and sent by reference; worker `W` takes them archived, in place, forwards the even ones
 //!   as they are and emits the odd ones with their text upper-cased (and
@@ -93,6 +101,7 @@ fn main() -> ExitCode {
         "archived" => return archived(rest),
         "joined" => return joined(rest),
         "replicated" => return replicated(rest),
+        "large" => return large(rest),
         other => panic!("unknown topology {other}"),
     };
     let mut t = Topology::new();
@@ -238,6 +247,81 @@ fn replicated(rest: &[String]) -> ExitCode {
             if seq == last {
                 println!("D {in_order} in order");
             }
+        });
+    finish(t.launch(launch))
+}
+
+/// Whether `bytes` is the value with id `seq` of the `large` topology.
+fn large_value_is(bytes: &[u8], seq: u64, len: usize) -> bool {
+    bytes.len() == len && bytes == &vec![(seq * 7 + 1) as u8; len][..]
+}
+
+fn large(rest: &[String]) -> ExitCode {
+    let n: u64 = rest[0].parse().expect("N");
+    let bytes: usize = rest[1].parse().expect("BYTES");
+    let large_bytes: usize = rest[2].parse().expect("LARGE_BYTES");
+    let mut t = Topology::new();
+    let s = t.spout("S", move |out| {
+        for i in 0..n {
+            out.send(i, vec![(i * 7 + 1) as u8; bytes])?;
+        }
+        Ok(())
+    });
+    let check = move |seq: u64, v: &rkyv::Archived<Vec<u8>>| -> Result<(), clusterduck::BoxError> {
+        if large_value_is(v.as_slice(), seq, bytes) {
+            Ok(())
+        } else {
+            Err(format!("value {seq} is not what was sent").into())
+        }
+    };
+    let workers: Vec<_> = (0..3)
+        .map(|k| {
+            t.worker_archived(
+                &format!("W{k}"),
+                &s,
+                move |seq, v, out: &mut Emitter<Vec<u8>>| {
+                    check(seq, v)?;
+                    out.forward(v);
+                    Ok(())
+                },
+            )
+        })
+        .collect();
+    let j = t.bundled_archived(
+        "J",
+        (&s, &workers[0]),
+        Bundling::sequenced(0),
+        move |seq, (a, b), out: &mut Emitter<u64>| {
+            check(seq, a)?;
+            check(seq, b)?;
+            out.emit(seq);
+            Ok(())
+        },
+    );
+    let mut count = 0;
+    let k = t.worker("K", [&j], move |_, _: u64, out: &mut Emitter<u64>| {
+        count += 1;
+        if count == n {
+            out.emit(count);
+        }
+        Ok(())
+    });
+    for (k, w) in workers.iter().enumerate().skip(1) {
+        t.sink(&format!("E{k}"), w, |_, _: Vec<u8>| Ok(()));
+    }
+    let launch = if std::env::var_os("CD_TEST_LOCAL").is_some() {
+        Launch::local()
+    } else {
+        match std::env::var("CD_TEST_HOSTS") {
+            Ok(hosts) => Launch::hosts(hosts.split(',')),
+            Err(_) => Launch::processes(),
+        }
+    };
+    let launch = launch
+        .dir(&rest[3])
+        .large_bytes(large_bytes)
+        .debug(&k, move |_, count| {
+            println!("K got {count} values of {bytes} bytes")
         });
     finish(t.launch(launch))
 }

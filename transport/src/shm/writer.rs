@@ -202,7 +202,7 @@ impl RingWriter {
         }
         let free = self.index.free().saturating_sub(FRAME_HEADER_LEN) as usize;
         let pos = self.index.published();
-        let room = free.min(max);
+        let room = free.min(max).min(self.max_inline());
         // The `room` bytes after the header at `pos` lie below the writer's
         // limit, unpublished; `at` is valid for `2 * capacity - offset >=
         // capacity` bytes, and `room + header <= capacity`.

@@ -104,6 +104,17 @@ pub enum LinkError {
         /// Cumulative bytes received (at least).
         received: u64,
     },
+    /// The producer's ring holds a value stored out of line (larger than a
+    /// quarter of the ring), which a link does not carry yet.
+    #[error("link with {peer}: the value with id {seq} ({len} bytes) is stored out of line, beyond a quarter of the ring, and values that large cannot cross hosts yet")]
+    OutOfLine {
+        /// The peer's address.
+        peer: SocketAddr,
+        /// The value's id.
+        seq: u64,
+        /// Its length.
+        len: u64,
+    },
     /// The sender got something other than credit messages from the receiver.
     #[error("link with {peer}: bad credit message: {credit}")]
     BadCredit {
@@ -142,6 +153,7 @@ impl LinkError {
             | LinkError::BadFrame { peer, .. }
             | LinkError::TooLarge { peer, .. }
             | LinkError::CreditExceeded { peer, .. }
+            | LinkError::OutOfLine { peer, .. }
             | LinkError::BadCredit { peer, .. } => Some(*peer),
             _ => None,
         }

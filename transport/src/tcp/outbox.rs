@@ -58,9 +58,16 @@ impl Outbox {
             return Ok(());
         };
         if end > self.known {
-            let (frames, end_at) = protocol::count(self.reader.bytes(self.known, end));
-            self.frames += frames;
-            self.end_at = end_at.map(|e| self.known + e);
+            let count = protocol::count(self.reader.bytes(self.known, end));
+            if let Some((seq, len)) = count.large {
+                return Err(LinkError::OutOfLine {
+                    peer: self.peer,
+                    seq,
+                    len,
+                });
+            }
+            self.frames += count.frames;
+            self.end_at = count.end_at.map(|e| self.known + e);
             self.known = end;
         }
         Ok(())

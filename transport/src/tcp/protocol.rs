@@ -9,6 +9,7 @@
 //! - receiver → sender: [credit messages](CREDIT_LEN), each the cumulative
 //!   number of stream bytes the sender may have sent.
 
+use crate::shm::arena::{LargeRef, LARGE_CODE};
 use crate::shm::FrameKind;
 
 use super::error::BadFrame;
@@ -119,22 +120,43 @@ pub(crate) fn walk(bytes: &[u8], max_payload: u64) -> Result<Walk, BadFrame> {
     Ok(w)
 }
 
+/// What [`count`] found among frames to send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub(crate) struct Count {
+    /// Data frames.
+    pub(crate) frames: u64,
+    /// Where the End frame ends, if one is there.
+    pub(crate) end_at: Option<u64>,
+    /// The id and length of the first value stored out of line, if any
+    /// (counting stops there: it cannot be sent).
+    pub(crate) large: Option<(u64, u64)>,
+}
+
 /// Counts the Data frames among whole frames from a trusted ring, and says
 /// where the End frame ends if one is there.
-pub(crate) fn count(bytes: &[u8]) -> (u64, Option<u64>) {
-    let mut frames = 0;
+pub(crate) fn count(bytes: &[u8]) -> Count {
+    let mut c = Count::default();
     let mut pos = 0u64;
     let total = bytes.len() as u64;
     while total - pos >= HEADER_LEN {
         let h = Header::parse(&bytes[pos as usize..(pos + HEADER_LEN) as usize]);
+        if h.code == LARGE_CODE {
+            let payload = &bytes[(pos + HEADER_LEN) as usize..];
+            let len = LargeRef::from_bytes(&payload[..16.min(payload.len())]).map_or(0, |r| r.len);
+            c.large = Some((h.seq, len));
+            return c;
+        }
         let size = frame_size(u64::from(h.len));
         pos += size;
         match h.kind {
-            Some(FrameKind::End) => return (frames, Some(pos)),
-            _ => frames += 1,
+            Some(FrameKind::End) => {
+                c.end_at = Some(pos);
+                return c;
+            }
+            _ => c.frames += 1,
         }
     }
-    (frames, None)
+    c
 }
 
 /// A credit message granting `granted` cumulative bytes.
@@ -290,7 +312,14 @@ mod tests {
             let w = walk(&b[..cut], 100).unwrap();
             assert!(w.whole <= cut as u64 && w.end.is_none());
         }
-        assert_eq!(count(&b), (2, Some(b.len() as u64)));
+        assert_eq!(
+            count(&b),
+            Count {
+                frames: 2,
+                end_at: Some(b.len() as u64),
+                large: None
+            }
+        );
     }
 
     #[test]

@@ -1,0 +1,154 @@
+//! Values larger than a ring frame, stored out of line (`Launch::
+//! large_bytes`): 64 MiB values through a pipe, a fan-out and a sequenced
+//! join, every byte checked, in local and process mode; the bound; the
+//! segments after a run; across hosts, the clear refusal of today.
+
+use std::process::Command;
+use std::thread;
+use std::time::Duration;
+
+use clusterduck_tests::{
+    assert_failed_saying, fresh_dir, node_processes, run_id_of, run_segments, send_signal, start,
+    test_hosts, watchdog,
+};
+
+const LIMIT: Duration = Duration::from_secs(300);
+const MIB_64: &str = "67108864";
+const MIB_128: &str = "134217728";
+
+fn large(args: &[&str], local: bool) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_topology"));
+    cmd.arg("large").args(args);
+    if local {
+        cmd.env("CD_TEST_LOCAL", "1");
+    }
+    cmd
+}
+
+/// The run's segments still in `/dev/shm`, arenas of large values
+/// included (`<ring>.large`).
+fn segments_of(dir: &std::path::Path) -> Vec<String> {
+    let run = run_id_of(&dir.join("S.out")).expect("the run's id in S's log");
+    run_segments(&run)
+}
+
+#[test]
+fn values_of_64_mib_reach_every_consumer_whole_in_local_and_process_mode() {
+    let dir = fresh_dir("large");
+    let marker = dir.to_str().unwrap().to_owned();
+    let _w = watchdog("large values", LIMIT).guard(marker.clone());
+    for local in [true, false] {
+        let (status, out, err) =
+            start(&mut large(&["2", MIB_64, MIB_128, &marker], local)).finish();
+        assert!(status.success(), "local {local}: {err}");
+        assert_eq!(
+            out.trim(),
+            "K got 2 values of 67108864 bytes",
+            "local {local}: {err}"
+        );
+        // Each node's report: its values in and out.
+        for (node, took) in [("W0", 2), ("W1", 2), ("W2", 2), ("J", 4), ("K", 2)] {
+            let row = err
+                .lines()
+                .find(|l| l.split_whitespace().next() == Some(node))
+                .unwrap_or_else(|| panic!("no row for {node}: {err}"));
+            assert_eq!(
+                row.split_whitespace().nth(2),
+                Some(took.to_string().as_str()),
+                "{row}"
+            );
+        }
+        if !local {
+            // Printed for the record: each node's peak RSS, beside its
+            // space of 128 MiB (shared pages count in both).
+            eprintln!("{err}");
+            assert_eq!(
+                segments_of(&dir),
+                Vec::<String>::new(),
+                "segments after the run"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_value_larger_than_the_space_for_large_values_fails_naming_node_size_and_setting() {
+    let dir = fresh_dir("large-bound");
+    let marker = dir.to_str().unwrap().to_owned();
+    let _w = watchdog("large bound", LIMIT).guard(marker.clone());
+    for local in [true, false] {
+        let (status, _, err) =
+            start(&mut large(&["1", MIB_64, "33554432", &marker], local)).finish();
+        assert_failed_saying(
+            status,
+            &err,
+            "error: node S failed: could not send the value: a value of 67108872 bytes is larger than the node's space for large values, 33554432 bytes (raise the launch's large_bytes)",
+        );
+    }
+}
+
+#[test]
+fn the_segments_of_large_values_go_when_a_node_was_killed() {
+    let dir = fresh_dir("large-killed");
+    let marker = dir.to_str().unwrap().to_owned();
+    let _w = watchdog("large killed", LIMIT).guard(marker.clone());
+    // Values of 2 MiB, many: the run lasts while the test looks.
+    let master = start(&mut large(&["100000", "2097152", MIB_128, &marker], false));
+    let arena = loop {
+        let arenas: Vec<String> = run_id_of(&dir.join("S.out"))
+            .map(|run| run_segments(&run))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| s.ends_with(".large"))
+            .collect();
+        // A positive control: the arenas are there while the run goes.
+        if arenas.len() >= 4 {
+            break arenas;
+        }
+        thread::sleep(Duration::from_millis(5));
+    };
+    assert!(arena.iter().any(|a| a.ends_with("-S.large")), "{arena:?}");
+    let victim = node_processes(&marker)
+        .into_iter()
+        .find(|n| n.node == "W1")
+        .expect("W1 runs");
+    send_signal(victim.pid, libc::SIGKILL);
+    let (status, _, err) = master.finish();
+    assert!(!status.success(), "{err}");
+    assert!(err.contains("node W1"), "{err}");
+    assert_eq!(
+        segments_of(&dir),
+        Vec::<String>::new(),
+        "segments after the run"
+    );
+}
+
+#[test]
+fn values_stored_out_of_line_do_not_cross_hosts_yet_and_say_so() {
+    let Some(_config) = test_hosts("large values across hosts") else {
+        return;
+    };
+    let dir = fresh_dir("large-hosts");
+    let marker = dir.to_str().unwrap().to_owned();
+    let _w = watchdog("large across hosts", LIMIT).guard(marker.clone());
+    let across = |bytes: &str| {
+        start(
+            large(&["2", bytes, MIB_128, &marker], false).env("CD_TEST_HOSTS", "cd-h1,cd-h2,cd-h3"),
+        )
+        .finish()
+    };
+    // A positive control: values within a quarter of the ring cross.
+    let (status, out, err) = across("500000");
+    assert!(status.success(), "{err}");
+    assert_eq!(out.trim(), "K got 2 values of 500000 bytes");
+    let (status, _, err) = across("2097152");
+    assert!(!status.success(), "{err}");
+    let line = err.lines().find(|l| l.starts_with("error: ")).expect(&err);
+    assert!(
+        line.starts_with("error: node S failed at seq 0: link with ")
+            && line.ends_with(
+                ": the value with id 0 (2097160 bytes) is stored out of line, beyond a quarter of the ring, and values that large cannot cross hosts yet"
+            ),
+        "{line}"
+    );
+}
