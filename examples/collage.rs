@@ -2,10 +2,13 @@
 //!
 //! Three camera spouts (Tokyo, Paris, New York) each send one photo per
 //! hour, the hour being the sequence id, in the order their uplink
-//! delivers them (a little out of order). The bundled worker `collage`
-//! receives, for each hour, the photo of every camera and stitches them
-//! side by side, hour after hour (sequenced from 0). A debugger prints one
-//! line per collage on stdout; the report goes to stderr.
+//! delivers them (a little out of order). Photos are camera-sized: 12 MiB
+//! of grey levels by default (4096 x 3072), `--image-bytes N` to change it;
+//! they travel out of line, beside the rings (`Launch::large_bytes`). The
+//! bundled worker `collage` receives, for each hour, the photo of every
+//! camera and stitches them side by side, hour after hour (sequenced from
+//! 0). A debugger prints one line per collage on stdout; the report goes to
+//! stderr.
 //!
 //! ```text
 //! cargo run --release --example collage -- --hours 24
@@ -17,8 +20,11 @@ use clusterduck::{Bundling, Dispatcher, Emitter, Launch, Node, Topology};
 
 mod args;
 
-const USAGE: &str = "usage: collage [--hours N] [--local]
+const USAGE: &str = "usage: collage [--hours N] [--image-bytes N] [--local]
   --hours N   hours of photos per camera (default 24)
+  --image-bytes N
+              bytes of each photo, 4:3 (default 12582912: 4096 x 3072);
+              across hosts, at most a quarter of the ring for now
   --local     run every node as a thread of this process
   --dir DIR   where each node's <name>.out and <name>.err go, in process
               mode (the default: one process per node); /tmp/clusterduck
@@ -26,8 +32,8 @@ const USAGE: &str = "usage: collage [--hours N] [--local]
               run the nodes on these SSH hosts, round-robin (see
               CLUSTERDUCK_SSH_CONFIG)";
 
-const WIDTH: u32 = 16;
-const HEIGHT: u32 = 8;
+/// The default photo: 4096 x 3072 grey levels.
+const IMAGE_BYTES: u64 = 4096 * 3072;
 
 /// One camera's photo of one hour: grey levels, row by row.
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -48,7 +54,7 @@ struct Collage {
 }
 
 fn main() -> ExitCode {
-    let (hours, mode) = match parse() {
+    let (hours, image_bytes, mode) = match parse() {
         Ok(v) => v,
         Err(e) => {
             eprintln!("{e}");
@@ -57,9 +63,10 @@ fn main() -> ExitCode {
     };
 
     let mut t = Topology::new();
-    let tokyo = camera(&mut t, "tokyo", hours);
-    let paris = camera(&mut t, "paris", hours);
-    let new_york = camera(&mut t, "new-york", hours);
+    let (width, height) = dimensions(image_bytes);
+    let tokyo = camera(&mut t, "tokyo", hours, width, height);
+    let paris = camera(&mut t, "paris", hours, width, height);
+    let new_york = camera(&mut t, "new-york", hours, width, height);
     let collage = t.bundled(
         "collage",
         (&tokyo, &paris, &new_york),
@@ -87,39 +94,57 @@ fn main() -> ExitCode {
     args::report(t.launch(launch))
 }
 
-fn parse() -> Result<(u64, Launch), String> {
+fn parse() -> Result<(u64, u64, Launch), String> {
     let mut args = args::Args::from_env(USAGE);
     let hours = args.value(&["--hours"], 24u64)?;
+    let image_bytes = args.value(&["--image-bytes"], IMAGE_BYTES)?;
+    if image_bytes == 0 {
+        return Err(format!("--image-bytes must be at least 1\n{USAGE}"));
+    }
     let launch = args.launch()?;
     args.finish()?;
-    Ok((hours, launch))
+    Ok((hours, image_bytes, launch))
+}
+
+/// The width and height of a 4:3 photo of at most `bytes` pixels (at least
+/// one of each).
+fn dimensions(bytes: u64) -> (u32, u32) {
+    let height = ((bytes as f64 * 0.75).sqrt() as u64).max(1);
+    let width = (bytes / height).max(1);
+    (width as u32, height as u32)
 }
 
 /// A camera spout: one photo per hour, pairs of hours swapped as a flaky
 /// uplink would deliver them.
-fn camera(t: &mut Topology, name: &'static str, hours: u64) -> Node<Photo> {
+fn camera(
+    t: &mut Topology,
+    name: &'static str,
+    hours: u64,
+    width: u32,
+    height: u32,
+) -> Node<Photo> {
     t.spout(name, move |out: &mut Dispatcher<'_, Photo>| {
         let mut order: Vec<u64> = (0..hours).collect();
         for pair in order.chunks_mut(2) {
             pair.reverse();
         }
         for hour in order {
-            out.send(hour, shoot(name, hour))?;
+            out.send(hour, shoot(name, hour, width, height))?;
         }
         Ok(())
     })
 }
 
 /// A deterministic picture of `camera` at `hour`.
-fn shoot(camera: &str, hour: u64) -> Photo {
+fn shoot(camera: &str, hour: u64, width: u32, height: u32) -> Photo {
     let base = camera.bytes().fold(hour as u8, |s, b| s.wrapping_add(b));
-    let pixels = (0..WIDTH * HEIGHT)
+    let pixels = (0..width as usize * height as usize)
         .map(|i| base.wrapping_add((i as u8).wrapping_mul(7)))
         .collect();
     Photo {
         camera: camera.to_owned(),
-        width: WIDTH,
-        height: HEIGHT,
+        width,
+        height,
         pixels,
     }
 }

@@ -97,8 +97,11 @@ fn readme_in_process_mode_prints_what_local_mode_prints_and_logs_per_node() {
             assert!(dir.join(format!("{node}.{ext}")).exists(), "{node}.{ext}");
         }
     }
-    let collage = run(example("collage").args(["--dir", dir.to_str().unwrap()]));
-    let local = run(example("collage").arg("--local"));
+    let small = ["--image-bytes", "128"];
+    let collage = run(example("collage")
+        .args(small)
+        .args(["--dir", dir.to_str().unwrap()]));
+    let local = run(example("collage").args(small).arg("--local"));
     assert_eq!(collage.stdout, local.stdout);
     assert_eq!(lines(&collage.stdout).len(), 24);
 }
@@ -132,20 +135,36 @@ fn readme_rejects_bad_flags_with_its_usage() {
 #[test]
 fn collage_stitches_one_collage_per_hour_in_order() {
     let _w = watchdog("collage", LIMIT);
-    let out = run(example("collage").args(["--local", "--hours", "24"]));
-    let lines = lines(&out.stdout);
+    let small = ["--image-bytes", "128"];
+    let out = run(example("collage")
+        .args(small)
+        .args(["--local", "--hours", "24"]));
+    let lines_of = lines;
+    let lines = lines_of(&out.stdout);
     assert_eq!(lines.len(), 24);
     for (hour, line) in lines.iter().enumerate() {
         assert!(
             line.starts_with(&format!(
-                "hour={hour:02} collage 48x8 of tokyo+paris+new-york checksum="
+                "hour={hour:02} collage 42x9 of tokyo+paris+new-york checksum="
             )),
             "{line}"
         );
     }
     // Deterministic pictures: the same collages every run.
-    let again = run(example("collage").args(["--hours", "24"]));
+    let again = run(example("collage").args(small).args(["--hours", "24"]));
     assert_eq!(out.stdout, again.stdout);
+    // By default, camera-sized photos (12 MiB, 4096 x 3072), out of line,
+    // the same in both modes.
+    let processes = run(example("collage").args(["--hours", "2"]));
+    let local = run(example("collage").args(["--local", "--hours", "2"]));
+    assert_eq!(processes.stdout, local.stdout);
+    let lines = lines_of(&processes.stdout);
+    assert_eq!(lines.len(), 2);
+    assert!(
+        lines[1].starts_with("hour=01 collage 12288x3072 of tokyo+paris+new-york checksum="),
+        "{}",
+        lines[1]
+    );
 }
 
 #[test]
