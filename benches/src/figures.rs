@@ -41,6 +41,9 @@ pub(crate) struct Figures {
     /// For runs across test hosts: `ssh host true` to every host at once,
     /// measured just before the launch (the floor of a launch), seconds.
     pub(crate) ssh_floor_s: f64,
+    /// For values of 1 MiB or more: one `memcpy` of a value's bytes, in
+    /// MB/s, measured just before the run (what a copy would cost).
+    pub(crate) memcpy_mb_s: f64,
 }
 
 impl Figures {
@@ -59,8 +62,8 @@ impl Figures {
         );
         let _ = write!(
             s,
-            "\"nodes\":{},\"hosts\":{},\"launch_s\":{:.6},\"total_s\":{:.6},\"ssh_floor_s\":{:.6}}}",
-            self.nodes, self.hosts, self.launch_s, self.total_s, self.ssh_floor_s
+            "\"nodes\":{},\"hosts\":{},\"launch_s\":{:.6},\"total_s\":{:.6},\"ssh_floor_s\":{:.6},\"memcpy_mb_s\":{:.3}}}",
+            self.nodes, self.hosts, self.launch_s, self.total_s, self.ssh_floor_s, self.memcpy_mb_s
         );
         s
     }
@@ -106,6 +109,7 @@ impl Figures {
                 "launch_s" => f.launch_s = num()?,
                 "total_s" => f.total_s = num()?,
                 "ssh_floor_s" => f.ssh_floor_s = num()?,
+                "memcpy_mb_s" => f.memcpy_mb_s = num()?,
                 other => return Err(format!("unknown key {other:?}")),
             }
         }
@@ -131,16 +135,17 @@ impl Figures {
             launch_s: med(|f| f.launch_s),
             total_s: med(|f| f.total_s),
             ssh_floor_s: med(|f| f.ssh_floor_s),
+            memcpy_mb_s: med(|f| f.memcpy_mb_s),
             ..runs[0].clone()
         }
     }
 
-    pub(crate) const HEADER: &'static str = "workload transport input    send    messages payload   batch spin µs ring KiB     rate stamped    seconds      msgs/s       MB/s   p50 µs   p99 µs p99.9 µs  rss MiB  window  J rss MiB nodes hosts launch s  total s    ssh s";
+    pub(crate) const HEADER: &'static str = "workload transport input    send    messages payload   batch spin µs ring KiB     rate stamped    seconds      msgs/s       MB/s   p50 µs   p99 µs p99.9 µs  rss MiB  window  J rss MiB nodes hosts launch s  total s    ssh s memcpy MB/s";
 
     /// One table row.
     pub(crate) fn row(&self) -> String {
         format!(
-            "{:<8} {:<9} {:<8} {:<5} {:>10} {:>7} {:>7} {:>7} {:>8} {:>8} {:>7} {:>10.3} {:>11.0} {:>10.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>7} {:>10} {:>5} {:>5} {:>8.3} {:>8.3} {:>8}",
+            "{:<8} {:<9} {:<8} {:<5} {:>10} {:>7} {:>7} {:>7} {:>8} {:>8} {:>7} {:>10.3} {:>11.0} {:>10.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>7} {:>10} {:>5} {:>5} {:>8.3} {:>8.3} {:>8} {:>11}",
             self.workload,
             self.transport,
             self.input,
@@ -165,7 +170,8 @@ impl Figures {
             self.hosts,
             self.launch_s,
             self.total_s,
-            if self.ssh_floor_s == 0.0 { "-".to_owned() } else { format!("{:.3}", self.ssh_floor_s) }
+            if self.ssh_floor_s == 0.0 { "-".to_owned() } else { format!("{:.3}", self.ssh_floor_s) },
+            if self.memcpy_mb_s == 0.0 { "-".to_owned() } else { format!("{:.1}", self.memcpy_mb_s) }
         )
     }
 }
@@ -202,6 +208,7 @@ mod tests {
             launch_s: 0.25,
             total_s: 1.75,
             ssh_floor_s: 0.5,
+            memcpy_mb_s: 9000.5,
         };
         assert_eq!(Figures::parse(&f.json()).unwrap(), f);
         let runs: Vec<Figures> = [3.0, 1.0, 2.0]

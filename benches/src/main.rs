@@ -241,6 +241,11 @@ fn spawn_single(config: &Config) -> Result<Figures, String> {
     } else {
         0.0
     };
+    let memcpy_mb_s = if config.payload >= 1 << 20 {
+        memcpy_rate(config.payload)
+    } else {
+        0.0
+    };
     let program = std::env::current_exe().map_err(|e| e.to_string())?;
     let out = Command::new(program)
         .args(&single_args(config)[..])
@@ -257,8 +262,27 @@ fn spawn_single(config: &Config) -> Result<Figures, String> {
     let line = text.lines().last().ok_or("the run printed nothing")?;
     Ok(Figures {
         ssh_floor_s,
+        memcpy_mb_s,
         ..Figures::parse(line)?
     })
+}
+
+/// One `memcpy` of `bytes` bytes from one buffer to another, in MB/s: the
+/// median of 9 copies, after one that faults the pages in.
+fn memcpy_rate(bytes: usize) -> f64 {
+    let src = vec![7u8; bytes];
+    let mut dst = vec![0u8; bytes];
+    dst.copy_from_slice(&src);
+    let mut rates: Vec<f64> = (0..9)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            dst.copy_from_slice(std::hint::black_box(&src));
+            std::hint::black_box(&dst);
+            bytes as f64 / t.elapsed().as_secs_f64() / 1e6
+        })
+        .collect();
+    rates.sort_by(f64::total_cmp);
+    rates[rates.len() / 2]
 }
 
 /// One run, in this process: prints its figures as one JSON line.

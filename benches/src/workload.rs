@@ -481,6 +481,7 @@ pub(crate) fn run_once(config: &Config) -> Result<Figures, String> {
         // Measured by the bench's own process (`ssh_floor`), not here: this
         // program runs on the hosts too, as their agents.
         ssh_floor_s: 0.0,
+        memcpy_mb_s: 0.0,
     })
 }
 

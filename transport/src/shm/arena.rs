@@ -132,6 +132,28 @@ impl Arena {
         }
     }
 
+    /// The free space, where the next value goes: contiguous (double
+    /// mapping), and referred to by no frame a reader holds.
+    pub(crate) fn free_space(&mut self) -> &mut [u8] {
+        let free = self.free() as usize;
+        // SAFETY: the `free` bytes at `written` are free as above and in
+        // bounds (`free <= capacity`); the borrow of `self` keeps them ours.
+        unsafe { std::slice::from_raw_parts_mut(self.ring.at(self.written), free) }
+    }
+
+    /// Takes the first `len` bytes of the free space, written in place
+    /// (through [`free_space`](Self::free_space)), as the next value.
+    pub(crate) fn take(&mut self, len: usize) -> LargeRef {
+        let need = align_frame(len as u64);
+        assert!(need <= self.free(), "a value larger than the free space");
+        let pos = self.written;
+        self.written += need;
+        LargeRef {
+            pos,
+            len: len as u64,
+        }
+    }
+
     /// Records that the frame referring to the last value put ends at ring
     /// position `frame_end`.
     pub(crate) fn hold(&mut self, frame_end: u64) {

@@ -692,3 +692,36 @@ fn a_value_larger_than_the_arena_is_refused_saying_what_to_raise() {
     drop(writer);
     assert!(!arena.exists(), "the arena goes with its writer");
 }
+
+#[test]
+fn serialised_values_large_and_small_alternate_through_the_arena_and_the_ring() {
+    let _w = watchdog(30);
+    let name = unique("large-values");
+    let mut writer = RingWriter::create(&name, 4096).unwrap();
+    writer.set_large_bytes(1 << 20).unwrap();
+    let mut reader = RingReader::attach(&name).unwrap();
+    // Large ones after a large one are serialised in the arena directly.
+    let sizes = [200_000usize, 300_000, 10, 250_000, 20, 30, 100_000];
+    for (seq, len) in sizes.iter().enumerate() {
+        writer
+            .write_value(seq as u64, &vec![seq as u8; *len])
+            .unwrap();
+    }
+    writer.finish(sizes.len() as u64).unwrap();
+    let batch = reader.read().unwrap();
+    let got: Vec<(u64, usize, bool)> = batch
+        .iter()
+        .map(Result::unwrap)
+        .filter(|f| f.kind() == FrameKind::Data)
+        .map(|f| {
+            let v = f.access::<Vec<u8>>().unwrap();
+            (f.seq(), v.len(), v.iter().all(|b| u64::from(*b) == f.seq()))
+        })
+        .collect();
+    let expected: Vec<(u64, usize, bool)> = sizes
+        .iter()
+        .enumerate()
+        .map(|(seq, len)| (seq as u64, *len, true))
+        .collect();
+    assert_eq!(got, expected);
+}

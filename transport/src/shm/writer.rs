@@ -60,8 +60,11 @@ pub struct RingWriter {
     /// Bytes of the arena for large values (0: none; values must fit a
     /// frame).
     large_bytes: usize,
-    /// The arena, made at the first large value.
+    /// The arena, made with the setting.
     large: Option<LargeArena>,
+    /// The last value written went to the arena: the next is serialised
+    /// there first (a stream of large values is copied once, not twice).
+    last_large: bool,
     /// Values that did not fit the free space and went through `scratch`.
     pub(crate) spills: usize,
 }
@@ -100,6 +103,7 @@ impl RingWriter {
             ended: false,
             large_bytes: 0,
             large: None,
+            last_large: false,
             spills: 0,
         })
     }
@@ -191,6 +195,9 @@ impl RingWriter {
     where
         T: for<'a> Serialize<FrameSerializer<'a>>,
     {
+        if self.last_large {
+            return self.write_value_out_of_line(seq, value);
+        }
         let max = self.max_payload();
         // Look at the readers again only when the cached space runs low, as
         // that takes a fence and a scan of the reader slots: under back-
@@ -216,15 +223,79 @@ impl RingWriter {
         let (len, spilled) = buf.finish();
         if spilled {
             self.spills += 1;
-            let scratch = std::mem::take(&mut self.scratch);
-            let result = self.write_raw(FrameKind::Data, seq, &scratch);
-            self.scratch = scratch;
-            result
+            self.write_scratch(seq)
         } else {
             // The payload is in place: add the header and publish.
             self.commit(FrameKind::Data.code(), seq, len);
             Ok(())
         }
+    }
+
+    /// Writes the value just serialised into the scratch buffer.
+    fn write_scratch(&mut self, seq: u64) -> Result<(), WriteError> {
+        let scratch = std::mem::take(&mut self.scratch);
+        let result = self.write_raw(FrameKind::Data, seq, &scratch);
+        self.scratch = scratch;
+        result
+    }
+
+    /// [`write_value`](Self::write_value) after a large value: serialised in
+    /// place into the arena's free space (through the scratch buffer only
+    /// if it does not fit there), then referred to from the ring, or copied
+    /// into the ring if it turns out small.
+    #[cold]
+    fn write_value_out_of_line<T>(&mut self, seq: u64, value: &T) -> Result<(), WriteError>
+    where
+        T: for<'a> Serialize<FrameSerializer<'a>>,
+    {
+        let Some(mut arena) = self.large.take() else {
+            unreachable!("a large value went to the arena");
+        };
+        self.release_arena(&mut arena);
+        let buf = FrameBuf::new(arena.free_space(), &mut self.scratch);
+        let serialised = rkyv::api::high::to_bytes_in_with_alloc(value, buf, self.arena.acquire())
+            .map(|buf| buf.finish());
+        let result = match serialised {
+            Err(e) => Err(WriteError::Serialize(e)),
+            // Too large for the free space: the general way, which waits.
+            Ok((_, true)) => {
+                self.large = Some(arena);
+                self.spills += 1;
+                return self.write_scratch(seq);
+            }
+            Ok((len, false)) if len <= self.max_inline() => {
+                // Small after all: into the ring, and small values are
+                // serialised in the ring again.
+                let bytes = arena.free_space()[..len].to_vec();
+                self.last_large = false;
+                self.large = Some(arena);
+                return self.write_frame(FrameKind::Data.code(), seq, &bytes);
+            }
+            Ok((len, false)) if align_frame(len as u64) > self.large_bytes as u64 => {
+                Err(WriteError::LargerThanArena {
+                    len,
+                    max: self.large_bytes,
+                })
+            }
+            Ok((len, false)) => {
+                let at = arena.take(len);
+                let result = self.write_frame(LARGE_CODE, seq, &at.to_bytes());
+                if result.is_ok() {
+                    arena.hold(self.index.published());
+                }
+                result
+            }
+        };
+        self.large = Some(arena);
+        result
+    }
+
+    /// Frees the arena's values that every reader is done with.
+    fn release_arena(&mut self, arena: &mut LargeArena) {
+        let capacity = self.ring.capacity() as u64;
+        let free = self.index.refresh(self.ring.control());
+        let slowest = (self.index.published() + free).saturating_sub(capacity);
+        arena.release(slowest);
     }
 
     /// Writes the End frame and closes the stream: readers get it after every
@@ -333,10 +404,7 @@ impl RingWriter {
         };
         let capacity = self.ring.capacity() as u64;
         loop {
-            // The slowest reader's cursor: frames below it are released.
-            let free = self.index.refresh(self.ring.control());
-            let slowest = (self.index.published() + free).saturating_sub(capacity);
-            arena.release(slowest);
+            self.release_arena(&mut arena);
             if arena.free() >= need {
                 break;
             }
@@ -352,6 +420,7 @@ impl RingWriter {
         let result = self.write_frame(LARGE_CODE, seq, &at.to_bytes());
         if result.is_ok() {
             arena.hold(self.index.published());
+            self.last_large = true;
         }
         self.large = Some(arena);
         result
