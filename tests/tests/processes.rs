@@ -66,9 +66,11 @@ fn each_node_runs_in_its_own_process_and_logs_to_its_own_files() {
         run_segments(&run),
         [
             format!("clusterduck-{run}-S"),
-            format!("clusterduck-{run}-W")
+            format!("clusterduck-{run}-S.large"),
+            format!("clusterduck-{run}-W"),
+            format!("clusterduck-{run}-W.large")
         ],
-        "the rings of S and W (the sink K writes none), while the run runs"
+        "the rings of S and W and their spaces for large values (the sink K writes none), while the run runs"
     );
     assert!(
         nodes.iter().all(|n| n.ppid == master.pid()),
