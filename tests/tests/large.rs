@@ -152,3 +152,43 @@ fn values_stored_out_of_line_do_not_cross_hosts_yet_and_say_so() {
         "{line}"
     );
 }
+
+#[test]
+fn a_slow_consumer_of_large_values_holds_the_producer_back_within_its_space() {
+    let dir = fresh_dir("large-slow");
+    let marker = dir.to_str().unwrap().to_owned();
+    let _w = watchdog("large slow", LIMIT).guard(marker.clone());
+    for local in [true, false] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_topology"));
+        cmd.args(["slowlarge", &marker]);
+        if local {
+            cmd.env("CD_TEST_LOCAL", "1");
+        }
+        let (status, out, err) = start(&mut cmd).finish();
+        assert!(status.success(), "local {local}: {err}");
+        // Values of 8 MiB and 16 bytes of archive: three fill 32 MiB. K
+        // prints on its stdout: the master's in local mode, K.out else.
+        let said = if local {
+            out
+        } else {
+            std::fs::read_to_string(dir.join("K.out")).unwrap()
+        };
+        assert!(
+            said.lines().any(|l| l == "K held 0 while S had sent 3"),
+            "local {local}: {said}\n{err}"
+        );
+        if !local {
+            // The spout's peak RSS: its value being sent, the pages of its
+            // space it wrote, and the process: within its space plus two
+            // values and 16 MiB.
+            let row = err
+                .lines()
+                .find(|l| l.split_whitespace().next() == Some("S"))
+                .expect(&err);
+            let rss: f64 = row.split_whitespace().last().unwrap().parse().unwrap();
+            eprintln!("peak RSS of S: {rss} MiB (space 32 MiB, values 8 MiB)");
+            assert!(rss <= 32.0 + 16.0 + 16.0, "{row}");
+        }
+        let _ = std::fs::remove_dir_all(dir.join("signals"));
+    }
+}

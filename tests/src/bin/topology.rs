@@ -59,6 +59,11 @@
 //!   counts, and at the last prints `K got <count> values of <BYTES>
 //!   bytes` through the debugger. In local mode with `CD_TEST_LOCAL=1`;
 //!   `CD_TEST_HOSTS` as above.
+//! - `slowlarge DIR`: spout `S` sends 10 values of 8 MiB, its space for
+//!   large values 32 MiB (three such values); sink `K`, holding value 0,
+//!   waits until `S` has sent three, then a while, and prints `K held 0
+//!   while S had sent <n>` (the producer waits for space: `n` stays 3), then
+//!   takes the rest. `CD_TEST_LOCAL=1` for local mode.
 //! - `archived N FAIL_AT DIR`: spout `S` sends words `0..N` (an id and a
 //!   text), one value refilled and sent by reference; worker `W` takes them archived, in place, forwards the even ones
 //!   as they are and emits the odd ones with their text upper-cased (and
@@ -102,6 +107,7 @@ fn main() -> ExitCode {
         "joined" => return joined(rest),
         "replicated" => return replicated(rest),
         "large" => return large(rest),
+        "slowlarge" => return slow_large(rest),
         other => panic!("unknown topology {other}"),
     };
     let mut t = Topology::new();
@@ -324,6 +330,43 @@ fn large(rest: &[String]) -> ExitCode {
             println!("K got {count} values of {bytes} bytes")
         });
     finish(t.launch(launch))
+}
+
+fn slow_large(rest: &[String]) -> ExitCode {
+    const VALUE: usize = 8 << 20;
+    let dir = std::path::PathBuf::from(&rest[0]);
+    let signals = clusterduck_tests::Signals::new(&dir);
+    let sent = signals.counter("S-sent");
+    let mut t = Topology::new();
+    let s = t.spout("S", move |out| {
+        for i in 0..10u64 {
+            out.send(i, vec![i as u8; VALUE])?;
+            sent.set(i + 1);
+        }
+        Ok(())
+    });
+    let seen = signals.counter("S-sent");
+    t.sink_archived("K", &s, move |seq, v: &rkyv::Archived<Vec<u8>>| {
+        if v.len() != VALUE || v.iter().any(|b| u64::from(*b) != seq) {
+            return Err(format!("value {seq} is not what was sent").into());
+        }
+        if seq == 0 {
+            // A fact first: three values fill the space.
+            while seen.get() < 3 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            // Then a while, for a fourth that must not come.
+            std::thread::sleep(Duration::from_millis(300));
+            println!("K held 0 while S had sent {}", seen.get());
+        }
+        Ok(())
+    });
+    let launch = if std::env::var_os("CD_TEST_LOCAL").is_some() {
+        Launch::local()
+    } else {
+        Launch::processes()
+    };
+    finish(t.launch(launch.dir(&dir).large_bytes(32 << 20)))
 }
 
 fn batched(rest: &[String]) -> ExitCode {
