@@ -2,8 +2,13 @@
 //! for a handful of flags).
 
 use std::fmt::Display;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
+use std::sync::OnceLock;
+
+/// Where `--report-json FILE` asks for the run's report as JSON.
+static REPORT_JSON: OnceLock<PathBuf> = OnceLock::new();
 
 /// The command line, flag by flag.
 pub(crate) struct Args {
@@ -49,6 +54,10 @@ impl Args {
     /// otherwise process mode with `--dir DIR` for the logs, on this machine
     /// or on `--hosts h1,h2,...`.
     pub(crate) fn launch(&mut self) -> Result<clusterduck::Launch, String> {
+        let json = self.value(&["--report-json"], String::new())?;
+        if !json.is_empty() {
+            let _ = REPORT_JSON.set(PathBuf::from(json));
+        }
         let local = self.flag("--local");
         let dir = self.value(&["--dir"], String::from(clusterduck::DEFAULT_LOG_DIR))?;
         let hosts = self.value(&["--hosts"], String::new())?;
@@ -90,6 +99,18 @@ impl Args {
 /// Prints the run's report (and its error) on stderr; the exit code says
 /// how it went.
 pub(crate) fn report(result: Result<clusterduck::RunReport, clusterduck::Error>) -> ExitCode {
+    if let Some(path) = REPORT_JSON.get() {
+        // The report (the partial one of a failed run), and the error.
+        let (report, error) = match &result {
+            Ok(report) => (Some(report), None),
+            Err(e) => (e.report(), Some(e.to_string())),
+        };
+        let json = serde_json::json!({ "report": report, "error": error });
+        if let Err(e) = std::fs::write(path, format!("{json}\n")) {
+            eprintln!("error: cannot write the report to {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
     match result {
         Ok(report) => {
             eprint!("{report}");

@@ -28,6 +28,8 @@ const USAGE: &str = "usage: collage [--hours N] [--image-bytes N] [--local]
   --local     run every node as a thread of this process
   --dir DIR   where each node's <name>.out and <name>.err go, in process
               mode (the default: one process per node); /tmp/clusterduck
+  --report-json FILE
+              write the run's report there as JSON (report and error)
   --hosts H1,H2,...
               run the nodes on these SSH hosts, round-robin (see
               CLUSTERDUCK_SSH_CONFIG)";

@@ -27,6 +27,8 @@ const USAGE: &str = "usage: wordcount [--replicas N] [--local] FILE
   --local       run every node as a thread of this process
   --dir DIR     where each node's <name>.out and <name>.err go, in process
                 mode (the default: one process per replica); /tmp/clusterduck
+  --report-json FILE
+                write the run's report there as JSON (report and error)
   --hosts H1,H2,...
                 run the nodes on these SSH hosts, round-robin (see
                 CLUSTERDUCK_SSH_CONFIG); FILE must be at the same path on

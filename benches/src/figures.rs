@@ -1,10 +1,9 @@
 //! What one bench run measured, its median over runs, and how it prints: a
 //! table row or one JSON object per line.
 
-use std::fmt::Write as _;
-
-/// The figures of one run (or the median of several).
-#[derive(Clone, Debug, Default, PartialEq)]
+/// The figures of one run (or the median of several); as JSON, one key per
+/// field.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Figures {
     pub(crate) workload: String,
     pub(crate) transport: String,
@@ -49,71 +48,12 @@ pub(crate) struct Figures {
 impl Figures {
     /// One JSON object, the keys the issue names (and the knobs).
     pub(crate) fn json(&self) -> String {
-        let mut s = String::from("{");
-        let _ = write!(
-            s,
-            "\"workload\":\"{}\",\"transport\":\"{}\",\"input\":\"{}\",\"send\":\"{}\",\"messages\":{},\"payload_bytes\":{},\"batch\":{},\"spin_us\":{},\"ring_bytes\":{},\"rate\":{},\"stamp_every\":{},",
-            self.workload, self.transport, self.input, self.send, self.messages, self.payload_bytes, self.batch, self.spin_us, self.ring_bytes, self.rate, self.stamp_every
-        );
-        let _ = write!(
-            s,
-            "\"seconds\":{:.6},\"msgs_per_s\":{:.1},\"mb_per_s\":{:.3},\"p50_us\":{:.3},\"p99_us\":{:.3},\"p999_us\":{:.3},\"max_rss_mb\":{:.3},\"window\":{},\"bundler_rss_mb\":{:.3},",
-            self.seconds, self.msgs_per_s, self.mb_per_s, self.p50_us, self.p99_us, self.p999_us, self.max_rss_mb, self.window, self.bundler_rss_mb
-        );
-        let _ = write!(
-            s,
-            "\"nodes\":{},\"hosts\":{},\"launch_s\":{:.6},\"total_s\":{:.6},\"ssh_floor_s\":{:.6},\"memcpy_mb_s\":{:.3}}}",
-            self.nodes, self.hosts, self.launch_s, self.total_s, self.ssh_floor_s, self.memcpy_mb_s
-        );
-        s
+        serde_json::to_string(self).expect("figures serialise")
     }
 
     /// Reads back what [`json`](Self::json) wrote.
     pub(crate) fn parse(line: &str) -> Result<Self, String> {
-        let body = line
-            .trim()
-            .strip_prefix('{')
-            .and_then(|l| l.strip_suffix('}'))
-            .ok_or_else(|| format!("not a JSON object: {line}"))?;
-        let mut f = Figures::default();
-        for field in body.split(',') {
-            let (key, value) = field
-                .split_once(':')
-                .ok_or_else(|| format!("bad field {field:?}"))?;
-            let key = key.trim_matches('"');
-            let text = value.trim_matches('"').to_owned();
-            let num = || value.parse::<f64>().map_err(|e| format!("{key}: {e}"));
-            match key {
-                "workload" => f.workload = text,
-                "transport" => f.transport = text,
-                "input" => f.input = text,
-                "send" => f.send = text,
-                "messages" => f.messages = num()? as u64,
-                "payload_bytes" => f.payload_bytes = num()? as u64,
-                "batch" => f.batch = num()? as u64,
-                "spin_us" => f.spin_us = num()? as u64,
-                "ring_bytes" => f.ring_bytes = num()? as u64,
-                "rate" => f.rate = num()? as u64,
-                "stamp_every" => f.stamp_every = num()? as u64,
-                "seconds" => f.seconds = num()?,
-                "msgs_per_s" => f.msgs_per_s = num()?,
-                "mb_per_s" => f.mb_per_s = num()?,
-                "p50_us" => f.p50_us = num()?,
-                "p99_us" => f.p99_us = num()?,
-                "p999_us" => f.p999_us = num()?,
-                "max_rss_mb" => f.max_rss_mb = num()?,
-                "window" => f.window = num()? as u64,
-                "bundler_rss_mb" => f.bundler_rss_mb = num()?,
-                "nodes" => f.nodes = num()? as u64,
-                "hosts" => f.hosts = num()? as u64,
-                "launch_s" => f.launch_s = num()?,
-                "total_s" => f.total_s = num()?,
-                "ssh_floor_s" => f.ssh_floor_s = num()?,
-                "memcpy_mb_s" => f.memcpy_mb_s = num()?,
-                other => return Err(format!("unknown key {other:?}")),
-            }
-        }
-        Ok(f)
+        serde_json::from_str(line.trim()).map_err(|e| format!("{e}: {line}"))
     }
 
     /// The median of each figure over `runs` (of one configuration).

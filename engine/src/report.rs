@@ -85,7 +85,17 @@ impl fmt::Display for PolicyEvent {
 }
 
 /// A bundle still incomplete at end of stream.
-#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[derive(
+    Clone,
+    Debug,
+    PartialEq,
+    Eq,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct IncompleteBundle {
     /// Its id.
     pub seq: Seq,
@@ -95,7 +105,16 @@ pub struct IncompleteBundle {
 
 /// What one node did.
 #[derive(
-    Clone, Debug, Default, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 pub struct NodeReport {
     /// The node's name.
@@ -117,17 +136,20 @@ pub struct NodeReport {
     pub peak_rss_kib: Option<u64>,
 }
 
-/// What a run did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// What a run did. As JSON (`serde`), durations are seconds: `elapsed_s`,
+/// `launch_s`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RunReport {
     /// One report per node, in declaration order.
     pub nodes: Vec<NodeReport>,
     /// From start to end.
+    #[serde(rename = "elapsed_s", with = "seconds")]
     pub elapsed: Duration,
     /// In process mode, from the launch to the moment every node was ready
     /// and the spouts were told to start (host agents and node processes
     /// started, rings created, links set up); none if the run never started,
     /// and in local mode.
+    #[serde(rename = "launch_s", with = "seconds::optional")]
     pub launch: Option<Duration>,
     /// Whether the run was asked to drain (Ctrl-C or a stop request) before
     /// its spouts ended.
@@ -202,4 +224,86 @@ pub struct RunFailure {
     pub failure: Failure,
     /// What the run did until it stopped.
     pub report: RunReport,
+}
+
+/// Durations as seconds (a float), for reports as JSON.
+mod seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
+    }
+
+    pub(super) mod optional {
+        use std::time::Duration;
+
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub(in super::super) fn serialize<S: Serializer>(
+            d: &Option<Duration>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            match d {
+                Some(d) => s.serialize_some(&d.as_secs_f64()),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub(in super::super) fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<Duration>, D::Error> {
+            Option::<f64>::deserialize(d)?
+                .map(|secs| Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom))
+                .transpose()
+        }
+    }
+}
+
+#[cfg(test)]
+mod json_tests {
+    use super::*;
+
+    #[test]
+    fn a_report_reads_back_from_its_json_with_durations_in_seconds() {
+        let report = RunReport {
+            nodes: vec![NodeReport {
+                name: "C".into(),
+                kind: "bundled".into(),
+                messages_in: 20,
+                messages_out: 9,
+                policy: PolicyCounts {
+                    gaps: 1,
+                    ..PolicyCounts::default()
+                },
+                incomplete: vec![IncompleteBundle {
+                    seq: 7,
+                    missing: vec!["B".into()],
+                }],
+                error: None,
+                peak_rss_kib: Some(4096),
+            }],
+            elapsed: Duration::from_millis(1500),
+            launch: Some(Duration::from_millis(250)),
+            drained_on_request: false,
+        };
+        let json = serde_json::to_string(&report).unwrap();
+        assert!(json.contains("\"elapsed_s\":1.5"), "{json}");
+        assert!(json.contains("\"launch_s\":0.25"), "{json}");
+        assert!(json.contains("\"gaps\":1"), "{json}");
+        assert_eq!(serde_json::from_str::<RunReport>(&json).unwrap(), report);
+        let local = RunReport {
+            launch: None,
+            ..report
+        };
+        let json = serde_json::to_string(&local).unwrap();
+        assert!(json.contains("\"launch_s\":null"), "{json}");
+        assert_eq!(serde_json::from_str::<RunReport>(&json).unwrap(), local);
+    }
 }

@@ -316,3 +316,42 @@ fn wordcount_refuses_zero_replicas_naming_the_node() {
     assert!(out.stdout.is_empty());
     let _ = std::fs::remove_file(&file);
 }
+
+#[test]
+fn report_json_writes_the_report_and_the_error_as_json() {
+    let _w = watchdog("report-json", LIMIT);
+    let dir = std::env::temp_dir().join(format!("clusterduck-report-json-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("report.json");
+    run(example("readme")
+        .args(["-n", "50", "--local", "--report-json"])
+        .arg(&path));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(json["error"], serde_json::Value::Null);
+    let nodes = json["report"]["nodes"].as_array().unwrap();
+    let c = nodes.iter().find(|n| n["name"] == "C").unwrap();
+    assert_eq!(
+        (c["messages_in"].as_u64(), c["messages_out"].as_u64()),
+        (Some(100), Some(50))
+    );
+    assert!(json["report"]["elapsed_s"].as_f64().unwrap() > 0.0);
+    // A run refused before it starts: no report, the error.
+    let words = words_file("report-json", 3);
+    let out = example("wordcount")
+        .args(["--replicas", "0", "--local", "--report-json"])
+        .arg(&path)
+        .arg(&words)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(json["report"], serde_json::Value::Null);
+    assert_eq!(
+        json["error"],
+        "invalid topology: node \"count\": a node runs as at least one replica, 0 were asked for"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&words);
+}

@@ -98,7 +98,17 @@ pub enum TableEvent<V> {
 
 /// Counts of what the policies did.
 #[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 pub struct PolicyCounts {
     /// Duplicate values dropped.
