@@ -61,13 +61,14 @@ enum Join<V> {
     },
     Bundle {
         table: Box<BundleTable<V>>,
-        /// Per upstream: its inputs that have not ended.
-        open: Vec<usize>,
         /// A sequenced replica's share of the ids: its table counts them
         /// as consecutive places.
         share: Option<Share>,
         /// The upstreams of several inputs, merged; empty if there are none.
         merged: Vec<Merged<V>>,
+        /// Per upstream: its place in `merged`, if it has several inputs
+        /// (looked up at every value, so not searched for).
+        merged_at: Vec<Option<usize>>,
     },
 }
 
@@ -112,12 +113,12 @@ impl<V> NodeCore<V> {
     /// If `spec` is a spout, or an upstream has no input.
     pub fn with_inputs(spec: &NodeSpec, upstream_of: Vec<usize>, share: Option<Share>) -> Self {
         let upstreams = spec.upstreams.len();
-        let mut open = vec![0; upstreams];
+        let mut inputs_of = vec![0; upstreams];
         for u in &upstream_of {
-            open[*u] += 1;
+            inputs_of[*u] += 1;
         }
         assert!(
-            open.iter().all(|o| *o > 0),
+            inputs_of.iter().all(|o| *o > 0),
             "node {:?}: every upstream is an input",
             spec.name
         );
@@ -131,8 +132,8 @@ impl<V> NodeCore<V> {
                         first: share.first_place(first),
                     };
                 }
-                let merged = (0..upstreams)
-                    .filter(|u| open[*u] > 1)
+                let merged: Vec<Merged<V>> = (0..upstreams)
+                    .filter(|u| inputs_of[*u] > 1)
                     .map(|u| {
                         let inputs: Vec<usize> = (0..upstream_of.len())
                             .filter(|i| upstream_of[*i] == u)
@@ -146,11 +147,15 @@ impl<V> NodeCore<V> {
                         }
                     })
                     .collect();
+                let mut merged_at = vec![None; upstreams];
+                for (k, m) in merged.iter().enumerate() {
+                    merged_at[m.upstream] = Some(k);
+                }
                 Join::Bundle {
                     table: Box::new(BundleTable::new(upstreams, bundling)),
-                    open,
                     share,
                     merged,
+                    merged_at,
                 }
             }
         };
@@ -169,10 +174,15 @@ impl<V> NodeCore<V> {
         }
         match &self.join {
             Join::Merge { ready } => ready.is_none(),
-            Join::Bundle { table, merged, .. } => {
+            Join::Bundle {
+                table,
+                merged,
+                merged_at,
+                ..
+            } => {
                 let upstream = self.upstream_of[input];
-                match merged.iter().find(|m| m.upstream == upstream) {
-                    Some(m) => m.front(input).is_none(),
+                match merged_at[upstream] {
+                    Some(k) => merged[k].front(input).is_none(),
                     None => table.accepts(upstream),
                 }
             }
@@ -185,9 +195,11 @@ impl<V> NodeCore<V> {
     /// input.
     pub fn silent_inputs(&self, upstream: usize, seq: Seq) -> Vec<usize> {
         match &self.join {
-            Join::Bundle { merged, .. } => merged
-                .iter()
-                .filter(|m| m.upstream == upstream)
+            Join::Bundle {
+                merged, merged_at, ..
+            } => merged_at[upstream]
+                .map(|k| &merged[k])
+                .into_iter()
                 .flat_map(|m| {
                     m.inputs
                         .iter()
@@ -217,12 +229,13 @@ impl<V> NodeCore<V> {
                 table,
                 share,
                 merged,
-                ..
+                merged_at,
             } => {
                 let sent = seq;
                 let seq = share.map_or(seq, |s| s.compress(seq));
-                match merged.iter_mut().find(|m| m.upstream == upstream) {
-                    Some(m) => {
+                match merged_at[upstream] {
+                    Some(k) => {
+                        let m = &mut merged[k];
                         let at = m.position(input);
                         m.last[at] = Some(sent);
                         m.fronts[at] = Some((seq, value));
@@ -242,15 +255,14 @@ impl<V> NodeCore<V> {
         let upstream = self.upstream_of[input];
         if let Join::Bundle {
             table,
-            open,
             merged,
+            merged_at,
             ..
         } = &mut self.join
         {
-            open[upstream] -= 1;
-            match merged.iter_mut().find(|m| m.upstream == upstream) {
+            match merged_at[upstream] {
                 // Its other inputs' fronts may be the smallest now.
-                Some(m) => m.pump(table, &self.ended, now),
+                Some(k) => merged[k].pump(table, &self.ended, now),
                 None => table.end(upstream, now),
             }
         }

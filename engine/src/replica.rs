@@ -339,16 +339,17 @@ impl Route {
     /// replica's. An error is a key function that failed on the value.
     #[inline]
     pub fn owns(&mut self, seq: Seq, bytes: &[u8]) -> Result<bool, BoxError> {
+        if let Some(owned) = self.owns_id(seq) {
+            return Ok(owned);
+        }
         Ok(match self.grouping {
-            Grouping::BySeq => seq % self.count == self.index,
             Grouping::Shuffle => {
                 let turn = self.dealt;
                 self.dealt += 1;
                 turn % self.count == self.index
             }
-            Grouping::Broadcast => true,
-            Grouping::One => self.index == 0,
-            Grouping::ByKey => {
+            // By key: the others were answered from the id.
+            _ => {
                 let key = match &self.key {
                     Some(key) => key(bytes)?,
                     None => {
@@ -363,7 +364,8 @@ impl Route {
     }
 
     /// Whether the id `seq` is this replica's, for a grouping that looks
-    /// at ids only (a bundled worker's); `None` for the others.
+    /// at the frame's header only; `None` for the others (shuffle, by
+    /// key).
     #[inline]
     pub fn owns_id(&self, seq: Seq) -> Option<bool> {
         match self.grouping {

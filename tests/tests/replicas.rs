@@ -340,18 +340,24 @@ fn a_gap_of_a_replicated_upstream_names_the_replica_whose_id_it_is() {
         }
         Ok(())
     });
+    assert_eq!(
+        gap_over(t, &a, &k),
+        "node D: seq 7 never completed: nothing from K[1] within the gap timeout (gap policy: fail)"
+    );
+}
+
+/// Runs `D`, bundled over `a` and `up` (two replicas), sequenced, failing
+/// at a gap after 200 ms; returns the run's error.
+fn gap_over(mut t: Topology, a: &Node<u64>, up: &Node<u64>) -> String {
     t.bundled(
         "D",
-        (&a, &k),
+        (a, up),
         Bundling::sequenced(0).gap_timeout(Duration::from_millis(200)),
         |_, (_x, _y): (u64, u64), _: &mut Emitter<u64>| Ok(()),
     );
-    let e = t.launch(Launch::local().replicas(&k, 2)).unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "node D: seq 7 never completed: nothing from K[1] within the gap timeout (gap policy: fail)",
-        "{e}"
-    );
+    t.launch(Launch::local().replicas(up, 2))
+        .unwrap_err()
+        .to_string()
 }
 
 #[test]
@@ -373,17 +379,9 @@ fn a_gap_of_a_silent_spout_replica_names_it() {
         }
         Ok(())
     });
-    t.bundled(
-        "D",
-        (&a, &s),
-        Bundling::sequenced(0).gap_timeout(Duration::from_millis(200)),
-        |_, (_x, _y): (u64, u64), _: &mut Emitter<u64>| Ok(()),
-    );
-    let e = t.launch(Launch::local().replicas(&s, 2)).unwrap_err();
     assert_eq!(
-        e.to_string(),
-        "node D: seq 1 never completed: nothing from S[1] within the gap timeout (gap policy: fail)",
-        "{e}"
+        gap_over(t, &a, &s),
+        "node D: seq 1 never completed: nothing from S[1] within the gap timeout (gap policy: fail)"
     );
 }
 
