@@ -44,7 +44,9 @@ impl fmt::Display for Fingerprint {
     }
 }
 
-fn fnv1a(bytes: &[u8]) -> u64 {
+/// 64-bit FNV-1a of `bytes`: the same in every process, build and platform
+/// (fingerprints, and keys for inputs grouped by key).
+pub fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
