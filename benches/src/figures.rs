@@ -43,6 +43,11 @@ pub(crate) struct Figures {
     /// For values of 1 MiB or more: one `memcpy` of a value's bytes, in
     /// MB/s, measured just before the run (what a copy would cost).
     pub(crate) memcpy_mb_s: f64,
+    /// For values of 1 MiB or more across test hosts: one `iperf3` TCP
+    /// stream from the first host to the second, in MB/s, measured just
+    /// before the run (what the network carries at best).
+    #[serde(default)]
+    pub(crate) iperf3_mb_s: f64,
 }
 
 impl Figures {
@@ -76,16 +81,17 @@ impl Figures {
             total_s: med(|f| f.total_s),
             ssh_floor_s: med(|f| f.ssh_floor_s),
             memcpy_mb_s: med(|f| f.memcpy_mb_s),
+            iperf3_mb_s: med(|f| f.iperf3_mb_s),
             ..runs[0].clone()
         }
     }
 
-    pub(crate) const HEADER: &'static str = "workload transport input    send    messages payload   batch spin µs ring KiB     rate stamped    seconds      msgs/s       MB/s   p50 µs   p99 µs p99.9 µs  rss MiB  window  J rss MiB nodes hosts launch s  total s    ssh s memcpy MB/s";
+    pub(crate) const HEADER: &'static str = "workload transport input    send    messages payload   batch spin µs ring KiB     rate stamped    seconds      msgs/s       MB/s   p50 µs   p99 µs p99.9 µs  rss MiB  window  J rss MiB nodes hosts launch s  total s    ssh s memcpy MB/s iperf3 MB/s";
 
     /// One table row.
     pub(crate) fn row(&self) -> String {
         format!(
-            "{:<8} {:<9} {:<8} {:<5} {:>10} {:>7} {:>7} {:>7} {:>8} {:>8} {:>7} {:>10.3} {:>11.0} {:>10.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>7} {:>10} {:>5} {:>5} {:>8.3} {:>8.3} {:>8} {:>11}",
+            "{:<8} {:<9} {:<8} {:<5} {:>10} {:>7} {:>7} {:>7} {:>8} {:>8} {:>7} {:>10.3} {:>11.0} {:>10.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>7} {:>10} {:>5} {:>5} {:>8.3} {:>8.3} {:>8} {:>11} {:>11}",
             self.workload,
             self.transport,
             self.input,
@@ -111,7 +117,8 @@ impl Figures {
             self.launch_s,
             self.total_s,
             if self.ssh_floor_s == 0.0 { "-".to_owned() } else { format!("{:.3}", self.ssh_floor_s) },
-            if self.memcpy_mb_s == 0.0 { "-".to_owned() } else { format!("{:.1}", self.memcpy_mb_s) }
+            if self.memcpy_mb_s == 0.0 { "-".to_owned() } else { format!("{:.1}", self.memcpy_mb_s) },
+            if self.iperf3_mb_s == 0.0 { "-".to_owned() } else { format!("{:.1}", self.iperf3_mb_s) }
         )
     }
 }
@@ -149,6 +156,7 @@ mod tests {
             total_s: 1.75,
             ssh_floor_s: 0.5,
             memcpy_mb_s: 9000.5,
+            iperf3_mb_s: 600.5,
         };
         assert_eq!(Figures::parse(&f.json()).unwrap(), f);
         let runs: Vec<Figures> = [3.0, 1.0, 2.0]

@@ -246,6 +246,16 @@ fn spawn_single(config: &Config) -> Result<Figures, String> {
     } else {
         0.0
     };
+    let hosts = workload::hosts(config);
+    let iperf3_mb_s = if config.transport == Transport::Tcp
+        && config.payload >= 1 << 20
+        && hosts.len() >= 2
+        && std::env::var_os("CLUSTERDUCK_SSH_CONFIG").is_some()
+    {
+        workload::iperf3_rate(&hosts[0], &hosts[1])?
+    } else {
+        0.0
+    };
     let program = std::env::current_exe().map_err(|e| e.to_string())?;
     let out = Command::new(program)
         .args(&single_args(config)[..])
@@ -263,6 +273,7 @@ fn spawn_single(config: &Config) -> Result<Figures, String> {
     Ok(Figures {
         ssh_floor_s,
         memcpy_mb_s,
+        iperf3_mb_s,
         ..Figures::parse(line)?
     })
 }

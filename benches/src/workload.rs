@@ -482,6 +482,7 @@ pub(crate) fn run_once(config: &Config) -> Result<Figures, String> {
         // program runs on the hosts too, as their agents.
         ssh_floor_s: 0.0,
         memcpy_mb_s: 0.0,
+        iperf3_mb_s: 0.0,
     })
 }
 
@@ -517,6 +518,64 @@ pub(crate) fn ssh_floor(hosts: &[String]) -> Result<f64, String> {
         }
     }
     Ok(start.elapsed().as_secs_f64())
+}
+
+/// One TCP stream from test host `from` to test host `to` for 3 s, with
+/// `iperf3` (the machine's, which the test hosts share), in MB/s: what the
+/// network between them carries at best, measured just before a run.
+pub(crate) fn iperf3_rate(from: &str, to: &str) -> Result<f64, String> {
+    const PORT: &str = "5399";
+    let config = std::env::var("CLUSTERDUCK_SSH_CONFIG").map_err(|e| e.to_string())?;
+    let ssh = |host: &str, command: &[&str]| {
+        let mut cmd = std::process::Command::new("ssh");
+        cmd.args(["-F", &config, "-n", "-o", "BatchMode=yes", "-T", host])
+            .args(command);
+        cmd
+    };
+    // The address `to` listens on, as ssh resolves the host's name.
+    let resolved = std::process::Command::new("ssh")
+        .args(["-F", &config, "-G", to])
+        .output()
+        .map_err(|e| format!("ssh -G {to}: {e}"))?;
+    let address = String::from_utf8_lossy(&resolved.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("hostname ").map(str::to_owned))
+        .ok_or_else(|| format!("ssh -G {to}: no hostname"))?;
+    let mut server = ssh(to, &["iperf3", "--server", "--one-off", "--port", PORT])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("iperf3 server on {to}: {e}"))?;
+    // The server listens within a moment of its start: try until it does.
+    let mut last = String::new();
+    for _ in 0..50 {
+        let out = ssh(
+            from,
+            &[
+                "iperf3", "--client", &address, "--port", PORT, "--time", "3", "--json",
+            ],
+        )
+        .output()
+        .map_err(|e| format!("iperf3 client on {from}: {e}"))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let parsed: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        if let Some(bits) = parsed["end"]["sum_received"]["bits_per_second"].as_f64() {
+            let _ = server.wait();
+            return Ok(bits / 8.0 / 1e6);
+        }
+        last = format!(
+            "{}{}",
+            text.trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        if last.contains("command not found") || last.contains("No such file") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = server.kill();
+    Err(format!(
+        "iperf3 from {from} to {to} ({address}) gave no figure (install iperf3?): {last}"
+    ))
 }
 
 #[cfg(test)]

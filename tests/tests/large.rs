@@ -1,15 +1,16 @@
 //! Values larger than a ring frame, stored out of line (`Launch::
 //! large_bytes`): 64 MiB values through a pipe, a fan-out and a sequenced
-//! join, every byte checked, in local and process mode; the bound; the
-//! segments after a run; across hosts, the clear refusal of today.
+//! join, every byte checked, in local and process mode and across test
+//! hosts; the bound; the segments after a run; a stalled edge of large
+//! values beside one that flows, between the same hosts.
 
 use std::process::Command;
 use std::thread;
 use std::time::Duration;
 
 use clusterduck_tests::{
-    assert_failed_saying, fresh_dir, node_processes, run_id_of, run_segments, send_signal, start,
-    test_hosts, watchdog,
+    assert_failed_saying, assert_links_used, fresh_dir, node_processes, run_id_of, run_segments,
+    send_signal, start, test_hosts, watchdog,
 };
 
 const LIMIT: Duration = Duration::from_secs(300);
@@ -124,33 +125,78 @@ fn the_segments_of_large_values_go_when_a_node_was_killed() {
 }
 
 #[test]
-fn values_stored_out_of_line_do_not_cross_hosts_yet_and_say_so() {
+fn values_of_64_mib_cross_hosts_whole_and_the_bound_holds_there_too() {
     let Some(_config) = test_hosts("large values across hosts") else {
         return;
     };
     let dir = fresh_dir("large-hosts");
     let marker = dir.to_str().unwrap().to_owned();
     let _w = watchdog("large across hosts", LIMIT).guard(marker.clone());
-    let across = |bytes: &str| {
+    let across = |bytes: &str, space: &str, io: &str| {
+        let _ = std::fs::remove_dir_all(&dir);
         start(
-            large(&["2", bytes, MIB_128, &marker], false).env("CD_TEST_HOSTS", "cd-h1,cd-h2,cd-h3"),
+            large(&["2", bytes, space, &marker], false)
+                .env("CD_TEST_HOSTS", "cd-h1,cd-h2,cd-h3")
+                .env("CLUSTERDUCK_IO", io),
         )
         .finish()
     };
-    // A positive control: values within a quarter of the ring cross.
-    let (status, out, err) = across("500000");
-    assert!(status.success(), "{err}");
-    assert_eq!(out.trim(), "K got 2 values of 500000 bytes");
-    let (status, _, err) = across("2097152");
-    assert!(!status.success(), "{err}");
-    let line = err.lines().find(|l| l.starts_with("error: ")).expect(&err);
-    assert!(
-        line.starts_with("error: node S failed at seq 0: link with ")
-            && line.ends_with(
-                ": the value with id 0 (2097160 bytes) is stored out of line, beyond a quarter of the ring, and values that large cannot cross hosts yet"
-            ),
-        "{line}"
+    // Nodes go round-robin: S on cd-h1, W0 on cd-h2, W1 on cd-h3, ...: every
+    // edge out of S, and J's inputs, cross hosts; with either backend.
+    for io in ["uring", "epoll"] {
+        let (status, out, err) = across(MIB_64, MIB_128, io);
+        assert!(status.success(), "{io}: {err}");
+        assert_eq!(
+            out.trim(),
+            "K got 2 values of 67108864 bytes",
+            "{io}: {err}"
+        );
+        assert_links_used(&dir, io);
+    }
+    let (status, _, err) = across(MIB_64, "33554432", "uring");
+    assert_failed_saying(
+        status,
+        &err,
+        "error: node S failed: could not send the value: a value of 67108872 bytes is larger than the node's space for large values, 33554432 bytes (raise the launch's large_bytes)",
     );
+}
+
+/// A large value holds back the values behind it on its edge, and no other
+/// edge: `L -> KL` is stalled (KL holds value 0, both spaces are full)
+/// while `S -> KS`, between the same two hosts, carries all its values.
+#[test]
+fn a_stalled_edge_of_large_values_does_not_hold_back_another_between_the_same_hosts() {
+    let Some(_config) = test_hosts("lanes across hosts") else {
+        return;
+    };
+    let dir = fresh_dir("large-lanes");
+    let marker = dir.to_str().unwrap().to_owned();
+    let _w = watchdog("large lanes", LIMIT).guard(marker.clone());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_topology"));
+    cmd.args(["lanes", &marker])
+        .env("CD_TEST_HOSTS", "cd-h1,cd-h2");
+    let (status, _, err) = start(&mut cmd).finish();
+    assert!(status.success(), "{err}");
+    let said = std::fs::read_to_string(dir.join("KL.out")).unwrap();
+    // Values of 8 MiB and 16 bytes of archive: three fill each space of
+    // 32 MiB; KL holds 0, the mirror's space holds 0..2, L's own holds 3..5
+    // (3 until all of it crossed), and the seventh waits.
+    assert!(
+        said.lines()
+            .any(|l| l == "KL held 0 while KS got 1000 and L had sent 6"),
+        "{said}\n{err}"
+    );
+    for (node, took) in [("KL", 10), ("KS", 1000)] {
+        let row = err
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(node))
+            .unwrap_or_else(|| panic!("no row for {node}: {err}"));
+        assert_eq!(
+            row.split_whitespace().nth(2),
+            Some(took.to_string().as_str()),
+            "{row}"
+        );
+    }
 }
 
 #[test]

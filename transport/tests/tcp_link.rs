@@ -67,11 +67,26 @@ struct Link {
 }
 
 fn link(backend: IoBackend, producer_cap: usize, mirror_cap: usize) -> Link {
+    link_with_arenas(backend, producer_cap, mirror_cap, 0)
+}
+
+/// A link whose producer and mirror each have an arena of `large_bytes`
+/// for large values (none if 0).
+fn link_with_arenas(
+    backend: IoBackend,
+    producer_cap: usize,
+    mirror_cap: usize,
+    large_bytes: usize,
+) -> Link {
     let pname = unique("producer");
     let mname = unique("mirror");
-    let producer = RingWriter::create(&pname, producer_cap).unwrap();
+    let mut producer = RingWriter::create(&pname, producer_cap).unwrap();
+    let mut mirror = RingWriter::create(&mname, mirror_cap).unwrap();
+    if large_bytes > 0 {
+        producer.set_large_bytes(large_bytes).unwrap();
+        mirror.set_large_bytes(large_bytes).unwrap();
+    }
     let reader = RingReader::attach(&pname).unwrap();
-    let mirror = RingWriter::create(&mname, mirror_cap).unwrap();
     let consumer = RingReader::attach(&mname).unwrap();
     mirror.wait_for_readers(1, Duration::from_secs(10)).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -174,6 +189,100 @@ fn round_trip(backend: IoBackend, n: u64, producer_cap: usize, mirror_cap: usize
     );
 }
 
+/// Value `seq`'s length in the large round trip: a third are large (out of
+/// line, up to 1.5 MiB), the rest small.
+fn mixed_size_of(seq: u64) -> usize {
+    let mut rng = fastrand::Rng::with_seed(seq);
+    if rng.u32(0..3) == 0 {
+        rng.usize(64 << 10..=3 << 19)
+    } else {
+        rng.usize(1..=4096)
+    }
+}
+
+/// Streams `n` values, a third of them large (their bodies sent from the
+/// producer's arena and landed in the mirror's), and checks every byte and
+/// id on the far side. A consumer that sleeps `pause` every 8 values is
+/// slow: the producer may then get ahead of it by no more than the rings
+/// and the arenas hold (body credit bounds the mirror's arena like frame
+/// credit bounds its ring).
+fn large_round_trip(backend: IoBackend, n: u64, pause: Duration) {
+    if !available(backend) {
+        return;
+    }
+    let _dog = watchdog(WATCHDOG, "tcp round trip of large values");
+    let (ring, mirror_ring, arena) = (256 << 10, 128 << 10, 4 << 20);
+    let Link {
+        mut producer,
+        mut consumer,
+        sender,
+        receiver,
+    } = link_with_arenas(backend, ring, mirror_ring, arena);
+    assert!(mixed_size_of(0).max(mixed_size_of(2)) > producer.max_inline());
+    let consumed = Arc::new(AtomicU64::new(0));
+    let check = {
+        let consumed = consumed.clone();
+        thread::spawn(move || {
+            let (mut next, mut bytes, mut large) = (0u64, 0u64, 0u64);
+            let mut want = Vec::new();
+            loop {
+                let batch = match consumer.read() {
+                    Ok(b) => b,
+                    Err(ReadError::Ended) => break,
+                    Err(e) => panic!("consumer: {e}"),
+                };
+                for frame in &batch {
+                    let frame = frame.unwrap();
+                    match frame.kind() {
+                        FrameKind::Data => {
+                            assert_eq!(frame.seq(), next, "values lost or reordered");
+                            let len = mixed_size_of(next);
+                            fill(next, &mut want, len);
+                            assert!(frame.bytes() == &want[..], "value {next} corrupted");
+                            bytes += len as u64;
+                            large += u64::from(len > 64 << 10);
+                            next += 1;
+                            if !pause.is_zero() && next % 8 == 0 {
+                                thread::sleep(pause);
+                            }
+                        }
+                        FrameKind::End => assert_eq!(frame.seq(), n),
+                        k => panic!("unexpected {k:?}"),
+                    }
+                }
+                drop(batch);
+                consumed.store(bytes, Ordering::Release);
+            }
+            (next, large)
+        })
+    };
+    let bound = (ring + mirror_ring + 2 * arena + (3 << 19)) as u64;
+    let (mut lead, mut written) = (0u64, 0u64);
+    let mut buf = Vec::new();
+    for seq in 0..n {
+        let len = mixed_size_of(seq);
+        fill(seq, &mut buf, len);
+        producer.write_bytes(seq, &buf).unwrap();
+        written += len as u64;
+        lead = lead.max(written - consumed.load(Ordering::Acquire));
+    }
+    producer.finish(n).unwrap();
+    let (got_values, large) = check.join().unwrap();
+    assert_eq!(got_values, n, "End arrived before every value");
+    assert!(large > n / 5, "only {large} large values of {n}");
+    let sent = sender.join().unwrap().unwrap();
+    let got = receiver.join().unwrap().unwrap();
+    assert_eq!(sent, got);
+    assert_eq!(got.frames, n);
+    eprintln!(
+        "{backend}: {n} values ({large} large), {written} bytes; producer's greatest lead {lead} (bound {bound})"
+    );
+    assert!(
+        lead <= bound,
+        "the producer ran {lead} bytes ahead (bound {bound})"
+    );
+}
+
 /// Both ends of a link turn Nagle's algorithm off, whatever the caller did
 /// with the socket: a trickle of small frames must not wait for the peer's
 /// delayed acknowledgements (40 ms at a time). Checked on a second handle
@@ -231,9 +340,22 @@ fn bad_input(
     mirror_cap: usize,
     bytes: impl FnOnce(u64) -> Vec<u8>,
 ) -> (LinkError, SocketAddr) {
+    bad_input_with_arena(backend, mirror_cap, 0, bytes)
+}
+
+/// [`bad_input`] with an arena of `large_bytes` beside the mirror.
+fn bad_input_with_arena(
+    backend: IoBackend,
+    mirror_cap: usize,
+    large_bytes: usize,
+    bytes: impl FnOnce(u64) -> Vec<u8>,
+) -> (LinkError, SocketAddr) {
     let _dog = watchdog(WATCHDOG, "tcp bad input");
     let mname = unique("mirror");
-    let mirror = RingWriter::create(&mname, mirror_cap).unwrap();
+    let mut mirror = RingWriter::create(&mname, mirror_cap).unwrap();
+    if large_bytes > 0 {
+        mirror.set_large_bytes(large_bytes).unwrap();
+    }
     let consumer = RingReader::attach(&mname).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -271,6 +393,152 @@ fn data_frame(len: usize, seq: u64) -> Vec<u8> {
     let mut v = header(len as u32, 1, seq);
     v.resize(frame_size(len) as usize, 0xAB);
     v
+}
+
+/// The frame that announces a large value of `len` bytes (its position is
+/// the sender's, which the receiver replaces).
+fn large_frame(len: u64, seq: u64) -> Vec<u8> {
+    let mut v = header(16, 3, seq);
+    v.extend(123u64.to_le_bytes());
+    v.extend(len.to_le_bytes());
+    v
+}
+
+/// A large value's frame followed at once by bytes, before credit for its
+/// body; a large value that the mirror has no arena for; one larger than
+/// its arena; a frame of a large value with a payload that is no reference.
+fn bad_large(backend: IoBackend) {
+    if !available(backend) {
+        return;
+    }
+    let (err, _) = bad_input_with_arena(backend, 1 << 16, 1 << 20, |_| {
+        let mut v = data_frame(10, 0);
+        v.extend(large_frame(100_000, 1));
+        v.extend([0xAB; 100]);
+        v
+    });
+    assert!(
+        matches!(
+            err,
+            LinkError::BadFrame {
+                frame: BadFrame::AfterLarge { bytes: 100 },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let (err, _) = bad_input(backend, 1 << 16, |_| large_frame(100_000, 0));
+    assert!(
+        matches!(
+            err,
+            LinkError::BadFrame {
+                frame: BadFrame::LargeValue {
+                    len: 100_000,
+                    max: 0,
+                    offset: 0
+                },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let (err, _) = bad_input_with_arena(backend, 1 << 16, 1 << 20, |_| {
+        let mut v = data_frame(10, 0);
+        v.extend(large_frame(2 << 20, 1));
+        v
+    });
+    assert!(
+        matches!(
+            err,
+            LinkError::BadFrame {
+                frame: BadFrame::LargeValue {
+                    len: 2097152,
+                    max: 1048576,
+                    offset: 32
+                },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains("the local space for large values takes at most 1048576"),
+        "{err}"
+    );
+    let (err, _) = bad_input_with_arena(backend, 1 << 16, 1 << 20, |_| {
+        let mut v = header(32, 3, 0);
+        v.resize(48, 0);
+        v
+    });
+    assert!(
+        matches!(
+            err,
+            LinkError::BadFrame {
+                frame: BadFrame::BadLargeRef { len: 32, offset: 0 },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+/// A sender whose body overruns the body credit: the mirror's arena holds
+/// one value its reader never releases, so the second value gets credit
+/// for only what is left of the arena.
+fn body_past_credit(backend: IoBackend) {
+    if !available(backend) {
+        return;
+    }
+    let arena = 1 << 20;
+    let first = arena - 4096;
+    let _dog = watchdog(WATCHDOG, "tcp body past credit");
+    let mname = unique("mirror");
+    let mut mirror = RingWriter::create(&mname, 1 << 16).unwrap();
+    mirror.set_large_bytes(arena).unwrap();
+    let consumer = RingReader::attach(&mname).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let receiver = thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        auth::accept(&mut stream, &secret()).unwrap();
+        tcp::receive_into_ring(stream, mirror, backend)
+    });
+    let mut stream = TcpStream::connect(addr).unwrap();
+    auth::connect(&mut stream, &secret(), 9).unwrap();
+    // Reads credit messages until a body grant of at least `want`.
+    let body_grant = |stream: &mut TcpStream, want: u64| loop {
+        let mut m = [0u8; 16];
+        stream.read_exact(&mut m).unwrap();
+        let g = u64::from_le_bytes(m[8..].try_into().unwrap());
+        if &m[..4] == b"CDcb" && g >= want {
+            return g;
+        }
+    };
+    stream.write_all(&large_frame(first as u64, 0)).unwrap();
+    assert_eq!(body_grant(&mut stream, first as u64), first as u64);
+    stream.write_all(&vec![0xCD; first]).unwrap();
+    stream.write_all(&large_frame(65536, 1)).unwrap();
+    let granted = body_grant(&mut stream, first as u64 + 1);
+    assert_eq!(
+        granted,
+        first as u64 + 4096,
+        "the arena's room, not the value"
+    );
+    let _ = stream.write_all(&vec![0xEF; 65536]);
+    let err = receiver.join().unwrap().unwrap_err();
+    drop(consumer);
+    assert!(
+        matches!(
+            err,
+            LinkError::CreditExceeded {
+                of: "of large values",
+                granted: g,
+                ..
+            } if g == granted
+        ),
+        "{err:?}"
+    );
 }
 
 fn garbage(backend: IoBackend) {
@@ -548,6 +816,26 @@ macro_rules! conformance {
                     128 << 10,
                     Duration::from_millis(1),
                 );
+            }
+
+            #[test]
+            fn large_values_land_in_the_mirrors_arena() {
+                large_round_trip($backend, 300, Duration::ZERO);
+            }
+
+            #[test]
+            fn large_values_slow_consumer_holds_back_producer() {
+                large_round_trip($backend, 200, Duration::from_millis(3));
+            }
+
+            #[test]
+            fn bad_frames_of_large_values() {
+                bad_large($backend);
+            }
+
+            #[test]
+            fn body_bytes_past_credit() {
+                body_past_credit($backend);
             }
 
             #[test]

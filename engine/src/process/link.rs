@@ -11,7 +11,7 @@ use std::thread;
 use std::time::Duration;
 
 use clusterduck_transport::auth::{self, Secret};
-use clusterduck_transport::tcp::{io_backend, receive_into_ring, send_ring, LinkError};
+use clusterduck_transport::tcp::{io_backend, receive_into_ring, send_ring};
 use clusterduck_transport::{RingName, RingReader, RingWriter};
 
 use crate::graph::NodeId;
@@ -117,23 +117,12 @@ pub(crate) fn serve(
                         return;
                     }
                 };
-                let (name, failed) = (node.clone(), control.clone());
                 let handle = thread::Builder::new()
                     .name(format!("{node}->#{consumer}"))
                     .spawn(move || {
                         // `send_ring` logs its own failure; the consumer's end
-                        // or the master reports what it means for the run,
-                        // but for a value the link cannot carry: this node
-                        // tells it, as a failure of its own.
-                        if let Err(e @ LinkError::OutOfLine { seq, .. }) =
-                            send_ring(reader, stream, io_backend())
-                        {
-                            failed.fail(Failure::Node {
-                                node: name,
-                                seq: Some(seq),
-                                message: e.to_string(),
-                            });
-                        }
+                        // or the master reports what it means for the run.
+                        let _ = send_ring(reader, stream, io_backend());
                     });
                 match handle {
                     Ok(handle) => started.0.lock().unwrap_or_else(|e| e.into_inner()).push(handle),
@@ -149,15 +138,36 @@ pub(crate) fn serve(
     senders
 }
 
-/// Connects node `me` to its remote upstream `producer` at `address` and
-/// returns the reader of the local mirror ring its frames land in.
+/// Where a consumer links to a remote upstream, and how.
+pub(crate) struct Upstream<'a> {
+    /// The upstream's name and data address.
+    pub(crate) name: &'a str,
+    pub(crate) address: &'a str,
+    /// The local mirror ring, its size and its space for large values (as
+    /// the producer's).
+    pub(crate) mirror: RingName,
+    pub(crate) ring_bytes: usize,
+    pub(crate) large_bytes: usize,
+}
+
+/// Connects node `me` (named `node`) to its remote upstream and returns the
+/// reader of the local mirror ring its frames land in. A link that breaks
+/// the protocol fails the node (`control`), naming the upstream; one that is
+/// lost is the producer's end: the master reports why.
 pub(crate) fn connect(
-    address: &str,
+    up: Upstream<'_>,
     secret: &Secret,
     me: NodeId,
-    mirror: RingName,
-    ring_bytes: usize,
+    node: &str,
+    control: Arc<RunControl>,
 ) -> Result<RingReader, String> {
+    let Upstream {
+        name: producer,
+        address,
+        mirror,
+        ring_bytes,
+        large_bytes,
+    } = up;
     let mut stream =
         TcpStream::connect(address).map_err(|e| format!("connecting to {address}: {e}"))?;
     let _ = stream.set_nodelay(true);
@@ -165,14 +175,25 @@ pub(crate) fn connect(
     auth::connect(&mut stream, secret, me as u32)
         .map_err(|e| format!("authenticating with {address}: {e}"))?;
     let _ = stream.set_read_timeout(None);
-    let writer = RingWriter::create(&mirror, ring_bytes).map_err(|e| e.to_string())?;
+    let mut writer = RingWriter::create(&mirror, ring_bytes).map_err(|e| e.to_string())?;
+    writer
+        .set_large_bytes(large_bytes)
+        .map_err(|e| format!("its space for large values: {e}"))?;
     let reader = RingReader::attach(&mirror).map_err(|e| e.to_string())?;
+    let (node, producer) = (node.to_owned(), producer.to_owned());
     thread::Builder::new()
         .name(format!("link<-{address}"))
         .spawn(move || {
             // `receive_into_ring` logs its own failure; the mirror's reader
-            // then sees its writer dropped, and the master reports the cause.
-            let _ = receive_into_ring(stream, writer, io_backend());
+            // then sees its writer dropped.
+            match receive_into_ring(stream, writer, io_backend()) {
+                Err(e) if !e.is_disconnect() => control.fail(Failure::Node {
+                    node,
+                    seq: None,
+                    message: format!("the link from {producer}: {e}"),
+                }),
+                _ => {}
+            }
         })
         .map_err(|e| e.to_string())?;
     Ok(reader)

@@ -330,14 +330,15 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<NodeEnd, NodeError> {
                     RingReader::attach(&ring_name)
                         .map_err(|e| setup(format!("attaching to the ring of {up_name}: {e}")))?
                 } else {
-                    link::connect(
-                        &addresses[*up],
-                        &secret,
-                        id,
-                        link::mirror_name(&config.run_id, up_name, &name).map_err(setup)?,
-                        config.ring_bytes as usize,
-                    )
-                    .map_err(|e| setup(format!("linking to {up_name}: {e}")))?
+                    let upstream = link::Upstream {
+                        name: up_name,
+                        address: &addresses[*up],
+                        mirror: link::mirror_name(&config.run_id, up_name, &name).map_err(setup)?,
+                        ring_bytes: config.ring_bytes as usize,
+                        large_bytes: config.large_bytes as usize,
+                    };
+                    link::connect(upstream, &secret, id, &name, control.clone())
+                        .map_err(|e| setup(format!("linking to {up_name}: {e}")))?
                 };
                 // The node's loop reads the ring itself, with the upstream's
                 // codec: this process built the whole topology, so it has

@@ -64,6 +64,14 @@
 //!   waits until `S` has sent three, then a while, and prints `K held 0
 //!   while S had sent <n>` (the producer waits for space: `n` stays 3), then
 //!   takes the rest. `CD_TEST_LOCAL=1` for local mode.
+//! - `lanes DIR` (with `CD_TEST_HOSTS=A,B`): on `A`, spout `L` sends 10
+//!   values of 8 MiB (each node's space for large values 32 MiB: three
+//!   such values) and spout `S`, once `L` has sent 6, sends 1000 small
+//!   values; on `B`, sink `KS` counts them, and sink `KL`, holding `L`'s
+//!   value 0, waits until `KS` got all 1000, then a while, prints `KL held
+//!   0 while KS got <n> and L had sent <m>` (the edge `S -> KS` did not
+//!   wait behind the stalled `L -> KL`: `n` is 1000; `L` is held back by
+//!   the full spaces: `m` stays 6), then takes the rest, checking each.
 //! - `archived N FAIL_AT DIR`: spout `S` sends words `0..N` (an id and a
 //!   text), one value refilled and sent by reference; worker `W` takes them archived, in place, forwards the even ones
 //!   as they are and emits the odd ones with their text upper-cased (and
@@ -108,6 +116,7 @@ fn main() -> ExitCode {
         "replicated" => return replicated(rest),
         "large" => return large(rest),
         "slowlarge" => return slow_large(rest),
+        "lanes" => return lanes(rest),
         other => panic!("unknown topology {other}"),
     };
     let mut t = Topology::new();
@@ -365,6 +374,73 @@ fn slow_large(rest: &[String]) -> ExitCode {
         Launch::local()
     } else {
         Launch::processes()
+    };
+    finish(t.launch(launch.dir(&dir).large_bytes(32 << 20)))
+}
+
+fn lanes(rest: &[String]) -> ExitCode {
+    const VALUE: usize = 8 << 20;
+    const SMALL: u64 = 1000;
+    let dir = std::path::PathBuf::from(&rest[0]);
+    let signals = clusterduck_tests::Signals::new(&dir);
+    // Only the master reads it; a node process builds the same topology,
+    // and its launch is not used.
+    let hosts: Vec<String> = std::env::var("CD_TEST_HOSTS")
+        .map(|h| h.split(',').map(str::to_owned).collect())
+        .unwrap_or_default();
+    let mut t = Topology::new();
+    let l_sent = signals.counter("L-sent");
+    let l = t.spout("L", move |out| {
+        for i in 0..10u64 {
+            out.send(i, vec![i as u8; VALUE])?;
+            l_sent.set(i + 1);
+        }
+        Ok(())
+    });
+    let l_seen = signals.counter("L-sent");
+    let s = t.spout("S", move |out| {
+        while l_seen.get() < 6 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        for i in 0..SMALL {
+            out.send(i, i)?;
+        }
+        Ok(())
+    });
+    let ks_got = signals.counter("KS-got");
+    let ks = t.sink("KS", &s, move |seq, v: u64| {
+        if seq != v {
+            return Err(format!("small value {seq} is {v}").into());
+        }
+        ks_got.set(seq + 1);
+        Ok(())
+    });
+    let (ks_seen, l_seen) = (signals.counter("KS-got"), signals.counter("L-sent"));
+    let kl = t.sink_archived("KL", &l, move |seq, v: &rkyv::Archived<Vec<u8>>| {
+        if v.len() != VALUE || v.iter().any(|b| u64::from(*b) != seq) {
+            return Err(format!("value {seq} is not what was sent").into());
+        }
+        if seq == 0 {
+            while ks_seen.get() < SMALL {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            // Then a while, for a seventh value of L's that must not come.
+            std::thread::sleep(Duration::from_millis(300));
+            println!(
+                "KL held 0 while KS got {} and L had sent {}",
+                ks_seen.get(),
+                l_seen.get()
+            );
+        }
+        Ok(())
+    });
+    let launch = match &hosts[..] {
+        [a, b] => Launch::hosts([a, b])
+            .place(&l, a)
+            .place(&s, a)
+            .place(&kl, b)
+            .place(&ks, b),
+        _ => Launch::processes(),
     };
     finish(t.launch(launch.dir(&dir).large_bytes(32 << 20)))
 }

@@ -162,6 +162,13 @@ impl RingReader {
         unsafe { std::slice::from_raw_parts(self.ring.at(from), (to - from) as usize) }
     }
 
+    /// The bytes of the large value `at` refers to, in place in the
+    /// writer's arena (mapped now if it was not yet): valid while the frame
+    /// that refers to them is unreleased.
+    pub(crate) fn large(&self, at: LargeRef) -> Result<&[u8], String> {
+        self.arena.bytes(&self.name.arena_path(), at)
+    }
+
     /// The address of ring position `pos`, for a send that outlives a
     /// borrow of `self`: see [`bytes`](Self::bytes) for what may be read.
     #[inline]

@@ -6,7 +6,7 @@ use rkyv::ser::allocator::Arena;
 use rkyv::util::AlignedVec;
 use rkyv::Serialize;
 
-use super::arena::{Arena as LargeArena, LARGE_CODE};
+use super::arena::{Arena as LargeArena, LargeRef, LARGE_CODE};
 use super::error::{CreateError, WaitReadersError, WriteError};
 use super::frame::{FrameBuf, FrameKind, FrameSerializer};
 use super::index::WriterIndex;
@@ -376,6 +376,37 @@ impl RingWriter {
     #[inline]
     pub(crate) unsafe fn publish_in_place(&mut self, pos: u64) {
         self.index.publish(self.ring.control(), pos);
+    }
+
+    /// The size of the arena of large values (0: there is none).
+    pub(crate) fn large_capacity(&self) -> u64 {
+        self.large.as_ref().map_or(0, LargeArena::capacity)
+    }
+
+    /// The arena's free space, where the next large value lands, after
+    /// freeing what every reader is done with: its address and length.
+    /// Only this side writes it, no frame a reader holds refers to it, and
+    /// it stays mapped while `self` lives; `None` if there is no arena.
+    pub(crate) fn large_room(&mut self) -> Option<(*mut u8, u64)> {
+        let mut arena = self.large.take()?;
+        self.release_arena(&mut arena);
+        let room = arena.free_space();
+        let room = (room.as_mut_ptr(), room.len() as u64);
+        self.large = Some(arena);
+        Some(room)
+    }
+
+    /// Takes the first `len` bytes of the [room](Self::large_room), landed
+    /// in place, as a large value whose frame ends at ring position
+    /// `frame_end`; returns where it lies, for that frame's payload.
+    pub(crate) fn land_large(&mut self, len: u64, frame_end: u64) -> LargeRef {
+        let arena = self
+            .large
+            .as_mut()
+            .expect("large values land only in an arena");
+        let at = arena.take(len as usize);
+        arena.hold(frame_end);
+        at
     }
 
     /// Writes a frame of `kind` holding `bytes`: in the ring, or out of

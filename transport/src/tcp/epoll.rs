@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use super::error::LinkError;
 use super::landing::{Landing, SPILL};
 use super::outbox::Outbox;
-use super::protocol::{credit, CREDIT_LEN};
+use super::protocol::{Grant, Outgoing, CREDIT_LEN};
 use super::sys::{self, Interest};
 use super::LinkStats;
 
@@ -33,7 +33,7 @@ pub(crate) fn send(mut out: Outbox, stream: TcpStream) -> Result<LinkStats, Link
         }
         // Nothing to send: wait for the producer (credit that comes
         // meanwhile waits in the socket).
-        out.refill(out.unqueued() == 0)?;
+        out.refill(!out.pending())?;
         // Credit, without waiting.
         loop {
             match sys::recv(fd, &mut buf) {
@@ -117,44 +117,39 @@ fn linger(stream: &TcpStream, out: &mut Outbox, buf: &mut [u8]) {
     }
 }
 
-/// Credit messages waiting for the socket: only the newest grant matters,
-/// but a message started must be finished.
+/// Credit messages waiting for the socket: only the newest grant of each
+/// kind matters, but messages started must be finished.
 #[derive(Debug, Default)]
 pub(crate) struct CreditOut {
-    msg: [u8; CREDIT_LEN],
-    /// Bytes of `msg` already sent; `CREDIT_LEN` when none is pending.
+    grants: Outgoing,
+    msg: [u8; 2 * CREDIT_LEN],
+    /// Bytes of `msg` to send, and already sent.
+    len: usize,
     off: usize,
-    newest: Option<u64>,
 }
 
 impl CreditOut {
-    pub(crate) fn new() -> Self {
-        CreditOut {
-            msg: [0; CREDIT_LEN],
-            off: CREDIT_LEN,
-            newest: None,
+    pub(crate) fn push(&mut self, grants: [Option<Grant>; 2]) {
+        for grant in grants.into_iter().flatten() {
+            self.grants.push(grant);
         }
     }
 
-    pub(crate) fn push(&mut self, granted: u64) {
-        self.newest = Some(granted);
-    }
-
     pub(crate) fn pending(&self) -> bool {
-        self.off < CREDIT_LEN || self.newest.is_some()
+        self.off < self.len || self.grants.pending()
     }
 
     /// Sends what it can without blocking.
     fn flush(&mut self, fd: i32) -> io::Result<()> {
         loop {
-            if self.off == CREDIT_LEN {
-                let Some(g) = self.newest.take() else {
-                    return Ok(());
-                };
-                self.msg = credit(g);
+            if self.off == self.len {
+                self.len = self.grants.take(&mut self.msg);
                 self.off = 0;
+                if self.len == 0 {
+                    return Ok(());
+                }
             }
-            match sys::send(fd, &self.msg[self.off..]) {
+            match sys::send(fd, &self.msg[self.off..self.len]) {
                 Ok(n) => self.off += n,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
                 Err(e) => return Err(e),
@@ -167,24 +162,23 @@ impl CreditOut {
 pub(crate) fn receive(mut land: Landing, stream: TcpStream) -> Result<LinkStats, LinkError> {
     let fd = stream.as_raw_fd();
     let peer = land.peer();
-    let mut credits = CreditOut::new();
+    let mut credits = CreditOut::default();
     let mut spill = [0u8; SPILL];
     let seq = loop {
-        if let Some(g) = land.grant(false) {
-            credits.push(g);
-        }
+        credits.push(land.grant(false));
         credits.flush(fd).map_err(io(peer))?;
-        let (dst, room) = land.room();
-        match sys::recv_two(fd, dst, room, &mut spill) {
+        let room = land.room();
+        let spill_len = if room.spill { SPILL } else { 0 };
+        match sys::recv_two(fd, room.at, room.len, &mut spill[..spill_len]) {
             Ok(0) => return Err(land.closed()),
             Ok(n) => {
-                if let Some(seq) = land.landed(n, room, &spill)? {
+                if let Some(seq) = land.landed(n, room.len, &spill)? {
                     break seq;
                 }
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                if let Some(g) = land.grant(true) {
-                    credits.push(g);
+                credits.push(land.grant(true));
+                if credits.pending() {
                     credits.flush(fd).map_err(io(peer))?;
                 }
                 land.flush();

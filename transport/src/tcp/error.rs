@@ -43,6 +43,30 @@ pub enum BadFrame {
         /// How many came.
         bytes: u64,
     },
+    /// A frame of a large value whose payload is not a 16-byte reference.
+    #[error("frame of a large value at offset {offset} with a {len}-byte payload (16 expected)")]
+    BadLargeRef {
+        /// The announced payload length.
+        len: u32,
+        /// Where its header starts.
+        offset: u64,
+    },
+    /// A large value longer than the local arena (0: there is none).
+    #[error("large value of {len} bytes at offset {offset}; the local space for large values takes at most {max}")]
+    LargeValue {
+        /// The value's length.
+        len: u64,
+        /// The local arena's size.
+        max: u64,
+        /// Where its frame starts.
+        offset: u64,
+    },
+    /// Bytes after the frame of a large value, before its body was granted.
+    #[error("{bytes} bytes after the frame of a large value, before credit for its body")]
+    AfterLarge {
+        /// How many came.
+        bytes: u64,
+    },
     /// The peer closed the connection inside a frame.
     #[error("connection closed inside a frame ({bytes} bytes of it came)")]
     Truncated {
@@ -94,9 +118,12 @@ pub enum LinkError {
         /// The local ring's largest payload.
         max: u64,
     },
-    /// The sender sent more bytes than the receiver had granted.
-    #[error("link with {peer}: {received} bytes received, only {granted} granted")]
+    /// The sender sent more bytes than the receiver had granted (of frames,
+    /// or of a large value's body).
+    #[error("link with {peer}: {received} bytes {of} received, only {granted} granted")]
     CreditExceeded {
+        /// `"of frames"` or `"of large values"`.
+        of: &'static str,
         /// The peer's address.
         peer: SocketAddr,
         /// Cumulative bytes granted.
@@ -104,16 +131,13 @@ pub enum LinkError {
         /// Cumulative bytes received (at least).
         received: u64,
     },
-    /// The producer's ring holds a value stored out of line (larger than a
-    /// quarter of the ring), which a link does not carry yet.
-    #[error("link with {peer}: the value with id {seq} ({len} bytes) is stored out of line, beyond a quarter of the ring, and values that large cannot cross hosts yet")]
-    OutOfLine {
+    /// The producer's arena of large values could not be read.
+    #[error("link with {peer}: {message}")]
+    Arena {
         /// The peer's address.
         peer: SocketAddr,
-        /// The value's id.
-        seq: u64,
-        /// Its length.
-        len: u64,
+        /// What failed.
+        message: String,
     },
     /// The sender got something other than credit messages from the receiver.
     #[error("link with {peer}: bad credit message: {credit}")]
@@ -145,6 +169,13 @@ impl LinkError {
         }
     }
 
+    /// Whether the connection was lost (reset, closed early, ...) rather
+    /// than the peer breaking the protocol: when a peer's process dies, its
+    /// links end this way.
+    pub fn is_disconnect(&self) -> bool {
+        matches!(self, LinkError::Io { .. } | LinkError::PeerClosed { .. })
+    }
+
     /// The peer this error is about, if it is about one.
     pub fn peer(&self) -> Option<SocketAddr> {
         match self {
@@ -153,7 +184,7 @@ impl LinkError {
             | LinkError::BadFrame { peer, .. }
             | LinkError::TooLarge { peer, .. }
             | LinkError::CreditExceeded { peer, .. }
-            | LinkError::OutOfLine { peer, .. }
+            | LinkError::Arena { peer, .. }
             | LinkError::BadCredit { peer, .. } => Some(*peer),
             _ => None,
         }

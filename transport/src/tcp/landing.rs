@@ -1,11 +1,14 @@
 //! The receiver's side of a link, without I/O: bytes from the network land
 //! in place in the mirror ring's free space, are checked frame by frame, and
-//! published; credit is granted as the ring frees space.
+//! published; credit is granted as the ring frees space. The body of a large
+//! value lands in place in the mirror's arena, and its frame is published
+//! once all of it came, pointing there.
 //!
-//! Stream offset `o` lands at ring position `base + o`. The receiver grants
-//! credit only below the ring's limit (slowest reader plus capacity), so the
-//! bytes a well-behaved sender sends always have room, and nothing blocks or
-//! buffers on this side beyond the ring.
+//! Frame stream offset `o` lands at ring position `base + o`. The receiver
+//! grants credit only below the ring's limit (slowest reader plus capacity),
+//! and body credit only for the body it awaits and within the arena's free
+//! space, so the bytes a well-behaved sender sends always have room, and
+//! nothing blocks or buffers on this side beyond the ring and the arena.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -13,7 +16,7 @@ use std::time::Duration;
 use crate::shm::RingWriter;
 
 use super::error::{BadFrame, LinkError};
-use super::protocol::{self, Grants};
+use super::protocol::{self, Grant, Grants, LARGE_FRAME_LEN};
 use super::LinkStats;
 
 /// Bytes past the credit a receive asks for: anything landing there is a
@@ -24,6 +27,25 @@ pub(crate) const SPILL: usize = 64;
 /// space (there is no descriptor to wait on for that).
 const WAIT_MIN: Duration = Duration::from_micros(50);
 const WAIT_MAX: Duration = Duration::from_millis(5);
+
+/// Where the next receive lands.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Room {
+    /// The first byte: ring or arena free space below the credit.
+    pub(crate) at: *mut u8,
+    /// How many bytes the credit covers there.
+    pub(crate) len: usize,
+    /// Whether bytes past `len` are an overrun to catch in a spill (else
+    /// they are the next frames, to leave in the socket).
+    pub(crate) spill: bool,
+}
+
+/// The body of a large value, landing in the arena.
+#[derive(Clone, Copy, Debug)]
+struct Body {
+    len: u64,
+    landed: u64,
+}
 
 /// The mirror ring and what has landed in it.
 #[derive(Debug)]
@@ -41,6 +63,13 @@ pub(crate) struct Landing {
     limit: u64,
     max_payload: u64,
     capacity: u64,
+    /// The body awaited after the frame at `parsed`, if one is.
+    body: Option<Body>,
+    /// Body bytes landed, all bodies together.
+    body_bytes: u64,
+    body_grants: Grants,
+    /// The arena's size (0: none).
+    max_large: u64,
     frames: u64,
     /// Published since the last flush.
     unflushed: bool,
@@ -51,6 +80,7 @@ impl Landing {
     pub(crate) fn new(writer: RingWriter, peer: SocketAddr) -> Self {
         let base = writer.published();
         let capacity = writer.capacity() as u64;
+        let max_large = writer.large_capacity();
         Landing {
             max_payload: writer.max_payload() as u64,
             writer,
@@ -61,6 +91,10 @@ impl Landing {
             grants: Grants::new(capacity),
             limit: 0,
             capacity,
+            body: None,
+            body_bytes: 0,
+            body_grants: Grants::new(max_large),
+            max_large,
             frames: 0,
             unflushed: false,
             wait: WAIT_MIN,
@@ -71,22 +105,103 @@ impl Landing {
         self.peer
     }
 
-    /// Where the next bytes land, and how many the credit covers. The memory
-    /// is the ring's free space: only this side writes it, and readers do
-    /// not see it until it is published; it stays valid while `self` lives.
+    /// Where the next bytes land, and how many the credit covers: the ring's
+    /// free space, or, while a body is awaited, the arena's. Only this side
+    /// writes that memory, readers do not see it until it is published, and
+    /// it stays valid while `self` lives.
     #[inline]
-    pub(crate) fn room(&self) -> (*mut u8, usize) {
-        let n = self.grants.granted() - self.received;
-        (self.writer.at(self.base + self.received), n as usize)
+    pub(crate) fn room(&mut self) -> Room {
+        match self.body {
+            None => Room {
+                at: self.writer.at(self.base + self.received),
+                len: (self.grants.granted() - self.received) as usize,
+                spill: true,
+            },
+            Some(body) => {
+                let (arena, _) = self.writer.large_room().expect("bodies land in an arena");
+                let left = body.len - body.landed;
+                let len = left.min(self.body_grants.granted() - self.body_bytes);
+                Room {
+                    // The body's bytes so far lie at the start of the free
+                    // space; its next ones follow, within the grant, which
+                    // is within the free space.
+                    at: arena.wrapping_add(body.landed as usize),
+                    len: len as usize,
+                    spill: len < left,
+                }
+            }
+        }
     }
 
-    /// `n` bytes landed at [`room`](Self::room), which had `room` bytes when
-    /// the receive started, and past it in `spill`. Bytes in the spill within
-    /// credit granted since (a receive in flight keeps its first room) move
-    /// into the ring; past the credit, they are the sender's fault. Checks
-    /// and publishes the whole frames; returns the End frame's seq when it
-    /// came.
+    /// `n` bytes landed at a [`Room`] of `room` bytes, and past it in
+    /// `spill`. Bytes in the spill within credit granted since (a receive in
+    /// flight keeps its first room) move to where they belong, after the
+    /// room; past the credit, they are the sender's fault. Checks and
+    /// publishes the whole frames; returns the End frame's seq when it came.
     pub(crate) fn landed(
+        &mut self,
+        n: usize,
+        room: usize,
+        spill: &[u8],
+    ) -> Result<Option<u64>, LinkError> {
+        match self.body {
+            Some(body) => self.landed_body(body, n, room, spill),
+            None => self.landed_frames(n, room, spill),
+        }
+    }
+
+    /// [`landed`](Self::landed) while `body` is awaited: its bytes go to the
+    /// arena; bytes past its end (in the spill: the room never goes past
+    /// it) are the frames after it.
+    fn landed_body(
+        &mut self,
+        body: Body,
+        n: usize,
+        room: usize,
+        spill: &[u8],
+    ) -> Result<Option<u64>, LinkError> {
+        let to_body = n.min((body.len - body.landed) as usize);
+        if self.body_bytes + to_body as u64 > self.body_grants.granted() {
+            return Err(LinkError::CreditExceeded {
+                peer: self.peer,
+                of: "of large values",
+                granted: self.body_grants.granted(),
+                received: self.body_bytes + to_body as u64,
+            });
+        }
+        if to_body > room {
+            let extra = &spill[..to_body - room];
+            let (arena, _) = self.writer.large_room().expect("bodies land in an arena");
+            // Credit granted since the receive started covers them
+            // (checked above), and credit never goes past the body's end
+            // nor the arena's free space: arena memory no reader sees, that
+            // only this side writes. The spill is ours.
+            // SAFETY: free arena memory only we write, in bounds, as above.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    extra.as_ptr(),
+                    arena.wrapping_add((body.landed + room as u64) as usize),
+                    extra.len(),
+                );
+            }
+        }
+        self.body_bytes += to_body as u64;
+        let landed = body.landed + to_body as u64;
+        self.body = Some(Body { landed, ..body });
+        self.wait = WAIT_MIN;
+        if landed < body.len {
+            return Ok(None);
+        }
+        self.land_body();
+        if n == to_body {
+            return Ok(None);
+        }
+        let after = &spill[to_body - room..n - room];
+        self.landed_frames(after.len(), 0, after)
+    }
+
+    /// [`landed`](Self::landed) while frames are awaited.
+    fn landed_frames(
         &mut self,
         n: usize,
         room: usize,
@@ -95,6 +210,7 @@ impl Landing {
         if self.received + n as u64 > self.grants.granted() {
             return Err(LinkError::CreditExceeded {
                 peer: self.peer,
+                of: "of frames",
                 granted: self.grants.granted(),
                 received: self.received + n as u64,
             });
@@ -125,7 +241,7 @@ impl Landing {
         // mapping, and `at` is valid for `capacity` bytes.
         // SAFETY: unpublished, completely received ring memory, as above.
         let bytes = unsafe { std::slice::from_raw_parts(self.writer.at(start), len) };
-        let walk = protocol::walk(bytes, self.max_payload)
+        let walk = protocol::walk(bytes, self.max_payload, self.max_large)
             .map_err(|e| LinkError::frame(self.peer, offset_by(e, self.parsed)))?;
         if walk.whole > 0 {
             self.parsed += walk.whole;
@@ -136,19 +252,58 @@ impl Landing {
             unsafe { self.writer.publish_in_place(self.base + self.parsed) };
             self.unflushed = true;
         }
+        if let Some(len) = walk.large {
+            self.body = Some(Body { len, landed: 0 });
+            if len == 0 {
+                self.land_body();
+            }
+        }
         self.wait = WAIT_MIN;
         Ok(walk.end.map(|(seq, _)| seq))
     }
 
-    /// The grant to send now, if any: new room is worth a message, or there
-    /// is any and this side is about to wait.
-    pub(crate) fn grant(&mut self, about_to_wait: bool) -> Option<u64> {
+    /// The body awaited came whole: points its frame (at `parsed`) at it in
+    /// the arena, and publishes the frame.
+    fn land_body(&mut self) {
+        let body = self.body.take().expect("a body");
+        let frame = self.base + self.parsed;
+        let frame_end = frame + LARGE_FRAME_LEN;
+        let at = self.writer.land_large(body.len, frame_end);
+        let payload = at.to_bytes();
+        // The frame lies whole in received, unpublished ring memory below
+        // the limit (`walk` stopped after it); only this side writes it.
+        // SAFETY: in bounds, unpublished, ours, as above.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                payload.as_ptr(),
+                self.writer.at(frame + protocol::HEADER_LEN),
+                payload.len(),
+            );
+        }
+        self.parsed += LARGE_FRAME_LEN;
+        self.frames += 1;
+        // SAFETY: a whole frame of a known kind follows what was published,
+        // below the limit, its value landed in the arena it now refers to.
+        unsafe { self.writer.publish_in_place(frame_end) };
+        self.unflushed = true;
+    }
+
+    /// The grants to send now: of frames, if new room is worth a message or
+    /// there is any and this side is about to wait; of the body awaited,
+    /// likewise, within the arena's free space.
+    pub(crate) fn grant(&mut self, about_to_wait: bool) -> [Option<Grant>; 2] {
         self.limit = self.writer.refresh_limit() - self.base;
-        let g = self.grants.next(self.limit, about_to_wait);
-        if g.is_some() {
+        let ring = self.grants.next(self.limit, about_to_wait).map(Grant::Ring);
+        let body = self.body.and_then(|body| {
+            let (_, free) = self.writer.large_room().expect("bodies land in an arena");
+            let start = self.body_bytes - body.landed;
+            let limit = start + body.len.min(free);
+            self.body_grants.next(limit, about_to_wait).map(Grant::Body)
+        });
+        if ring.is_some() || body.is_some() {
             self.wait = WAIT_MIN;
         }
-        g
+        [ring, body]
     }
 
     /// Wakes readers asleep on what was published; call before waiting.
@@ -160,12 +315,17 @@ impl Landing {
     }
 
     /// How long to wait for the socket before looking at the ring again:
-    /// forever if the ring is drained (its readers cannot free more space),
-    /// else a while, growing as nothing happens.
+    /// forever if the space the sender waits for cannot grow (the ring is
+    /// drained, or the body awaited has all the credit it needs), else a
+    /// while, growing as nothing happens.
     pub(crate) fn wait_timeout(&mut self) -> Option<Duration> {
-        if self.limit == self.parsed + self.capacity {
+        let waits_for_nothing = match self.body {
             // Partial frames count: `parsed`, not `received`, is published,
             // and a drained ring's limit is `published + capacity`.
+            None => self.limit == self.parsed + self.capacity,
+            Some(body) => self.body_grants.granted() == self.body_bytes - body.landed + body.len,
+        };
+        if waits_for_nothing {
             return None;
         }
         let t = self.wait;
@@ -175,12 +335,11 @@ impl Landing {
 
     /// The error for a stream that ended before the End frame.
     pub(crate) fn closed(&self) -> LinkError {
-        if self.received > self.parsed {
+        let inside = self.received - self.parsed + self.body.map_or(0, |b| b.landed);
+        if inside > 0 {
             LinkError::BadFrame {
                 peer: self.peer,
-                frame: BadFrame::Truncated {
-                    bytes: self.received - self.parsed,
-                },
+                frame: BadFrame::Truncated { bytes: inside },
             }
         } else {
             LinkError::PeerClosed { peer: self.peer }
@@ -191,7 +350,7 @@ impl Landing {
     pub(crate) fn finish(self, seq: u64) -> Result<LinkStats, LinkError> {
         let stats = LinkStats {
             frames: self.frames,
-            bytes: self.received,
+            bytes: self.received + self.body_bytes,
         };
         self.writer.finish(seq)?;
         Ok(stats)
@@ -214,6 +373,82 @@ fn offset_by(e: BadFrame, by: u64) -> BadFrame {
             len,
             offset: offset + by,
         },
+        BadFrame::BadLargeRef { len, offset } => BadFrame::BadLargeRef {
+            len,
+            offset: offset + by,
+        },
+        BadFrame::LargeValue { len, max, offset } => BadFrame::LargeValue {
+            len,
+            max,
+            offset: offset + by,
+        },
         e => e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shm::{FrameKind, RingName, RingReader};
+
+    fn header(len: u32, code: u32, seq: u64) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(&len.to_le_bytes());
+        v.extend_from_slice(&code.to_le_bytes());
+        v.extend_from_slice(&seq.to_le_bytes());
+        v
+    }
+
+    /// Copies `bytes` to where a receive would have put them.
+    fn put(at: *mut u8, bytes: &[u8]) {
+        // SAFETY: `at` is a room at least `bytes.len()` long (each call
+        // below stays within the room it was given).
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), at, bytes.len()) };
+    }
+
+    /// A receive started with less body credit than came by its end: the
+    /// spill holds the body's last bytes and the first of the next frame,
+    /// and each goes where it belongs.
+    #[test]
+    fn a_spill_holding_a_bodys_end_and_the_next_frame_is_split() {
+        let name = RingName::new(&format!("t{}_landing", std::process::id()), "m").unwrap();
+        let mut writer = RingWriter::create(&name, 1 << 16).unwrap();
+        writer.set_large_bytes(1 << 20).unwrap();
+        let mut reader = RingReader::attach(&name).unwrap();
+        let mut land = Landing::new(writer, "127.0.0.1:9".parse().unwrap());
+        assert!(matches!(land.grant(false), [Some(Grant::Ring(_)), None]));
+
+        // The frame of a large value of 1000 bytes; its body is awaited.
+        let mut frame = header(16, crate::shm::arena::LARGE_CODE, 5);
+        frame.extend(7u64.to_le_bytes());
+        frame.extend(1000u64.to_le_bytes());
+        let room = land.room();
+        put(room.at, &frame);
+        assert_eq!(land.landed(32, room.len, &[]).unwrap(), None);
+        assert_eq!(land.grant(true), [None, Some(Grant::Body(1000))]);
+        let room = land.room();
+        assert_eq!((room.len, room.spill), (1000, false));
+
+        // As if the receive had started with credit for 900 bytes: 900 in
+        // the room, then 64 in the spill, 100 of the body's, 24 of a frame.
+        let body: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+        put(room.at, &body[..900]);
+        let mut next = header(4, FrameKind::Data.code(), 6);
+        next.extend(*b"tail");
+        next.resize(32, 0);
+        let mut spill = body[900..].to_vec();
+        spill.extend(&next[..24]);
+        assert_eq!(land.landed(900 + 124, 900, &spill).unwrap(), None);
+        let room = land.room();
+        assert!(room.spill);
+        put(room.at, &next[24..]);
+        assert_eq!(land.landed(8, room.len, &[]).unwrap(), None);
+        land.flush();
+
+        let batch = reader.try_read().unwrap().expect("two frames");
+        let frames: Vec<_> = batch.iter().map(|f| f.unwrap()).collect();
+        assert_eq!(frames.len(), 2);
+        assert_eq!((frames[0].seq(), frames[0].bytes()), (5, &body[..]));
+        assert_eq!((frames[1].seq(), frames[1].bytes()), (6, &b"tail"[..]));
     }
 }

@@ -1,23 +1,47 @@
 //! The sender's side of a link, without I/O: which ring bytes go next, how
 //! much credit there is for them, and when the stream is done.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 
+use crate::shm::arena::LargeRef;
 use crate::shm::RingReader;
 
 use super::error::LinkError;
-use super::protocol::{self, Window};
+use super::protocol::{self, Window, LARGE_FRAME_LEN};
 use super::LinkStats;
 
-/// The producer ring's frames on their way to the socket. Positions are ring
-/// positions: `cursor <= sent <= queued <= known`.
+/// A large value to send after its frame: its body, from the producer's
+/// arena.
+#[derive(Debug)]
+struct Body {
+    /// Ring position of its frame.
+    frame: u64,
+    /// Where it lies in the arena.
+    src: LargeRef,
+    /// Bytes of it handed to the kernel, and taken by the socket.
+    queued: u64,
+    sent: u64,
+}
+
+impl Body {
+    /// Ring position where its frame ends: the body goes once the ring's
+    /// bytes up to there are in the socket.
+    fn after(&self) -> u64 {
+        self.frame + LARGE_FRAME_LEN
+    }
+}
+
+/// The producer ring's frames on their way to the socket, and the bodies of
+/// the large values among them. Positions are ring positions: `cursor <=
+/// sent <= queued <= known`.
 #[derive(Debug)]
 pub(crate) struct Outbox {
     reader: RingReader,
     peer: SocketAddr,
     /// Ring position of the first byte of the stream.
     base: u64,
-    /// Below this the socket has taken the bytes (released to the writer).
+    /// Below this the socket has taken the bytes.
     sent: u64,
     /// Below this the bytes were handed to the kernel (a send in flight).
     queued: u64,
@@ -25,8 +49,12 @@ pub(crate) struct Outbox {
     known: u64,
     /// Where the End frame ends, once it is known.
     end_at: Option<u64>,
+    /// The large values among the known frames not yet sent, in ring order.
+    bodies: VecDeque<Body>,
     window: Window,
     frames: u64,
+    /// Bytes of bodies the socket took.
+    body_bytes: u64,
 }
 
 impl Outbox {
@@ -40,8 +68,10 @@ impl Outbox {
             queued: base,
             known: base,
             end_at: None,
+            bodies: VecDeque::new(),
             window: Window::default(),
             frames: 0,
+            body_bytes: 0,
         }
     }
 
@@ -58,63 +88,127 @@ impl Outbox {
             return Ok(());
         };
         if end > self.known {
-            let count = protocol::count(self.reader.bytes(self.known, end));
-            if let Some((seq, len)) = count.large {
-                return Err(LinkError::OutOfLine {
-                    peer: self.peer,
-                    seq,
-                    len,
-                });
+            let known = self.known;
+            let bodies = &mut self.bodies;
+            let count = protocol::count(self.reader.bytes(known, end), |at, src| {
+                // An empty body has nothing to send (the receiver expects
+                // none); large values are never empty anyway.
+                if src.len == 0 {
+                    return;
+                }
+                bodies.push_back(Body {
+                    frame: known + at,
+                    src,
+                    queued: 0,
+                    sent: 0,
+                })
+            });
+            // Map each new body now, so that sending it cannot fail.
+            for body in self.bodies.iter().filter(|b| b.frame >= known) {
+                self.reader
+                    .large(body.src)
+                    .map_err(|message| LinkError::Arena {
+                        peer: self.peer,
+                        message,
+                    })?;
             }
             self.frames += count.frames;
-            self.end_at = count.end_at.map(|e| self.known + e);
+            self.end_at = count.end_at.map(|e| known + e);
             self.known = end;
         }
         Ok(())
     }
 
-    /// Bytes published and not yet handed to the kernel.
+    /// The body to send now, if the ring's bytes up to it are in the socket.
     #[inline]
-    pub(crate) fn unqueued(&self) -> u64 {
-        self.known - self.queued
+    fn body(&self) -> Option<&Body> {
+        self.bodies.front().filter(|b| b.after() == self.sent)
     }
 
-    /// The next bytes to send: as many published bytes as the credit covers
-    /// (possibly none). Valid until [`complete`](Self::complete) releases
-    /// them, whatever borrows of `self` end.
+    /// Ring bytes that may go before the next body.
+    #[inline]
+    fn ring_unqueued(&self) -> u64 {
+        self.bodies.front().map_or(self.known, Body::after) - self.queued
+    }
+
+    /// Whether bytes wait to go (whatever the credit).
+    #[inline]
+    pub(crate) fn pending(&self) -> bool {
+        self.known > self.queued || !self.bodies.is_empty()
+    }
+
+    /// The next bytes to send: ring bytes up to the next body, or the
+    /// body's, as many as the credit of their kind covers (possibly none).
+    /// Valid until [`complete`](Self::complete) releases them, whatever
+    /// borrows of `self` end.
     #[inline]
     pub(crate) fn next(&self) -> (*const u8, usize) {
-        let n = self.unqueued().min(self.window.available());
+        if let Some(b) = self.body() {
+            let n = (b.src.len - b.queued).min(self.window.body.available());
+            // `refill` mapped it; a body stays in the arena until its frame
+            // is released, after the last of its bytes is in the socket.
+            let bytes = self.reader.large(b.src).expect("mapped at refill");
+            return (bytes[b.queued as usize..].as_ptr(), n as usize);
+        }
+        let n = self.ring_unqueued().min(self.window.ring.available());
         (self.reader.at(self.queued), n as usize)
     }
 
     /// Counts `n` bytes from [`next`](Self::next) as handed to the kernel.
     #[inline]
     pub(crate) fn queue(&mut self, n: usize) {
-        self.queued += n as u64;
-        self.window.sent(n as u64);
+        if self.body().is_some() {
+            let b = self.bodies.front_mut().expect("a body");
+            b.queued += n as u64;
+            self.window.body.sent(n as u64);
+        } else {
+            self.queued += n as u64;
+            self.window.ring.sent(n as u64);
+        }
     }
 
-    /// `n` bytes of what was queued are in the socket: release them.
+    /// `n` bytes of what was queued are in the socket: release them, but
+    /// for the frame of a large value whose body is still to go.
     #[inline]
     pub(crate) fn complete(&mut self, n: usize) {
-        self.sent += n as u64;
-        debug_assert!(self.sent <= self.queued);
-        self.reader.release_to(self.sent);
+        if self.body().is_some() {
+            let b = self.bodies.front_mut().expect("a body");
+            b.sent += n as u64;
+            self.body_bytes += n as u64;
+            debug_assert!(b.sent <= b.queued);
+            if b.sent == b.src.len {
+                self.bodies.pop_front();
+            }
+        } else {
+            self.sent += n as u64;
+            debug_assert!(self.sent <= self.queued);
+        }
+        let release = self
+            .bodies
+            .front()
+            .map_or(self.sent, |b| b.frame.min(self.sent));
+        self.reader.release_to(release);
     }
 
     /// A queued send that took only part of its bytes: the rest go again.
     #[inline]
     pub(crate) fn requeue_from_sent(&mut self) {
-        let back = self.queued - self.sent;
-        self.queued = self.sent;
-        self.window.unsend(back);
+        if self.body().is_some() {
+            let b = self.bodies.front_mut().expect("a body");
+            let back = b.queued - b.sent;
+            b.queued = b.sent;
+            self.window.body.unsend(back);
+        } else {
+            let back = self.queued - self.sent;
+            self.queued = self.sent;
+            self.window.ring.unsend(back);
+        }
     }
 
     /// Whether the End frame is in the socket.
     #[inline]
     pub(crate) fn done(&self) -> bool {
-        self.end_at == Some(self.sent)
+        self.end_at == Some(self.sent) && self.bodies.is_empty()
     }
 
     /// Takes credit messages.
@@ -127,16 +221,19 @@ impl Outbox {
             })
     }
 
-    /// Whether all published bytes are queued and the credit is used up.
+    /// Whether bytes wait to go and the credit of their kind is used up.
     #[inline]
     pub(crate) fn starved(&self) -> bool {
-        self.unqueued() > 0 && self.window.available() == 0
+        match self.body() {
+            Some(b) => b.queued < b.src.len && self.window.body.available() == 0,
+            None => self.ring_unqueued() > 0 && self.window.ring.available() == 0,
+        }
     }
 
     pub(crate) fn stats(&self) -> LinkStats {
         LinkStats {
             frames: self.frames,
-            bytes: self.sent - self.base,
+            bytes: self.sent - self.base + self.body_bytes,
         }
     }
 }

@@ -5,9 +5,21 @@
 //! After the handshake ([`crate::auth`]) a data connection carries:
 //! - sender → receiver: the producer ring's frames, byte for byte as they lie
 //!   in the ring (16-byte header `len: u32, kind: u32, seq: u64`, little
-//!   endian, then the payload padded to 16 bytes), ending with the End frame;
-//! - receiver → sender: [credit messages](CREDIT_LEN), each the cumulative
-//!   number of stream bytes the sender may have sent.
+//!   endian, then the payload padded to 16 bytes), ending with the End frame.
+//!   A frame that refers to a large value in the producer's arena (kind
+//!   code 3, a 16-byte [`LargeRef`]) is followed by the value's *body*: its
+//!   `len` bytes, unpadded, sent straight from the arena and landed straight
+//!   in the mirror's arena;
+//! - receiver → sender: [credit messages](CREDIT_LEN), each a cumulative
+//!   grant: of stream bytes of frames (`Grant::Ring`), or of body bytes
+//!   (`Grant::Body`).
+//!
+//! The receiver grants body bytes only for the body it is landing (never
+//! beyond its end, never beyond its arena's free space), and only once it
+//! has seen the frame that announces it; so a sender that sent such a frame
+//! waits for body credit before it sends anything more, and every receive
+//! lands either frames (in the ring) or one body's bytes (in the arena),
+//! never both: no byte of a large value is copied in user space.
 
 use crate::shm::arena::{LargeRef, LARGE_CODE};
 use crate::shm::FrameKind;
@@ -17,12 +29,17 @@ use super::error::BadFrame;
 /// Size of a frame header on the wire (and in a ring).
 pub(crate) const HEADER_LEN: u64 = 16;
 
-/// Size of a credit message: magic `CDcr` (4 bytes), 4 zero bytes, then the
-/// cumulative grant (`u64`, little endian).
+/// Size of a credit message: magic `CDcr` (frames) or `CDcb` (bodies),
+/// 4 zero bytes, then the cumulative grant (`u64`, little endian).
 pub(crate) const CREDIT_LEN: usize = 16;
 
-/// Opens every credit message.
-const CREDIT_MAGIC: [u8; 4] = *b"CDcr";
+/// Opens a credit message for the frames' stream bytes.
+const RING_MAGIC: [u8; 4] = *b"CDcr";
+/// Opens a credit message for large values' body bytes.
+const BODY_MAGIC: [u8; 4] = *b"CDcb";
+
+/// The size of a frame that refers to a large value.
+pub(crate) const LARGE_FRAME_LEN: u64 = frame_size(16);
 
 /// The bytes a frame with a `len`-byte payload takes on the wire.
 #[inline]
@@ -64,18 +81,53 @@ pub(crate) struct Walk {
     pub(crate) frames: u64,
     /// The End frame's seq and the bytes it takes, if it came.
     pub(crate) end: Option<(u64, u64)>,
+    /// The length of the large value whose frame came last (at `whole`),
+    /// if one did: its body comes next.
+    pub(crate) large: Option<u64>,
 }
 
 /// Walks the frames at the start of `bytes`, checking each header: a known
-/// kind, a payload of at most `max_payload` bytes, an empty End. Stops at the
-/// first incomplete frame or after the End frame (bytes after End are an
-/// error: End is the last thing a sender sends).
-pub(crate) fn walk(bytes: &[u8], max_payload: u64) -> Result<Walk, BadFrame> {
+/// kind, a payload of at most `max_payload` bytes, an empty End, a large
+/// value of at most `max_large` bytes. Stops at the first incomplete frame,
+/// after the End frame (bytes after End are an error: End is the last thing
+/// a sender sends) or after the frame of a large value (bytes after it are
+/// an error: its body comes only once credit for it was granted).
+pub(crate) fn walk(bytes: &[u8], max_payload: u64, max_large: u64) -> Result<Walk, BadFrame> {
     let mut w = Walk::default();
     let mut pos = 0u64;
     let total = bytes.len() as u64;
     while total - pos >= HEADER_LEN {
         let h = Header::parse(&bytes[pos as usize..(pos + HEADER_LEN) as usize]);
+        if h.code == LARGE_CODE {
+            if total - pos < LARGE_FRAME_LEN {
+                break;
+            }
+            let payload = &bytes[(pos + HEADER_LEN) as usize..(pos + LARGE_FRAME_LEN) as usize];
+            let r = match LargeRef::from_bytes(payload) {
+                Some(r) if h.len == 16 => r,
+                _ => {
+                    return Err(BadFrame::BadLargeRef {
+                        len: h.len,
+                        offset: pos,
+                    })
+                }
+            };
+            if r.len > max_large {
+                return Err(BadFrame::LargeValue {
+                    len: r.len,
+                    max: max_large,
+                    offset: pos,
+                });
+            }
+            if total - pos > LARGE_FRAME_LEN {
+                return Err(BadFrame::AfterLarge {
+                    bytes: total - pos - LARGE_FRAME_LEN,
+                });
+            }
+            w.whole = pos;
+            w.large = Some(r.len);
+            return Ok(w);
+        }
         let Some(kind) = h.kind else {
             return Err(BadFrame::UnknownKind {
                 code: h.code,
@@ -123,30 +175,28 @@ pub(crate) fn walk(bytes: &[u8], max_payload: u64) -> Result<Walk, BadFrame> {
 /// What [`count`] found among frames to send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub(crate) struct Count {
-    /// Data frames.
+    /// Data frames (large values' included).
     pub(crate) frames: u64,
     /// Where the End frame ends, if one is there.
     pub(crate) end_at: Option<u64>,
-    /// The id and length of the first value stored out of line, if any
-    /// (counting stops there: it cannot be sent).
-    pub(crate) large: Option<(u64, u64)>,
 }
 
-/// Counts the Data frames among whole frames from a trusted ring, and says
-/// where the End frame ends if one is there.
-pub(crate) fn count(bytes: &[u8]) -> Count {
+/// Counts the Data frames among whole frames from a trusted ring, says
+/// where the End frame ends if one is there, and calls `large` with the
+/// offset and reference of each frame that refers to a large value.
+pub(crate) fn count(bytes: &[u8], mut large: impl FnMut(u64, LargeRef)) -> Count {
     let mut c = Count::default();
     let mut pos = 0u64;
     let total = bytes.len() as u64;
     while total - pos >= HEADER_LEN {
         let h = Header::parse(&bytes[pos as usize..(pos + HEADER_LEN) as usize]);
-        if h.code == LARGE_CODE {
-            let payload = &bytes[(pos + HEADER_LEN) as usize..];
-            let len = LargeRef::from_bytes(&payload[..16.min(payload.len())]).map_or(0, |r| r.len);
-            c.large = Some((h.seq, len));
-            return c;
-        }
         let size = frame_size(u64::from(h.len));
+        if h.code == LARGE_CODE {
+            let payload = &bytes[(pos + HEADER_LEN) as usize..(pos + size) as usize];
+            if let Some(r) = LargeRef::from_bytes(payload) {
+                large(pos, r);
+            }
+        }
         pos += size;
         match h.kind {
             Some(FrameKind::End) => {
@@ -159,13 +209,66 @@ pub(crate) fn count(bytes: &[u8]) -> Count {
     c
 }
 
-/// A credit message granting `granted` cumulative bytes.
+/// A grant of credit: cumulative bytes the sender may have sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Grant {
+    /// Of the frames' stream.
+    Ring(u64),
+    /// Of large values' bodies.
+    Body(u64),
+}
+
+/// The credit message of `grant`.
 #[inline]
-pub(crate) fn credit(granted: u64) -> [u8; CREDIT_LEN] {
+pub(crate) fn credit(grant: Grant) -> [u8; CREDIT_LEN] {
+    let (magic, granted) = match grant {
+        Grant::Ring(g) => (RING_MAGIC, g),
+        Grant::Body(g) => (BODY_MAGIC, g),
+    };
     let mut m = [0u8; CREDIT_LEN];
-    m[..4].copy_from_slice(&CREDIT_MAGIC);
+    m[..4].copy_from_slice(&magic);
     m[8..].copy_from_slice(&granted.to_le_bytes());
     m
+}
+
+/// The grants waiting to go to the sender: only the newest of each kind
+/// matters.
+#[derive(Debug, Default)]
+pub(crate) struct Outgoing {
+    ring: Option<u64>,
+    body: Option<u64>,
+}
+
+impl Outgoing {
+    /// Queues `grant`, replacing an older one of its kind.
+    pub(crate) fn push(&mut self, grant: Grant) {
+        match grant {
+            Grant::Ring(g) => self.ring = Some(g),
+            Grant::Body(g) => self.body = Some(g),
+        }
+    }
+
+    /// Whether a grant waits.
+    pub(crate) fn pending(&self) -> bool {
+        self.ring.is_some() || self.body.is_some()
+    }
+
+    /// The messages of the grants waiting, written into `buf`; returns their
+    /// length (0 if none waits).
+    pub(crate) fn take(&mut self, buf: &mut [u8; 2 * CREDIT_LEN]) -> usize {
+        let mut n = 0;
+        for grant in [
+            self.ring.take().map(Grant::Ring),
+            self.body.take().map(Grant::Body),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            buf[n..n + CREDIT_LEN].copy_from_slice(&credit(grant));
+            n += CREDIT_LEN;
+        }
+        n
+    }
 }
 
 /// Why the sender rejected what the receiver sent.
@@ -184,19 +287,16 @@ pub enum BadCredit {
     },
 }
 
-/// The sender's view of its credit: parses credit messages (which a TCP
-/// stream may split anywhere) and says how much may be sent.
-#[derive(Debug, Default)]
-pub(crate) struct Window {
+/// One kind of credit as the sender counts it.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Credit {
     /// Cumulative bytes the receiver granted.
     granted: u64,
     /// Cumulative bytes sent (or handed to the kernel).
     sent: u64,
-    carry: [u8; CREDIT_LEN],
-    carried: usize,
 }
 
-impl Window {
+impl Credit {
     /// Bytes that may be sent now.
     #[inline]
     pub(crate) fn available(&self) -> u64 {
@@ -216,6 +316,31 @@ impl Window {
         self.sent -= n;
     }
 
+    fn grant(&mut self, granted: u64) -> Result<(), BadCredit> {
+        if granted < self.granted {
+            return Err(BadCredit::Shrank {
+                granted,
+                before: self.granted,
+            });
+        }
+        self.granted = granted;
+        Ok(())
+    }
+}
+
+/// The sender's view of its credit: parses credit messages (which a TCP
+/// stream may split anywhere) and says how much may be sent.
+#[derive(Debug, Default)]
+pub(crate) struct Window {
+    /// For the frames' stream.
+    pub(crate) ring: Credit,
+    /// For large values' bodies.
+    pub(crate) body: Credit,
+    carry: [u8; CREDIT_LEN],
+    carried: usize,
+}
+
+impl Window {
     /// Takes bytes received from the peer.
     pub(crate) fn receive(&mut self, mut bytes: &[u8]) -> Result<(), BadCredit> {
         while !bytes.is_empty() {
@@ -226,28 +351,30 @@ impl Window {
             if self.carried == CREDIT_LEN {
                 self.carried = 0;
                 let m = self.carry;
-                if m[..4] != CREDIT_MAGIC || m[4..8] != [0; 4] {
-                    return Err(BadCredit::Garbage(m[..8].try_into().expect("8 bytes")));
-                }
                 let granted = u64::from_le_bytes(m[8..].try_into().expect("8 bytes"));
-                if granted < self.granted {
-                    return Err(BadCredit::Shrank {
-                        granted,
-                        before: self.granted,
-                    });
-                }
-                self.granted = granted;
+                let credit = match m[..4].try_into().expect("4 bytes") {
+                    _ if m[4..8] != [0; 4] => None,
+                    RING_MAGIC => Some(&mut self.ring),
+                    BODY_MAGIC => Some(&mut self.body),
+                    _ => None,
+                };
+                let Some(credit) = credit else {
+                    return Err(BadCredit::Garbage(m[..8].try_into().expect("8 bytes")));
+                };
+                credit.grant(granted)?;
             }
         }
         Ok(())
     }
 }
 
-/// When the receiver grants credit: it may grant up to the mirror ring's
-/// limit (stream offset below which the ring has room); it does once the new
-/// room is worth a message (an eighth of the ring), or whenever there is any
-/// and it is about to wait, so that a sender short of credit is never left
-/// waiting for room the ring already has.
+/// When the receiver grants credit of one kind: it may grant up to a limit
+/// (for frames, the stream offset below which the mirror ring has room; for
+/// bodies, the end of the body being landed or of the arena's room for it,
+/// whichever is first); it does once the new room is worth a message (an
+/// eighth of the ring or arena), or whenever there is any and it is about
+/// to wait, so that a sender short of credit is never left waiting for room
+/// the receiver already has.
 #[derive(Debug)]
 pub(crate) struct Grants {
     granted: u64,
@@ -301,66 +428,137 @@ mod tests {
         let full = b.len() as u64;
         b.extend(frame(2, 0, 3));
         assert_eq!(
-            walk(&b, 100),
+            walk(&b, 100, 0),
             Ok(Walk {
                 whole: full,
                 frames: 2,
-                end: Some((3, 16))
+                end: Some((3, 16)),
+                large: None
             })
         );
         for cut in 0..b.len() - 16 {
-            let w = walk(&b[..cut], 100).unwrap();
+            let w = walk(&b[..cut], 100, 0).unwrap();
             assert!(w.whole <= cut as u64 && w.end.is_none());
         }
         assert_eq!(
-            count(&b),
+            count(&b, |_, _| panic!("no large value")),
             Count {
                 frames: 2,
                 end_at: Some(b.len() as u64),
-                large: None
             }
         );
+    }
+
+    fn large_frame(seq: u64, len: u64) -> Vec<u8> {
+        let mut v = frame(LARGE_CODE, 16, seq);
+        v[16..].copy_from_slice(&LargeRef { pos: 4096, len }.to_bytes());
+        v
+    }
+
+    #[test]
+    fn walk_stops_after_the_frame_of_a_large_value() {
+        let mut b = frame(1, 5, 1);
+        let before = b.len() as u64;
+        b.extend(large_frame(2, 1000));
+        for cut in 0..b.len() {
+            let w = walk(&b[..cut], 100, 1000).unwrap();
+            assert_eq!(w.large, None, "cut at {cut}");
+        }
+        let w = walk(&b, 100, 1000).unwrap();
+        assert_eq!((w.whole, w.frames, w.large), (before, 1, Some(1000)));
+        // Its body comes only once credit for it was granted.
+        let mut after = b.clone();
+        after.extend([7; 3]);
+        assert_eq!(
+            walk(&after, 100, 1000),
+            Err(BadFrame::AfterLarge { bytes: 3 })
+        );
+        // Larger than the arena, or with no arena at all.
+        assert_eq!(
+            walk(&b, 100, 999),
+            Err(BadFrame::LargeValue {
+                len: 1000,
+                max: 999,
+                offset: before
+            })
+        );
+        let mut bad = large_frame(2, 10);
+        bad[0] = 8;
+        assert_eq!(
+            walk(&bad, 100, 1000),
+            Err(BadFrame::BadLargeRef { len: 8, offset: 0 })
+        );
+        let mut seen = Vec::new();
+        b.extend(frame(2, 0, 3));
+        let c = count(&b, |at, r| seen.push((at, r.len)));
+        assert_eq!(c.frames, 2);
+        assert_eq!(seen, vec![(before, 1000)]);
     }
 
     #[test]
     fn walk_rejects_bad_headers() {
         assert!(matches!(
-            walk(&frame(9, 0, 0), 100),
+            walk(&frame(9, 0, 0), 100, 0),
             Err(BadFrame::UnknownKind { code: 9, offset: 0 })
         ));
         assert!(matches!(
-            walk(&frame(1, 101, 0)[..16], 100),
+            walk(&frame(1, 101, 0)[..16], 100, 0),
             Err(BadFrame::TooLarge { len: 101, .. })
         ));
         assert!(matches!(
-            walk(&frame(2, 4, 0), 100),
+            walk(&frame(2, 4, 0), 100, 0),
             Err(BadFrame::EndWithPayload { len: 4, .. })
         ));
         let mut b = frame(2, 0, 0);
         b.push(0);
         assert!(matches!(
-            walk(&b, 100),
+            walk(&b, 100, 0),
             Err(BadFrame::AfterEnd { bytes: 1 })
         ));
     }
 
     #[test]
-    fn window_parses_split_credits_and_rejects_garbage() {
+    fn window_parses_split_credits_of_both_kinds_and_rejects_garbage() {
         let mut w = Window::default();
-        let mut bytes = credit(100).to_vec();
-        bytes.extend(credit(250));
+        let mut bytes = credit(Grant::Ring(100)).to_vec();
+        bytes.extend(credit(Grant::Body(70)));
+        bytes.extend(credit(Grant::Ring(250)));
         for chunk in bytes.chunks(5) {
             w.receive(chunk).unwrap();
         }
-        assert_eq!(w.available(), 250);
-        w.sent(200);
-        assert_eq!(w.available(), 50);
+        assert_eq!((w.ring.available(), w.body.available()), (250, 70));
+        w.ring.sent(200);
+        w.body.sent(70);
+        assert_eq!((w.ring.available(), w.body.available()), (50, 0));
         assert!(matches!(
-            w.receive(&credit(10)),
+            w.receive(&credit(Grant::Ring(10))),
             Err(BadCredit::Shrank { .. })
+        ));
+        assert!(matches!(
+            w.receive(&credit(Grant::Body(69))),
+            Err(BadCredit::Shrank {
+                granted: 69,
+                before: 70
+            })
         ));
         let mut w = Window::default();
         assert!(matches!(w.receive(&[1; 16]), Err(BadCredit::Garbage(_))));
+    }
+
+    #[test]
+    fn outgoing_keeps_the_newest_grant_of_each_kind() {
+        let mut out = Outgoing::default();
+        let mut buf = [0u8; 2 * CREDIT_LEN];
+        assert_eq!(out.take(&mut buf), 0);
+        out.push(Grant::Ring(5));
+        out.push(Grant::Body(9));
+        out.push(Grant::Ring(8));
+        assert!(out.pending());
+        assert_eq!(out.take(&mut buf), 2 * CREDIT_LEN);
+        assert!(!out.pending());
+        let mut w = Window::default();
+        w.receive(&buf).unwrap();
+        assert_eq!((w.ring.available(), w.body.available()), (8, 9));
     }
 
     #[test]

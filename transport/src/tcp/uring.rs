@@ -30,7 +30,7 @@ use super::epoll::{io, LINGER};
 use super::error::LinkError;
 use super::landing::{Landing, SPILL};
 use super::outbox::Outbox;
-use super::protocol::{credit, CREDIT_LEN};
+use super::protocol::{Outgoing, CREDIT_LEN};
 use super::LinkStats;
 
 /// Submission queue size: at most two operations are ever in flight.
@@ -161,7 +161,7 @@ pub(crate) fn send(mut out: Outbox, stream: TcpStream) -> Result<LinkStats, Link
                 return Ok(());
             }
             if sending.is_none() {
-                out.refill(out.unqueued() == 0)?;
+                out.refill(!out.pending())?;
             }
             if !recv_armed && !eof {
                 let recv = opcode::Recv::new(fd, credit_buf.as_mut_ptr(), credit_buf.len() as u32)
@@ -266,23 +266,24 @@ struct RecvBufs {
     iov: [libc::iovec; 2],
     msg: libc::msghdr,
     spill: [u8; SPILL],
-    credit: [u8; CREDIT_LEN],
+    credit: [u8; 2 * CREDIT_LEN],
 }
 
-/// Sends the newest grant, unless a credit send is in flight.
+/// Sends the newest grants, unless a credit send is in flight; returns the
+/// length of the send it started.
 fn send_credit(
     driver: &mut Driver,
     bufs: &mut RecvBufs,
     fd: types::Fd,
-    sending: &mut bool,
-    newest: &mut Option<u64>,
+    sending: &mut Option<usize>,
+    grants: &mut Outgoing,
 ) {
-    if *sending {
+    if sending.is_some() {
         return;
     }
-    if let Some(g) = newest.take() {
-        bufs.credit = credit(g);
-        let send = opcode::Send::new(fd, bufs.credit.as_ptr(), CREDIT_LEN as u32)
+    let n = grants.take(&mut bufs.credit);
+    if n > 0 {
+        let send = opcode::Send::new(fd, bufs.credit.as_ptr(), n as u32)
             .flags(libc::MSG_NOSIGNAL | libc::MSG_WAITALL)
             .build()
             .user_data(SEND);
@@ -290,7 +291,7 @@ fn send_credit(
         // (`quiesce` reaps them before it is dropped); `credit` is not
         // written again until this send completes (`sending`).
         unsafe { driver.push(send) };
-        *sending = true;
+        *sending = Some(n);
     }
 }
 
@@ -303,20 +304,21 @@ pub(crate) fn receive(mut land: Landing, stream: TcpStream) -> Result<LinkStats,
     let mut driver = Driver::new().map_err(io(peer))?;
     let fd = types::Fd(stream.as_raw_fd());
     let mut receiving: Option<usize> = None;
-    let mut sending = false;
-    let mut newest: Option<u64> = None;
+    let mut sending: Option<usize> = None;
+    let mut grants = Outgoing::default();
     let mut run = |driver: &mut Driver, bufs: &mut RecvBufs, land: &mut Landing| {
         loop {
-            if let Some(g) = land.grant(false) {
-                newest = Some(g);
-            }
-            send_credit(driver, bufs, fd, &mut sending, &mut newest);
+            land.grant(false)
+                .into_iter()
+                .flatten()
+                .for_each(|g| grants.push(g));
+            send_credit(driver, bufs, fd, &mut sending, &mut grants);
             if receiving.is_none() {
-                let (dst, room) = land.room();
+                let room = land.room();
                 bufs.iov = [
                     libc::iovec {
-                        iov_base: dst.cast(),
-                        iov_len: room,
+                        iov_base: room.at.cast(),
+                        iov_len: room.len,
                     },
                     libc::iovec {
                         iov_base: bufs.spill.as_mut_ptr().cast(),
@@ -324,33 +326,35 @@ pub(crate) fn receive(mut land: Landing, stream: TcpStream) -> Result<LinkStats,
                     },
                 ];
                 bufs.msg.msg_iov = bufs.iov.as_mut_ptr();
-                bufs.msg.msg_iovlen = 2;
+                bufs.msg.msg_iovlen = if room.spill { 2 } else { 1 };
                 let recv = opcode::RecvMsg::new(fd, &mut bufs.msg)
                     .build()
                     .user_data(RECV);
-                // The first vector is the mirror's free space below
-                // the credit granted, which only this side writes and which
+                // The first vector is the mirror's free space (of its
+                // ring, or of its arena for a body) below the credit
+                // granted, which only this side writes and which
                 // stays mapped while `land` lives (it outlives the driver's
                 // operations); the message, vectors and spill are boxed and
                 // outlive them too (`quiesce`).
                 // SAFETY: every buffer outlives the operation, as above.
                 unsafe { driver.push(recv) };
-                receiving = Some(room);
+                receiving = Some(room.len);
             }
             let mut got = driver.turn(0, None).map_err(io(peer))?;
             if got.is_empty() {
-                if let Some(g) = land.grant(true) {
-                    newest = Some(g);
-                    send_credit(driver, bufs, fd, &mut sending, &mut newest);
-                }
+                land.grant(true)
+                    .into_iter()
+                    .flatten()
+                    .for_each(|g| grants.push(g));
+                send_credit(driver, bufs, fd, &mut sending, &mut grants);
                 land.flush();
                 let timeout = land.wait_timeout();
                 got = driver.turn(1, timeout).map_err(io(peer))?;
             }
             for (what, result) in got {
                 if what == SEND {
-                    sending = false;
-                    if done(result).map_err(io(peer))? < CREDIT_LEN {
+                    let n = sending.take().expect("a credit send in flight");
+                    if done(result).map_err(io(peer))? < n {
                         let short = io::Error::new(io::ErrorKind::WriteZero, "short credit send");
                         return Err(io(peer)(short));
                     }
