@@ -48,6 +48,9 @@ const USAGE: &str = "usage: clusterduck-bench [OPTIONS]
   --spouts N                    wide: how many spouts (default 8)
   --hosts N                     tcp across the test hosts: cd-h1..cd-hN (default 2)
   --fanout W                    the launch tree's width (default 32)
+  --one-hop                     pipe across test hosts: S on the first, W and K
+                                on the second (each value crosses once, as
+                                iperf3's stream); default round-robin
   --runs R                      runs per configuration; the median is printed (default 3)
   --sweep batch|spin|ring-bytes measure a range of values
   --dir DIR                     node logs (default /tmp/clusterduck-bench)
@@ -120,6 +123,7 @@ fn parse(args: &[String]) -> Result<Plan, String> {
         spouts: 8,
         hosts: 2,
         fanout: clusterduck::DEFAULT_FANOUT,
+        one_hop: false,
     };
     let mut runs = 3;
     let mut json = false;
@@ -153,6 +157,7 @@ fn parse(args: &[String]) -> Result<Plan, String> {
             "--spouts" => base.spouts = number(value()?)?.max(1),
             "--hosts" => base.hosts = number(value()?)?.max(1) as usize,
             "--fanout" => base.fanout = number(value()?)?.max(1) as usize,
+            "--one-hop" => base.one_hop = true,
             "--runs" => runs = number(value()?)?.max(1) as usize,
             "--dir" => base.dir = value()?,
             "--json" => json = true,
@@ -228,6 +233,7 @@ fn single_args(config: &Config) -> Vec<String> {
         config.spouts.to_string(),
         config.hosts.to_string(),
         config.fanout.to_string(),
+        config.one_hop.to_string(),
     ]
 }
 
@@ -319,6 +325,7 @@ fn single(args: &[String]) -> ExitCode {
             spouts: num(14)?,
             hosts: num(15)? as usize,
             fanout: num(16)? as usize,
+            one_hop: get(17)? == "true",
         })
     })();
     let config = match parsed {

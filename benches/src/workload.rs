@@ -172,6 +172,10 @@ pub(crate) struct Config {
     pub(crate) hosts: usize,
     /// The launch tree's width.
     pub(crate) fanout: usize,
+    /// For `pipe` across test hosts: the spout on the first host, the
+    /// worker and the sink on the second, so that each value crosses hosts
+    /// once (as `iperf3`'s stream does); else nodes go round-robin.
+    pub(crate) one_hop: bool,
 }
 
 /// A spout of `messages` values of `payload` bytes, `rate` a second (0:
@@ -328,11 +332,13 @@ pub(crate) fn run_once(config: &Config) -> Result<Figures, String> {
     let every = config.stamp_every;
     let mut t = Topology::new();
     let mut sinks = Vec::new();
+    let mut pipe = None;
     match config.workload {
         Workload::Pipe => {
             let s = spout(&mut t, "S", n, config.payload, config.rate, by_ref, every);
             let w = pass(&mut t, "W", &s, config.input);
             sinks.push(sink(&mut t, "K", &w, n, config.input));
+            pipe = Some((s, w));
         }
         Workload::Join => {
             if config.slow > 1 && config.rate == 0 {
@@ -417,6 +423,14 @@ pub(crate) fn run_once(config: &Config) -> Result<Figures, String> {
     .batch(config.batch)
     .spin(Duration::from_micros(config.spin_us))
     .ctrl_c(false);
+    if let (Transport::Tcp, true, Some((s, w)), [first, second, ..]) =
+        (config.transport, config.one_hop, &pipe, &hosts[..])
+    {
+        launch = launch
+            .place(s, first)
+            .place(w, second)
+            .place(&sinks[0], second);
+    }
     for k in &sinks {
         let got = summaries.clone();
         launch = launch.debug(k, move |_, s: Summary| got.lock().unwrap().push(s));
@@ -600,6 +614,7 @@ mod tests {
             spouts: 3,
             hosts: 2,
             fanout: 32,
+            one_hop: false,
             dir: std::env::temp_dir()
                 .join("clusterduck-bench-tests")
                 .display()
