@@ -16,23 +16,24 @@
 
 use std::process::ExitCode;
 
-use clusterduck::{Bundling, Dispatcher, Emitter, Launch, Node, Topology};
+use clusterduck::{Bundling, Dispatcher, Emitter, Node, Topology};
 
 mod args;
 
-const USAGE: &str = "usage: collage [--hours N] [--image-bytes N] [--local]
-  --hours N   hours of photos per camera (default 24)
-  --image-bytes N
-              bytes of each photo, 4:3 (default 12582912: 4096 x 3072);
-              across hosts, at most a quarter of the ring for now
-  --local     run every node as a thread of this process
-  --dir DIR   where each node's <name>.out and <name>.err go, in process
-              mode (the default: one process per node); /tmp/clusterduck
-  --report-json FILE
-              write the run's report there as JSON (report and error)
-  --hosts H1,H2,...
-              run the nodes on these SSH hosts, round-robin (see
-              CLUSTERDUCK_SSH_CONFIG)";
+/// Cameras around the world, one photo an hour each, stitched into one
+/// collage per hour, in order.
+#[derive(Debug, clap::Parser)]
+#[command(name = "collage")]
+struct Flags {
+    /// Hours of photos per camera.
+    #[arg(long, value_name = "N", default_value_t = 24)]
+    hours: u64,
+    /// Bytes of each photo, 4:3 (the default: 4096 x 3072 grey levels).
+    #[arg(long, value_name = "N", default_value_t = IMAGE_BYTES, value_parser = clap::value_parser!(u64).range(1..))]
+    image_bytes: u64,
+    #[command(flatten)]
+    run: args::Run,
+}
 
 /// The default photo: 4096 x 3072 grey levels.
 const IMAGE_BYTES: u64 = 4096 * 3072;
@@ -56,13 +57,8 @@ struct Collage {
 }
 
 fn main() -> ExitCode {
-    let (hours, image_bytes, mode) = match parse() {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
+    let flags = <Flags as clap::Parser>::parse();
+    let (hours, image_bytes, mode) = (flags.hours, flags.image_bytes, flags.run.launch());
 
     let mut t = Topology::new();
     let (width, height) = dimensions(image_bytes);
@@ -94,18 +90,6 @@ fn main() -> ExitCode {
         })
         .on_event(|event| eprintln!("{event}"));
     args::report(t.launch(launch))
-}
-
-fn parse() -> Result<(u64, u64, Launch), String> {
-    let mut args = args::Args::from_env(USAGE);
-    let hours = args.value(&["--hours"], 24u64)?;
-    let image_bytes = args.value(&["--image-bytes"], IMAGE_BYTES)?;
-    if image_bytes == 0 {
-        return Err(format!("--image-bytes must be at least 1\n{USAGE}"));
-    }
-    let launch = args.launch()?;
-    args.finish()?;
-    Ok((hours, image_bytes, launch))
 }
 
 /// The width and height of a 4:3 photo of at most `bytes` pixels (at least

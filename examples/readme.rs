@@ -16,21 +16,23 @@
 use std::io::{BufWriter, Write};
 use std::process::ExitCode;
 
-use clusterduck::{Bundling, Emitter, Launch, Topology};
+use clusterduck::{Bundling, Emitter, Topology};
 
 mod args;
 
-const USAGE: &str = "usage: readme [-n N] [--seed S] [--local]
-  -n N        ids per spout (default 100)
-  --seed S    seed of the spouts' shuffles (default: random)
-  --local     run every node as a thread of this process
-  --dir DIR   where each node's <name>.out and <name>.err go, in process
-              mode (the default: one process per node); /tmp/clusterduck
-  --report-json FILE
-              write the run's report there as JSON (report and error)
-  --hosts H1,H2,...
-              run the nodes on these SSH hosts, round-robin (see
-              CLUSTERDUCK_SSH_CONFIG)";
+/// The README's topology: two spouts of ids joined in id order.
+#[derive(Debug, clap::Parser)]
+#[command(name = "readme")]
+struct Flags {
+    /// Ids per spout.
+    #[arg(short = 'n', value_name = "N", default_value_t = 100)]
+    n: u64,
+    /// Seed of the spouts' shuffles (default: random).
+    #[arg(long, value_name = "S")]
+    seed: Option<u64>,
+    #[command(flatten)]
+    run: args::Run,
+}
 
 /// The node's own buffered stderr. Node functions are `Clone` (a node run
 /// as several replicas in one process gets a copy per replica): a copy of
@@ -59,13 +61,12 @@ impl Clone for Stderr {
 const SHUFFLE_BLOCK: u64 = 1024;
 
 fn main() -> ExitCode {
-    let (n, seed, mode) = match parse() {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
+    let flags = <Flags as clap::Parser>::parse();
+    let (n, seed, mode) = (
+        flags.n,
+        flags.seed.unwrap_or_else(|| fastrand::u64(..)),
+        flags.run.launch(),
+    );
 
     let mut t = Topology::new();
     let a = t.spout("A", move |out| {
@@ -101,15 +102,6 @@ fn main() -> ExitCode {
         })
         .on_event(|event| eprintln!("{event}"));
     args::report(t.launch(launch))
-}
-
-fn parse() -> Result<(u64, u64, Launch), String> {
-    let mut args = args::Args::from_env(USAGE);
-    let n = args.value(&["-n"], 100u64)?;
-    let seed = args.value(&["--seed"], fastrand::u64(..))?;
-    let launch = args.launch()?;
-    args.finish()?;
-    Ok((n, seed, launch))
 }
 
 /// The ids `0..n`, each block of [`SHUFFLE_BLOCK`] ids in a random order.

@@ -18,30 +18,31 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
-use clusterduck::{key_of, Emitter, Launch, Topology};
+use clusterduck::{key_of, Emitter, Topology};
+use std::path::PathBuf;
 
 mod args;
 
-const USAGE: &str = "usage: wordcount [--replicas N] [--local] FILE
-  --replicas N  replicas of the counting node (default 4)
-  --local       run every node as a thread of this process
-  --dir DIR     where each node's <name>.out and <name>.err go, in process
-                mode (the default: one process per replica); /tmp/clusterduck
-  --report-json FILE
-                write the run's report there as JSON (report and error)
-  --hosts H1,H2,...
-                run the nodes on these SSH hosts, round-robin (see
-                CLUSTERDUCK_SSH_CONFIG); FILE must be at the same path on
-                the host of `lines`";
+/// Counts the words of a file, the counting node replicated and grouped by
+/// word.
+#[derive(Debug, clap::Parser)]
+#[command(name = "wordcount")]
+struct Flags {
+    /// The file whose words to count (across hosts: at the same path on the
+    /// host of `lines`).
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+    /// Replicas of the counting node (0 is refused by the launch, naming
+    /// the node).
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    replicas: usize,
+    #[command(flatten)]
+    run: args::Run,
+}
 
 fn main() -> ExitCode {
-    let (file, replicas, launch) = match parse() {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
+    let flags = <Flags as clap::Parser>::parse();
+    let (file, replicas, launch) = (flags.file, flags.replicas, flags.run.launch());
 
     let mut t = Topology::new();
     let lines = t.spout("lines", move |out| {
@@ -97,13 +98,4 @@ fn main() -> ExitCode {
         }
     }
     code
-}
-
-fn parse() -> Result<(String, usize, Launch), String> {
-    let mut args = args::Args::from_env(USAGE);
-    let replicas = args.value(&["--replicas"], 4usize)?;
-    let launch = args.launch()?;
-    let file = args.positional("FILE")?;
-    args.finish()?;
-    Ok((file, replicas, launch))
 }

@@ -18,68 +18,124 @@ mod workload;
 use figures::Figures;
 use workload::{run_once, Config, Input, Transport, Workload};
 
-const USAGE: &str = "usage: clusterduck-bench [OPTIONS]
-  --workload pipe|join|fanout|wide   (default: the first three; wide: many
-                                spouts joined by one bundled worker, its launch
-                                time reported apart)
-  --transport local|shm|tcp     (default: local and shm; tcp crosses the
-                                test hosts when CLUSTERDUCK_SSH_CONFIG is set,
-                                else loopback)
-  --input archived|owned        how workers take values: zero-copy where they lie
-                                (worker_archived; pass-through workers forward
-                                the bytes) or decoded (worker) (default archived;
-                                join's bundled worker always decodes)
-  --send ref|value              how spouts send: one value refilled and sent by
-                                reference (send_ref), or a new value each time
-                                (send) (default: ref)
-  --messages N                  values per spout (default 1000000)
-  --payload BYTES               payload bytes per value (default 64)
-  --batch N                     values a node takes from an upstream per read (default 256)
-  --spin MICROS                 shm, tcp: how long a node polls before it sleeps
-                                (default 0: a few microseconds)
-  --ring-bytes N                bytes of each node's ring, every mode (default 4 MiB)
-  --rate R                      values/s each spout offers, open loop (default: flat out)
-  --stamp-every N               stamp one value in N for the latency figures
-                                (default 1: every value; the others cost no
-                                clock read in the spout nor histogram record
-                                in the sink)
-  --slow S                      join: spout B offers rate / S values/s (needs --rate)
-  --window N                    join: the reorder window, in ids (default 4096)
-  --spouts N                    wide: how many spouts (default 8)
-  --hosts N                     tcp across the test hosts: cd-h1..cd-hN (default 2)
-  --fanout W                    the launch tree's width (default 32)
-  --one-hop                     pipe across test hosts: S on the first, W and K
-                                on the second (each value crosses once, as
-                                iperf3's stream); default round-robin
-  --runs R                      runs per configuration; the median is printed (default 3)
-  --sweep batch|spin|ring-bytes measure a range of values
-  --dir DIR                     node logs (default /tmp/clusterduck-bench)
-  --json                        one JSON object per configuration instead of a table";
-
-struct Plan {
-    configs: Vec<Config>,
+/// Runs the standard workloads through the public API and prints seconds,
+/// messages/s, MB/s, end-to-end latency percentiles and peak memory, as a
+/// table or as JSON lines (the median of the runs of each configuration).
+#[derive(Debug, clap::Parser)]
+#[command(name = "clusterduck-bench")]
+struct Flags {
+    /// The workload (default: pipe, join and fanout; wide: many spouts
+    /// joined by one bundled worker, its launch time reported apart).
+    #[arg(long, value_enum)]
+    workload: Option<Workload>,
+    /// Where the nodes run (default: local and shm; tcp crosses the test
+    /// hosts when CLUSTERDUCK_SSH_CONFIG is set, else loopback).
+    #[arg(long, value_enum)]
+    transport: Option<Transport>,
+    /// How workers take values: zero-copy where they lie (worker_archived;
+    /// pass-through workers forward the bytes) or decoded (worker); join's
+    /// bundled worker always decodes.
+    #[arg(long, value_enum, default_value = "archived")]
+    input: Input,
+    /// How spouts send: one value refilled and sent by reference
+    /// (send_ref), or a new value each time (send).
+    #[arg(long, value_enum, default_value = "ref")]
+    send: Send,
+    /// Values per spout.
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    messages: u64,
+    /// Payload bytes per value.
+    #[arg(long, value_name = "BYTES", default_value_t = 64)]
+    payload: usize,
+    /// Values a node takes from an upstream per read.
+    #[arg(long, value_name = "N", default_value_t = clusterduck_engine::DEFAULT_BATCH, value_parser = at_least_one)]
+    batch: usize,
+    /// shm, tcp: how long a node polls before it sleeps, in microseconds (0:
+    /// a few microseconds).
+    #[arg(long, value_name = "MICROS", default_value_t = 0)]
+    spin: u64,
+    /// Bytes of each node's ring, every mode.
+    #[arg(long, value_name = "N", default_value_t = 4 << 20)]
+    ring_bytes: usize,
+    /// Values/s each spout offers, open loop (0: flat out).
+    #[arg(long, value_name = "R", default_value_t = 0)]
+    rate: u64,
+    /// Stamp one value in N for the latency figures (the others cost no
+    /// clock read in the spout nor histogram record in the sink).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = at_least_one)]
+    stamp_every: usize,
+    /// join: spout B offers rate / S values/s (needs --rate).
+    #[arg(long, value_name = "S", default_value_t = 1, value_parser = at_least_one)]
+    slow: usize,
+    /// join: the reorder window, in ids.
+    #[arg(long, value_name = "N", default_value_t = 4096, value_parser = at_least_one)]
+    window: usize,
+    /// wide: how many spouts.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = at_least_one)]
+    spouts: usize,
+    /// tcp across the test hosts: cd-h1..cd-hN.
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = at_least_one)]
+    hosts: usize,
+    /// The launch tree's width.
+    #[arg(long, value_name = "W", default_value_t = clusterduck::DEFAULT_FANOUT, value_parser = at_least_one)]
+    fanout: usize,
+    /// pipe across test hosts: S on the first, W and K on the second (each
+    /// value crosses once, as iperf3's stream); else round-robin.
+    #[arg(long)]
+    one_hop: bool,
+    /// Runs per configuration; the median is printed.
+    #[arg(long, value_name = "R", default_value_t = 3, value_parser = at_least_one)]
     runs: usize,
+    /// Measure a range of values of one knob.
+    #[arg(long, value_enum)]
+    sweep: Option<Sweep>,
+    /// Where the node logs go.
+    #[arg(long, value_name = "DIR", default_value = "/tmp/clusterduck-bench")]
+    dir: String,
+    /// One JSON object per configuration instead of a table.
+    #[arg(long)]
     json: bool,
+    /// One run of one configuration (--workload and --transport given), in
+    /// this process, printed as a JSON line: how the bench runs each run.
+    #[arg(long, hide = true, requires_all = ["workload", "transport"])]
+    single: bool,
+}
+
+/// How spouts send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Send {
+    Ref,
+    Value,
+}
+
+/// The knob a sweep varies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Sweep {
+    Batch,
+    Spin,
+    RingBytes,
+}
+
+/// A count of at least one.
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("--single") {
-        return single(&args[1..]);
+    let flags = <Flags as clap::Parser>::parse();
+    if flags.single {
+        return single(&config(&flags));
     }
-    let plan = match parse(&args) {
-        Ok(plan) => plan,
-        Err(e) => {
-            eprintln!("{e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    if !plan.json {
+    if !flags.json {
         println!("{}", Figures::HEADER);
     }
-    for config in &plan.configs {
+    for config in &configs(&flags) {
         let mut runs = Vec::new();
-        for _ in 0..plan.runs {
+        for _ in 0..flags.runs {
             match spawn_single(config) {
                 Ok(f) => runs.push(f),
                 Err(e) => {
@@ -93,7 +149,7 @@ fn main() -> ExitCode {
             }
         }
         let median = Figures::median(&runs);
-        if plan.json {
+        if flags.json {
             println!("{}", median.json());
         } else {
             println!("{}", median.row());
@@ -102,96 +158,66 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn parse(args: &[String]) -> Result<Plan, String> {
-    let mut workloads = vec![Workload::Pipe, Workload::Join, Workload::Fanout];
-    let mut transports = vec![Transport::Local, Transport::Shm];
-    let mut base = Config {
-        workload: Workload::Pipe,
-        transport: Transport::Local,
-        input: Input::Archived,
-        send_ref: true,
-        messages: 1_000_000,
-        payload: 64,
-        batch: clusterduck_engine::DEFAULT_BATCH,
-        spin_us: 0,
-        ring_bytes: 4 << 20,
-        rate: 0,
-        stamp_every: 1,
-        slow: 1,
-        window: 4096,
-        dir: "/tmp/clusterduck-bench".into(),
-        spouts: 8,
-        hosts: 2,
-        fanout: clusterduck::DEFAULT_FANOUT,
-        one_hop: false,
-    };
-    let mut runs = 3;
-    let mut json = false;
-    let mut sweep: Option<String> = None;
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
-        let number = |v: String| v.parse::<u64>().map_err(|e| format!("{flag} {v:?}: {e}"));
-        match flag.as_str() {
-            "--workload" => workloads = vec![Workload::parse(&value()?)?],
-            "--transport" => transports = vec![Transport::parse(&value()?)?],
-            "--input" => base.input = Input::parse(&value()?)?,
-            "--send" => {
-                base.send_ref = match value()?.as_str() {
-                    "ref" => true,
-                    "value" => false,
-                    other => return Err(format!("--send {other:?}: ref or value")),
-                };
-            }
-            "--messages" => base.messages = number(value()?)?,
-            "--payload" => base.payload = number(value()?)? as usize,
-            "--ring-bytes" => base.ring_bytes = number(value()?)? as usize,
-            "--rate" => base.rate = number(value()?)?,
-            "--stamp-every" => base.stamp_every = number(value()?)?.max(1),
-            "--slow" => base.slow = number(value()?)?.max(1),
-            "--window" => base.window = number(value()?)?.max(1) as usize,
-            "--spouts" => base.spouts = number(value()?)?.max(1),
-            "--hosts" => base.hosts = number(value()?)?.max(1) as usize,
-            "--fanout" => base.fanout = number(value()?)?.max(1) as usize,
-            "--one-hop" => base.one_hop = true,
-            "--runs" => runs = number(value()?)?.max(1) as usize,
-            "--dir" => base.dir = value()?,
-            "--json" => json = true,
-            "--sweep" => sweep = Some(value()?),
-            "--batch" => base.batch = number(value()?)?.max(1) as usize,
-            "--spin" => base.spin_us = number(value()?)?,
-            "-h" | "--help" => return Err(String::new()),
-            other => return Err(format!("unknown argument {other:?}")),
-        }
+/// The configuration the flags give (the first workload and transport if
+/// they name none).
+fn config(flags: &Flags) -> Config {
+    Config {
+        workload: flags.workload.unwrap_or(Workload::Pipe),
+        transport: flags.transport.unwrap_or(Transport::Local),
+        input: flags.input,
+        send_ref: flags.send == Send::Ref,
+        messages: flags.messages,
+        payload: flags.payload,
+        batch: flags.batch,
+        spin_us: flags.spin,
+        ring_bytes: flags.ring_bytes,
+        rate: flags.rate,
+        stamp_every: flags.stamp_every as u64,
+        slow: flags.slow as u64,
+        window: flags.window,
+        dir: flags.dir.clone(),
+        spouts: flags.spouts as u64,
+        hosts: flags.hosts,
+        fanout: flags.fanout,
+        one_hop: flags.one_hop,
     }
-    let variants: Vec<Config> = match sweep.as_deref() {
+}
+
+/// Every configuration the flags ask for: each workload over each
+/// transport, for each value of the sweep.
+fn configs(flags: &Flags) -> Vec<Config> {
+    let base = config(flags);
+    let workloads = match flags.workload {
+        Some(w) => vec![w],
+        None => vec![Workload::Pipe, Workload::Join, Workload::Fanout],
+    };
+    let transports = match flags.transport {
+        Some(t) => vec![t],
+        None => vec![Transport::Local, Transport::Shm],
+    };
+    let variants: Vec<Config> = match flags.sweep {
         None => vec![base],
-        Some("batch") => [1, 4, 16, 64, 256, 1024, 4096]
+        Some(Sweep::Batch) => [1, 4, 16, 64, 256, 1024, 4096]
             .iter()
             .map(|b| Config {
                 batch: *b,
                 ..base.clone()
             })
             .collect(),
-        Some("spin") => [0, 10, 50, 200, 1000]
+        Some(Sweep::Spin) => [0, 10, 50, 200, 1000]
             .iter()
             .map(|us| Config {
                 spin_us: *us,
                 ..base.clone()
             })
             .collect(),
-        Some("ring-bytes") => [64 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20]
+        Some(Sweep::RingBytes) => [64 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20]
             .iter()
             .map(|r| Config {
                 ring_bytes: *r,
                 ..base.clone()
             })
             .collect(),
-        Some(other) => return Err(format!("--sweep {other:?}: batch, spin or ring-bytes")),
     };
     let mut configs = Vec::new();
     for workload in &workloads {
@@ -205,36 +231,41 @@ fn parse(args: &[String]) -> Result<Plan, String> {
             }
         }
     }
-    Ok(Plan {
-        configs,
-        runs,
-        json,
-    })
+    configs
 }
 
-/// The arguments that make a `--single` run of `config`.
+/// The flags that make a `--single` run of `config`.
 fn single_args(config: &Config) -> Vec<String> {
-    vec![
-        "--single".into(),
-        config.workload.name().into(),
-        config.transport.name().into(),
-        config.input.name().into(),
-        config.send_ref.to_string(),
-        config.messages.to_string(),
-        config.payload.to_string(),
-        config.batch.to_string(),
-        config.spin_us.to_string(),
-        config.ring_bytes.to_string(),
-        config.rate.to_string(),
-        config.slow.to_string(),
-        config.window.to_string(),
-        config.dir.clone(),
-        config.stamp_every.to_string(),
-        config.spouts.to_string(),
-        config.hosts.to_string(),
-        config.fanout.to_string(),
-        config.one_hop.to_string(),
+    let mut args: Vec<String> = [
+        ("--workload", config.workload.name().to_owned()),
+        ("--transport", config.transport.name().to_owned()),
+        ("--input", config.input.name().to_owned()),
+        (
+            "--send",
+            if config.send_ref { "ref" } else { "value" }.to_owned(),
+        ),
+        ("--messages", config.messages.to_string()),
+        ("--payload", config.payload.to_string()),
+        ("--batch", config.batch.to_string()),
+        ("--spin", config.spin_us.to_string()),
+        ("--ring-bytes", config.ring_bytes.to_string()),
+        ("--rate", config.rate.to_string()),
+        ("--slow", config.slow.to_string()),
+        ("--window", config.window.to_string()),
+        ("--dir", config.dir.clone()),
+        ("--stamp-every", config.stamp_every.to_string()),
+        ("--spouts", config.spouts.to_string()),
+        ("--hosts", config.hosts.to_string()),
+        ("--fanout", config.fanout.to_string()),
     ]
+    .into_iter()
+    .flat_map(|(flag, value)| [flag.to_owned(), value])
+    .collect();
+    args.push("--single".into());
+    if config.one_hop {
+        args.push("--one-hop".into());
+    }
+    args
 }
 
 fn spawn_single(config: &Config) -> Result<Figures, String> {
@@ -303,39 +334,8 @@ fn memcpy_rate(bytes: usize) -> f64 {
 }
 
 /// One run, in this process: prints its figures as one JSON line.
-fn single(args: &[String]) -> ExitCode {
-    let parsed = (|| -> Result<Config, String> {
-        let get = |i: usize| args.get(i).cloned().ok_or("--single: missing arguments");
-        let num = |i: usize| -> Result<u64, String> { get(i)?.parse().map_err(|e| format!("{e}")) };
-        Ok(Config {
-            workload: Workload::parse(&get(0)?)?,
-            transport: Transport::parse(&get(1)?)?,
-            input: Input::parse(&get(2)?)?,
-            send_ref: get(3)? == "true",
-            messages: num(4)?,
-            payload: num(5)? as usize,
-            batch: num(6)? as usize,
-            spin_us: num(7)?,
-            ring_bytes: num(8)? as usize,
-            rate: num(9)?,
-            slow: num(10)?,
-            window: num(11)? as usize,
-            dir: get(12)?,
-            stamp_every: num(13)?.max(1),
-            spouts: num(14)?,
-            hosts: num(15)? as usize,
-            fanout: num(16)? as usize,
-            one_hop: get(17)? == "true",
-        })
-    })();
-    let config = match parsed {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    match run_once(&config) {
+fn single(config: &Config) -> ExitCode {
+    match run_once(config) {
         Ok(figures) => {
             println!("{}", figures.json());
             ExitCode::SUCCESS
@@ -344,5 +344,114 @@ fn single(args: &[String]) -> ExitCode {
             eprintln!("{e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// A configuration survives its trip through the flags of a `--single`
+    /// run, knob for knob.
+    #[test]
+    fn a_single_run_gets_the_configuration_it_was_given() {
+        let flags = Flags::try_parse_from([
+            "clusterduck-bench",
+            "--workload",
+            "join",
+            "--transport",
+            "tcp",
+            "--input",
+            "owned",
+            "--send",
+            "value",
+            "--messages",
+            "7",
+            "--payload",
+            "9",
+            "--batch",
+            "3",
+            "--spin",
+            "11",
+            "--ring-bytes",
+            "65536",
+            "--rate",
+            "100",
+            "--stamp-every",
+            "4",
+            "--slow",
+            "2",
+            "--window",
+            "64",
+            "--spouts",
+            "5",
+            "--hosts",
+            "3",
+            "--fanout",
+            "6",
+            "--one-hop",
+            "--dir",
+            "/tmp/x",
+        ])
+        .unwrap();
+        let given = config(&flags);
+        let mut args = vec!["clusterduck-bench".to_owned()];
+        args.extend(single_args(&given));
+        let back = Flags::try_parse_from(args).unwrap();
+        assert!(back.single);
+        assert_eq!(format!("{:?}", config(&back)), format!("{given:?}"));
+        assert_eq!(configs(&flags).len(), 1);
+    }
+
+    #[test]
+    fn help_lists_every_flag_and_bad_values_are_named() {
+        let help = <Flags as clap::CommandFactory>::command()
+            .render_long_help()
+            .to_string();
+        for flag in [
+            "--workload",
+            "--transport",
+            "--input",
+            "--send",
+            "--messages",
+            "--payload",
+            "--batch",
+            "--spin",
+            "--ring-bytes",
+            "--rate",
+            "--stamp-every",
+            "--slow",
+            "--window",
+            "--spouts",
+            "--hosts",
+            "--fanout",
+            "--one-hop",
+            "--runs",
+            "--sweep",
+            "--dir",
+            "--json",
+        ] {
+            assert!(help.contains(flag), "--help lacks {flag}");
+        }
+        assert!(!help.contains("--single"), "the internal flag is hidden");
+        let err = Flags::try_parse_from(["b", "--window", "0"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("invalid value '0' for '--window <N>': must be at least 1"),
+            "{err}"
+        );
+        let err = Flags::try_parse_from(["b", "--workload", "zip"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("invalid value 'zip' for '--workload <WORKLOAD>'"),
+            "{err}"
+        );
+        // Without a workload or transport: the three workloads over two
+        // transports; a sweep multiplies them.
+        let all = Flags::try_parse_from(["b", "--sweep", "spin"]).unwrap();
+        assert_eq!(configs(&all).len(), 3 * 2 * 5);
     }
 }

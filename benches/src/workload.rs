@@ -46,7 +46,7 @@ pub(crate) struct Summary {
 }
 
 /// Which topology.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Workload {
     Pipe,
     Join,
@@ -55,18 +55,6 @@ pub(crate) enum Workload {
 }
 
 impl Workload {
-    pub(crate) fn parse(s: &str) -> Result<Self, String> {
-        match s {
-            "pipe" => Ok(Self::Pipe),
-            "join" => Ok(Self::Join),
-            "fanout" => Ok(Self::Fanout),
-            "wide" => Ok(Self::Wide),
-            other => Err(format!(
-                "unknown workload {other:?}: pipe, join, fanout or wide"
-            )),
-        }
-    }
-
     pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Pipe => "pipe",
@@ -78,7 +66,7 @@ impl Workload {
 }
 
 /// Where the nodes run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Transport {
     /// Threads of one process.
     Local,
@@ -93,15 +81,6 @@ pub(crate) enum Transport {
 }
 
 impl Transport {
-    pub(crate) fn parse(s: &str) -> Result<Self, String> {
-        match s {
-            "local" => Ok(Self::Local),
-            "shm" => Ok(Self::Shm),
-            "tcp" => Ok(Self::Tcp),
-            other => Err(format!("unknown transport {other:?}: local, shm or tcp")),
-        }
-    }
-
     pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Local => "local",
@@ -112,7 +91,7 @@ impl Transport {
 }
 
 /// How workers take their values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Input {
     /// Decoded into owned values (`Topology::worker`).
     Owned,
@@ -122,14 +101,6 @@ pub(crate) enum Input {
 }
 
 impl Input {
-    pub(crate) fn parse(s: &str) -> Result<Self, String> {
-        match s {
-            "owned" => Ok(Self::Owned),
-            "archived" => Ok(Self::Archived),
-            other => Err(format!("unknown input {other:?}: owned or archived")),
-        }
-    }
-
     pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Owned => "owned",

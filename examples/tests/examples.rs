@@ -118,18 +118,59 @@ fn readme_output_does_not_depend_on_the_spouts_orders() {
 }
 
 #[test]
-fn readme_rejects_bad_flags_with_its_usage() {
+fn readme_rejects_bad_flags_naming_them() {
     let out = example("readme").args(["-n", "many"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.starts_with("-n \"many\": invalid digit found in string"),
+        err.starts_with("error: invalid value 'many' for '-n <N>': invalid digit found in string"),
         "{err}"
     );
-    assert!(err.contains("usage: readme"), "{err}");
+    assert!(err.contains("try '--help'"), "{err}");
     let out = example("readme").arg("--frobnicate").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).starts_with("unknown argument \"--frobnicate\""));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("error: unexpected argument '--frobnicate' found"),
+        "{err}"
+    );
+    assert!(err.contains("Usage: readme [OPTIONS]"), "{err}");
+    let out = example("readme")
+        .args(["--local", "--hosts", "a,b"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("error: the argument '--local' cannot be used with '--hosts <H1,H2,...>'"),
+        "{err}"
+    );
+}
+
+/// Every example's `--help` lists every flag it takes, and exits 0 without
+/// running anything.
+#[test]
+fn every_example_lists_its_flags_with_help() {
+    let common = [
+        "--local",
+        "--dir <DIR>",
+        "--hosts <H1,H2,...>",
+        "--report-json <FILE>",
+        "--help",
+    ];
+    for (name, own) in [
+        ("readme", &["-n <N>", "--seed <S>"][..]),
+        ("collage", &["--hours <N>", "--image-bytes <N>"][..]),
+        ("wordcount", &["--replicas <N>", "<FILE>"][..]),
+    ] {
+        let out = example(name).arg("--help").output().unwrap();
+        assert!(out.status.success(), "{name} --help: {:?}", out.status);
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(help.contains(&format!("Usage: {name}")), "{help}");
+        for flag in common.iter().chain(own) {
+            assert!(help.contains(flag), "{name} --help lacks {flag}: {help}");
+        }
+    }
 }
 
 #[test]
