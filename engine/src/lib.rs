@@ -28,6 +28,7 @@ mod failure;
 pub mod fingerprint;
 pub mod graph;
 pub mod local;
+mod log;
 pub mod node;
 pub mod process;
 pub mod replica;

@@ -396,3 +396,49 @@ fn report_json_writes_the_report_and_the_error_as_json() {
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_file(&words);
 }
+
+/// Engine diagnostics go through `tracing`: a node's lines, in its `.err`
+/// file, name it (`clusterduck[A]: ...`); the launching process's do not;
+/// `RUST_LOG` filters them (the verbose lines are information: `warn`
+/// hides them).
+#[test]
+fn diagnostics_name_their_node_and_follow_rust_log() {
+    let _w = watchdog("readme-diagnostics", LIMIT);
+    let said = |filter: Option<&str>| {
+        let dir = std::env::temp_dir().join(format!(
+            "clusterduck-diagnostics-{}-{}",
+            std::process::id(),
+            filter.unwrap_or("default")
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut cmd = example("readme");
+        cmd.args(["-n", "10", "--dir", dir.to_str().unwrap()])
+            .env("CLUSTERDUCK_VERBOSE", "1")
+            .env_remove("RUST_LOG");
+        if let Some(filter) = filter {
+            cmd.env("RUST_LOG", filter);
+        }
+        let out = run(&mut cmd);
+        let a = std::fs::read_to_string(dir.join("A.err")).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        (String::from_utf8_lossy(&out.stderr).into_owned(), a)
+    };
+    let (master, a) = said(None);
+    assert!(
+        a.lines()
+            .any(|l| l.starts_with("clusterduck[A]: node A of run ")),
+        "{a}"
+    );
+    assert!(
+        master
+            .lines()
+            .any(|l| l.starts_with("clusterduck: run ") && l.ends_with(": node C on localhost")),
+        "{master}"
+    );
+    let (master, a) = said(Some("warn"));
+    assert!(!a.contains("clusterduck[A]: node A of run "), "{a}");
+    assert!(!master.contains("clusterduck: run "), "{master}");
+    // The report still goes to stderr: it is the program's output, not a
+    // diagnostic.
+    assert!(master.contains("bundled"), "{master}");
+}

@@ -81,7 +81,7 @@ impl Rings {
 impl Drop for Rings {
     fn drop(&mut self) {
         if let Err(e) = clusterduck_transport::remove_run_segments(&self.run_id) {
-            eprintln!("clusterduck: removing the run's segments: {e}");
+            tracing::warn!("removing the run's segments: {e}");
         }
     }
 }
@@ -126,6 +126,7 @@ impl LocalRun {
             "one function per node"
         );
         let graph = run.instances();
+        crate::log::init();
         // Segments of local runs that were killed (no `Drop` ran) go here,
         // as at a process-mode launch.
         crate::run::remove_stale_segments();
@@ -272,6 +273,7 @@ impl LocalRun {
             };
             let done = done_tx.clone();
             let node_control = control.clone();
+            let thread_name = name.clone();
             let handle = thread::Builder::new()
                 .name(name.clone())
                 .spawn(move || {
@@ -283,6 +285,7 @@ impl LocalRun {
                         }
                     }
                     let _ended = Ended(done, id);
+                    let _log = crate::log::for_thread(&thread_name);
                     // A panic outside the node's function (its function's
                     // are caught where it is called) fails the run, as the
                     // death of a node process does: its consumers, who see

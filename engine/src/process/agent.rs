@@ -81,10 +81,11 @@ impl AgentError {
 /// let it go, non-zero when it could not serve (the reason on stderr, its
 /// log). Never returns.
 pub fn agent_main() -> ! {
+    crate::log::init();
     let code = match run() {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("clusterduck: this host agent cannot run: {e}");
+            tracing::error!("this host agent cannot run: {e}");
             e.exit_code()
         }
     };
@@ -116,6 +117,7 @@ fn run() -> Result<(), AgentError> {
     let mut buf = AlignedVec::new();
     read_message(&mut from_starter, &mut buf).map_err(|e| AgentError::Config(e.to_string()))?;
     let config: AgentConfig = decode(&buf).map_err(|e| AgentError::Config(e.to_string()))?;
+    crate::log::set_process(&format!("agent@{}", config.host.name));
 
     // sshd says where the session came from and arrived at.
     let session = std::env::var("SSH_CONNECTION").unwrap_or_default();
@@ -187,7 +189,7 @@ fn listen(mut stream: TcpStream, heard: Sender<Heard>) {
             let _ = heard.send(Heard::MasterGone(gone));
         });
     if let Err(e) = spawned {
-        eprintln!("clusterduck: agent: cannot listen to the master: {e}; ending");
+        tracing::error!("cannot listen to the master: {e}; ending");
         std::process::exit(1);
     }
 }
@@ -286,7 +288,7 @@ fn serve(
             Heard::Master(ToAgent::Kill { node }) => {
                 if let Some(pid) = running.get(&node) {
                     if let Err(e) = clusterduck_transport::process::kill_group(*pid) {
-                        eprintln!("clusterduck: agent: cannot kill node #{node} (pid {pid}): {e}");
+                        tracing::warn!("cannot kill node #{node} (pid {pid}): {e}");
                     }
                 }
             }
@@ -297,7 +299,7 @@ fn serve(
             Heard::Below(sessions) => below = sessions,
             Heard::MasterGone(reason) => {
                 if let Some(reason) = reason {
-                    eprintln!("clusterduck: agent: the master's connection failed: {reason}");
+                    tracing::warn!("the master's connection failed: {reason}");
                 }
                 break;
             }
@@ -317,7 +319,7 @@ fn end(
 ) {
     for (node, pid) in &running {
         if let Err(e) = clusterduck_transport::process::kill_group(*pid) {
-            eprintln!("clusterduck: agent: cannot kill node #{node} (pid {pid}): {e}");
+            tracing::warn!("cannot kill node #{node} (pid {pid}): {e}");
         }
     }
     let deadline = Instant::now() + END_WAIT;
@@ -329,8 +331,8 @@ fn end(
             Ok(Heard::Below(sessions)) => below = sessions,
             Ok(_) => {}
             Err(_) => {
-                eprintln!(
-                    "clusterduck: agent: nodes {:?} did not end within {END_WAIT:?}",
+                tracing::warn!(
+                    "nodes {:?} did not end within {END_WAIT:?}",
                     running.keys().collect::<Vec<_>>()
                 );
                 break;
@@ -338,7 +340,7 @@ fn end(
         }
     }
     if let Err(e) = clusterduck_transport::remove_run_segments(&config.run_id) {
-        eprintln!("clusterduck: agent: removing the run's segments: {e}");
+        tracing::warn!("removing the run's segments: {e}");
     }
     thread::scope(|scope| {
         for session in below {

@@ -76,7 +76,7 @@ impl ControlPort {
                     let stream = match stream {
                         Ok(stream) => stream,
                         Err(e) => {
-                            eprintln!("clusterduck: control port: {e}");
+                            tracing::warn!("control port: {e}");
                             continue;
                         }
                     };
@@ -85,7 +85,7 @@ impl ControlPort {
                         .name("clusterduck-conn".into())
                         .spawn(move || serve(stream, secret, nodes, agents, &seen, tx));
                     if let Err(e) = served {
-                        eprintln!("clusterduck: control port: cannot serve a connection: {e}");
+                        tracing::warn!("control port: cannot serve a connection: {e}");
                     }
                 }
             })?;
@@ -129,7 +129,7 @@ fn serve(
     let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(Some(HANDSHAKE));
     let refuse = |why: String| {
-        eprintln!("clusterduck: control connection from {peer_address} refused: {why}");
+        tracing::warn!("control connection from {peer_address} refused: {why}");
     };
     let peer = match auth::accept(&mut stream, &secret) {
         Ok(id) => match Peer::from_id(id, nodes, agents) {

@@ -50,9 +50,7 @@ impl ControlTx {
                         match item {
                             Outgoing::Message(bytes) => {
                                 if append_message(&mut batch, &bytes).is_err() {
-                                    eprintln!(
-                                        "clusterduck: a control message is too long; dropped"
-                                    );
+                                    tracing::error!("a control message is too long; dropped");
                                 }
                             }
                             Outgoing::Sync(done) => synced.push(done),

@@ -115,8 +115,8 @@ impl Roll {
             Incoming::Connected(Peer::Agent(h), stream) => agents.conns[h] = Some(stream),
             Incoming::Agent(h, FromAgent::Hello { pid, address, via }) => {
                 if verbose {
-                    eprintln!(
-                        "clusterduck: run: agent of {} (pid {pid}, at {address}) answered after {:.3}s, started from {via}",
+                    tracing::info!(
+                        "run: agent of {} (pid {pid}, at {address}) answered after {:.3}s, started from {via}",
                         agents.hosts[h].name,
                         launched.elapsed().as_secs_f64()
                     );

@@ -82,7 +82,7 @@ pub(crate) fn serve(
                 let mut stream = match stream {
                     Ok(stream) => stream,
                     Err(e) => {
-                        eprintln!("clusterduck: node {node}: data port: {e}");
+                        tracing::warn!("node {node}: data port: {e}");
                         continue;
                     }
                 };
@@ -94,14 +94,14 @@ pub(crate) fn serve(
                 let consumer = match auth::accept(&mut stream, &secret) {
                     Ok(id) => id as NodeId,
                     Err(e) => {
-                        eprintln!("clusterduck: node {node}: data connection from {peer} refused: {e}");
+                        tracing::warn!("node {node}: data connection from {peer} refused: {e}");
                         continue;
                     }
                 };
                 let fresh = served.lock().unwrap_or_else(|e| e.into_inner()).insert(consumer);
                 if !consumers.contains(&consumer) || !fresh {
-                    eprintln!(
-                        "clusterduck: node {node}: data connection from {peer} refused: node #{consumer} is not a remote consumer waiting for this node"
+                    tracing::warn!(
+                        "node {node}: data connection from {peer} refused: node #{consumer} is not a remote consumer waiting for this node"
                     );
                     continue;
                 }

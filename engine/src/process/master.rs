@@ -174,6 +174,7 @@ impl ProcessRun {
         codecs: Vec<Arc<dyn Codec>>,
         debugger: Option<Box<dyn DebugSink>>,
     ) -> Result<Master, LaunchError> {
+        crate::log::init();
         let graph = run.instances().clone();
         let node_of = nodes_of(run);
         let codecs: Vec<Arc<dyn Codec>> = node_of.iter().map(|n| codecs[*n].clone()).collect();
@@ -203,13 +204,10 @@ impl ProcessRun {
         let control = ControlPort::open(listener, secret.clone(), n, remote.len(), tx.clone())
             .map_err(LaunchError::Control)?;
         if verbose {
-            eprintln!(
-                "clusterduck: run {run_id}: control port {}",
-                control.address()
-            );
+            tracing::info!("run {run_id}: control port {}", control.address());
             for (id, spec) in graph.nodes().iter().enumerate() {
                 let host = placement.host_of(id);
-                eprintln!("clusterduck: run {run_id}: node {} on {host}", spec.name);
+                tracing::info!("run {run_id}: node {} on {host}", spec.name);
             }
         }
 
@@ -483,8 +481,8 @@ impl Master {
             self.supervisor.tick(now);
             if self.verbose && !was_started {
                 if let Some(at) = self.supervisor.started_at() {
-                    eprintln!(
-                        "clusterduck: run {}: every node ready after {:.3}s; started",
+                    tracing::info!(
+                        "run {}: every node ready after {:.3}s; started",
                         self.run_id,
                         at.duration_since(self.launched).as_secs_f64()
                     );
@@ -546,7 +544,9 @@ impl Master {
             if self.node_agent.get(id).copied().flatten() == Some(h) {
                 Some(id)
             } else {
-                eprintln!("clusterduck: the agent of host {host} spoke of node #{node}, not on its host; ignored");
+                tracing::warn!(
+                    "the agent of host {host} spoke of node #{node}, not on its host; ignored"
+                );
                 None
             }
         };
@@ -651,15 +651,15 @@ impl Master {
                     None => {
                         if let Some(pid) = self.supervisor.pid(node) {
                             if let Err(e) = clusterduck_transport::process::kill_group(pid) {
-                                eprintln!(
-                                    "clusterduck: cannot kill node {} (pid {pid}): {e}",
+                                tracing::warn!(
+                                    "cannot kill node {} (pid {pid}): {e}",
                                     self.graph.node(node).name
                                 );
                             }
                         }
                     }
                 },
-                Command::Warn(warning) => eprintln!("clusterduck: {warning}"),
+                Command::Warn(warning) => tracing::warn!("{warning}"),
             }
         }
     }
@@ -671,7 +671,7 @@ impl Master {
         }
         self.agents.close();
         if let Err(e) = clusterduck_transport::remove_run_segments(&self.run_id) {
-            eprintln!("clusterduck: removing the run's segments: {e}");
+            tracing::warn!("removing the run's segments: {e}");
         }
         let launch = self
             .supervisor
@@ -742,7 +742,7 @@ impl Drop for Master {
         // A launch that failed half-way, or a panic: the segments its local
         // nodes made go too (the agents remove their hosts').
         if let Err(e) = clusterduck_transport::remove_run_segments(&self.run_id) {
-            eprintln!("clusterduck: removing the run's segments: {e}");
+            tracing::warn!("removing the run's segments: {e}");
         }
     }
 }

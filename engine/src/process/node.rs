@@ -111,11 +111,12 @@ enum NodeEnd {
 /// node finished, 1 when it failed, otherwise [`NodeError::exit_code`].
 /// Never returns.
 pub fn node_main(graph: Graph, impls: Vec<NodeImpl>) -> ! {
+    crate::log::init();
     let code = match run(graph, impls) {
         Ok(NodeEnd::Finished) => 0,
         Ok(NodeEnd::Failed) => 1,
         Err(e) => {
-            eprintln!("clusterduck: this node process cannot run: {e}");
+            tracing::error!("this node process cannot run: {e}");
             e.exit_code()
         }
     };
@@ -176,10 +177,7 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<NodeEnd, NodeError> {
             "topology fingerprint mismatch: the master has {:016x} [{}], this process has {ours}",
             config.fingerprint, config.description
         );
-        eprintln!(
-            "clusterduck: node #{} refused to start: {reason}",
-            config.node
-        );
+        tracing::error!("node #{} refused to start: {reason}", config.node);
         let _ = tx.send(&ToMaster::Refused {
             reason: reason.clone(),
         });
@@ -207,6 +205,7 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<NodeEnd, NodeError> {
     }
     let replica = run.replica(id);
     let name = graph.node(id).name.clone();
+    crate::log::set_process(&name);
 
     let consumers = graph.downstreams(id).len();
     let remote_consumers: Vec<NodeId> = graph
@@ -231,12 +230,14 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<NodeEnd, NodeError> {
         let namespace = std::fs::read_link("/proc/self/ns/net")
             .map(|p| p.display().to_string())
             .unwrap_or_else(|_| "unknown".into());
-        eprintln!(
-            "clusterduck: node {name} of run {} on {} (network namespace {namespace}): control at {}",
-            config.run_id, config.hosts[id], config.control
+        tracing::info!(
+            "node {name} of run {} on {} (network namespace {namespace}): control at {}",
+            config.run_id,
+            config.hosts[id],
+            config.control
         );
         if !data.is_empty() {
-            eprintln!("clusterduck: node {name}: data port {data}");
+            tracing::info!("node {name}: data port {data}");
         }
     }
     let ring = if consumers > 0 {
@@ -418,7 +419,7 @@ fn listen(mut stream: TcpStream, stop: StopSignal, tx: ControlTx) {
             let mut buf = AlignedVec::new();
             loop {
                 if read_message(&mut stream, &mut buf).is_err() {
-                    eprintln!("clusterduck: the master went away; exiting");
+                    tracing::warn!("the master went away; exiting");
                     std::process::exit(1);
                 }
                 match decode::<ToNode>(&buf) {
@@ -430,7 +431,7 @@ fn listen(mut stream: TcpStream, stop: StopSignal, tx: ControlTx) {
                     Ok(ToNode::Abort) => std::process::exit(1),
                     Ok(ToNode::Start { .. }) => {}
                     Err(e) => {
-                        eprintln!("clusterduck: bad message from the master: {e}; exiting");
+                        tracing::error!("bad message from the master: {e}; exiting");
                         std::process::exit(1);
                     }
                 }

@@ -76,7 +76,7 @@ pub(crate) fn read_failed(
         }
         ReadError::Frame(e) => Err(BadInput::frame(e)),
         e => {
-            eprintln!("clusterduck: reading an upstream: {e}");
+            tracing::warn!("reading an upstream: {e}");
             *broken = true;
             Ok(false)
         }

@@ -158,10 +158,10 @@ pub(crate) fn remove_stale_segments() {
     match clusterduck_transport::remove_stale_segments() {
         Ok(stale) => {
             for segment in stale {
-                eprintln!("clusterduck: stale shared-memory segment: {segment}");
+                tracing::info!("stale shared-memory segment: {segment}");
             }
         }
-        Err(e) => eprintln!("clusterduck: cannot look for stale segments: {e}"),
+        Err(e) => tracing::warn!("cannot look for stale segments: {e}"),
     }
 }
 

@@ -568,7 +568,7 @@ fn large<'a>(source: Source<'a>, payload: &[u8], pos: u64) -> Result<&'a [u8], F
         .arena
         .bytes(&source.name.arena_path(), at)
         .map_err(|e| {
-            eprintln!("clusterduck: ring {}: {e}", source.name);
+            tracing::warn!("ring {}: {e}", source.name);
             bad(at.len)
         })
 }

@@ -34,7 +34,7 @@ pub fn io_backend() -> IoBackend {
     static CHOICE: OnceLock<IoBackend> = OnceLock::new();
     *CHOICE.get_or_init(|| {
         let (backend, why) = choose(std::env::var(IO_ENV).ok().as_deref(), probe_uring());
-        eprintln!("clusterduck: tcp links use the {backend} backend ({why})");
+        tracing::info!("tcp links use the {backend} backend ({why})");
         backend
     })
 }

@@ -96,7 +96,7 @@ pub fn send_ring(
         IoBackend::Uring => uring::send(out, stream),
         IoBackend::Epoll => epoll::send(out, stream),
     };
-    result.inspect_err(|e| eprintln!("clusterduck: tcp send: {e}"))
+    result.inspect_err(|e| tracing::warn!("tcp send: {e}"))
 }
 
 /// The consumer's side of a link: lands the frames the peer streams in
@@ -125,7 +125,7 @@ pub fn receive_into_ring(
         IoBackend::Uring => uring::receive(land, stream),
         IoBackend::Epoll => epoll::receive(land, stream),
     };
-    result.inspect_err(|e| eprintln!("clusterduck: tcp receive: {e}"))
+    result.inspect_err(|e| tracing::warn!("tcp receive: {e}"))
 }
 
 /// Frames go out as soon as they are published, credit as soon as it is
@@ -135,6 +135,6 @@ pub fn receive_into_ring(
 /// that refuses still carries the stream.
 fn no_delay(stream: &TcpStream) {
     if let Err(e) = stream.set_nodelay(true) {
-        eprintln!("clusterduck: tcp link: TCP_NODELAY refused ({e}): small frames may wait");
+        tracing::warn!("tcp link: TCP_NODELAY refused ({e}): small frames may wait");
     }
 }
