@@ -64,8 +64,8 @@ mod test_watchdog;
 pub use process::ProcessStamp;
 #[cfg(not(loom))]
 pub use shm::{
-    remove_run_segments, remove_stale_segments, AccessError, AttachError, Batch, CreateError,
-    DeadReader, Frame, FrameBuf, FrameError, FrameKind, FrameSerializer, Frames, NameError,
-    ReadError, RingName, RingReader, RingWriter, StaleSegment, StaleStatus, WaitReadersError,
-    WriteError,
+    remove_run_segments, remove_stale_segments, AccessError, ArenaSpan, ArenaValue, AttachError,
+    Batch, CreateError, DeadReader, Frame, FrameBuf, FrameError, FrameKind, FrameSerializer,
+    Frames, Hold, NameError, ReadError, RingName, RingReader, RingWriter, StaleSegment,
+    StaleStatus, WaitReadersError, WriteError,
 };

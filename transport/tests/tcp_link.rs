@@ -541,6 +541,42 @@ fn body_past_credit(backend: IoBackend) {
     );
 }
 
+/// A value forwarded by reference lies in another ring's arena, on the
+/// producer's host: the sender refuses it, naming its id.
+fn forwarded_refused(backend: IoBackend) {
+    if !available(backend) {
+        return;
+    }
+    let _dog = watchdog(WATCHDOG, "tcp forwarded");
+    let other = unique("other");
+    let mut writer = RingWriter::create(&other, 1 << 16).unwrap();
+    writer.set_large_bytes(1 << 20).unwrap();
+    let mut reader = RingReader::attach(&other).unwrap();
+    writer.write_bytes(0, &vec![9u8; 100_000]).unwrap();
+    let span = reader.arena_span().unwrap();
+    let value = {
+        let batch = reader.read().unwrap();
+        let frame = batch.iter().next().unwrap().unwrap();
+        span.locate(frame.bytes()).unwrap()
+    };
+    let Link {
+        mut producer,
+        consumer,
+        sender,
+        receiver,
+    } = link_with_arenas(backend, 1 << 16, 1 << 16, 1 << 20);
+    producer.write_bytes(0, b"small").unwrap();
+    producer.write_forward(1, &value).unwrap();
+    let err = sender.join().unwrap().unwrap_err();
+    assert!(
+        matches!(err, LinkError::Forwarded { seq: 1, .. }),
+        "{err:?}"
+    );
+    drop(producer);
+    let _ = receiver.join().unwrap();
+    drop(consumer);
+}
+
 fn garbage(backend: IoBackend) {
     if !available(backend) {
         return;
@@ -831,6 +867,11 @@ macro_rules! conformance {
             #[test]
             fn bad_frames_of_large_values() {
                 bad_large($backend);
+            }
+
+            #[test]
+            fn a_value_forwarded_by_reference_is_refused() {
+                forwarded_refused($backend);
             }
 
             #[test]

@@ -179,6 +179,17 @@ impl ArenaView {
         view
     }
 
+    /// Where the arena at `path` lies in memory (mapped now if it is there
+    /// and was not yet); `None` if it is not there (yet).
+    pub(crate) fn span(&self, path: &Path) -> Option<super::forward::ArenaSpan> {
+        if self.mapped.get().is_none() {
+            // Only a mapping is kept: an arena made later is mapped then.
+            let _ = self.mapped.set(Ok(ShmRing::open(path).ok()?));
+        }
+        let ring = self.mapped.get()?.as_ref().ok()?;
+        Some(super::forward::ArenaSpan::new(ring, path))
+    }
+
     /// The bytes `at` refers to, in the arena at `path` (mapped now if it
     /// was not yet). An error if the arena cannot be mapped or the
     /// reference does not fit it.

@@ -17,6 +17,8 @@ pub(crate) mod arena;
 #[cfg(not(loom))]
 mod error;
 #[cfg(not(loom))]
+pub(crate) mod forward;
+#[cfg(not(loom))]
 mod frame;
 pub(crate) mod index;
 pub(crate) mod layout;
@@ -35,12 +37,13 @@ pub use self::{
         AccessError, AttachError, CreateError, FrameError, NameError, ReadError, WaitReadersError,
         WriteError,
     },
+    forward::{ArenaSpan, ArenaValue},
     frame::{Frame, FrameBuf, FrameKind, FrameSerializer},
     name::{
         remove_run_segments, remove_stale_segments, RingName, StaleSegment, StaleStatus,
         SEGMENT_PREFIX, SHM_DIR,
     },
-    reader::{Batch, Frames, RingReader},
+    reader::{Batch, Frames, Hold, RingReader},
     writer::{DeadReader, RingWriter},
 };
 

@@ -1,11 +1,13 @@
 //! The reading end of a ring.
 
 use std::cell::Cell;
+use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
 use super::arena::{ArenaView, LargeRef, LARGE_CODE};
 use super::error::{AttachError, FrameError, ReadError};
+use super::forward::{self, ArenaSpan, ForeignArenas, FORWARD_CODE};
 use super::frame::{Frame, FrameKind};
 use super::index::{DataWait, ReaderIndex, SLEEP_SLICE};
 use super::layout::{
@@ -17,13 +19,23 @@ use crate::process::ProcessStamp;
 
 /// One reader of a ring, with its own cursor. Reading copies nothing: a
 /// [`Batch`] is a view of every frame published since the last one, and the
-/// ring space is released when the batch is dropped. Dropping the reader
-/// detaches it.
+/// ring space is released when the batch is dropped, but for frames the
+/// reader [holds](Self::hold_at). Dropping the reader detaches it.
 #[derive(Debug)]
 pub struct RingReader {
     ring: ShmRing,
     /// The ring's arena of large values, mapped at the first one.
     arena: ArenaView,
+    /// Other rings' arenas that forwarded values lie in.
+    foreign: ForeignArenas,
+    /// The end of the frames batches handed out: the next batch starts
+    /// there (at the cursor unless frames are held).
+    read_to: u64,
+    /// The furthest release asked for (by batches, or `release_to`).
+    wanted: u64,
+    /// Positions from which frames stay unreleased, and how many holds
+    /// each (see [`hold_at`](Self::hold_at)).
+    holds: BTreeMap<u64, u32>,
     name: RingName,
     index: Option<ReaderIndex>,
     writer: ProcessStamp,
@@ -48,9 +60,14 @@ impl RingReader {
         let me = ProcessStamp::current();
         let index = ReaderIndex::attach(ring.control(), me.pid, me.start_time)
             .ok_or(AttachError::Full { max: MAX_READERS })?;
+        let cursor = index.cursor();
         Ok(RingReader {
             ring,
             arena: ArenaView::attach(&name.arena_path()),
+            foreign: ForeignArenas::default(),
+            read_to: cursor,
+            wanted: cursor,
+            holds: BTreeMap::new(),
             name: name.clone(),
             index: Some(index),
             writer,
@@ -99,16 +116,51 @@ impl RingReader {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
+        let start = self.read_start();
         let index = self.index.as_ref().expect("attached");
-        match index.poll(self.ring.control()) {
+        match index.poll_past(self.ring.control(), start) {
             Some(DataWait::Ready(end)) => Ok(Some(self.batch(end))),
             Some(_) => Err(self.closed()),
-            None if !self.writer.is_alive() => {
-                let cursor = self.cursor();
-                self.writer_died(cursor).map(|_| None)
-            }
+            None if !self.writer.is_alive() => self.writer_died(start).map(|_| None),
             None => Ok(None),
         }
+    }
+
+    /// Where the next batch starts: past what batches handed out, which is
+    /// the cursor unless frames are held.
+    #[inline]
+    fn read_start(&self) -> u64 {
+        self.read_to.max(self.cursor())
+    }
+
+    /// Keeps the frames from `pos` on (at or past the cursor) unreleased
+    /// until [`unhold`](Self::unhold): reads go on past them, and releases
+    /// stop short of them. A node that forwards a large value by reference
+    /// holds the frame it read it from until its own readers are done with
+    /// it. Holds may come in any order; frames are released up to the
+    /// oldest held.
+    pub fn hold_at(&mut self, pos: u64) -> Hold {
+        assert!(pos >= self.cursor(), "holding below the cursor");
+        *self.holds.entry(pos).or_insert(0) += 1;
+        Hold { pos }
+    }
+
+    /// Ends `hold`, and releases what it was keeping, as far as asked.
+    pub fn unhold(&mut self, hold: Hold) {
+        if let Some(count) = self.holds.get_mut(&hold.pos) {
+            *count -= 1;
+            if *count == 0 {
+                self.holds.remove(&hold.pos);
+            }
+        }
+        self.release_to(self.wanted);
+    }
+
+    /// Where this reader's ring keeps its large values, in this process's
+    /// memory (mapped now if it was not yet); `None` if the ring has no
+    /// arena.
+    pub fn arena_span(&self) -> Option<ArenaSpan> {
+        self.arena.span(&self.name.arena_path())
     }
 
     // Raw access for the TCP sender (`crate::tcp`), which sends published
@@ -179,12 +231,19 @@ impl RingReader {
     /// Lets the writer overwrite everything below `pos` (at most the end of
     /// what is published, a frame boundary); positions below the cursor are
     /// released already.
+    /// A [held](Self::hold_at) frame and those after it stay until the hold
+    /// ends; the release goes through then.
     #[inline]
     pub fn release_to(&mut self, pos: u64) {
+        self.wanted = self.wanted.max(pos);
+        let to = match self.holds.first_key_value() {
+            None => self.wanted,
+            Some((&held, _)) => self.wanted.min(held),
+        };
         let ring = &self.ring;
         let index = self.index.as_mut().expect("attached");
-        if pos > index.cursor() {
-            index.release(ring.control(), pos);
+        if to > index.cursor() {
+            index.release(ring.control(), to);
         }
     }
 
@@ -239,8 +298,8 @@ impl RingReader {
     }
 
     fn wait(&mut self, deadline: Option<Instant>) -> Result<Option<u64>, ReadError> {
-        let cursor = self.cursor();
-        self.wait_past(cursor, deadline)
+        let start = self.read_start();
+        self.wait_past(start, deadline)
     }
 
     /// Waits for frames published past `past` (at or past the cursor).
@@ -316,7 +375,7 @@ impl RingReader {
     }
 
     fn batch(&mut self, end: u64) -> Batch<'_> {
-        let start = self.index.as_ref().expect("attached").cursor();
+        let start = self.read_start();
         Batch {
             reader: self,
             start,
@@ -404,6 +463,13 @@ impl Batch<'_> {
         }
     }
 
+    /// Keeps this batch's frames unreleased after it is dropped, until the
+    /// hold ends ([`RingReader::unhold`]); the next read starts after them.
+    pub fn hold(&mut self) -> Hold {
+        let start = self.start;
+        self.reader.hold_at(start)
+    }
+
     /// Where the released space ends when the batch is dropped.
     fn release_end(&self) -> u64 {
         match self.limit {
@@ -429,10 +495,19 @@ impl Drop for Batch<'_> {
         }
         let end = self.release_end();
         let reader = &mut *self.reader;
-        if let Some(index) = reader.index.as_mut() {
-            index.release(reader.ring.control(), end);
+        reader.read_to = reader.read_to.max(end);
+        if reader.index.is_some() {
+            reader.release_to(end);
         }
     }
+}
+
+/// Frames a reader keeps unreleased (see [`RingReader::hold_at`]); give it
+/// back with [`RingReader::unhold`].
+#[derive(Debug, PartialEq, Eq)]
+#[must_use = "frames stay held until the hold is given back"]
+pub struct Hold {
+    pos: u64,
 }
 
 /// How far ahead of the frame being read [`Frames`] prefetches.
@@ -496,11 +571,13 @@ impl<'b> Iterator for Frames<'b> {
     }
 }
 
-/// What frames are read from: a ring, and its arena of large values.
+/// What frames are read from: a ring, its arena of large values, and the
+/// arenas of the values forwarded into it.
 #[derive(Clone, Copy, Debug)]
 struct Source<'a> {
     ring: &'a ShmRing,
     arena: &'a ArenaView,
+    foreign: &'a ForeignArenas,
     name: &'a RingName,
 }
 
@@ -509,6 +586,7 @@ impl RingReader {
         Source {
             ring: &self.ring,
             arena: &self.arena,
+            foreign: &self.foreign,
             name: &self.name,
         }
     }
@@ -541,6 +619,7 @@ fn parse_frame(source: Source<'_>, pos: u64, end: u64) -> Result<(Frame<'_>, u64
     let (kind, bytes) = match FrameKind::from_code(header.kind) {
         Some(kind) => (kind, bytes),
         None if header.kind == LARGE_CODE => (FrameKind::Data, large(source, bytes, pos)?),
+        None if header.kind == FORWARD_CODE => (FrameKind::Data, forwarded(source, bytes, pos)?),
         None => {
             return Err(FrameError::UnknownKind {
                 code: header.kind,
@@ -571,4 +650,21 @@ fn large<'a>(source: Source<'a>, payload: &[u8], pos: u64) -> Result<&'a [u8], F
             tracing::warn!("ring {}: {e}", source.name);
             bad(at.len)
         })
+}
+
+/// The bytes in another ring's arena that the forwarding frame at `pos`,
+/// with payload `payload`, refers to.
+#[cold]
+fn forwarded<'a>(source: Source<'a>, payload: &[u8], pos: u64) -> Result<&'a [u8], FrameError> {
+    let Some((at, path)) = forward::from_payload(payload) else {
+        tracing::warn!(
+            "ring {}: a forwarded value's frame names no arena of ours",
+            source.name
+        );
+        return Err(FrameError::LargeValue { len: 0, pos });
+    };
+    source.foreign.bytes(path, at).map_err(|e| {
+        tracing::warn!("ring {}: {e}", source.name);
+        FrameError::LargeValue { len: at.len, pos }
+    })
 }

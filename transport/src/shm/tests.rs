@@ -725,3 +725,127 @@ fn serialised_values_large_and_small_alternate_through_the_arena_and_the_ring() 
         .collect();
     assert_eq!(got, expected);
 }
+
+/// A node that forwards a large value by reference: its frame refers to the
+/// value in its upstream's arena, where its own readers read it; the frame
+/// it read the value from stays held (its upstream cannot reuse the space)
+/// until the hold ends, while its reads go on past it.
+#[test]
+fn a_forwarded_value_is_read_in_the_upstreams_arena_while_its_frame_is_held() {
+    let _w = watchdog(30);
+    let (up, down) = (unique("up"), unique("down"));
+    let mut upstream = RingWriter::create(&up, 4096).unwrap();
+    upstream.set_large_bytes(1 << 20).unwrap();
+    let mut forwarder = RingReader::attach(&up).unwrap();
+    let mut downstream = RingWriter::create(&down, 4096).unwrap();
+    let mut reader = RingReader::attach(&down).unwrap();
+    let big = patterned(300_000, 3);
+    upstream.write_bytes(1, &big).unwrap();
+    let after_big = upstream.written();
+
+    let span = forwarder.arena_span().expect("the upstream's arena");
+    let hold = {
+        let mut batch = forwarder.read().unwrap();
+        let value = {
+            let frame = batch.iter().next().unwrap().unwrap();
+            assert!(
+                span.locate(b"not in the arena").is_none(),
+                "bytes elsewhere are no arena value"
+            );
+            span.locate(frame.bytes()).expect("a value of the arena")
+        };
+        assert_eq!(value.len(), 300_000);
+        downstream.write_forward(1, &value).unwrap();
+        batch.hold()
+    };
+    // Held: the upstream sees nothing released; reads go on past it.
+    assert_eq!(upstream.released(), 0);
+    upstream.write_bytes(2, b"next").unwrap();
+    let got: Vec<u64> = forwarder
+        .read()
+        .unwrap()
+        .iter()
+        .map(|f| f.unwrap().seq())
+        .collect();
+    assert_eq!(got, [2], "the held frame is not read again");
+    assert_eq!(upstream.released(), 0, "nothing past a hold is released");
+
+    // Downstream reads the value in the upstream's arena, in place.
+    {
+        let batch = reader.read().unwrap();
+        let frame = batch.iter().next().unwrap().unwrap();
+        assert_eq!((frame.kind(), frame.seq()), (FrameKind::Data, 1));
+        assert!(
+            frame.bytes() == &big[..],
+            "every byte, through the reference"
+        );
+    }
+    assert_eq!(downstream.released(), downstream.written());
+
+    // The hold ends: everything read is released.
+    forwarder.unhold(hold);
+    assert!(upstream.released() > after_big);
+    assert_eq!(upstream.released(), upstream.written());
+}
+
+/// Holds cap what `release_to` releases, in any order of holds; each
+/// released hold lets the release go as far as asked, up to the next one.
+#[test]
+fn holds_keep_frames_from_the_oldest_held_on() {
+    let _w = watchdog(30);
+    let name = unique("holds");
+    let mut writer = RingWriter::create(&name, 4096).unwrap();
+    let mut reader = RingReader::attach(&name).unwrap();
+    for k in 0..4 {
+        writer.write_bytes(k, &[k as u8; 100]).unwrap();
+    }
+    let end = reader.published_past(0, Duration::ZERO).unwrap().unwrap();
+    let mut starts = vec![0];
+    let mut at = 0;
+    while at < end {
+        at = reader.frame_at(at).unwrap().1;
+        starts.push(at);
+    }
+    let late = reader.hold_at(starts[2]);
+    let early = reader.hold_at(starts[1]);
+    reader.release_to(end);
+    assert_eq!(writer.released(), starts[1]);
+    reader.unhold(early);
+    assert_eq!(writer.released(), starts[2]);
+    reader.unhold(late);
+    assert_eq!(writer.released(), end);
+}
+
+/// A forwarding frame whose payload names a file that is not one of our
+/// arenas is a bad frame, not a mapping of that file.
+#[test]
+fn a_forwarding_frame_naming_another_file_is_refused() {
+    let value = super::forward::ArenaValue {
+        at: super::arena::LargeRef { pos: 0, len: 4 },
+        path: std::path::Path::new("/etc/passwd").into(),
+    };
+    assert!(super::forward::from_payload(&value.to_payload()).is_none());
+    let ours = super::forward::ArenaValue {
+        path: std::path::Path::new("/dev/shm/clusterduck-r-x.large").into(),
+        ..value
+    };
+    let payload = ours.to_payload();
+    let (at, path) = super::forward::from_payload(&payload).unwrap();
+    assert_eq!(
+        (at.len, path),
+        (4, std::path::Path::new("/dev/shm/clusterduck-r-x.large"))
+    );
+    let name = unique("refused");
+    let mut writer = RingWriter::create(&name, 4096).unwrap();
+    let mut reader = RingReader::attach(&name).unwrap();
+    let bad = super::forward::ArenaValue {
+        path: std::path::Path::new("/etc/passwd").into(),
+        ..ours
+    };
+    writer.write_forward(1, &bad).unwrap();
+    let batch = reader.read().unwrap();
+    assert!(matches!(
+        batch.iter().next().unwrap(),
+        Err(FrameError::LargeValue { len: 0, pos: 0 })
+    ));
+}

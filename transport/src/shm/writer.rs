@@ -8,6 +8,7 @@ use rkyv::Serialize;
 
 use super::arena::{Arena as LargeArena, LargeRef, LARGE_CODE};
 use super::error::{CreateError, WaitReadersError, WriteError};
+use super::forward::{ArenaValue, FORWARD_CODE};
 use super::frame::{FrameBuf, FrameKind, FrameSerializer};
 use super::index::WriterIndex;
 use super::layout::{
@@ -292,10 +293,31 @@ impl RingWriter {
 
     /// Frees the arena's values that every reader is done with.
     fn release_arena(&mut self, arena: &mut LargeArena) {
+        arena.release(self.released());
+    }
+
+    /// Writes a frame that refers to `value`, a large value in another
+    /// ring's arena, instead of a copy of it: readers read it there, in
+    /// place (see `shm/forward.rs`). The caller keeps the value where it is
+    /// (holds the frame it read it from) until every reader of this ring
+    /// has [released](Self::released) the frame, and every reader of this
+    /// ring is on the arena's host (a TCP link does not carry such frames).
+    pub fn write_forward(&mut self, seq: u64, value: &ArenaValue) -> Result<(), WriteError> {
+        self.write_frame(FORWARD_CODE, seq, &value.to_payload())
+    }
+
+    /// The position every reader has released the ring up to (the published
+    /// position when there is no reader): frames that end at or below it
+    /// are done with.
+    pub fn released(&mut self) -> u64 {
         let capacity = self.ring.capacity() as u64;
         let free = self.index.refresh(self.ring.control());
-        let slowest = (self.index.published() + free).saturating_sub(capacity);
-        arena.release(slowest);
+        (self.index.published() + free).saturating_sub(capacity)
+    }
+
+    /// The position after the last frame written.
+    pub fn written(&self) -> u64 {
+        self.index.published()
     }
 
     /// Writes the End frame and closes the stream: readers get it after every

@@ -139,6 +139,16 @@ pub enum LinkError {
         /// What failed.
         message: String,
     },
+    /// The producer's ring holds a value forwarded by reference (it lies in
+    /// another ring's arena, on the producer's host): a link does not carry
+    /// it. The engine forwards by reference only to consumers on its host.
+    #[error("link with {peer}: the value with id {seq} was forwarded by reference, which a link cannot carry")]
+    Forwarded {
+        /// The peer's address.
+        peer: SocketAddr,
+        /// The value's id.
+        seq: u64,
+    },
     /// The sender got something other than credit messages from the receiver.
     #[error("link with {peer}: bad credit message: {credit}")]
     BadCredit {
@@ -185,6 +195,7 @@ impl LinkError {
             | LinkError::TooLarge { peer, .. }
             | LinkError::CreditExceeded { peer, .. }
             | LinkError::Arena { peer, .. }
+            | LinkError::Forwarded { peer, .. }
             | LinkError::BadCredit { peer, .. } => Some(*peer),
             _ => None,
         }

@@ -112,6 +112,12 @@ impl Outbox {
                         message,
                     })?;
             }
+            if let Some(seq) = count.forwarded {
+                return Err(LinkError::Forwarded {
+                    peer: self.peer,
+                    seq,
+                });
+            }
             self.frames += count.frames;
             self.end_at = count.end_at.map(|e| known + e);
             self.known = end;

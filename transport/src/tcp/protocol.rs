@@ -22,6 +22,7 @@
 //! never both: no byte of a large value is copied in user space.
 
 use crate::shm::arena::{LargeRef, LARGE_CODE};
+use crate::shm::forward::FORWARD_CODE;
 use crate::shm::FrameKind;
 
 use super::error::BadFrame;
@@ -179,6 +180,9 @@ pub(crate) struct Count {
     pub(crate) frames: u64,
     /// Where the End frame ends, if one is there.
     pub(crate) end_at: Option<u64>,
+    /// The id of a value forwarded by reference, if one is there (counting
+    /// stops at it: a link cannot carry it).
+    pub(crate) forwarded: Option<u64>,
 }
 
 /// Counts the Data frames among whole frames from a trusted ring, says
@@ -191,6 +195,10 @@ pub(crate) fn count(bytes: &[u8], mut large: impl FnMut(u64, LargeRef)) -> Count
     while total - pos >= HEADER_LEN {
         let h = Header::parse(&bytes[pos as usize..(pos + HEADER_LEN) as usize]);
         let size = frame_size(u64::from(h.len));
+        if h.code == FORWARD_CODE {
+            c.forwarded = Some(h.seq);
+            return c;
+        }
         if h.code == LARGE_CODE {
             let payload = &bytes[(pos + HEADER_LEN) as usize..(pos + size) as usize];
             if let Some(r) = LargeRef::from_bytes(payload) {
@@ -445,6 +453,7 @@ mod tests {
             Count {
                 frames: 2,
                 end_at: Some(b.len() as u64),
+                forwarded: None,
             }
         );
     }
