@@ -111,8 +111,12 @@ impl<'a, U: Message> Emitter<'a, U> {
     }
 
     /// Emits an input being processed as it is, with the input's id: its
-    /// archived bytes go on without being decoded or archived again (in
-    /// process mode they are copied once, into this node's ring). For a
+    /// archived bytes go on without being decoded or archived again (they
+    /// are copied once, into this node's ring; a value too large for the
+    /// ring, which lies in its upstream's space for large values, is not
+    /// copied at all when every consumer of this node is on its host: its
+    /// frame refers to the value where it lies, which stays there until
+    /// the consumers are done with it). For a
     /// worker that takes its input archived
     /// ([`Topology::worker_archived`](crate::Topology::worker_archived), or
     /// one value of a bundle with

@@ -88,12 +88,68 @@ fn a_value_larger_than_the_space_for_large_values_fails_naming_node_size_and_set
     }
 }
 
+/// Workers that pass large values on with `forward` write a frame that
+/// refers to the value where it lies, in the spout's space, and no copy:
+/// watched while a run goes, the spaces of `W0..W2` never get a page
+/// written past their header, while the spout's fills (the positive
+/// control).
+#[test]
+fn a_forwarded_large_value_is_not_copied_into_the_forwarding_workers_space() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = fresh_dir("large-forward");
+    let marker = dir.to_str().unwrap().to_owned();
+    let _w = watchdog("large forward", LIMIT).guard(marker.clone());
+    let master = start(&mut large(&["40", "2097152", MIB_128, &marker], false));
+    let run = loop {
+        if let Some(run) = run_id_of(&dir.join("S.out")) {
+            break run;
+        }
+        thread::sleep(Duration::from_millis(5));
+    };
+    // Bytes allocated to each arena, at their greatest; how many looks saw
+    // the spout's in use.
+    let arena = |node: &str| format!("/dev/shm/clusterduck-{run}-{node}.large");
+    let mut most = std::collections::BTreeMap::<&str, u64>::new();
+    let mut spout_seen = 0;
+    loop {
+        for node in ["S", "W0", "W1", "W2"] {
+            if let Ok(meta) = std::fs::metadata(arena(node)) {
+                let bytes = meta.blocks() * 512;
+                let top = most.entry(node).or_insert(0);
+                *top = (*top).max(bytes);
+                if node == "S" && bytes > 0 {
+                    spout_seen += 1;
+                }
+            }
+        }
+        if run_segments(&run).is_empty() && spout_seen > 0 {
+            break;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    let (status, out, err) = master.finish();
+    assert!(status.success(), "{err}");
+    assert_eq!(out.trim(), "K got 40 values of 2097152 bytes", "{err}");
+    assert!(
+        spout_seen >= 10,
+        "the spout's space seen in use {spout_seen} times"
+    );
+    assert!(most["S"] >= 2 << 20, "{most:?}");
+    // A space's header page is written when it is made; a value copied in
+    // would add its 2 MiB.
+    for w in ["W0", "W1", "W2"] {
+        let written = most.get(w).copied().expect("its space");
+        assert!(written <= 4096, "{w}'s space was written: {most:?}");
+    }
+}
+
 #[test]
 fn the_segments_of_large_values_go_when_a_node_was_killed() {
     let dir = fresh_dir("large-killed");
     let marker = dir.to_str().unwrap().to_owned();
     let _w = watchdog("large killed", LIMIT).guard(marker.clone());
-    // Values of 2 MiB, many: the run lasts while the test looks.
+    // Values of 2 MiB, many: the run lasts while the test looks (each is
+    // checked byte by byte, slowly in a debug build).
     let master = start(&mut large(&["100000", "2097152", MIB_128, &marker], false));
     let arena = loop {
         let arenas: Vec<String> = run_id_of(&dir.join("S.out"))

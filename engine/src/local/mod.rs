@@ -19,6 +19,7 @@ use crate::body::{Body, Codec, DebugSink, NodeImpl};
 use crate::graph::{Graph, NodeId, NodeKind};
 use crate::replica::{KeyFn, Replicated};
 use crate::report::{Failure, NodeReport, RunFailure, RunReport};
+use crate::run::forward::ByReference;
 use crate::run::inlet::{Inlet, DEFAULT_BATCH};
 use crate::run::ring_output::{RingOutput, Tap};
 use crate::run::spout::SpoutTask;
@@ -191,6 +192,9 @@ impl LocalRun {
                 writer.set_large_bytes(self.large_bytes).map_err(|e| {
                     not_started(graph, id, format!("its space for large values: {e}"))
                 })?;
+                // Removed with the run's segments (values forwarded from it
+                // may be read after its node ended).
+                writer.keep_arena_name();
                 Some(writer)
             });
         }
@@ -240,6 +244,7 @@ impl LocalRun {
                 gate: EmitGate::new(control.stop.clone(), matches!(spec.kind, NodeKind::Spout)),
                 emitted: 0,
                 replica: (replica.index, replica.count),
+                by_reference: ByReference::allowed(true),
             };
             let name = spec.name.clone();
             let task: Box<dyn FnOnce() -> NodeReport + Send> = match (node.body, &spec.kind) {

@@ -179,6 +179,9 @@ pub(crate) fn connect(
     writer
         .set_large_bytes(large_bytes)
         .map_err(|e| format!("its space for large values: {e}"))?;
+    // Removed with the run's segments: values forwarded from it may be read
+    // after the link ended.
+    writer.keep_arena_name();
     let reader = RingReader::attach(&mirror).map_err(|e| e.to_string())?;
     let (node, producer) = (node.to_owned(), producer.to_owned());
     thread::Builder::new()

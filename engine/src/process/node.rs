@@ -17,6 +17,7 @@ use crate::fingerprint::Fingerprint;
 use crate::graph::{Graph, NodeId, NodeKind};
 use crate::replica::{Replicated, Scale};
 use crate::report::{NodeReport, PolicyEvent};
+use crate::run::forward::ByReference;
 use crate::run::inlet::Inlet;
 use crate::run::ring_output::{RingOutput, Tap};
 use crate::run::spout::SpoutTask;
@@ -255,6 +256,9 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<NodeEnd, NodeError> {
         let mut ring = RingWriter::create(&ring_name, config.ring_bytes as usize).map_err(setup)?;
         ring.set_large_bytes(config.large_bytes as usize)
             .map_err(|e| setup(format!("its space for large values: {e}")))?;
+        // Values forwarded from it may be read after this node ended; the
+        // agent or master removes the run's segments at its end.
+        ring.keep_arena_name();
         Some(ring)
     } else {
         None
@@ -308,6 +312,8 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<NodeEnd, NodeError> {
         gate: EmitGate::new(control.stop.clone(), matches!(spec.kind, NodeKind::Spout)),
         emitted: 0,
         replica: (replica.index, replica.count),
+        // A link carries bytes, not references into this host's memory.
+        by_reference: ByReference::allowed(remote_count == 0),
     };
     let report = match node.body {
         Body::Spout(body) => {

@@ -188,15 +188,20 @@ impl Take for Holding {
             }
         }
         // The frames borrow the inlets; the call, the body and the output.
-        let frames = &frames[..];
+        let values = &frames[..];
         call_guarded(
             &mut *task.body,
             &mut task.output,
             &task.control,
             &task.name,
             seq,
-            |body, out| body.call_archived_bundle(seq, frames, out),
-        )
+            |body, out| body.call_archived_bundle(seq, values, out),
+        )?;
+        drop(frames);
+        // A value forwarded by reference stays where it is: its frame, held
+        // until the bundle ran, is held on.
+        task.pin_forwards(|input| held.iter().find(|h| h.upstream == input).map(|h| h.pos));
+        Ok(())
     }
 
     fn settle(&mut self, inputs: &mut [Inlet]) {

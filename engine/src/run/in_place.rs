@@ -7,6 +7,7 @@
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
+use super::inlet::Keep;
 use super::take::{Halt, Reading, Take};
 use super::worker::{call_guarded, WorkerTask};
 use super::NodeOutput;
@@ -36,11 +37,14 @@ impl Take for InPlace {
             output,
             control,
             upstream_of,
+            pins,
             ..
         } = task;
         let Reading { ended, count } = at;
         let from = upstream_of[upstream];
-        inputs[upstream].visit(wait, ended, |seq, bytes| {
+        // Where the last value forwarded by reference went in the output.
+        let mut until = None;
+        let (got, hold) = inputs[upstream].visit(wait, ended, |seq, bytes| {
             *count += 1;
             call_guarded(
                 &mut **body,
@@ -50,8 +54,20 @@ impl Take for InPlace {
                 seq,
                 |body, out| body.call_archived(seq, from, bytes, out),
             )
-            .map_err(Halt::Failed)
-        })
+            .map_err(Halt::Failed)?;
+            let forwards = output.take_forwards();
+            Ok::<_, Halt>(match forwards.last() {
+                None => Keep::No,
+                Some(&(_, end)) => {
+                    until = Some(end);
+                    Keep::Yes
+                }
+            })
+        })?;
+        if let (Some(hold), Some(until)) = (hold, until) {
+            pins.push(upstream, until, hold);
+        }
+        Ok(got)
     }
 
     fn call<O: NodeOutput>(

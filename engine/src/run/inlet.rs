@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clusterduck_transport::{Batch, FrameError, FrameKind, ReadError, RingReader};
+use clusterduck_transport::{Batch, FrameError, FrameKind, Hold, ReadError, RingReader};
 
 use crate::body::{Codec, Payload};
 use crate::replica::Route;
@@ -108,19 +108,21 @@ impl Inlet {
 
     /// Reads the ring in place: hands the archived bytes of each value
     /// there is (at most a batch), waiting up to `wait` if given, to
-    /// `visit`, without decoding or copying them. Sets `ended` at the
-    /// stream's end. Returns whether anything came.
+    /// `visit`, without decoding or copying them; `visit` says whether the
+    /// value must stay in the ring after the read (it was forwarded by
+    /// reference): then the read's frames are held, and the hold returned.
+    /// Sets `ended` at the stream's end. Returns whether anything came.
     pub(crate) fn visit<E: From<BadInput>>(
         &mut self,
         wait: Option<Duration>,
         ended: &mut bool,
-        visit: impl FnMut(Seq, &[u8]) -> Result<(), E>,
-    ) -> Result<bool, E> {
+        visit: impl FnMut(Seq, &[u8]) -> Result<Keep, E>,
+    ) -> Result<(bool, Option<Hold>), E> {
         if self.broken {
             if let Some(t) = wait {
                 std::thread::sleep(t);
             }
-            return Ok(false);
+            return Ok((false, None));
         }
         let read = match wait {
             None => self.reader.try_read(),
@@ -173,8 +175,9 @@ impl Inlet {
                 message: format!("bad value: {e}"),
             })?;
             queue.push_back((seq, value));
-            Ok(())
+            Ok(Keep::No)
         })
+        .map(|(got, _)| got)
     }
 }
 
@@ -200,36 +203,61 @@ fn routed(route: &mut Route, seq: Seq, bytes: &[u8]) -> Result<bool, BadInput> {
     })
 }
 
+/// Whether a value handed over in place must stay in its ring after the
+/// read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Keep {
+    No,
+    /// It was forwarded by reference (see `run::forward`).
+    Yes,
+}
+
 /// Hands each value of what a ring read found to `visit`, in place, while
 /// the read holds the frames: at most `limit` of them; the rest stay in the
 /// ring, where they hold the writer back. Sets `ended` at the End frame.
-/// Returns whether anything came.
+/// Returns whether anything came, and the hold of the read's frames if a
+/// value must stay.
 fn visit_frames<E: From<BadInput>>(
     read: Result<Option<Batch<'_>>, ReadError>,
     broken: &mut bool,
     ended: &mut bool,
     limit: usize,
     mut route: Option<&mut Route>,
-    mut visit: impl FnMut(Seq, &[u8]) -> Result<(), E>,
-) -> Result<bool, E> {
+    mut visit: impl FnMut(Seq, &[u8]) -> Result<Keep, E>,
+) -> Result<(bool, Option<Hold>), E> {
     let mut batch = match read {
         Ok(Some(batch)) => batch,
-        Ok(None) => return Ok(false),
-        Err(e) => return read_failed(e, ended, broken).map_err(E::from),
+        Ok(None) => return Ok((false, None)),
+        Err(e) => {
+            return read_failed(e, ended, broken)
+                .map(|got| (got, None))
+                .map_err(E::from)
+        }
     };
     batch.limit(limit);
-    for frame in batch.iter() {
-        let frame = frame.map_err(BadInput::frame)?;
-        match frame.kind() {
-            FrameKind::Data => {
-                let (seq, bytes) = (frame.seq(), frame.bytes());
-                if owns(&mut route, seq, bytes)? {
-                    visit(seq, bytes)?;
+    let mut keep = Keep::No;
+    let mut each = || {
+        for frame in batch.iter() {
+            let frame = frame.map_err(BadInput::frame)?;
+            match frame.kind() {
+                FrameKind::Data => {
+                    let (seq, bytes) = (frame.seq(), frame.bytes());
+                    if owns(&mut route, seq, bytes)? && visit(seq, bytes)? == Keep::Yes {
+                        keep = Keep::Yes;
+                    }
                 }
+                FrameKind::End => *ended = true,
+                other => return Err(BadInput::unexpected(other, frame.seq()).into()),
             }
-            FrameKind::End => *ended = true,
-            other => return Err(BadInput::unexpected(other, frame.seq()).into()),
         }
-    }
-    Ok(true)
+        Ok(())
+    };
+    let result = each();
+    // Held from the read's start: the frames before the value too (a
+    // little more than needed, and nothing to track per frame). Held even
+    // if a later value failed the node: what was forwarded stays readable.
+    let hold = (keep == Keep::Yes).then(|| batch.hold());
+    // On an error the node fails: nothing gives the hold back, and the
+    // frames stay held until the reader detaches.
+    result.map(|()| (true, hold))
 }

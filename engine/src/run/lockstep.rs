@@ -60,6 +60,9 @@ impl<O: NodeOutput> WorkerTask<O> {
         let stride = self.share.map_or(1, |s| s.count);
         let mut ran = 0;
         let mut result = Ok(());
+        // Values forwarded by reference: the input, where its frame starts,
+        // and where the forwarding frame ends in the output.
+        let mut forwarded: SmallVec<[(usize, u64, u64); 2]> = SmallVec::new();
         {
             let Self {
                 inputs,
@@ -71,9 +74,11 @@ impl<O: NodeOutput> WorkerTask<O> {
             } = self;
             let rings: PerUpstream<_> = inputs.iter().map(|i| (i.reader(), i.route())).collect();
             let mut frames: PerUpstream<&[u8]> = SmallVec::with_capacity(n);
+            let mut starts: PerUpstream<u64> = SmallVec::with_capacity(n);
             let mut after: PerUpstream<u64> = SmallVec::with_capacity(n);
             'bundles: while ran < limit {
                 frames.clear();
+                starts.clear();
                 after.clear();
                 for u in 0..n {
                     let (ring, route) = rings[u];
@@ -88,6 +93,7 @@ impl<O: NodeOutput> WorkerTask<O> {
                                 if frame.kind() == FrameKind::Data && frame.seq() == seq =>
                             {
                                 frames.push(frame.bytes());
+                                starts.push(at);
                                 after.push(end);
                                 break;
                             }
@@ -113,6 +119,9 @@ impl<O: NodeOutput> WorkerTask<O> {
                 if result.is_err() {
                     break;
                 }
+                for (input, until) in output.take_forwards() {
+                    forwarded.push((input, starts[input], until));
+                }
                 next.copy_from_slice(&after);
                 core.delivered_in_lockstep(seq);
                 *count += n as u64;
@@ -121,6 +130,11 @@ impl<O: NodeOutput> WorkerTask<O> {
                 // of the node's share.
                 seq += stride;
             }
+        }
+        // Held before the rings are released past them.
+        for (input, at, until) in forwarded {
+            let hold = self.inputs[input].reader_mut().0.hold_at(at);
+            self.pins.push(input, until, hold);
         }
         for (inlet, &at) in self.inputs.iter_mut().zip(next.iter()) {
             let (ring, _) = inlet.reader_mut();

@@ -3,6 +3,7 @@
 //! values, a sink for policy events, and the run's control.
 
 mod decoded;
+pub(crate) mod forward;
 mod held;
 mod in_place;
 pub(crate) mod inlet;
@@ -80,6 +81,23 @@ pub(crate) trait NodeOutput: Output + Send {
 
     /// Values emitted so far.
     fn emitted(&self) -> u64;
+
+    /// Lets values that lie in these inputs' arenas (per input index) be
+    /// forwarded by reference (see `run::forward`).
+    fn forward_from(&mut self, sources: Vec<(usize, clusterduck_transport::ArenaSpan)>) {
+        let _ = sources;
+    }
+
+    /// The values forwarded by reference since the last call.
+    fn take_forwards(&mut self) -> forward::Forwards {
+        forward::Forwards::new()
+    }
+
+    /// Where every consumer has released the output to: frames that end at
+    /// or below it are done with.
+    fn released(&mut self) -> u64 {
+        u64::MAX
+    }
 
     /// Whether a spout's emit was refused because the run drains (so the
     /// error the spout returns with is not a failure).

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use clusterduck_transport::RingWriter;
 
+use super::forward::{ByReference, Forwards};
 use super::{EmitGate, NodeOutput};
 use crate::body::{Codec, EmitError, Output, Payload};
 use crate::Seq;
@@ -30,6 +31,8 @@ pub(crate) struct RingOutput {
     pub(crate) emitted: u64,
     /// Which replica of its node the instance is, of how many.
     pub(crate) replica: (usize, usize),
+    /// Large values forwarded by reference, not copied (`run::forward`).
+    pub(crate) by_reference: ByReference,
 }
 
 impl RingOutput {
@@ -73,8 +76,16 @@ impl Output for RingOutput {
     fn emit_archived(&mut self, seq: Seq, bytes: &[u8]) -> Result<(), EmitError> {
         self.gate.admit_kept()?;
         if let Some(ring) = self.ring.as_mut() {
-            ring.write_bytes(seq, bytes)
-                .map_err(|e| EmitError::Failed(e.into()))?;
+            match self.by_reference.locate(bytes) {
+                Some((input, value)) => {
+                    ring.write_forward(seq, &value)
+                        .map_err(|e| EmitError::Failed(e.into()))?;
+                    self.by_reference.wrote(input, ring.written());
+                }
+                None => ring
+                    .write_bytes(seq, bytes)
+                    .map_err(|e| EmitError::Failed(e.into()))?,
+            }
         }
         if let Some(tap) = &mut self.tap {
             tap.watched(seq, bytes);
@@ -109,6 +120,19 @@ impl NodeOutput for RingOutput {
 
     fn emitted(&self) -> u64 {
         self.emitted
+    }
+
+    fn forward_from(&mut self, sources: Vec<(usize, clusterduck_transport::ArenaSpan)>) {
+        self.by_reference.set_sources(sources);
+    }
+
+    #[inline]
+    fn take_forwards(&mut self) -> Forwards {
+        self.by_reference.take()
+    }
+
+    fn released(&mut self) -> u64 {
+        self.ring.as_mut().map_or(u64::MAX, RingWriter::released)
     }
 
     fn refused_for_stop(&self) -> bool {

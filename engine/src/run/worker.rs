@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::decoded::Decoded;
+use super::forward::{Pins, PIN_POLL};
 use super::held::Holding;
 use super::in_place::InPlace;
 use super::inlet::{BadInput, Inlet, RING_POLL};
@@ -44,6 +45,8 @@ pub(crate) struct WorkerTask<O> {
     pub(crate) output: O,
     pub(crate) control: Arc<RunControl>,
     pub(crate) events: Option<Box<dyn EventSink>>,
+    /// Input frames held for values forwarded by reference.
+    pub(crate) pins: Pins,
 }
 
 /// What a worker instance is given to run.
@@ -74,7 +77,7 @@ impl<O: NodeOutput> WorkerTask<O> {
                 inlet.routed(run.route(id, input, key))
             })
             .collect();
-        Self {
+        let mut task = Self {
             name: instance.name.clone(),
             kind: spec.kind.label(),
             upstream_names: spec.upstreams.clone().into(),
@@ -88,6 +91,40 @@ impl<O: NodeOutput> WorkerTask<O> {
             output: parts.output,
             control: parts.control,
             events: parts.events,
+            pins: Pins::default(),
+        };
+        // Large values that lie in an input's arena may be forwarded by
+        // reference.
+        let sources = task
+            .inputs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, inlet)| inlet.reader().arena_span().map(|span| (i, span)))
+            .collect();
+        task.output.forward_from(sources);
+        task
+    }
+
+    /// Holds the input frames the values forwarded by the last call came
+    /// from: `at(input)` says where that input's value lies (its frame, or
+    /// one before it); from the oldest unreleased frame if it cannot say.
+    /// Call after every call of the function that may have forwarded.
+    #[inline]
+    pub(super) fn pin_forwards(&mut self, mut at: impl FnMut(usize) -> Option<u64>) {
+        for (input, until) in self.output.take_forwards() {
+            let ring = self.inputs[input].reader_mut().0;
+            let pos = at(input).unwrap_or_else(|| ring.cursor());
+            let hold = ring.hold_at(pos);
+            self.pins.push(input, until, hold);
+        }
+    }
+
+    /// Ends the holds of forwarded values that every consumer is done with.
+    #[inline]
+    fn unpin_released(&mut self) {
+        if !self.pins.is_empty() {
+            let released = self.output.released();
+            self.pins.release(released, &mut self.inputs);
         }
     }
 
@@ -160,6 +197,7 @@ impl<O: NodeOutput> WorkerTask<O> {
                 }
             }
             take.settle(&mut self.inputs);
+            self.unpin_released();
             if core.is_finished() {
                 self.output.finish();
                 break;
@@ -242,7 +280,11 @@ impl<O: NodeOutput> WorkerTask<O> {
                 continue;
             };
             current = (u + 1) % n;
-            let slice = until_deadline(if wanted.len() == 1 { TICK } else { RING_POLL });
+            let mut slice = until_deadline(if wanted.len() == 1 { TICK } else { RING_POLL });
+            if !self.pins.is_empty() {
+                // The upstream may wait for the space our consumers free.
+                slice = slice.min(PIN_POLL);
+            }
             let at = Reading {
                 ended: &mut ended[u],
                 count: &mut report.messages_in,

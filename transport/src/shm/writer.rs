@@ -63,6 +63,8 @@ pub struct RingWriter {
     large_bytes: usize,
     /// The arena, made with the setting.
     large: Option<LargeArena>,
+    /// Leave the arena's name when dropped (`keep_arena_name`).
+    keep_arena_name: bool,
     /// The last value written went to the arena: the next is serialised
     /// there first (a stream of large values is copied once, not twice).
     last_large: bool,
@@ -104,6 +106,7 @@ impl RingWriter {
             ended: false,
             large_bytes: 0,
             large: None,
+            keep_arena_name: false,
             last_large: false,
             spills: 0,
         })
@@ -139,6 +142,14 @@ impl RingWriter {
         }
         self.large_bytes = bytes;
         Ok(())
+    }
+
+    /// Leaves the arena's name in place when the writer is dropped, so that
+    /// readers of values forwarded from it (`write_forward` on another
+    /// ring) can still map it after this writer ended; whoever runs the
+    /// rings removes it ([`remove_run_segments`](super::remove_run_segments)).
+    pub fn keep_arena_name(&mut self) {
+        self.keep_arena_name = true;
     }
 
     /// The largest payload written in the ring itself; larger ones go to
@@ -570,7 +581,7 @@ impl Drop for RingWriter {
         }
         // Readers attached keep their mappings; the name goes with the writer.
         let _ = std::fs::remove_file(self.name.path());
-        if self.large.is_some() {
+        if self.large.is_some() && !self.keep_arena_name {
             let _ = std::fs::remove_file(self.name.arena_path());
         }
     }
