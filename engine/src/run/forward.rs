@@ -37,8 +37,13 @@ pub(crate) struct ByReference {
     allowed: bool,
     /// Per input with an arena: its index, and where the arena lies.
     sources: Vec<(usize, ArenaSpan)>,
+    /// The shortest value any of them holds (shorter ones are looked at no
+    /// further: the common case, one compare).
+    smallest: usize,
     /// Forwarded since the last [`take`](Self::take).
     written: Forwards,
+    /// Whether `written` holds any (a flag: one load, for every value).
+    any: bool,
 }
 
 impl ByReference {
@@ -47,12 +52,21 @@ impl ByReference {
     pub(crate) fn allowed(allowed: bool) -> Self {
         Self {
             allowed,
+            smallest: usize::MAX,
             ..Self::default()
         }
     }
 
     /// The inputs' arenas (per input index).
     pub(crate) fn set_sources(&mut self, sources: Vec<(usize, ArenaSpan)>) {
+        self.smallest = match self.allowed {
+            true => sources
+                .iter()
+                .map(|(_, s)| s.smallest())
+                .min()
+                .unwrap_or(usize::MAX),
+            false => usize::MAX,
+        };
         self.sources = sources;
     }
 
@@ -60,23 +74,37 @@ impl ByReference {
     /// if they may go by reference.
     #[inline]
     pub(crate) fn locate(&self, bytes: &[u8]) -> Option<(usize, ArenaValue)> {
-        if !self.allowed {
+        if bytes.len() < self.smallest {
             return None;
         }
+        self.locate_large(bytes)
+    }
+
+    #[cold]
+    fn locate_large(&self, bytes: &[u8]) -> Option<(usize, ArenaValue)> {
         self.sources
             .iter()
             .find_map(|(input, span)| span.locate(bytes).map(|value| (*input, value)))
+    }
+
+    /// Whether something went by reference since the last
+    /// [`take`](Self::take).
+    #[inline]
+    pub(crate) fn any(&self) -> bool {
+        self.any
     }
 
     /// A value of `input`'s arena went by reference, its frame ending at
     /// `end` in the output ring.
     pub(crate) fn wrote(&mut self, input: usize, end: u64) {
         self.written.push((input, end));
+        self.any = true;
     }
 
     /// What went by reference since the last call.
     #[inline]
     pub(crate) fn take(&mut self) -> Forwards {
+        self.any = false;
         std::mem::take(&mut self.written)
     }
 }

@@ -55,14 +55,11 @@ impl Take for InPlace {
                 |body, out| body.call_archived(seq, from, bytes, out),
             )
             .map_err(Halt::Failed)?;
-            let forwards = output.take_forwards();
-            Ok::<_, Halt>(match forwards.last() {
-                None => Keep::No,
-                Some(&(_, end)) => {
-                    until = Some(end);
-                    Keep::Yes
-                }
-            })
+            if !output.forwarded() {
+                return Ok(Keep::No);
+            }
+            until = output.take_forwards().last().map(|&(_, end)| end);
+            Ok::<_, Halt>(Keep::Yes)
         })?;
         if let (Some(hold), Some(until)) = (hold, until) {
             pins.push(upstream, until, hold);

@@ -60,8 +60,8 @@ impl<O: NodeOutput> WorkerTask<O> {
         let stride = self.share.map_or(1, |s| s.count);
         let mut ran = 0;
         let mut result = Ok(());
-        // Values forwarded by reference: the input, where its frame starts,
-        // and where the forwarding frame ends in the output.
+        // Values forwarded by reference: the input, where its bundle's read
+        // began, and where the forwarding frame ends in the output.
         let mut forwarded: SmallVec<[(usize, u64, u64); 2]> = SmallVec::new();
         {
             let Self {
@@ -74,11 +74,9 @@ impl<O: NodeOutput> WorkerTask<O> {
             } = self;
             let rings: PerUpstream<_> = inputs.iter().map(|i| (i.reader(), i.route())).collect();
             let mut frames: PerUpstream<&[u8]> = SmallVec::with_capacity(n);
-            let mut starts: PerUpstream<u64> = SmallVec::with_capacity(n);
             let mut after: PerUpstream<u64> = SmallVec::with_capacity(n);
             'bundles: while ran < limit {
                 frames.clear();
-                starts.clear();
                 after.clear();
                 for u in 0..n {
                     let (ring, route) = rings[u];
@@ -93,7 +91,6 @@ impl<O: NodeOutput> WorkerTask<O> {
                                 if frame.kind() == FrameKind::Data && frame.seq() == seq =>
                             {
                                 frames.push(frame.bytes());
-                                starts.push(at);
                                 after.push(end);
                                 break;
                             }
@@ -119,8 +116,12 @@ impl<O: NodeOutput> WorkerTask<O> {
                 if result.is_err() {
                     break;
                 }
-                for (input, until) in output.take_forwards() {
-                    forwarded.push((input, starts[input], until));
+                if output.forwarded() {
+                    // Held from where the bundle's read began on each ring:
+                    // its frame, and any other replica's passed over.
+                    for (input, until) in output.take_forwards() {
+                        forwarded.push((input, next[input], until));
+                    }
                 }
                 next.copy_from_slice(&after);
                 core.delivered_in_lockstep(seq);

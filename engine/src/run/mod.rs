@@ -88,6 +88,12 @@ pub(crate) trait NodeOutput: Output + Send {
         let _ = sources;
     }
 
+    /// Whether values were forwarded by reference since the last
+    /// [`take_forwards`](Self::take_forwards): one load, for every value.
+    fn forwarded(&self) -> bool {
+        false
+    }
+
     /// The values forwarded by reference since the last call.
     fn take_forwards(&mut self) -> forward::Forwards {
         forward::Forwards::new()

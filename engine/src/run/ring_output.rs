@@ -127,6 +127,11 @@ impl NodeOutput for RingOutput {
     }
 
     #[inline]
+    fn forwarded(&self) -> bool {
+        self.by_reference.any()
+    }
+
+    #[inline]
     fn take_forwards(&mut self) -> Forwards {
         self.by_reference.take()
     }

@@ -111,6 +111,9 @@ impl<O: NodeOutput> WorkerTask<O> {
     /// Call after every call of the function that may have forwarded.
     #[inline]
     pub(super) fn pin_forwards(&mut self, mut at: impl FnMut(usize) -> Option<u64>) {
+        if !self.output.forwarded() {
+            return;
+        }
         for (input, until) in self.output.take_forwards() {
             let ring = self.inputs[input].reader_mut().0;
             let pos = at(input).unwrap_or_else(|| ring.cursor());

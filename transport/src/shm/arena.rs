@@ -181,13 +181,18 @@ impl ArenaView {
 
     /// Where the arena at `path` lies in memory (mapped now if it is there
     /// and was not yet); `None` if it is not there (yet).
-    pub(crate) fn span(&self, path: &Path) -> Option<super::forward::ArenaSpan> {
+    pub(crate) fn span(
+        &self,
+        path: &Path,
+        ring_capacity: usize,
+    ) -> Option<super::forward::ArenaSpan> {
         if self.mapped.get().is_none() {
             // Only a mapping is kept: an arena made later is mapped then.
             let _ = self.mapped.set(Ok(ShmRing::open(path).ok()?));
         }
         let ring = self.mapped.get()?.as_ref().ok()?;
-        Some(super::forward::ArenaSpan::new(ring, path))
+        let smallest = super::layout::max_inline(ring_capacity) + 1;
+        Some(super::forward::ArenaSpan::new(ring, path, smallest))
     }
 
     /// The bytes `at` refers to, in the arena at `path` (mapped now if it

@@ -38,25 +38,39 @@ pub struct ArenaSpan {
     start: usize,
     end: usize,
     capacity: u64,
+    /// The shortest value the ring puts in its arena.
+    smallest: usize,
     path: Arc<Path>,
 }
 
 impl ArenaSpan {
-    pub(crate) fn new(ring: &ShmRing, path: &Path) -> ArenaSpan {
+    pub(crate) fn new(ring: &ShmRing, path: &Path, smallest: usize) -> ArenaSpan {
         let start = ring.at(0) as usize;
         let capacity = ring.capacity();
         ArenaSpan {
             start,
             end: start + 2 * capacity,
             capacity: capacity as u64,
+            smallest,
             path: path.into(),
         }
     }
 
+    /// The shortest value the ring puts in its arena: shorter bytes are
+    /// never one of its large values.
+    pub fn smallest(&self) -> usize {
+        self.smallest
+    }
+
     /// The large value `bytes` are, if they lie in this arena.
+    #[inline]
     pub fn locate(&self, bytes: &[u8]) -> Option<ArenaValue> {
         let at = bytes.as_ptr() as usize;
-        if at < self.start || at + bytes.len() > self.end || bytes.len() as u64 > self.capacity {
+        if bytes.len() < self.smallest
+            || at < self.start
+            || at + bytes.len() > self.end
+            || bytes.len() as u64 > self.capacity
+        {
             return None;
         }
         Some(ArenaValue {

@@ -53,6 +53,13 @@ pub(crate) const fn align_frame(n: u64) -> u64 {
     (n + FRAME_ALIGN - 1) & !(FRAME_ALIGN - 1)
 }
 
+/// The largest payload a ring of `capacity` bytes with an arena keeps in
+/// the ring itself: larger ones go to the arena.
+#[inline]
+pub(crate) const fn max_inline(capacity: usize) -> usize {
+    capacity / 4 - FRAME_HEADER_LEN as usize
+}
+
 /// The bytes a frame with a payload of `len` bytes takes in the ring.
 #[inline]
 pub(crate) const fn frame_size(len: u64) -> u64 {

@@ -160,7 +160,8 @@ impl RingReader {
     /// memory (mapped now if it was not yet); `None` if the ring has no
     /// arena.
     pub fn arena_span(&self) -> Option<ArenaSpan> {
-        self.arena.span(&self.name.arena_path())
+        self.arena
+            .span(&self.name.arena_path(), self.ring.capacity())
     }
 
     // Raw access for the TCP sender (`crate::tcp`), which sends published
@@ -541,7 +542,9 @@ pub struct Frames<'b> {
 impl<'b> Iterator for Frames<'b> {
     type Item = Result<Frame<'b>, FrameError>;
 
-    #[inline]
+    // Always inlined: the loop over a batch is the reader's hot path, and
+    // its callers are few.
+    #[inline(always)]
     fn next(&mut self) -> Option<Self::Item> {
         if self.pos >= self.end || self.left == 0 {
             return None;
@@ -618,14 +621,10 @@ fn parse_frame(source: Source<'_>, pos: u64, end: u64) -> Result<(Frame<'_>, u64
     };
     let (kind, bytes) = match FrameKind::from_code(header.kind) {
         Some(kind) => (kind, bytes),
-        None if header.kind == LARGE_CODE => (FrameKind::Data, large(source, bytes, pos)?),
-        None if header.kind == FORWARD_CODE => (FrameKind::Data, forwarded(source, bytes, pos)?),
-        None => {
-            return Err(FrameError::UnknownKind {
-                code: header.kind,
-                pos,
-            })
-        }
+        None => (
+            FrameKind::Data,
+            out_of_line(source, header.kind, bytes, pos)?,
+        ),
     };
     Ok((
         Frame {
@@ -635,6 +634,23 @@ fn parse_frame(source: Source<'_>, pos: u64, end: u64) -> Result<(Frame<'_>, u64
         },
         pos + size,
     ))
+}
+
+/// The bytes a frame of kind `code` at `pos`, with payload `payload`, that
+/// is no Data or End frame refers to: a large value's, or a forwarded one's
+/// (kept off the hot path of every frame).
+#[cold]
+fn out_of_line<'a>(
+    source: Source<'a>,
+    code: u32,
+    payload: &[u8],
+    pos: u64,
+) -> Result<&'a [u8], FrameError> {
+    match code {
+        LARGE_CODE => large(source, payload, pos),
+        FORWARD_CODE => forwarded(source, payload, pos),
+        code => Err(FrameError::UnknownKind { code, pos }),
+    }
 }
 
 /// The bytes in the arena that the large value's frame at `pos`, with

@@ -158,7 +158,7 @@ impl RingWriter {
         if self.large_bytes == 0 {
             self.max_payload()
         } else {
-            self.ring.capacity() / 4 - FRAME_HEADER_LEN as usize
+            super::layout::max_inline(self.ring.capacity())
         }
     }
 
