@@ -526,10 +526,22 @@ pub(crate) fn iperf3_rate(from: &str, to: &str) -> Result<f64, String> {
         .lines()
         .find_map(|l| l.strip_prefix("hostname ").map(str::to_owned))
         .ok_or_else(|| format!("ssh -G {to}: no hostname"))?;
-    let mut server = ssh(to, &["iperf3", "--server", "--one-off", "--port", PORT])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .map_err(|e| format!("iperf3 server on {to}: {e}"))?;
+    // Ends by itself, even if no client ever came.
+    let mut server = ssh(
+        to,
+        &[
+            "timeout",
+            "20",
+            "iperf3",
+            "--server",
+            "--one-off",
+            "--port",
+            PORT,
+        ],
+    )
+    .stdout(std::process::Stdio::null())
+    .spawn()
+    .map_err(|e| format!("iperf3 server on {to}: {e}"))?;
     // The server listens within a moment of its start: try until it does.
     let mut last = String::new();
     for _ in 0..50 {

@@ -99,7 +99,11 @@ fn a_forwarded_large_value_is_not_copied_into_the_forwarding_workers_space() {
     let dir = fresh_dir("large-forward");
     let marker = dir.to_str().unwrap().to_owned();
     let _w = watchdog("large forward", LIMIT).guard(marker.clone());
-    let master = start(&mut large(&["40", "2097152", MIB_128, &marker], false));
+    // Spaces of 8 MiB: three values each; twenty go through, so the
+    // spout's space is reused over and over while forwarded values are
+    // read through references to it (every consumer checks every byte: a
+    // value released too early would be overwritten under them).
+    let master = start(&mut large(&["20", "2097152", "8388608", &marker], false));
     let run = loop {
         if let Some(run) = run_id_of(&dir.join("S.out")) {
             break run;
@@ -129,7 +133,7 @@ fn a_forwarded_large_value_is_not_copied_into_the_forwarding_workers_space() {
     }
     let (status, out, err) = master.finish();
     assert!(status.success(), "{err}");
-    assert_eq!(out.trim(), "K got 40 values of 2097152 bytes", "{err}");
+    assert_eq!(out.trim(), "K got 20 values of 2097152 bytes", "{err}");
     assert!(
         spout_seen >= 10,
         "the spout's space seen in use {spout_seen} times"

@@ -67,5 +67,5 @@ pub use shm::{
     remove_run_segments, remove_stale_segments, AccessError, ArenaSpan, ArenaValue, AttachError,
     Batch, CreateError, DeadReader, Frame, FrameBuf, FrameError, FrameKind, FrameSerializer,
     Frames, Hold, NameError, ReadError, RingName, RingReader, RingWriter, StaleSegment,
-    StaleStatus, WaitReadersError, WriteError,
+    StaleStatus, WaitReadersError, WriteError, FORWARDED_ARENAS,
 };

@@ -38,6 +38,14 @@ impl ProcessStamp {
         }
     }
 
+    /// Process `pid`, if it runs.
+    pub fn of(pid: u32) -> Option<ProcessStamp> {
+        read_stat(pid).map(|s| ProcessStamp {
+            pid,
+            start_time: s.start_time,
+        })
+    }
+
     /// Whether the process still runs: it exists, is not a zombie, and
     /// started when this stamp says (unless the stamp has no start time).
     pub fn is_alive(&self) -> bool {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use clusterduck_transport::{RingName, RingReader, RingWriter};
+use clusterduck_transport::{ProcessStamp, RingName, RingReader, RingWriter};
 
 use self::debugger::{LocalEvents, LocalTap};
 use crate::body::{Body, Codec, DebugSink, NodeImpl};
@@ -189,12 +189,12 @@ impl LocalRun {
                     .map_err(|e| not_started(graph, id, e))?;
                 let mut writer = RingWriter::create(&name, self.ring_bytes)
                     .map_err(|e| not_started(graph, id, format!("its ring: {e}")))?;
+                // Removed with the run's segments (values forwarded from it
+                // may be read after its node ended).
+                writer.keep_arena_name(ProcessStamp::current());
                 writer.set_large_bytes(self.large_bytes).map_err(|e| {
                     not_started(graph, id, format!("its space for large values: {e}"))
                 })?;
-                // Removed with the run's segments (values forwarded from it
-                // may be read after its node ended).
-                writer.keep_arena_name();
                 Some(writer)
             });
         }

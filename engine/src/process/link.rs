@@ -11,8 +11,8 @@ use std::thread;
 use std::time::Duration;
 
 use clusterduck_transport::auth::{self, Secret};
-use clusterduck_transport::tcp::{io_backend, receive_into_ring, send_ring};
-use clusterduck_transport::{RingName, RingReader, RingWriter};
+use clusterduck_transport::tcp::{io_backend, receive_into_ring, send_ring, LinkError};
+use clusterduck_transport::{ProcessStamp, RingName, RingReader, RingWriter};
 
 use crate::graph::NodeId;
 use crate::report::Failure;
@@ -117,12 +117,26 @@ pub(crate) fn serve(
                         return;
                     }
                 };
+                let (name, failed) = (node.clone(), control.clone());
                 let handle = thread::Builder::new()
                     .name(format!("{node}->#{consumer}"))
                     .spawn(move || {
-                        // `send_ring` logs its own failure; the consumer's end
-                        // or the master reports what it means for the run.
-                        let _ = send_ring(reader, stream, io_backend());
+                        // `send_ring` logs its own failure. A lost connection
+                        // is the consumer's end to report (or the master,
+                        // which sees a process die); anything else this node
+                        // tells, as a failure of its own: the consumer sees
+                        // only a closed connection.
+                        match send_ring(reader, stream, io_backend()) {
+                            Err(e) if !e.is_disconnect() => failed.fail(Failure::Node {
+                                node: name,
+                                seq: match e {
+                                    LinkError::Forwarded { seq, .. } => Some(seq),
+                                    _ => None,
+                                },
+                                message: format!("the link to node #{consumer}: {e}"),
+                            }),
+                            _ => {}
+                        }
                     });
                 match handle {
                     Ok(handle) => started.0.lock().unwrap_or_else(|e| e.into_inner()).push(handle),
@@ -148,6 +162,9 @@ pub(crate) struct Upstream<'a> {
     pub(crate) mirror: RingName,
     pub(crate) ring_bytes: usize,
     pub(crate) large_bytes: usize,
+    /// Whose the mirror's space for large values is (it is kept until the
+    /// run's segments are removed).
+    pub(crate) owner: ProcessStamp,
 }
 
 /// Connects node `me` (named `node`) to its remote upstream and returns the
@@ -167,6 +184,7 @@ pub(crate) fn connect(
         mirror,
         ring_bytes,
         large_bytes,
+        owner,
     } = up;
     let mut stream =
         TcpStream::connect(address).map_err(|e| format!("connecting to {address}: {e}"))?;
@@ -176,12 +194,12 @@ pub(crate) fn connect(
         .map_err(|e| format!("authenticating with {address}: {e}"))?;
     let _ = stream.set_read_timeout(None);
     let mut writer = RingWriter::create(&mirror, ring_bytes).map_err(|e| e.to_string())?;
+    // Removed with the run's segments: values forwarded from it may be read
+    // after the link ended.
+    writer.keep_arena_name(owner);
     writer
         .set_large_bytes(large_bytes)
         .map_err(|e| format!("its space for large values: {e}"))?;
-    // Removed with the run's segments: values forwarded from it may be read
-    // after the link ended.
-    writer.keep_arena_name();
     let reader = RingReader::attach(&mirror).map_err(|e| e.to_string())?;
     let (node, producer) = (node.to_owned(), producer.to_owned());
     thread::Builder::new()

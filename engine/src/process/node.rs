@@ -6,7 +6,7 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::Duration;
 
-use clusterduck_transport::{RingName, RingReader, RingWriter};
+use clusterduck_transport::{ProcessStamp, RingName, RingReader, RingWriter};
 use rkyv::util::AlignedVec;
 
 use super::control_tx::ControlTx;
@@ -122,6 +122,16 @@ pub fn node_main(graph: Graph, impls: Vec<NodeImpl>) -> ! {
         }
     };
     std::process::exit(code)
+}
+
+/// Whose this node's kept segments are (see `RingWriter::keep_arena_name`):
+/// the process that started it and removes the run's segments at its end,
+/// the agent or the master; this process if that one is unknown.
+fn segment_owner(config: &NodeConfig) -> ProcessStamp {
+    config
+        .die_with
+        .and_then(ProcessStamp::of)
+        .unwrap_or_else(ProcessStamp::current)
 }
 
 fn read_config() -> Result<NodeConfig, NodeError> {
@@ -254,11 +264,12 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<NodeEnd, NodeError> {
         // on the stores still in flight: 12-14 % of the join's throughput
         // here, 7-14 % of the pipe's (docs/PERFORMANCE.md).
         let mut ring = RingWriter::create(&ring_name, config.ring_bytes as usize).map_err(setup)?;
+        // Values forwarded from it may be read after this node ended: the
+        // space is the agent's or master's, which removes the run's
+        // segments at its end.
+        ring.keep_arena_name(segment_owner(&config));
         ring.set_large_bytes(config.large_bytes as usize)
             .map_err(|e| setup(format!("its space for large values: {e}")))?;
-        // Values forwarded from it may be read after this node ended; the
-        // agent or master removes the run's segments at its end.
-        ring.keep_arena_name();
         Some(ring)
     } else {
         None
@@ -343,6 +354,7 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<NodeEnd, NodeError> {
                         mirror: link::mirror_name(&config.run_id, up_name, &name).map_err(setup)?,
                         ring_bytes: config.ring_bytes as usize,
                         large_bytes: config.large_bytes as usize,
+                        owner: segment_owner(&config),
                     };
                     link::connect(upstream, &secret, id, &name, control.clone())
                         .map_err(|e| setup(format!("linking to {up_name}: {e}")))?

@@ -4,14 +4,25 @@
 //! (`clusterduck_transport::ArenaValue`). Its consumers read it there.
 //!
 //! The value must stay there until they are done with it, so the worker
-//! holds the input frame it read it from ([`Pins`]) until every consumer has
-//! released the frame that refers to it; the worker reads on meanwhile. Its
-//! upstream cannot reuse that space before: a consumer that keeps a
-//! forwarded value keeps it in the upstream's space, as it would have kept
-//! the copy in the worker's.
+//! holds the input frame it read it from ([`Pins`]; for a value taken in
+//! place, the frames of the whole read it came in) until every consumer has
+//! released the frame that refers to it; the worker reads on meanwhile, but
+//! releases nothing of that input past the held frame. So its upstream
+//! cannot reuse that space before: a consumer that keeps a forwarded value
+//! keeps it, and what came after it, in the upstream's ring and space, where
+//! it would have kept the copy in the worker's.
 //!
 //! Only where every consumer of the worker is on its host (a TCP link
 //! carries bytes, not references); elsewhere the value is copied, as any.
+//! A node forwards by reference from [`FORWARDED_ARENAS`] inputs at most.
+//!
+//! The guarantee is for runs that go on: a worker that fails or is stopped
+//! lets go of its holds when it ends, while its consumers may still be
+//! reading its last forwarded values as the run stops; an upstream still
+//! writing could then overwrite them under a consumer that is about to be
+//! stopped too (values it emits then may be torn; the run fails anyway).
+//!
+//! [`FORWARDED_ARENAS`]: clusterduck_transport::FORWARDED_ARENAS
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -57,8 +68,10 @@ impl ByReference {
         }
     }
 
-    /// The inputs' arenas (per input index).
-    pub(crate) fn set_sources(&mut self, sources: Vec<(usize, ArenaSpan)>) {
+    /// The inputs' arenas (per input index): at most as many as a consumer
+    /// maps (values of the other inputs' are copied).
+    pub(crate) fn set_sources(&mut self, mut sources: Vec<(usize, ArenaSpan)>) {
+        sources.truncate(clusterduck_transport::FORWARDED_ARENAS);
         self.smallest = match self.allowed {
             true => sources
                 .iter()

@@ -254,8 +254,9 @@ fn visit_frames<E: From<BadInput>>(
     };
     let result = each();
     // Held from the read's start: the frames before the value too (a
-    // little more than needed, and nothing to track per frame). Held even
-    // if a later value failed the node: what was forwarded stays readable.
+    // little more than needed, and nothing to track per frame). If a later
+    // value failed the node, the hold is dropped with the error: the node
+    // ends, and its holds with it (see `run::forward`).
     let hold = (keep == Keep::Yes).then(|| batch.hold());
     // On an error the node fails: nothing gives the hold back, and the
     // frames stay held until the reader detaches.

@@ -55,7 +55,8 @@
 //!   `BYTES` bytes (every byte `id * 7 + 1`, truncated), with each node's
 //!   space for large values `LARGE_BYTES`; three workers `W0..W2` take
 //!   them in place, check every byte and pass them on as they are; `J`
-//!   joins `S` and `W0` (sequenced, in place) and checks both; sink `K`
+//!   joins `S` and `W0` (sequenced, in place) and checks both; sinks `E1`
+//!   and `E2` take `W1`'s and `W2`'s decoded and check them; sink `K`
 //!   counts, and at the last prints `K got <count> values of <BYTES>
 //!   bytes` through the debugger. In local mode with `CD_TEST_LOCAL=1`;
 //!   `CD_TEST_HOSTS` as above.
@@ -322,7 +323,13 @@ fn large(rest: &[String]) -> ExitCode {
         Ok(())
     });
     for (k, w) in workers.iter().enumerate().skip(1) {
-        t.sink(&format!("E{k}"), w, |_, _: Vec<u8>| Ok(()));
+        t.sink(&format!("E{k}"), w, move |seq, v: Vec<u8>| {
+            if large_value_is(&v, seq, bytes) {
+                Ok(())
+            } else {
+                Err(format!("value {seq} is not what was sent").into())
+            }
+        });
     }
     let launch = if std::env::var_os("CD_TEST_LOCAL").is_some() {
         Launch::local()

@@ -21,6 +21,7 @@ use std::path::Path;
 use super::error::{AttachError, CreateError};
 use super::layout::align_frame;
 use super::segment::ShmRing;
+use crate::process::ProcessStamp;
 
 /// The frame kind code of a value stored in the arena; its payload is a
 /// [`LargeRef`]. Internal to the transport: readers present it as Data.
@@ -69,10 +70,15 @@ pub(crate) struct Arena {
 }
 
 impl Arena {
-    /// Creates the arena's segment at `path`, of at least `bytes` bytes.
-    pub(crate) fn create(path: &Path, bytes: usize) -> Result<Arena, CreateError> {
+    /// Creates the arena's segment at `path`, of at least `bytes` bytes,
+    /// stamped as `owner`'s.
+    pub(crate) fn create(
+        path: &Path,
+        bytes: usize,
+        owner: ProcessStamp,
+    ) -> Result<Arena, CreateError> {
         Ok(Arena {
-            ring: ShmRing::create(path, bytes)?,
+            ring: ShmRing::create_as(path, bytes, owner)?,
             written: 0,
             released: 0,
             held: VecDeque::new(),

@@ -26,8 +26,11 @@ use super::segment::ShmRing;
 pub(crate) const FORWARD_CODE: u32 = 4;
 
 /// How many other rings' arenas one reader maps at most (a reader of a node
-/// that forwards values of each of its upstreams maps one per upstream).
-const FOREIGN_SLOTS: usize = 32;
+/// that forwards values of each of its upstreams maps one per upstream): a
+/// node forwards by reference from so many of its inputs at most.
+pub const FORWARDED_ARENAS: usize = 32;
+
+const FOREIGN_SLOTS: usize = FORWARDED_ARENAS;
 
 /// Where a ring's arena of large values lies in this process's memory, to
 /// tell whether bytes a node holds are one of that ring's large values.
@@ -156,8 +159,9 @@ impl ForeignArenas {
             // The forwarding node holds the frame it read these bytes from
             // until every reader of its own ring, this one included, has
             // released the frame that refers to them (the caller holds that
-            // frame); `len <= capacity` and the data is mapped twice, so
-            // the bytes are contiguous and in bounds.
+            // frame), for as long as it runs (see `write_forward`);
+            // `len <= capacity` and the data is mapped twice, so the bytes
+            // are contiguous and in bounds.
             // SAFETY: readable, written and in bounds, as above.
             return Ok(unsafe { std::slice::from_raw_parts(ring.at(at.pos), at.len as usize) });
         }

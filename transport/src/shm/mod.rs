@@ -37,7 +37,7 @@ pub use self::{
         AccessError, AttachError, CreateError, FrameError, NameError, ReadError, WaitReadersError,
         WriteError,
     },
-    forward::{ArenaSpan, ArenaValue},
+    forward::{ArenaSpan, ArenaValue, FORWARDED_ARENAS},
     frame::{Frame, FrameBuf, FrameKind, FrameSerializer},
     name::{
         remove_run_segments, remove_stale_segments, RingName, StaleSegment, StaleStatus,

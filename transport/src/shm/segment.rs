@@ -65,6 +65,17 @@ pub(crate) fn capacity_for(requested: usize) -> Result<usize, CreateError> {
 impl ShmRing {
     /// Creates the segment file (mode 0600; it must not exist) and maps it.
     pub(crate) fn create(path: &Path, requested: usize) -> Result<ShmRing, CreateError> {
+        Self::create_as(path, requested, ProcessStamp::current())
+    }
+
+    /// [`create`](Self::create), the segment stamped as `creator`'s: it
+    /// counts as stale once that process is gone
+    /// ([`remove_stale_segments`](super::remove_stale_segments)).
+    pub(crate) fn create_as(
+        path: &Path,
+        requested: usize,
+        creator: ProcessStamp,
+    ) -> Result<ShmRing, CreateError> {
         let capacity = capacity_for(requested)?;
         let header_len = header_len();
         let file = OpenOptions::new()
@@ -84,7 +95,7 @@ impl ShmRing {
         let result = (|| {
             file.set_len((header_len + capacity) as u64).map_err(io)?;
             let ring = Self::map(&file, header_len, capacity, true).map_err(io)?;
-            let me = ProcessStamp::current();
+            let me = creator;
             let h = ring.header.as_ptr();
             // SAFETY: `h` points to our fresh, zeroed, writable mapping of at
             // least a SegmentHeader; nobody else uses these fields before the

@@ -849,3 +849,36 @@ fn a_forwarding_frame_naming_another_file_is_refused() {
         Err(FrameError::LargeValue { len: 0, pos: 0 })
     ));
 }
+
+/// A kept arena outlives its writer, stamped as its owner's: not stale while
+/// the owner lives (another run's clean-up leaves it), stale once it is gone,
+/// and removed with the run's segments.
+#[test]
+fn a_kept_arena_is_its_owners_until_the_run_removes_it() {
+    let _w = watchdog(30);
+    let kept = |owner: crate::ProcessStamp| {
+        let name = unique("kept");
+        let mut writer = RingWriter::create(&name, 4096).unwrap();
+        writer.keep_arena_name(owner);
+        writer.set_large_bytes(1 << 16).unwrap();
+        drop(writer);
+        assert!(
+            !name.path().exists(),
+            "the ring's name goes with its writer"
+        );
+        assert!(name.arena_path().exists(), "the arena's stays");
+        name
+    };
+    let alive = kept(crate::ProcessStamp::current());
+    let gone = kept(crate::ProcessStamp {
+        start_time: crate::ProcessStamp::current().start_time + 1,
+        ..crate::ProcessStamp::current()
+    });
+    let removed = remove_stale_segments().unwrap();
+    let paths: Vec<_> = removed.iter().map(|s| s.path.clone()).collect();
+    assert!(paths.contains(&gone.arena_path()), "{paths:?}");
+    assert!(!paths.contains(&alive.arena_path()), "{paths:?}");
+    assert!(alive.arena_path().exists());
+    assert_eq!(remove_run_segments(alive.run_id()).unwrap(), 1);
+    assert!(!alive.arena_path().exists());
+}

@@ -63,8 +63,10 @@ pub struct RingWriter {
     large_bytes: usize,
     /// The arena, made with the setting.
     large: Option<LargeArena>,
-    /// Leave the arena's name when dropped (`keep_arena_name`).
+    /// Leave the arena's name when dropped (`keep_arena_name`), which is
+    /// then stamped as this process's.
     keep_arena_name: bool,
+    arena_owner: Option<ProcessStamp>,
     /// The last value written went to the arena: the next is serialised
     /// there first (a stream of large values is copied once, not twice).
     last_large: bool,
@@ -107,6 +109,7 @@ impl RingWriter {
             large_bytes: 0,
             large: None,
             keep_arena_name: false,
+            arena_owner: None,
             last_large: false,
             spills: 0,
         })
@@ -138,7 +141,8 @@ impl RingWriter {
     pub fn set_large_bytes(&mut self, bytes: usize) -> Result<(), CreateError> {
         assert!(self.large.is_none(), "the arena is made once");
         if bytes > 0 {
-            self.large = Some(LargeArena::create(&self.name.arena_path(), bytes)?);
+            let owner = self.arena_owner.unwrap_or_else(ProcessStamp::current);
+            self.large = Some(LargeArena::create(&self.name.arena_path(), bytes, owner)?);
         }
         self.large_bytes = bytes;
         Ok(())
@@ -146,10 +150,18 @@ impl RingWriter {
 
     /// Leaves the arena's name in place when the writer is dropped, so that
     /// readers of values forwarded from it (`write_forward` on another
-    /// ring) can still map it after this writer ended; whoever runs the
-    /// rings removes it ([`remove_run_segments`](super::remove_run_segments)).
-    pub fn keep_arena_name(&mut self) {
+    /// ring) can still map it after this writer ended: the arena is
+    /// stamped as `owner`'s, the process that runs the rings (it is not
+    /// stale while that one lives), which removes it
+    /// ([`remove_run_segments`](super::remove_run_segments)). Before
+    /// [`set_large_bytes`](Self::set_large_bytes).
+    pub fn keep_arena_name(&mut self, owner: ProcessStamp) {
+        assert!(
+            self.large.is_none(),
+            "the arena's owner is set before it is made"
+        );
         self.keep_arena_name = true;
+        self.arena_owner = Some(owner);
     }
 
     /// The largest payload written in the ring itself; larger ones go to

@@ -130,9 +130,7 @@ pub(crate) struct CreditOut {
 
 impl CreditOut {
     pub(crate) fn push(&mut self, grants: [Option<Grant>; 2]) {
-        for grant in grants.into_iter().flatten() {
-            self.grants.push(grant);
-        }
+        self.grants.push_all(grants);
     }
 
     pub(crate) fn pending(&self) -> bool {

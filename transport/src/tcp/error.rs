@@ -43,8 +43,9 @@ pub enum BadFrame {
         /// How many came.
         bytes: u64,
     },
-    /// A frame of a large value whose payload is not a 16-byte reference.
-    #[error("frame of a large value at offset {offset} with a {len}-byte payload (16 expected)")]
+    /// A frame of a large value whose payload is not a 16-byte reference to
+    /// a value of one byte or more.
+    #[error("frame of a large value at offset {offset}: its {len}-byte payload is no reference to a value (16 bytes, a length above 0)")]
     BadLargeRef {
         /// The announced payload length.
         len: u32,

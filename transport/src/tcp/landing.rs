@@ -253,10 +253,8 @@ impl Landing {
             self.unflushed = true;
         }
         if let Some(len) = walk.large {
+            // Never empty (`walk` refuses that): its body comes next.
             self.body = Some(Body { len, landed: 0 });
-            if len == 0 {
-                self.land_body();
-            }
         }
         self.wait = WAIT_MIN;
         Ok(walk.end.map(|(seq, _)| seq))
@@ -429,16 +427,18 @@ mod tests {
         let room = land.room();
         assert_eq!((room.len, room.spill), (1000, false));
 
-        // As if the receive had started with credit for 900 bytes: 900 in
-        // the room, then 64 in the spill, 100 of the body's, 24 of a frame.
+        // As if the receive had started with credit for 960 bytes: 960 in
+        // the room, then a full spill of 64: 40 of the body's, 24 of a
+        // frame.
         let body: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
-        put(room.at, &body[..900]);
+        put(room.at, &body[..960]);
         let mut next = header(4, FrameKind::Data.code(), 6);
         next.extend(*b"tail");
         next.resize(32, 0);
-        let mut spill = body[900..].to_vec();
+        let mut spill = body[960..].to_vec();
         spill.extend(&next[..24]);
-        assert_eq!(land.landed(900 + 124, 900, &spill).unwrap(), None);
+        assert_eq!(spill.len(), SPILL);
+        assert_eq!(land.landed(960 + SPILL, 960, &spill).unwrap(), None);
         let room = land.room();
         assert!(room.spill);
         put(room.at, &next[24..]);

@@ -104,8 +104,10 @@ pub(crate) fn walk(bytes: &[u8], max_payload: u64, max_large: u64) -> Result<Wal
                 break;
             }
             let payload = &bytes[(pos + HEADER_LEN) as usize..(pos + LARGE_FRAME_LEN) as usize];
+            // A large value is never empty (it is larger than a quarter of
+            // a ring): an empty one would have no body to grant.
             let r = match LargeRef::from_bytes(payload) {
-                Some(r) if h.len == 16 => r,
+                Some(r) if h.len == 16 && r.len > 0 => r,
                 _ => {
                     return Err(BadFrame::BadLargeRef {
                         len: h.len,
@@ -253,6 +255,13 @@ impl Outgoing {
         match grant {
             Grant::Ring(g) => self.ring = Some(g),
             Grant::Body(g) => self.body = Some(g),
+        }
+    }
+
+    /// Queues each of `grants` there is.
+    pub(crate) fn push_all(&mut self, grants: [Option<Grant>; 2]) {
+        for grant in grants.into_iter().flatten() {
+            self.push(grant);
         }
     }
 
@@ -496,6 +505,11 @@ mod tests {
         assert_eq!(
             walk(&bad, 100, 1000),
             Err(BadFrame::BadLargeRef { len: 8, offset: 0 })
+        );
+        // An empty value: no body to grant, so none.
+        assert_eq!(
+            walk(&large_frame(2, 0), 100, 1000),
+            Err(BadFrame::BadLargeRef { len: 16, offset: 0 })
         );
         let mut seen = Vec::new();
         b.extend(frame(2, 0, 3));

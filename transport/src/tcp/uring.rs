@@ -269,8 +269,8 @@ struct RecvBufs {
     credit: [u8; 2 * CREDIT_LEN],
 }
 
-/// Sends the newest grants, unless a credit send is in flight; returns the
-/// length of the send it started.
+/// Sends the newest grants, unless a credit send is in flight (`sending`
+/// then holds the length of the send it started).
 fn send_credit(
     driver: &mut Driver,
     bufs: &mut RecvBufs,
@@ -308,10 +308,7 @@ pub(crate) fn receive(mut land: Landing, stream: TcpStream) -> Result<LinkStats,
     let mut grants = Outgoing::default();
     let mut run = |driver: &mut Driver, bufs: &mut RecvBufs, land: &mut Landing| {
         loop {
-            land.grant(false)
-                .into_iter()
-                .flatten()
-                .for_each(|g| grants.push(g));
+            grants.push_all(land.grant(false));
             send_credit(driver, bufs, fd, &mut sending, &mut grants);
             if receiving.is_none() {
                 let room = land.room();
@@ -342,10 +339,7 @@ pub(crate) fn receive(mut land: Landing, stream: TcpStream) -> Result<LinkStats,
             }
             let mut got = driver.turn(0, None).map_err(io(peer))?;
             if got.is_empty() {
-                land.grant(true)
-                    .into_iter()
-                    .flatten()
-                    .for_each(|g| grants.push(g));
+                grants.push_all(land.grant(true));
                 send_credit(driver, bufs, fd, &mut sending, &mut grants);
                 land.flush();
                 let timeout = land.wait_timeout();
