@@ -134,7 +134,52 @@ pub struct NodeReport {
     /// The peak resident memory of the node's process, in KiB (process
     /// mode; none in local mode, where nodes share one process).
     pub peak_rss_kib: Option<u64>,
+    /// Time the node worked: in its function and the engine's work around
+    /// it (a spout's own pauses included), neither waiting for input nor
+    /// held back by its consumers.
+    #[serde(rename = "busy_s", with = "seconds", default)]
+    pub busy: Duration,
+    /// Time it waited for input (a spout: none).
+    #[serde(rename = "idle_s", with = "seconds", default)]
+    pub idle: Duration,
+    /// Time it was held back by its consumers: its output full.
+    #[serde(rename = "blocked_s", with = "seconds", default)]
+    pub blocked: Duration,
 }
+
+impl NodeReport {
+    /// The share of its time the node was busy, 0 to 1 (0 if it took no
+    /// time at all).
+    pub fn busy_share(&self) -> f64 {
+        share(self.busy, self)
+    }
+
+    /// The share of its time its consumers held it back, 0 to 1.
+    pub fn blocked_share(&self) -> f64 {
+        share(self.blocked, self)
+    }
+
+    /// Sets the time figures of a node that ran for `ran`, of which it
+    /// waited `idle` for input and was held back `blocked`.
+    pub(crate) fn timed(&mut self, ran: Duration, idle: Duration, blocked: Duration) {
+        self.idle = idle.min(ran);
+        self.blocked = blocked.min(ran - self.idle);
+        self.busy = ran - self.idle - self.blocked;
+    }
+}
+
+fn share(part: Duration, n: &NodeReport) -> f64 {
+    let all = (n.busy + n.idle + n.blocked).as_secs_f64();
+    if all > 0.0 {
+        part.as_secs_f64() / all
+    } else {
+        0.0
+    }
+}
+
+/// A node counts as the run's bottleneck when it was busy at least this
+/// share of its time.
+pub const BOTTLENECK_BUSY: f64 = 0.5;
 
 /// What a run did. As JSON (`serde`), durations are seconds: `elapsed_s`,
 /// `launch_s`.
@@ -163,6 +208,20 @@ impl RunReport {
     }
 }
 
+impl RunReport {
+    /// The node that held the run back: of the nodes busy at least
+    /// [`BOTTLENECK_BUSY`] of their time and held back by their consumers
+    /// less than they were busy (a node mostly blocked waits for the one
+    /// downstream), the busiest. `None` when no node was that busy: the run
+    /// was paced by its spouts or by nothing in particular.
+    pub fn bottleneck(&self) -> Option<&NodeReport> {
+        self.nodes
+            .iter()
+            .filter(|n| n.busy_share() >= BOTTLENECK_BUSY && n.blocked < n.busy)
+            .max_by(|a, b| a.busy_share().total_cmp(&b.busy_share()))
+    }
+}
+
 impl fmt::Display for RunReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
@@ -177,8 +236,19 @@ impl fmt::Display for RunReport {
         )?;
         writeln!(
             f,
-            "  {:<16} {:<8} {:>12} {:>12} {:>6} {:>6} {:>6} {:>7} {:>10} {:>9}",
-            "node", "kind", "in", "out", "dup", "late", "gap", "evicted", "incomplete", "rss MiB"
+            "  {:<16} {:<8} {:>12} {:>12} {:>6} {:>6} {:>6} {:>7} {:>10} {:>6} {:>8} {:>9}",
+            "node",
+            "kind",
+            "in",
+            "out",
+            "dup",
+            "late",
+            "gap",
+            "evicted",
+            "incomplete",
+            "busy%",
+            "blocked%",
+            "rss MiB"
         )?;
         for n in &self.nodes {
             let p = &n.policy;
@@ -188,7 +258,7 @@ impl fmt::Display for RunReport {
                 .unwrap_or_else(|| "-".into());
             writeln!(
                 f,
-                "  {:<16} {:<8} {:>12} {:>12} {:>6} {:>6} {:>6} {:>7} {:>10} {:>9}",
+                "  {:<16} {:<8} {:>12} {:>12} {:>6} {:>6} {:>6} {:>7} {:>10} {:>6.0} {:>8.0} {:>9}",
                 n.name,
                 n.kind,
                 n.messages_in,
@@ -198,6 +268,8 @@ impl fmt::Display for RunReport {
                 p.gaps,
                 p.evicted,
                 p.incomplete,
+                n.busy_share() * 100.0,
+                n.blocked_share() * 100.0,
                 rss
             )?;
             for b in &n.incomplete {
@@ -211,6 +283,14 @@ impl fmt::Display for RunReport {
             if let Some(e) = &n.error {
                 writeln!(f, "    error: {e}")?;
             }
+        }
+        if let Some(n) = self.bottleneck() {
+            writeln!(
+                f,
+                "  bottleneck: {} (busy {:.0} % of its time)",
+                n.name,
+                n.busy_share() * 100.0
+            )?;
         }
         Ok(())
     }
@@ -288,6 +368,9 @@ mod json_tests {
                 }],
                 error: None,
                 peak_rss_kib: Some(4096),
+                busy: Duration::from_millis(900),
+                idle: Duration::from_millis(500),
+                blocked: Duration::from_millis(100),
             }],
             elapsed: Duration::from_millis(1500),
             launch: Some(Duration::from_millis(250)),

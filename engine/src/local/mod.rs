@@ -245,6 +245,7 @@ impl LocalRun {
                 emitted: 0,
                 replica: (replica.index, replica.count),
                 by_reference: ByReference::allowed(true),
+                blocked: std::time::Duration::ZERO,
             };
             let name = spec.name.clone();
             let task: Box<dyn FnOnce() -> NodeReport + Send> = match (node.body, &spec.kind) {

@@ -325,6 +325,7 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<NodeEnd, NodeError> {
         replica: (replica.index, replica.count),
         // A link carries bytes, not references into this host's memory.
         by_reference: ByReference::allowed(remote_count == 0),
+        blocked: std::time::Duration::ZERO,
     };
     let report = match node.body {
         Body::Spout(body) => {
@@ -419,8 +420,19 @@ fn finish(
 ) -> Result<NodeEnd, NodeError> {
     report.peak_rss_kib = peak_rss_kib();
     let (message, end) = match control.take_failure() {
-        Some(failure) => (ToMaster::Failed { failure, report }, NodeEnd::Failed),
-        None => (ToMaster::Done { report }, NodeEnd::Finished),
+        Some(failure) => (
+            ToMaster::Failed {
+                failure,
+                report: Box::new(report),
+            },
+            NodeEnd::Failed,
+        ),
+        None => (
+            ToMaster::Done {
+                report: Box::new(report),
+            },
+            NodeEnd::Finished,
+        ),
     };
     tx.send(&message)
         .and_then(|()| tx.sync())

@@ -173,12 +173,12 @@ pub(crate) enum ToMaster {
     Heartbeat,
     /// The node heard it must drain.
     Draining,
-    /// The node finished: its report.
-    Done { report: NodeReport },
+    /// The node finished: its report (boxed: the other messages are small).
+    Done { report: Box<NodeReport> },
     /// The node failed: why, and its report until then.
     Failed {
         failure: Failure,
-        report: NodeReport,
+        report: Box<NodeReport>,
     },
 }
 

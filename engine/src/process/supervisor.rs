@@ -519,9 +519,9 @@ impl Supervisor {
                 let node = self.nodes[id].name.clone();
                 self.fail(now, Failure::Refused { node, reason });
             }
-            ToMaster::Done { report } => self.reported(now, id, report),
+            ToMaster::Done { report } => self.reported(now, id, *report),
             ToMaster::Failed { failure, report } => {
-                self.reported(now, id, report);
+                self.reported(now, id, *report);
                 self.fail(now, failure);
             }
             ToMaster::Output { .. } | ToMaster::Event { .. } => {}

@@ -99,6 +99,11 @@ pub(crate) trait NodeOutput: Output + Send {
         forward::Forwards::new()
     }
 
+    /// How long the output held the node back (full, its consumers slow).
+    fn blocked(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+
     /// Where every consumer has released the output to: frames that end at
     /// or below it are done with.
     fn released(&mut self) -> u64 {

@@ -33,6 +33,8 @@ pub(crate) struct RingOutput {
     pub(crate) replica: (usize, usize),
     /// Large values forwarded by reference, not copied (`run::forward`).
     pub(crate) by_reference: ByReference,
+    /// How long the ring held the node back, once it is finished.
+    pub(crate) blocked: std::time::Duration,
 }
 
 impl RingOutput {
@@ -106,6 +108,7 @@ impl Output for RingOutput {
 impl NodeOutput for RingOutput {
     fn finish(&mut self) {
         if let Some(ring) = self.ring.take() {
+            self.blocked = ring.blocked();
             // The end frame wakes every reader; a failure here means the
             // readers are gone, which the master sees for itself.
             let _ = ring.finish(self.emitted);
@@ -134,6 +137,10 @@ impl NodeOutput for RingOutput {
     #[inline]
     fn take_forwards(&mut self) -> Forwards {
         self.by_reference.take()
+    }
+
+    fn blocked(&self) -> std::time::Duration {
+        self.ring.as_ref().map_or(self.blocked, RingWriter::blocked)
     }
 
     fn released(&mut self) -> u64 {

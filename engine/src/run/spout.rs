@@ -25,7 +25,9 @@ impl<O: NodeOutput> SpoutTask<O> {
         };
         let body = self.body;
         let output = &mut self.output;
+        let started = std::time::Instant::now();
         let result = catch_unwind(AssertUnwindSafe(|| body.run(output)));
+        let ran = started.elapsed();
         // An error returned after a send was refused for draining is the
         // spout obeying the stop request, not a failure.
         let obeyed_stop = matches!(result, Ok(Err(_))) && self.output.refused_for_stop();
@@ -41,6 +43,7 @@ impl<O: NodeOutput> SpoutTask<O> {
             _ => self.output.finish(),
         }
         report.messages_out = self.output.emitted();
+        report.timed(ran, std::time::Duration::ZERO, self.output.blocked());
         report
     }
 }

@@ -177,6 +177,8 @@ impl<O: NodeOutput> WorkerTask<O> {
         let epoch = Instant::now();
         let clock = || if timed { Instant::now() } else { epoch };
         let mut now = clock();
+        // Time slept with nothing to read (reads' own waits are the rings').
+        let mut slept = Duration::ZERO;
         'run: loop {
             if self.control.stop.is_aborted() {
                 break;
@@ -278,7 +280,9 @@ impl<O: NodeOutput> WorkerTask<O> {
                 // Nothing to read: the table waits for its gap deadline, or
                 // only broken upstreams are left (whoever runs them reports
                 // it and stops the run).
-                std::thread::sleep(until_deadline(TICK));
+                let nap = until_deadline(TICK);
+                std::thread::sleep(nap);
+                slept += nap;
                 now = clock();
                 continue;
             };
@@ -303,6 +307,8 @@ impl<O: NodeOutput> WorkerTask<O> {
         drop(core);
         take.settle(&mut self.inputs);
         report.messages_out = self.output.emitted();
+        let waited: Duration = self.inputs.iter().map(|i| i.reader().waited()).sum();
+        report.timed(epoch.elapsed(), waited + slept, self.output.blocked());
         report
     }
 

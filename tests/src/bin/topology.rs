@@ -73,6 +73,10 @@
 //!   0 while KS got <n> and L had sent <m>` (the edge `S -> KS` did not
 //!   wait behind the stalled `L -> KL`: `n` is 1000; `L` is held back by
 //!   the full spaces: `m` stays 6), then takes the rest, checking each.
+//! - `bottleneck N DIR`: spout `S` sends `0..N` as fast as it can through
+//!   rings of 4 KiB (so that it waits for room), worker `W` passes them on,
+//!   sink `K` takes 500 µs over each: the report names `K` the bottleneck.
+//!   `CD_TEST_LOCAL=1` for local mode.
 //! - `archived N FAIL_AT DIR`: spout `S` sends words `0..N` (an id and a
 //!   text), one value refilled and sent by reference; worker `W` takes them archived, in place, forwards the even ones
 //!   as they are and emits the odd ones with their text upper-cased (and
@@ -118,6 +122,7 @@ fn main() -> ExitCode {
         "large" => return large(rest),
         "slowlarge" => return slow_large(rest),
         "lanes" => return lanes(rest),
+        "bottleneck" => return bottleneck(rest),
         other => panic!("unknown topology {other}"),
     };
     let mut t = Topology::new();
@@ -450,6 +455,31 @@ fn lanes(rest: &[String]) -> ExitCode {
         _ => Launch::processes(),
     };
     finish(t.launch(launch.dir(&dir).large_bytes(32 << 20)))
+}
+
+fn bottleneck(rest: &[String]) -> ExitCode {
+    let n: u64 = rest[0].parse().expect("N");
+    let mut t = Topology::new();
+    let s = t.spout("S", move |out| {
+        for i in 0..n {
+            out.send(i, i)?;
+        }
+        Ok(())
+    });
+    let w = t.worker("W", &s, |_, v: u64, out: &mut Emitter<u64>| {
+        out.emit(v);
+        Ok(())
+    });
+    t.sink("K", &w, |_, _: u64| {
+        std::thread::sleep(Duration::from_micros(500));
+        Ok(())
+    });
+    let launch = if std::env::var_os("CD_TEST_LOCAL").is_some() {
+        Launch::local()
+    } else {
+        Launch::processes()
+    };
+    finish(t.launch(launch.dir(&rest[1]).ring_bytes(4096)))
 }
 
 fn batched(rest: &[String]) -> ExitCode {

@@ -45,6 +45,8 @@ pub struct RingReader {
     spin: Duration,
     /// The furthest position known published.
     seen_end: u64,
+    /// Time blocking reads waited for frames.
+    waited: Duration,
 }
 
 impl RingReader {
@@ -68,6 +70,7 @@ impl RingReader {
             read_to: cursor,
             wanted: cursor,
             holds: BTreeMap::new(),
+            waited: Duration::ZERO,
             name: name.clone(),
             index: Some(index),
             writer,
@@ -303,6 +306,12 @@ impl RingReader {
         self.wait_past(start, deadline)
     }
 
+    /// How long blocking reads (`read`, `read_timeout`, `published_past`
+    /// with a timeout) waited for frames: time the reader was idle.
+    pub fn waited(&self) -> Duration {
+        self.waited
+    }
+
     /// Waits for frames published past `past` (at or past the cursor).
     fn wait_past(
         &mut self,
@@ -312,6 +321,23 @@ impl RingReader {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
+        // Nothing to wait for: no clock read (a read per batch asks).
+        let index = self.index.as_ref().expect("attached");
+        if let Some(DataWait::Ready(end)) = index.poll_past(self.ring.control(), past) {
+            return Ok(Some(end));
+        }
+        let start = Instant::now();
+        let found = self.wait_past_for_long(past, deadline);
+        self.waited += start.elapsed();
+        found
+    }
+
+    /// [`wait_past`](Self::wait_past) when nothing is there yet.
+    fn wait_past_for_long(
+        &mut self,
+        past: u64,
+        deadline: Option<Instant>,
+    ) -> Result<Option<u64>, ReadError> {
         let index = self.index.as_ref().expect("attached");
         if !self.spin.is_zero() {
             let ctl = self.ring.control();

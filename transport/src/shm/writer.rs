@@ -67,6 +67,8 @@ pub struct RingWriter {
     /// then stamped as this process's.
     keep_arena_name: bool,
     arena_owner: Option<ProcessStamp>,
+    /// Time writes waited for room.
+    blocked: Duration,
     /// The last value written went to the arena: the next is serialised
     /// there first (a stream of large values is copied once, not twice).
     last_large: bool,
@@ -110,6 +112,7 @@ impl RingWriter {
             large: None,
             keep_arena_name: false,
             arena_owner: None,
+            blocked: Duration::ZERO,
             last_large: false,
             spills: 0,
         })
@@ -338,6 +341,12 @@ impl RingWriter {
         (self.index.published() + free).saturating_sub(capacity)
     }
 
+    /// How long writes have waited for the readers to make room (in the
+    /// ring, or in the arena): time the writer was held back by them.
+    pub fn blocked(&self) -> Duration {
+        self.blocked
+    }
+
     /// The position after the last frame written.
     pub fn written(&self) -> u64 {
         self.index.published()
@@ -490,7 +499,7 @@ impl RingWriter {
             // Ring space up to that frame's end, plus a ring's worth: the
             // readers' cursors are past it.
             let ring_need = frame_end + capacity - self.index.published();
-            self.wait_for_space(ring_need);
+            self.wait_for_room(ring_need);
         }
         let at = arena.put(bytes);
         let result = self.write_frame(LARGE_CODE, seq, &at.to_bytes());
@@ -514,7 +523,7 @@ impl RingWriter {
         }
         let need = frame_size(bytes.len() as u64);
         if self.index.free() < need {
-            self.wait_for_space(need);
+            self.wait_for_room(need);
         }
         let pos = self.index.published();
         // `need` bytes at `pos` are below the writer's limit (waited
@@ -552,6 +561,15 @@ impl RingWriter {
         // The alignment padding after the payload is left as it was: readers
         // only ever see `len` bytes.
         self.index.publish(self.ring.control(), pos + size);
+    }
+
+    /// Waits for `need` bytes of room for a write, counting the time as
+    /// [`blocked`](Self::blocked).
+    #[cold]
+    fn wait_for_room(&mut self, need: u64) {
+        let start = Instant::now();
+        self.wait_for_space(need);
+        self.blocked += start.elapsed();
     }
 
     fn wait_for_space(&mut self, need: u64) {

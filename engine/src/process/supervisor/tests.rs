@@ -210,7 +210,7 @@ fn a_report_that_arrives_after_the_exit_is_not_a_death() {
             Event::Message {
                 node,
                 message: ToMaster::Done {
-                    report: report("x"),
+                    report: Box::new(report("x")),
                 },
             },
         );
@@ -455,7 +455,7 @@ fn the_first_failure_is_the_one_reported() {
                     seq: Some(4),
                     message: "boom".into(),
                 },
-                report: report("B"),
+                report: Box::new(report("B")),
             },
         },
     );
