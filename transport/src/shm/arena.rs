@@ -210,18 +210,26 @@ impl ArenaView {
             .get_or_init(|| ShmRing::open(path))
             .as_ref()
             .map_err(|e| format!("cannot map the arena of large values: {e}"))?;
-        if at.len > ring.capacity() as u64 {
-            return Err(format!(
-                "a large value of {} bytes in an arena of {}",
-                at.len,
-                ring.capacity()
-            ));
-        }
         // The writer copied the value there before it published the frame
         // that refers to it (which this reader acquired), and leaves it until
-        // every reader released that frame; `len <= capacity`, and the
-        // data region is mapped twice, so the bytes are contiguous.
-        // SAFETY: readable, written and in bounds, as above.
-        Ok(unsafe { std::slice::from_raw_parts(ring.at(at.pos), at.len as usize) })
+        // every reader released that frame.
+        value_in(ring, at)
     }
+}
+
+/// The bytes `at` refers to in `ring`, an arena, if they fit it. The caller
+/// knows they were written and stay until it is done with them (the frame
+/// that refers to them is unreleased).
+pub(crate) fn value_in(ring: &ShmRing, at: LargeRef) -> Result<&[u8], String> {
+    if at.len > ring.capacity() as u64 {
+        return Err(format!(
+            "a large value of {} bytes in an arena of {}",
+            at.len,
+            ring.capacity()
+        ));
+    }
+    // `len <= capacity`, and the data region is mapped twice, so the bytes
+    // are contiguous and in bounds; written and kept, by the caller's word.
+    // SAFETY: readable, written and in bounds, as above.
+    Ok(unsafe { std::slice::from_raw_parts(ring.at(at.pos), at.len as usize) })
 }

@@ -148,22 +148,12 @@ impl ForeignArenas {
             let ring = ring
                 .as_ref()
                 .map_err(|e| format!("cannot map {}: {e}", path.display()))?;
-            if at.len > ring.capacity() as u64 {
-                return Err(format!(
-                    "a value of {} bytes in the arena {} of {}",
-                    at.len,
-                    path.display(),
-                    ring.capacity()
-                ));
-            }
             // The forwarding node holds the frame it read these bytes from
             // until every reader of its own ring, this one included, has
             // released the frame that refers to them (the caller holds that
-            // frame), for as long as it runs (see `write_forward`);
-            // `len <= capacity` and the data is mapped twice, so the bytes
-            // are contiguous and in bounds.
-            // SAFETY: readable, written and in bounds, as above.
-            return Ok(unsafe { std::slice::from_raw_parts(ring.at(at.pos), at.len as usize) });
+            // frame), for as long as it runs (see `write_forward`).
+            return super::arena::value_in(ring, at)
+                .map_err(|e| format!("{e}: {}", path.display()));
         }
         Err(format!(
             "more than {FOREIGN_SLOTS} arenas forwarded from; {} is one too many",
