@@ -210,6 +210,16 @@ pub fn run_segments(run_id: &str) -> Vec<String> {
     found
 }
 
+/// The words of node `node`'s row in a printed run report (`node kind in
+/// out ... busy% blocked% rss`); panics, showing the report, if it has none.
+pub fn report_row<'a>(report: &'a str, node: &str) -> Vec<&'a str> {
+    report
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|w| w.first() == Some(&node))
+        .unwrap_or_else(|| panic!("no row for {node}: {report}"))
+}
+
 /// The run id in the last header line of a node's log file.
 pub fn run_id_of(log: &Path) -> Option<String> {
     let text = std::fs::read_to_string(log).ok()?;

@@ -9,8 +9,8 @@ use std::thread;
 use std::time::Duration;
 
 use clusterduck_tests::{
-    assert_failed_saying, assert_links_used, fresh_dir, node_processes, run_id_of, run_segments,
-    send_signal, start, test_hosts, watchdog,
+    assert_failed_saying, assert_links_used, fresh_dir, node_processes, report_row, run_id_of,
+    run_segments, send_signal, start, test_hosts, watchdog,
 };
 
 const LIMIT: Duration = Duration::from_secs(300);
@@ -49,15 +49,8 @@ fn values_of_64_mib_reach_every_consumer_whole_in_local_and_process_mode() {
         );
         // Each node's report: its values in and out.
         for (node, took) in [("W0", 2), ("W1", 2), ("W2", 2), ("J", 4), ("K", 2)] {
-            let row = err
-                .lines()
-                .find(|l| l.split_whitespace().next() == Some(node))
-                .unwrap_or_else(|| panic!("no row for {node}: {err}"));
-            assert_eq!(
-                row.split_whitespace().nth(2),
-                Some(took.to_string().as_str()),
-                "{row}"
-            );
+            let row = report_row(&err, node);
+            assert_eq!(row[2], took.to_string(), "{row:?}");
         }
         if !local {
             // Printed for the record: each node's peak RSS, beside its
@@ -247,15 +240,8 @@ fn a_stalled_edge_of_large_values_does_not_hold_back_another_between_the_same_ho
         "{said}\n{err}"
     );
     for (node, took) in [("KL", 10), ("KS", 1000)] {
-        let row = err
-            .lines()
-            .find(|l| l.split_whitespace().next() == Some(node))
-            .unwrap_or_else(|| panic!("no row for {node}: {err}"));
-        assert_eq!(
-            row.split_whitespace().nth(2),
-            Some(took.to_string().as_str()),
-            "{row}"
-        );
+        let row = report_row(&err, node);
+        assert_eq!(row[2], took.to_string(), "{row:?}");
     }
 }
 
@@ -287,13 +273,10 @@ fn a_slow_consumer_of_large_values_holds_the_producer_back_within_its_space() {
             // The spout's peak RSS: its value being sent, the pages of its
             // space it wrote, and the process: within its space plus two
             // values and 16 MiB.
-            let row = err
-                .lines()
-                .find(|l| l.split_whitespace().next() == Some("S"))
-                .expect(&err);
-            let rss: f64 = row.split_whitespace().last().unwrap().parse().unwrap();
+            let row = report_row(&err, "S");
+            let rss: f64 = row.last().unwrap().parse().unwrap();
             eprintln!("peak RSS of S: {rss} MiB (space 32 MiB, values 8 MiB)");
-            assert!(rss <= 32.0 + 16.0 + 16.0, "{row}");
+            assert!(rss <= 32.0 + 16.0 + 16.0, "{row:?}");
         }
         let _ = std::fs::remove_dir_all(dir.join("signals"));
     }

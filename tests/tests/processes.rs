@@ -147,15 +147,8 @@ fn replicas_in_processes_keep_id_order_and_a_gap_names_the_replica() {
         ("K[0]", 10000),
         ("K[1]", 10000),
     ] {
-        let row = err
-            .lines()
-            .find(|l| l.split_whitespace().next() == Some(replica))
-            .unwrap_or_else(|| panic!("no row for {replica}: {err}"));
-        assert_eq!(
-            row.split_whitespace().nth(2),
-            Some(took.to_string().as_str()),
-            "{row}"
-        );
+        let row = clusterduck_tests::report_row(&err, replica);
+        assert_eq!(row[2], took.to_string(), "{row:?}");
         let stem = replica.replace('[', ".").replace(']', "");
         assert!(dir.join(format!("{stem}.err")).exists(), "{stem}.err");
     }

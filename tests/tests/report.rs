@@ -4,18 +4,9 @@
 use std::process::Command;
 use std::time::Duration;
 
-use clusterduck_tests::{fresh_dir, start, watchdog};
+use clusterduck_tests::{fresh_dir, report_row as row, start, watchdog};
 
 const LIMIT: Duration = Duration::from_secs(120);
-
-/// A row of the report: its words.
-fn row<'a>(report: &'a str, node: &str) -> Vec<&'a str> {
-    report
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .find(|w| w.first() == Some(&node))
-        .unwrap_or_else(|| panic!("no row for {node}: {report}"))
-}
 
 /// A sink that takes 500 µs over each value, behind a pass-through worker
 /// and a spout that sends as fast as rings of 4 KiB let it: the sink is

@@ -244,11 +244,7 @@ fn replicated(rest: &[String]) -> ExitCode {
             Ok(())
         },
     );
-    let hosts = std::env::var("CD_TEST_HOSTS").ok();
-    let launch = match &hosts {
-        Some(hosts) => Launch::hosts(hosts.split(',')),
-        None => Launch::processes(),
-    };
+    let launch = test_launch();
     let mut next = 0;
     let mut in_order = 0;
     let last = n - 1;
@@ -336,14 +332,7 @@ fn large(rest: &[String]) -> ExitCode {
             }
         });
     }
-    let launch = if std::env::var_os("CD_TEST_LOCAL").is_some() {
-        Launch::local()
-    } else {
-        match std::env::var("CD_TEST_HOSTS") {
-            Ok(hosts) => Launch::hosts(hosts.split(',')),
-            Err(_) => Launch::processes(),
-        }
-    };
+    let launch = test_launch();
     let launch = launch
         .dir(&rest[3])
         .large_bytes(large_bytes)
@@ -382,12 +371,7 @@ fn slow_large(rest: &[String]) -> ExitCode {
         }
         Ok(())
     });
-    let launch = if std::env::var_os("CD_TEST_LOCAL").is_some() {
-        Launch::local()
-    } else {
-        Launch::processes()
-    };
-    finish(t.launch(launch.dir(&dir).large_bytes(32 << 20)))
+    finish(t.launch(test_launch().dir(&dir).large_bytes(32 << 20)))
 }
 
 fn lanes(rest: &[String]) -> ExitCode {
@@ -474,12 +458,7 @@ fn bottleneck(rest: &[String]) -> ExitCode {
         std::thread::sleep(Duration::from_micros(500));
         Ok(())
     });
-    let launch = if std::env::var_os("CD_TEST_LOCAL").is_some() {
-        Launch::local()
-    } else {
-        Launch::processes()
-    };
-    finish(t.launch(launch.dir(&rest[1]).ring_bytes(4096)))
+    finish(t.launch(test_launch().dir(&rest[1]).ring_bytes(4096)))
 }
 
 fn batched(rest: &[String]) -> ExitCode {
@@ -728,6 +707,19 @@ fn wide(rest: &[String]) -> ExitCode {
         );
     }
     finish(result)
+}
+
+/// The launch the master's environment asks for: local mode with
+/// `CD_TEST_LOCAL`, else across the hosts `CD_TEST_HOSTS` names
+/// (round-robin), else one process per node here.
+fn test_launch() -> Launch {
+    if std::env::var_os("CD_TEST_LOCAL").is_some() {
+        return Launch::local();
+    }
+    match std::env::var("CD_TEST_HOSTS") {
+        Ok(hosts) => Launch::hosts(hosts.split(',')),
+        Err(_) => Launch::processes(),
+    }
 }
 
 fn finish(result: Result<clusterduck::RunReport, clusterduck::Error>) -> ExitCode {

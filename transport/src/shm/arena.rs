@@ -147,6 +147,11 @@ impl Arena {
         unsafe { std::slice::from_raw_parts_mut(self.ring.at(self.written), free) }
     }
 
+    /// Where the free space starts (see [`free_space`](Self::free_space)).
+    pub(crate) fn next_at(&self) -> *mut u8 {
+        self.ring.at(self.written)
+    }
+
     /// Takes the first `len` bytes of the free space, written in place
     /// (through [`free_space`](Self::free_space)), as the next value.
     pub(crate) fn take(&mut self, len: usize) -> LargeRef {

@@ -437,20 +437,25 @@ impl RingWriter {
         self.large.as_ref().map_or(0, LargeArena::capacity)
     }
 
-    /// The arena's free space, where the next large value lands, after
-    /// freeing what every reader is done with: its address and length.
-    /// Only this side writes it, no frame a reader holds refers to it, and
-    /// it stays mapped while `self` lives; `None` if there is no arena.
-    pub(crate) fn large_room(&mut self) -> Option<(*mut u8, u64)> {
+    /// How many bytes the arena has free for the next large value, after
+    /// freeing what every reader is done with; `None` if there is no arena.
+    pub(crate) fn large_free(&mut self) -> Option<u64> {
         let mut arena = self.large.take()?;
         self.release_arena(&mut arena);
-        let room = arena.free_space();
-        let room = (room.as_mut_ptr(), room.len() as u64);
+        let free = arena.free();
         self.large = Some(arena);
-        Some(room)
+        Some(free)
     }
 
-    /// Takes the first `len` bytes of the [room](Self::large_room), landed
+    /// Where the next large value lands: the start of the arena's free
+    /// space (which [`large_free`](Self::large_free) measures). Only this
+    /// side writes there, no frame a reader holds refers to it, and it stays
+    /// mapped while `self` lives; `None` if there is no arena.
+    pub(crate) fn large_next(&self) -> Option<*mut u8> {
+        self.large.as_ref().map(LargeArena::next_at)
+    }
+
+    /// Takes the first `len` bytes at [`large_next`](Self::large_next), landed
     /// in place, as a large value whose frame ends at ring position
     /// `frame_end`; returns where it lies, for that frame's payload.
     pub(crate) fn land_large(&mut self, len: u64, frame_end: u64) -> LargeRef {

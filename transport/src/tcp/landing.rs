@@ -110,7 +110,7 @@ impl Landing {
     /// writes that memory, readers do not see it until it is published, and
     /// it stays valid while `self` lives.
     #[inline]
-    pub(crate) fn room(&mut self) -> Room {
+    pub(crate) fn room(&self) -> Room {
         match self.body {
             None => Room {
                 at: self.writer.at(self.base + self.received),
@@ -118,7 +118,7 @@ impl Landing {
                 spill: true,
             },
             Some(body) => {
-                let (arena, _) = self.writer.large_room().expect("bodies land in an arena");
+                let arena = self.writer.large_next().expect("bodies land in an arena");
                 let left = body.len - body.landed;
                 let len = left.min(self.body_grants.granted() - self.body_bytes);
                 Room {
@@ -171,7 +171,7 @@ impl Landing {
         }
         if to_body > room {
             let extra = &spill[..to_body - room];
-            let (arena, _) = self.writer.large_room().expect("bodies land in an arena");
+            let arena = self.writer.large_next().expect("bodies land in an arena");
             // Credit granted since the receive started covers them
             // (checked above), and credit never goes past the body's end
             // nor the arena's free space: arena memory no reader sees, that
@@ -293,7 +293,7 @@ impl Landing {
         self.limit = self.writer.refresh_limit() - self.base;
         let ring = self.grants.next(self.limit, about_to_wait).map(Grant::Ring);
         let body = self.body.and_then(|body| {
-            let (_, free) = self.writer.large_room().expect("bodies land in an arena");
+            let free = self.writer.large_free().expect("bodies land in an arena");
             let start = self.body_bytes - body.landed;
             let limit = start + body.len.min(free);
             self.body_grants.next(limit, about_to_wait).map(Grant::Body)
