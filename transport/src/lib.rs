@@ -51,6 +51,8 @@ pub(crate) mod sync;
 #[cfg(not(loom))]
 pub mod tcp;
 #[cfg(not(loom))]
+pub mod waits;
+#[cfg(not(loom))]
 pub mod wire;
 
 /// A watchdog for the unit tests that could hang (shared with the
@@ -66,6 +68,6 @@ pub use process::ProcessStamp;
 pub use shm::{
     remove_run_segments, remove_stale_segments, AccessError, ArenaSpan, ArenaValue, AttachError,
     Batch, CreateError, DeadReader, Frame, FrameBuf, FrameError, FrameKind, FrameSerializer,
-    Frames, Hold, NameError, ReadError, RingName, RingReader, RingWriter, StaleSegment,
-    StaleStatus, WaitReadersError, WriteError, FORWARDED_ARENAS,
+    Frames, Hold, NameError, ReadError, RingFill, RingGauge, RingName, RingReader, RingWriter,
+    StaleSegment, StaleStatus, WaitReadersError, WriteError, FORWARDED_ARENAS,
 };

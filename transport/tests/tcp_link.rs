@@ -64,6 +64,8 @@ struct Link {
     consumer: RingReader,
     sender: JoinHandle<Result<LinkStats, LinkError>>,
     receiver: JoinHandle<Result<LinkStats, LinkError>>,
+    /// What the receiver counts as it goes.
+    meter: Arc<tcp::LinkMeter>,
 }
 
 fn link(backend: IoBackend, producer_cap: usize, mirror_cap: usize) -> Link {
@@ -91,10 +93,12 @@ fn link_with_arenas(
     mirror.wait_for_readers(1, Duration::from_secs(10)).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
+    let meter = Arc::new(tcp::LinkMeter::default());
+    let counted = meter.clone();
     let receiver = thread::spawn(move || {
         let (mut stream, _) = listener.accept().unwrap();
         assert_eq!(auth::accept(&mut stream, &secret()).unwrap(), 1);
-        tcp::receive_into_ring(stream, mirror, backend)
+        tcp::receive_into_ring_metered(stream, mirror, backend, counted)
     });
     let sender = thread::spawn(move || {
         let mut stream = TcpStream::connect(addr).unwrap();
@@ -106,6 +110,7 @@ fn link_with_arenas(
         consumer,
         sender,
         receiver,
+        meter,
     }
 }
 
@@ -123,6 +128,7 @@ fn round_trip(backend: IoBackend, n: u64, producer_cap: usize, mirror_cap: usize
         mut consumer,
         sender,
         receiver,
+        ..
     } = link(backend, producer_cap, mirror_cap);
     let max = producer.max_payload().min(mirror_cap - 16);
     let consumed = Arc::new(AtomicU64::new(0));
@@ -217,6 +223,7 @@ fn large_round_trip(backend: IoBackend, n: u64, pause: Duration) {
         mut consumer,
         sender,
         receiver,
+        meter,
     } = link_with_arenas(backend, ring, mirror_ring, arena);
     assert!(mixed_size_of(0).max(mixed_size_of(2)) > producer.max_inline());
     let consumed = Arc::new(AtomicU64::new(0));
@@ -274,6 +281,11 @@ fn large_round_trip(backend: IoBackend, n: u64, pause: Duration) {
     let got = receiver.join().unwrap().unwrap();
     assert_eq!(sent, got);
     assert_eq!(got.frames, n);
+    assert_eq!(
+        meter.bytes(),
+        got.bytes,
+        "the meter counts every byte, bodies too"
+    );
     eprintln!(
         "{backend}: {n} values ({large} large), {written} bytes; producer's greatest lead {lead} (bound {bound})"
     );
@@ -564,6 +576,7 @@ fn forwarded_refused(backend: IoBackend) {
         consumer,
         sender,
         receiver,
+        ..
     } = link_with_arenas(backend, 1 << 16, 1 << 16, 1 << 20);
     producer.write_bytes(0, b"small").unwrap();
     producer.write_forward(1, &value).unwrap();

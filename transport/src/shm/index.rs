@@ -312,6 +312,11 @@ impl ReaderIndex {
         None
     }
 
+    /// The slot this reader holds.
+    pub(crate) fn slot(&self) -> usize {
+        self.slot
+    }
+
     /// Everything below is released.
     #[inline]
     pub(crate) fn cursor(&self) -> u64 {

@@ -20,6 +20,8 @@ mod error;
 pub(crate) mod forward;
 #[cfg(not(loom))]
 mod frame;
+#[cfg(not(loom))]
+mod gauge;
 pub(crate) mod index;
 pub(crate) mod layout;
 #[cfg(not(loom))]
@@ -39,6 +41,7 @@ pub use self::{
     },
     forward::{ArenaSpan, ArenaValue, FORWARDED_ARENAS},
     frame::{Frame, FrameBuf, FrameKind, FrameSerializer},
+    gauge::{RingFill, RingGauge},
     name::{
         remove_run_segments, remove_stale_segments, RingName, StaleSegment, StaleStatus,
         SEGMENT_PREFIX, SHM_DIR,

@@ -3,6 +3,7 @@
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::arena::{ArenaView, LargeRef, LARGE_CODE};
@@ -16,6 +17,7 @@ use super::layout::{
 use super::name::RingName;
 use super::segment::ShmRing;
 use crate::process::ProcessStamp;
+use crate::waits::Waits;
 
 /// One reader of a ring, with its own cursor. Reading copies nothing: a
 /// [`Batch`] is a view of every frame published since the last one, and the
@@ -46,7 +48,7 @@ pub struct RingReader {
     /// The furthest position known published.
     seen_end: u64,
     /// Time blocking reads waited for frames.
-    waited: Duration,
+    waited: Arc<Waits>,
 }
 
 impl RingReader {
@@ -70,7 +72,7 @@ impl RingReader {
             read_to: cursor,
             wanted: cursor,
             holds: BTreeMap::new(),
-            waited: Duration::ZERO,
+            waited: Arc::default(),
             name: name.clone(),
             index: Some(index),
             writer,
@@ -91,6 +93,11 @@ impl RingReader {
     /// one sees it within a microsecond, and burns its core meanwhile.
     pub fn set_spin(&mut self, spin: Duration) {
         self.spin = spin;
+    }
+
+    /// The reader slot this reader holds in the ring.
+    pub(crate) fn slot(&self) -> usize {
+        self.index.as_ref().expect("attached").slot()
     }
 
     /// The writer's process.
@@ -309,7 +316,13 @@ impl RingReader {
     /// How long blocking reads (`read`, `read_timeout`, `published_past`
     /// with a timeout) waited for frames: time the reader was idle.
     pub fn waited(&self) -> Duration {
-        self.waited
+        self.waited.total()
+    }
+
+    /// The same figure, readable from another thread while a read waits
+    /// (a node's metrics).
+    pub fn waits(&self) -> Arc<Waits> {
+        self.waited.clone()
     }
 
     /// Waits for frames published past `past` (at or past the cursor).
@@ -326,9 +339,9 @@ impl RingReader {
         if let Some(DataWait::Ready(end)) = index.poll_past(self.ring.control(), past) {
             return Ok(Some(end));
         }
-        let start = Instant::now();
+        let start = self.waited.begin();
         let found = self.wait_past_for_long(past, deadline);
-        self.waited += start.elapsed();
+        self.waited.end(start);
         found
     }
 

@@ -882,3 +882,67 @@ fn a_kept_arena_is_its_owners_until_the_run_removes_it() {
     assert_eq!(remove_run_segments(alive.run_id()).unwrap(), 1);
     assert!(!alive.arena_path().exists());
 }
+
+#[test]
+fn a_gauge_sees_what_its_reader_holds_and_a_blocked_writer_while_it_waits() {
+    let _w = watchdog(30);
+    let name = unique("gauge");
+    let mut writer = RingWriter::create(&name, 4096).unwrap();
+    let mut slow = RingReader::attach(&name).unwrap();
+    let mut fast = RingReader::attach(&name).unwrap();
+    let (slow_gauge, fast_gauge) = (RingGauge::of(&slow).unwrap(), RingGauge::of(&fast).unwrap());
+    assert_eq!(
+        slow_gauge.fill(),
+        RingFill {
+            bytes: 0,
+            capacity: 4096
+        }
+    );
+    for seq in 0..10 {
+        writer.write_bytes(seq, &[7; 100]).unwrap(); // 128 bytes a frame
+    }
+    assert_eq!(slow_gauge.fill().bytes, 1280);
+    drop(collect(&mut fast).unwrap());
+    assert_eq!(
+        fast_gauge.fill().bytes,
+        0,
+        "a reader's release empties its gauge"
+    );
+    assert_eq!(slow_gauge.fill().bytes, 1280, "and not another's");
+    assert!((slow_gauge.fill().share() - 1280.0 / 4096.0).abs() < 1e-9);
+
+    // Fill the ring: the writer blocks on the slow reader, and its waits
+    // say so while it waits.
+    let blocked = writer.blocked_waits();
+    let done = std::thread::spawn(move || {
+        for seq in 10..40 {
+            writer.write_bytes(seq, &[7; 100]).unwrap();
+        }
+        writer
+    });
+    while !blocked.waiting() {
+        drop(collect(&mut fast).unwrap());
+        std::thread::yield_now();
+    }
+    assert_eq!(
+        slow_gauge.fill().bytes,
+        4096,
+        "the slow reader holds the whole ring"
+    );
+    let before = blocked.total();
+    std::thread::sleep(Duration::from_millis(20));
+    assert!(blocked.total() >= before + Duration::from_millis(20));
+    while !done.is_finished() {
+        drop(collect(&mut slow).unwrap());
+        drop(fast.try_read().unwrap());
+    }
+    let writer = done.join().unwrap();
+    assert!(!blocked.waiting());
+    assert_eq!(writer.blocked(), blocked.total());
+    drop(slow);
+    assert_eq!(
+        slow_gauge.fill().bytes,
+        0,
+        "a detached reader holds nothing"
+    );
+}

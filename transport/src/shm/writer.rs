@@ -1,5 +1,6 @@
 //! The writing end of a ring.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rkyv::ser::allocator::Arena;
@@ -19,6 +20,7 @@ use super::name::RingName;
 use super::segment::ShmRing;
 use crate::process::ProcessStamp;
 use crate::sync::Ordering::*;
+use crate::waits::Waits;
 
 /// Free bytes below which an in-place write looks at the readers' cursors
 /// again.
@@ -68,7 +70,7 @@ pub struct RingWriter {
     keep_arena_name: bool,
     arena_owner: Option<ProcessStamp>,
     /// Time writes waited for room.
-    blocked: Duration,
+    blocked: Arc<Waits>,
     /// The last value written went to the arena: the next is serialised
     /// there first (a stream of large values is copied once, not twice).
     last_large: bool,
@@ -112,7 +114,7 @@ impl RingWriter {
             large: None,
             keep_arena_name: false,
             arena_owner: None,
-            blocked: Duration::ZERO,
+            blocked: Arc::default(),
             last_large: false,
             spills: 0,
         })
@@ -344,7 +346,13 @@ impl RingWriter {
     /// How long writes have waited for the readers to make room (in the
     /// ring, or in the arena): time the writer was held back by them.
     pub fn blocked(&self) -> Duration {
-        self.blocked
+        self.blocked.total()
+    }
+
+    /// The same figure, readable from another thread while a write waits
+    /// (a node's metrics).
+    pub fn blocked_waits(&self) -> Arc<Waits> {
+        self.blocked.clone()
     }
 
     /// The position after the last frame written.
@@ -572,9 +580,9 @@ impl RingWriter {
     /// [`blocked`](Self::blocked).
     #[cold]
     fn wait_for_room(&mut self, need: u64) {
-        let start = Instant::now();
+        let start = self.blocked.begin();
         self.wait_for_space(need);
-        self.blocked += start.elapsed();
+        self.blocked.end(start);
     }
 
     fn wait_for_space(&mut self, need: u64) {

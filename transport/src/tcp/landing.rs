@@ -11,13 +11,14 @@
 //! nothing blocks or buffers on this side beyond the ring and the arena.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::shm::RingWriter;
 
 use super::error::{BadFrame, LinkError};
 use super::protocol::{self, Grant, Grants, LARGE_FRAME_LEN};
-use super::LinkStats;
+use super::{LinkMeter, LinkStats};
 
 /// Bytes past the credit a receive asks for: anything landing there is a
 /// sender overrunning its credit.
@@ -74,10 +75,12 @@ pub(crate) struct Landing {
     /// Published since the last flush.
     unflushed: bool,
     wait: Duration,
+    /// Every byte received, for whoever watches the link.
+    meter: Arc<LinkMeter>,
 }
 
 impl Landing {
-    pub(crate) fn new(writer: RingWriter, peer: SocketAddr) -> Self {
+    pub(crate) fn new(writer: RingWriter, peer: SocketAddr, meter: Arc<LinkMeter>) -> Self {
         let base = writer.published();
         let capacity = writer.capacity() as u64;
         let max_large = writer.large_capacity();
@@ -98,6 +101,7 @@ impl Landing {
             frames: 0,
             unflushed: false,
             wait: WAIT_MIN,
+            meter,
         }
     }
 
@@ -144,6 +148,7 @@ impl Landing {
         room: usize,
         spill: &[u8],
     ) -> Result<Option<u64>, LinkError> {
+        self.meter.received(n);
         match self.body {
             Some(body) => self.landed_body(body, n, room, spill),
             None => self.landed_frames(n, room, spill),
@@ -413,7 +418,7 @@ mod tests {
         let mut writer = RingWriter::create(&name, 1 << 16).unwrap();
         writer.set_large_bytes(1 << 20).unwrap();
         let mut reader = RingReader::attach(&name).unwrap();
-        let mut land = Landing::new(writer, "127.0.0.1:9".parse().unwrap());
+        let mut land = Landing::new(writer, "127.0.0.1:9".parse().unwrap(), Arc::default());
         assert!(matches!(land.grant(false), [Some(Grant::Ring(_)), None]));
 
         // The frame of a large value of 1000 bytes; its body is awaited.

@@ -57,6 +57,8 @@ mod sys;
 mod uring;
 
 use std::net::TcpStream;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 
 use crate::shm::{RingReader, RingWriter};
 
@@ -71,6 +73,27 @@ pub struct LinkStats {
     /// Bytes of the stream: frame headers and padding included, as in the
     /// ring.
     pub bytes: u64,
+}
+
+/// The bytes a link's receiver took in so far (frames and bodies of large
+/// values, as on the wire after the handshake), readable from any thread
+/// while the link runs: a node's metrics show a cross-host edge's rate.
+#[derive(Debug, Default)]
+pub struct LinkMeter {
+    bytes: AtomicU64,
+}
+
+impl LinkMeter {
+    /// Bytes received so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Relaxed)
+    }
+
+    /// One receive took `n` bytes (a store by the link's one thread).
+    #[inline]
+    fn received(&self, n: usize) {
+        self.bytes.store(self.bytes() + n as u64, Relaxed);
+    }
 }
 
 /// The producer's side of a link: streams every frame `reader` reads (a
@@ -118,9 +141,20 @@ pub fn receive_into_ring(
     writer: RingWriter,
     backend: IoBackend,
 ) -> Result<LinkStats, LinkError> {
+    receive_into_ring_metered(stream, writer, backend, Arc::default())
+}
+
+/// [`receive_into_ring`], counting the bytes received in `meter` as they
+/// come.
+pub fn receive_into_ring_metered(
+    stream: TcpStream,
+    writer: RingWriter,
+    backend: IoBackend,
+    meter: Arc<LinkMeter>,
+) -> Result<LinkStats, LinkError> {
     let peer = stream.peer_addr().map_err(LinkError::NotConnected)?;
     no_delay(&stream);
-    let land = landing::Landing::new(writer, peer);
+    let land = landing::Landing::new(writer, peer, meter);
     let result = match backend {
         IoBackend::Uring => uring::receive(land, stream),
         IoBackend::Epoll => epoll::receive(land, stream),
