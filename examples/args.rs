@@ -25,6 +25,15 @@ pub(crate) struct Run {
     /// Write the run's report there as JSON (the report and the error).
     #[arg(long, value_name = "FILE")]
     report_json: Option<PathBuf>,
+    /// Serve the run's Prometheus metrics (/metrics) and its status page
+    /// (/) at this address while it runs (port 0: any; the address is
+    /// logged).
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics: Option<String>,
+    /// Never show the live view (shown when stderr is a terminal and
+    /// stdout is not; CLUSTERDUCK_LIVE=0 or 1 decides too).
+    #[arg(long)]
+    no_live: bool,
 }
 
 impl Run {
@@ -39,13 +48,20 @@ impl Run {
             .map(String::as_str)
             .filter(|h| !h.is_empty())
             .collect();
-        if self.local {
+        let mut launch = if self.local {
             clusterduck::Launch::local()
         } else if hosts.is_empty() {
             clusterduck::Launch::processes().dir(&self.dir)
         } else {
             clusterduck::Launch::hosts(hosts).dir(&self.dir)
+        };
+        if let Some(address) = &self.metrics {
+            launch = launch.serve_metrics(address);
         }
+        if self.no_live {
+            launch = launch.live(false);
+        }
+        launch
     }
 }
 

@@ -35,6 +35,9 @@ pub enum Error {
         /// The node's name.
         node: String,
     },
+    /// The metrics server could not start (its address taken, say).
+    #[error("{0}")]
+    Metrics(#[from] clusterduck_monitor::ServeError),
     /// The node processes could not be started (log directory, control
     /// port, program); nothing was left running.
     #[error("cannot launch: {0}")]

@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::Duration;
@@ -10,6 +12,7 @@ use std::time::Duration;
 use clusterduck_engine::body::{DebugSink, Payload};
 use clusterduck_engine::graph::{Graph, NodeId};
 use clusterduck_engine::local::LocalRun;
+use clusterduck_engine::metrics::{Watch, Watchers};
 use clusterduck_engine::process::{
     agent_main, agent_role, node_main, node_role, ProcessRun, DEFAULT_DIR, DEFAULT_FANOUT,
     DEFAULT_SILENCE,
@@ -19,6 +22,8 @@ use clusterduck_engine::report::{PolicyEvent, RunFailure, RunReport};
 use clusterduck_engine::stop::StopSignal;
 use clusterduck_engine::Seq;
 use clusterduck_engine::DEFAULT_BATCH;
+
+use clusterduck_monitor::{live_view_forced, live_view_wanted, MetricsServer, TerminalView};
 
 use crate::ctrl_c;
 use crate::error::Error;
@@ -81,6 +86,10 @@ pub struct Launch {
     on_event: Option<EventCallback>,
     ctrl_c: bool,
     stop: StopSignal,
+    /// The live view: on, off, or as the terminal says (`None`).
+    live: Option<bool>,
+    /// Where to serve `/metrics` and the status page.
+    metrics: Option<String>,
 }
 
 impl fmt::Debug for Launch {
@@ -128,6 +137,8 @@ impl Launch {
             on_event: None,
             ctrl_c: true,
             stop: StopSignal::new(),
+            live: None,
+            metrics: None,
         }
     }
 
@@ -354,6 +365,63 @@ impl Launch {
     pub fn stop_signal(&self) -> StopSignal {
         self.stop.clone()
     }
+
+    /// Whether the launching process shows the live view while the run
+    /// goes: a table of the nodes on stderr, refreshed every second (in/s,
+    /// out/s, busy and blocked shares, the fill of the rings each reads,
+    /// its function's p99, errors; the bottleneck marked). By default it
+    /// shows in process mode when stderr is a terminal and stdout is not
+    /// that terminal (printed values would tear the table), unless
+    /// `CLUSTERDUCK_LIVE=0`; `CLUSTERDUCK_LIVE=1` shows it whatever stdout
+    /// is, and in local mode (where the nodes print on this process's
+    /// stdout and stderr, so it is off by default). `false` never
+    /// shows it; `true` shows it whenever stderr is a terminal. It is never
+    /// written to stdout.
+    pub fn live(mut self, on: bool) -> Self {
+        self.live = Some(on);
+        self
+    }
+
+    /// Serves the run's metrics at `address` (`host:port`, port 0 for any;
+    /// off by default): `/metrics` in the Prometheus text format, `/` a
+    /// status page that draws the topology with each node's figures,
+    /// updated every second, and the final report when the run ended,
+    /// `/status.json` what the page reads. The server starts with the run
+    /// (an address that cannot be bound fails the launch) and serves until
+    /// the process exits; the address is logged and given by
+    /// [`Running::metrics_address`]. See `docs/OPERATIONS.md`.
+    pub fn serve_metrics(mut self, address: impl Into<String>) -> Self {
+        self.metrics = Some(address.into());
+        self
+    }
+}
+
+/// The watchers a launch asks for (`live`: [`Launch::live`]; `metrics`:
+/// [`Launch::serve_metrics`]), and the metrics server's address.
+fn watchers(
+    live: Option<bool>,
+    metrics: Option<&str>,
+    mode: Mode,
+) -> Result<(Watchers, Option<SocketAddr>), Error> {
+    let mut watchers = Vec::new();
+    let live = match live {
+        // Local nodes print on this process's stdout and stderr too.
+        None if mode == Mode::Local => live_view_forced(),
+        None => live_view_wanted(),
+        Some(on) => on && std::io::stderr().is_terminal(),
+    };
+    if live {
+        watchers.push(Box::new(TerminalView::new()) as Box<dyn Watch>);
+    }
+    let mut address = None;
+    if let Some(at) = metrics {
+        let server = MetricsServer::start(at)?;
+        clusterduck_engine::log::init();
+        tracing::info!("status page and metrics at http://{}/", server.address());
+        address = Some(server.address());
+        watchers.push(server.watch());
+    }
+    Ok((Watchers(watchers), address))
 }
 
 /// The debugger of a local run: typed callbacks behind the engine's sink.
@@ -382,6 +450,7 @@ impl DebugSink for Debugger {
 pub struct Running {
     stop: StopSignal,
     ctrl_c: bool,
+    metrics: Option<SocketAddr>,
     thread: thread::JoinHandle<Result<RunReport, Box<RunFailure>>>,
 }
 
@@ -395,6 +464,12 @@ impl Running {
     /// Asks the run to stop at once.
     pub fn abort(&self) {
         self.stop.abort();
+    }
+
+    /// Where the run's metrics and status page are served, if
+    /// [`Launch::serve_metrics`] asked.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics
     }
 
     /// Waits for the end of the run and returns its report.
@@ -462,6 +537,10 @@ impl Topology {
             }
             placements.push((node.clone(), host.clone()));
         }
+        // Refused here, before anything starts: a node of zero replicas,
+        // more replicas than key groups.
+        let run = Replicated::new(graph, &scale)?;
+        let (watchers, metrics) = watchers(launch.live, launch.metrics.as_deref(), launch.mode)?;
         let debugger: Option<Box<dyn DebugSink>> =
             if outputs.is_empty() && launch.on_event.is_none() {
                 None
@@ -471,9 +550,6 @@ impl Topology {
                     on_event: launch.on_event,
                 }))
             };
-        // Refused here, before anything starts: a node of zero replicas,
-        // more replicas than key groups.
-        let run = Replicated::new(graph, &scale)?;
         let impls = self.impls;
         let run: Box<dyn FnOnce() -> Result<RunReport, Box<RunFailure>> + Send> = match launch.mode
         {
@@ -485,6 +561,7 @@ impl Topology {
                     batch: launch.batch,
                     watched,
                     stop: launch.stop.clone(),
+                    watchers,
                 };
                 Box::new(move || local.run(&run, impls, debugger))
             }
@@ -503,6 +580,7 @@ impl Topology {
                     hosts: launch.hosts.clone(),
                     placements,
                     fanout: launch.fanout,
+                    watchers,
                 }
                 .start(&run, codecs, debugger)?;
                 Box::new(move || master.wait())
@@ -516,6 +594,7 @@ impl Topology {
         Ok(Running {
             stop: launch.stop,
             ctrl_c,
+            metrics,
             thread,
         })
     }

@@ -40,7 +40,7 @@ thread_local! {
 
 /// Installs the engine's format as this process's subscriber, unless one is
 /// installed already.
-pub(crate) fn init() {
+pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -215,11 +215,23 @@ impl RunReport {
     /// downstream), the busiest. `None` when no node was that busy: the run
     /// was paced by its spouts or by nothing in particular.
     pub fn bottleneck(&self) -> Option<&NodeReport> {
-        self.nodes
-            .iter()
-            .filter(|n| n.busy_share() >= BOTTLENECK_BUSY && n.blocked < n.busy)
-            .max_by(|a, b| a.busy_share().total_cmp(&b.busy_share()))
+        bottleneck_of(
+            self.nodes
+                .iter()
+                .map(|n| (n, n.busy_share(), n.blocked_share())),
+        )
     }
+}
+
+/// Of `nodes` (each with its busy and blocked shares of a time), the one
+/// that held the others back: busy at least [`BOTTLENECK_BUSY`], held back
+/// by its consumers less than it was busy, and the busiest of those. The
+/// rule of the final report and of the live figures.
+pub(crate) fn bottleneck_of<T>(nodes: impl Iterator<Item = (T, f64, f64)>) -> Option<T> {
+    nodes
+        .filter(|(_, busy, blocked)| *busy >= BOTTLENECK_BUSY && blocked < busy)
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(n, _, _)| n)
 }
 
 impl fmt::Display for RunReport {

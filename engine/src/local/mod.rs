@@ -17,9 +17,9 @@ use clusterduck_transport::{ProcessStamp, RingName, RingReader, RingWriter};
 use self::debugger::{LocalEvents, LocalTap};
 use crate::body::{Body, Codec, DebugSink, NodeImpl};
 use crate::graph::{Graph, NodeId, NodeKind};
+use crate::metrics::{Live, NodeState, Observer, Probe, Watchers, SAMPLE_EVERY};
 use crate::replica::{KeyFn, Replicated};
 use crate::report::{Failure, NodeReport, RunFailure, RunReport};
-use crate::run::forward::ByReference;
 use crate::run::inlet::{Inlet, DEFAULT_BATCH};
 use crate::run::ring_output::{RingOutput, Tap};
 use crate::run::spout::SpoutTask;
@@ -52,6 +52,8 @@ pub struct LocalRun {
     pub watched: Vec<NodeId>,
     /// Stops the run from outside.
     pub stop: StopSignal,
+    /// Who watches the run while it goes.
+    pub watchers: Watchers,
 }
 
 impl Default for LocalRun {
@@ -63,6 +65,7 @@ impl Default for LocalRun {
             spin: Duration::ZERO,
             watched: Vec::new(),
             stop: StopSignal::new(),
+            watchers: Watchers::default(),
         }
     }
 }
@@ -116,7 +119,7 @@ impl LocalRun {
     /// # Panics
     /// If `nodes` does not hold one function per node, of the node's kind.
     pub fn run(
-        self,
+        mut self,
         run: &Replicated,
         nodes: Vec<NodeImpl>,
         debugger: Option<Box<dyn DebugSink>>,
@@ -199,8 +202,19 @@ impl LocalRun {
             });
         }
         let codecs: Vec<Arc<dyn Codec>> = instances.iter().map(|n| n.codec.clone()).collect();
+        // Sampled only if someone watches.
+        let watched = !self.watchers.0.is_empty();
+        let probes: Vec<Arc<Probe>> = (0..count)
+            .map(|_| {
+                if watched {
+                    Probe::sampled()
+                } else {
+                    Probe::unsampled()
+                }
+            })
+            .collect();
         let mut inputs: Vec<Vec<Inlet>> = Vec::with_capacity(count);
-        for id in 0..count {
+        for (id, probe) in probes.iter().enumerate() {
             let mut inlets = Vec::new();
             for up in graph.upstreams(id) {
                 let up_name = &graph.node(*up).name;
@@ -215,6 +229,7 @@ impl LocalRun {
                         )
                     })?;
                 reader.set_spin(self.spin);
+                probe.input(up_name, &reader, None);
                 inlets.push(Inlet::ring(reader, codecs[*up].clone(), self.batch));
             }
             inputs.push(inlets);
@@ -237,16 +252,12 @@ impl LocalRun {
                     as Box<dyn Tap>),
                 _ => None,
             };
-            let output = RingOutput {
-                ring,
-                tap,
-                codec: node.codec,
-                gate: EmitGate::new(control.stop.clone(), matches!(spec.kind, NodeKind::Spout)),
-                emitted: 0,
-                replica: (replica.index, replica.count),
-                by_reference: ByReference::allowed(true),
-                blocked: std::time::Duration::ZERO,
-            };
+            let probe = probes[id].clone();
+            let gate = EmitGate::new(control.stop.clone(), matches!(spec.kind, NodeKind::Spout));
+            let replica_of = (replica.index, replica.count);
+            let mut output =
+                RingOutput::new(ring, node.codec, gate, replica_of, true, probe.clone());
+            output.tap = tap;
             let name = spec.name.clone();
             let task: Box<dyn FnOnce() -> NodeReport + Send> = match (node.body, &spec.kind) {
                 (Body::Spout(body), NodeKind::Spout) => {
@@ -264,6 +275,7 @@ impl LocalRun {
                         inputs: inlets,
                         keys: node.keys,
                         output,
+                        probe,
                         control: control.clone(),
                         events: debug_tx.clone().map(|tx| {
                             Box::new(LocalEvents {
@@ -318,7 +330,14 @@ impl LocalRun {
         }
         drop(debug_tx);
         drop(done_tx);
-        let ended = wait_for_nodes(threads.len(), &done_rx, &control.stop);
+        let hosts = vec![crate::process::LOCAL_HOST.to_owned(); count];
+        let live = Live::new(run, &hosts, started);
+        let mut watching = Watching {
+            observer: Observer::new(live, std::mem::take(&mut self.watchers)),
+            probes,
+            next: Instant::now(),
+        };
+        let ended = wait_for_nodes(&done_rx, &control.stop, &mut watching);
 
         let mut report = RunReport {
             nodes: Vec::with_capacity(count),
@@ -360,14 +379,16 @@ impl LocalRun {
         report.drained_on_request = control.stop.drain_requested();
         // Threads left behind keep their mappings; the names go now.
         drop(rings);
-        match control.take_failure() {
+        let result = match control.take_failure() {
             Some(failure) => Err(Box::new(RunFailure { failure, report })),
             None if control.stop.is_aborted() => Err(Box::new(RunFailure {
                 failure: Failure::Aborted,
                 report,
             })),
             None => Ok(report),
-        }
+        };
+        watching.observer.end(&result);
+        result
     }
 }
 
@@ -376,20 +397,49 @@ fn name_of_thread() -> String {
     thread::current().name().unwrap_or("a node").to_owned()
 }
 
+/// A local run's watchers, and the probes they are fed from.
+struct Watching {
+    observer: Observer,
+    probes: Vec<Arc<Probe>>,
+    /// When the nodes are sampled next.
+    next: Instant,
+}
+
+impl Watching {
+    /// Samples the running nodes if it is time, and shows the run.
+    fn tick(&mut self, ended: &[bool]) {
+        if !self.observer.is_watched() {
+            return;
+        }
+        let now = Instant::now();
+        if now >= self.next {
+            self.next = now + SAMPLE_EVERY;
+            for (id, probe) in self.probes.iter().enumerate() {
+                if !ended[id] {
+                    self.observer.record(id, probe.sample());
+                }
+            }
+        }
+        self.observer.tick(now);
+    }
+}
+
 /// Waits until every node thread has ended, or, once the run is aborted,
 /// at most [`ABORT_GRACE`] more: a node stuck in its own function (which no
 /// stop request reaches) must not keep an aborted run from ending, as a
-/// node process would be killed.
-/// Returns which of the `count` nodes ended (the others are left behind).
+/// node process would be killed. Meanwhile, shows the run to its watchers.
+/// Returns which nodes ended (the others are left behind).
 fn wait_for_nodes(
-    count: usize,
     done: &crossbeam_channel::Receiver<NodeId>,
     stop: &StopSignal,
+    watching: &mut Watching,
 ) -> Vec<bool> {
+    let count = watching.probes.len();
     let mut ended = vec![false; count];
     let mut left = count;
     let mut deadline: Option<Instant> = None;
     while left > 0 {
+        watching.tick(&ended);
         if deadline.is_none() && stop.is_aborted() {
             deadline = Some(Instant::now() + ABORT_GRACE);
         }
@@ -402,6 +452,7 @@ fn wait_for_nodes(
             Ok(id) => {
                 ended[id] = true;
                 left -= 1;
+                watching.observer.set_state(id, NodeState::Done, None);
             }
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,

@@ -11,10 +11,11 @@ use std::thread;
 use std::time::Duration;
 
 use clusterduck_transport::auth::{self, Secret};
-use clusterduck_transport::tcp::{io_backend, receive_into_ring, send_ring, LinkError};
+use clusterduck_transport::tcp::{io_backend, receive_into_ring_metered, send_ring, LinkError};
 use clusterduck_transport::{ProcessStamp, RingName, RingReader, RingWriter};
 
 use crate::graph::NodeId;
+use crate::metrics::probe::Link;
 use crate::report::Failure;
 use crate::run::RunControl;
 
@@ -168,14 +169,15 @@ pub(crate) struct Upstream<'a> {
 }
 
 /// Connects node `me` (named `node`) to its remote upstream and returns the
-/// reader of the local mirror ring its frames land in. A link that breaks
+/// reader of the local mirror ring its frames land in, counting what
+/// arrives in `link`. A link that breaks
 /// the protocol fails the node (`control`), naming the upstream; one that is
 /// lost is the producer's end: the master reports why.
 pub(crate) fn connect(
     up: Upstream<'_>,
     secret: &Secret,
-    me: NodeId,
-    node: &str,
+    (me, node): (NodeId, &str),
+    link: &Arc<Link>,
     control: Arc<RunControl>,
 ) -> Result<RingReader, String> {
     let Upstream {
@@ -201,13 +203,15 @@ pub(crate) fn connect(
         .set_large_bytes(large_bytes)
         .map_err(|e| format!("its space for large values: {e}"))?;
     let reader = RingReader::attach(&mirror).map_err(|e| e.to_string())?;
-    let (node, producer) = (node.to_owned(), producer.to_owned());
+    let (node, producer, link) = (node.to_owned(), producer.to_owned(), link.clone());
     thread::Builder::new()
         .name(format!("link<-{address}"))
         .spawn(move || {
             // `receive_into_ring` logs its own failure; the mirror's reader
             // then sees its writer dropped.
-            match receive_into_ring(stream, writer, io_backend()) {
+            let received = receive_into_ring_metered(stream, writer, io_backend(), link.meter());
+            link.ended(received.is_ok());
+            match received {
                 Err(e) if !e.is_disconnect() => control.fail(Failure::Node {
                     node,
                     seq: None,

@@ -25,6 +25,7 @@ use super::supervisor::{Command, Event, Peer, Placed, Supervisor, Timeouts};
 use crate::body::{Codec, DebugSink};
 use crate::fingerprint::Fingerprint;
 use crate::graph::{Graph, NodeId, NodeKind};
+use crate::metrics::{Live, NodeState as LiveState, Observer, Watchers};
 use crate::replica::Replicated;
 use crate::report::{Failure, NodeReport, PolicyEvent, RunFailure, RunReport};
 use crate::run::{new_run_id, panic_message, remove_stale_segments};
@@ -77,6 +78,8 @@ pub struct ProcessRun {
     /// How many host agents the master starts itself; each starts its share
     /// of the rest, as a tree of this width.
     pub fanout: usize,
+    /// Who watches the run while it goes (none: nodes send no figures).
+    pub watchers: Watchers,
 }
 
 /// How instances of nodes are told in the master: per instance, its node.
@@ -149,6 +152,8 @@ pub struct Master {
     upstreams: Vec<Arc<[String]>>,
     launched: Instant,
     verbose: bool,
+    /// The run as its watchers see it (taken at the end).
+    observer: Option<Observer>,
 }
 
 impl std::fmt::Debug for Master {
@@ -169,7 +174,7 @@ impl ProcessRun {
     /// Every host is tried before anything starts; if any cannot be used,
     /// the error lists them all and nothing is left running.
     pub fn start(
-        self,
+        mut self,
         run: &Replicated,
         codecs: Vec<Arc<dyn Codec>>,
         debugger: Option<Box<dyn DebugSink>>,
@@ -244,6 +249,9 @@ impl ProcessRun {
             node_agent,
         } = layout;
         let supervisor = self.supervisor(&graph, &placement, &node_agent, &remote);
+        let hosts: Vec<String> = (0..n).map(|id| placement.host_of(id).to_owned()).collect();
+        let live = Live::new(run, &hosts, launched);
+        let observer = Observer::new(live, std::mem::take(&mut self.watchers));
         let mut master = Master {
             // Policy events name a node's upstreams as declared.
             upstreams: node_of
@@ -264,6 +272,7 @@ impl ProcessRun {
             agents,
             launched,
             verbose,
+            observer: Some(observer),
         };
         // If a node cannot start, dropping the master ends what started.
         master.start_nodes(configs, &self.dir, &tx)?;
@@ -370,6 +379,7 @@ impl ProcessRun {
                 watched: self.watched.contains(&run.replica(id).node),
                 replicas: scale.replicas.iter().map(|r| *r as u32).collect(),
                 key_groups: scale.key_groups as u32,
+                metrics: !self.watchers.0.is_empty(),
                 hosts: (0..n).map(|n| placement.host_of(n).to_owned()).collect(),
                 bind: match node_agent[id] {
                     Some(host) => answered.address[host].clone(),
@@ -489,11 +499,17 @@ impl Master {
                 }
             }
             self.obey();
+            self.observe(|o| o.tick(now));
             if self.supervisor.is_over() {
                 break;
             }
         }
-        self.finish()
+        let observer = self.observer.take();
+        let result = self.finish();
+        if let Some(observer) = observer {
+            observer.end(&result);
+        }
+        result
     }
 
     /// Hands one fact to the supervisor (or the debugger).
@@ -516,6 +532,10 @@ impl Master {
                     self.debug_event(now, id, notice, upstreams);
                     Event::Heard(Peer::Node(id))
                 }
+                ToMaster::Metrics { sample } => {
+                    self.observe(|o| o.record(id, *sample));
+                    Event::Heard(Peer::Node(id))
+                }
                 message => Event::Message { node: id, message },
             },
             Incoming::Agent(h, message) => match self.agent_event(h, message) {
@@ -532,7 +552,31 @@ impl Master {
             Incoming::Exited(node, cause) => Event::Exited { node, cause },
             Incoming::HostFailed(_) => return,
         };
+        self.note_state(&event);
         self.supervisor.handle(now, event);
+    }
+
+    fn observe(&mut self, f: impl FnOnce(&mut Observer)) {
+        if let Some(observer) = &mut self.observer {
+            f(observer);
+        }
+    }
+
+    /// What `event` says of a node's state, for the watchers.
+    fn note_state(&mut self, event: &Event) {
+        let (node, state, error) = match event {
+            Event::Message { node, message } => match message {
+                ToMaster::Done { .. } => (*node, LiveState::Done, None),
+                ToMaster::Failed { failure, .. } => {
+                    (*node, LiveState::Failed, Some(failure.to_string()))
+                }
+                _ => return,
+            },
+            Event::Exited { node, cause } => (*node, LiveState::Dead, Some(cause.to_string())),
+            Event::NotStarted { node, message } => (*node, LiveState::Dead, Some(message.clone())),
+            _ => return,
+        };
+        self.observe(|o| o.set_state(node, state, error));
     }
 
     /// What an agent's message means for the supervisor; a message about a

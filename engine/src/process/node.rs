@@ -3,6 +3,7 @@
 
 use std::io::{self, Read};
 use std::net::TcpStream;
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
@@ -15,9 +16,10 @@ use super::protocol::{decode, NodeConfig, ToMaster, ToNode};
 use crate::body::{Body, NodeImpl};
 use crate::fingerprint::Fingerprint;
 use crate::graph::{Graph, NodeId, NodeKind};
+use crate::metrics::probe::Link;
+use crate::metrics::{Probe, SAMPLE_EVERY};
 use crate::replica::{Replicated, Scale};
 use crate::report::{NodeReport, PolicyEvent};
-use crate::run::forward::ByReference;
 use crate::run::inlet::Inlet;
 use crate::run::ring_output::{RingOutput, Tap};
 use crate::run::spout::SpoutTask;
@@ -316,17 +318,26 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<NodeEnd, NodeError> {
     // built the whole topology, so it has every codec.
     let codecs: Vec<_> = impls.iter().map(|i| i.codec.clone()).collect();
     let node = impls.swap_remove(replica.node);
-    let output = RingOutput {
-        ring,
-        tap: config.watched.then(|| Box::new(tx.clone()) as Box<dyn Tap>),
-        codec: node.codec,
-        gate: EmitGate::new(control.stop.clone(), matches!(spec.kind, NodeKind::Spout)),
-        emitted: 0,
-        replica: (replica.index, replica.count),
-        // A link carries bytes, not references into this host's memory.
-        by_reference: ByReference::allowed(remote_count == 0),
-        blocked: std::time::Duration::ZERO,
+    let probe = if config.metrics {
+        let probe = Probe::sampled();
+        send_metrics(tx.clone(), probe.clone());
+        probe
+    } else {
+        Probe::unsampled()
     };
+    let gate = EmitGate::new(control.stop.clone(), matches!(spec.kind, NodeKind::Spout));
+    // A link carries bytes, not references into this host's memory.
+    let by_reference = remote_count == 0;
+    let replica_of = (replica.index, replica.count);
+    let mut output = RingOutput::new(
+        ring,
+        node.codec,
+        gate,
+        replica_of,
+        by_reference,
+        probe.clone(),
+    );
+    output.tap = config.watched.then(|| Box::new(tx.clone()) as Box<dyn Tap>);
     let report = match node.body {
         Body::Spout(body) => {
             wait_for_consumers(&output, consumers)?;
@@ -344,10 +355,11 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<NodeEnd, NodeError> {
             let mut inputs = Vec::new();
             for up in graph.upstreams(id) {
                 let up_name = &graph.node(*up).name;
-                let reader = if config.hosts[*up] == config.hosts[id] {
+                let (mut reader, link) = if config.hosts[*up] == config.hosts[id] {
                     let ring_name = RingName::new(&config.run_id, up_name).map_err(setup)?;
-                    RingReader::attach(&ring_name)
-                        .map_err(|e| setup(format!("attaching to the ring of {up_name}: {e}")))?
+                    let reader = RingReader::attach(&ring_name)
+                        .map_err(|e| setup(format!("attaching to the ring of {up_name}: {e}")))?;
+                    (reader, None)
                 } else {
                     let upstream = link::Upstream {
                         name: up_name,
@@ -357,13 +369,16 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<NodeEnd, NodeError> {
                         large_bytes: config.large_bytes as usize,
                         owner: segment_owner(&config),
                     };
-                    link::connect(upstream, &secret, id, &name, control.clone())
-                        .map_err(|e| setup(format!("linking to {up_name}: {e}")))?
+                    let link = Arc::new(Link::default());
+                    let reader =
+                        link::connect(upstream, &secret, (id, &name), &link, control.clone())
+                            .map_err(|e| setup(format!("linking to {up_name}: {e}")))?;
+                    (reader, Some(link))
                 };
+                probe.input(up_name, &reader, link);
                 // The node's loop reads the ring itself, with the upstream's
                 // codec: this process built the whole topology, so it has
                 // every codec.
-                let mut reader = reader;
                 reader.set_spin(Duration::from_nanos(config.spin_ns));
                 inputs.push(Inlet::ring(
                     reader,
@@ -379,6 +394,7 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<NodeEnd, NodeError> {
                 output,
                 control: control.clone(),
                 events: Some(Box::new(ControlEvents(tx.clone()))),
+                probe,
             };
             WorkerTask::new(&run, id, parts).run()
         }
@@ -401,15 +417,47 @@ fn wait_for_consumers(output: &RingOutput, consumers: usize) -> Result<(), NodeE
 
 /// The peak resident memory of this process, in KiB (`VmHWM`).
 fn peak_rss_kib() -> Option<u64> {
+    status_kib("VmHWM:")
+}
+
+/// A figure in KiB of this process's `/proc/self/status`.
+fn status_kib(field: &str) -> Option<u64> {
     std::fs::read_to_string("/proc/self/status")
         .ok()?
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .find_map(|l| l.strip_prefix(field))?
         .trim()
         .trim_end_matches("kB")
         .trim()
         .parse()
         .ok()
+}
+
+/// Sends the node's figures to the master now and every
+/// [`SAMPLE_EVERY`], until the connection closes.
+fn send_metrics(tx: ControlTx, probe: Arc<Probe>) {
+    let sampler = move || loop {
+        let mut sample = probe.sample();
+        sample.rss_kib = rss_kib();
+        let message = ToMaster::Metrics {
+            sample: Box::new(sample),
+        };
+        if tx.send(&message).is_err() {
+            return;
+        }
+        thread::sleep(SAMPLE_EVERY);
+    };
+    if let Err(e) = thread::Builder::new()
+        .name("clusterduck-metrics".into())
+        .spawn(sampler)
+    {
+        tracing::warn!("no metrics from this node: {e}");
+    }
+}
+
+/// The resident memory of this process now, in KiB (`VmRSS`).
+fn rss_kib() -> Option<u64> {
+    status_kib("VmRSS:")
 }
 
 /// Sends the node's last word: its report, and its failure if it failed.

@@ -10,6 +10,7 @@ use super::remote::HostError;
 use super::supervisor::Peer;
 use crate::bundle::Notice;
 use crate::graph::NodeId;
+use crate::metrics::NodeSample;
 use crate::report::{Failure, NodeReport};
 
 /// The bit that marks an agent's id in the control handshake (a node's id
@@ -151,6 +152,8 @@ pub(crate) struct NodeConfig {
     pub(crate) replicas: Vec<u32>,
     /// The run's key groups.
     pub(crate) key_groups: u32,
+    /// Whether the node sends its figures every second (someone watches).
+    pub(crate) metrics: bool,
 }
 
 /// From a node to the master.
@@ -171,6 +174,9 @@ pub(crate) enum ToMaster {
     },
     /// Still alive.
     Heartbeat,
+    /// The node's figures (every second, if asked for; boxed: the other
+    /// messages are small).
+    Metrics { sample: Box<NodeSample> },
     /// The node heard it must drain.
     Draining,
     /// The node finished: its report (boxed: the other messages are small).

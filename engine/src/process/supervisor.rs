@@ -492,7 +492,7 @@ impl Supervisor {
 
     fn message(&mut self, now: Instant, id: NodeId, message: ToMaster) {
         match message {
-            ToMaster::Heartbeat => {}
+            ToMaster::Heartbeat | ToMaster::Metrics { .. } => {}
             ToMaster::Draining => {
                 if let Drain::Workers { heard } = &mut self.drain {
                     heard[id] = true;

@@ -192,8 +192,7 @@ impl Take for Holding {
         call_guarded(
             &mut *task.body,
             &mut task.output,
-            &task.control,
-            &task.name,
+            (&task.control, &task.name, &mut task.meter),
             seq,
             |body, out| body.call_archived_bundle(seq, values, out),
         )?;

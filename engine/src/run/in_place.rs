@@ -38,6 +38,7 @@ impl Take for InPlace {
             control,
             upstream_of,
             pins,
+            meter,
             ..
         } = task;
         let Reading { ended, count } = at;
@@ -49,8 +50,7 @@ impl Take for InPlace {
             call_guarded(
                 &mut **body,
                 &mut *output,
-                control,
-                name,
+                (control, name, &mut *meter),
                 seq,
                 |body, out| body.call_archived(seq, from, bytes, out),
             )

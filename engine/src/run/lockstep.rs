@@ -70,6 +70,7 @@ impl<O: NodeOutput> WorkerTask<O> {
                 output,
                 control,
                 name,
+                meter,
                 ..
             } = self;
             let rings: PerUpstream<_> = inputs.iter().map(|i| (i.reader(), i.route())).collect();
@@ -110,7 +111,8 @@ impl<O: NodeOutput> WorkerTask<O> {
                     }
                 }
                 let values = &frames[..];
-                result = call_guarded(&mut **body, output, control, name, seq, |body, out| {
+                let guard = (&**control, name.as_str(), &mut *meter);
+                result = call_guarded(&mut **body, output, guard, seq, |body, out| {
                     body.call_archived_bundle(seq, values, out)
                 });
                 if result.is_err() {

@@ -11,6 +11,7 @@ use clusterduck_transport::RingWriter;
 use super::forward::{ByReference, Forwards};
 use super::{EmitGate, NodeOutput};
 use crate::body::{Codec, EmitError, Output, Payload};
+use crate::metrics::Probe;
 use crate::Seq;
 
 /// Where the archived outputs of a watched node go: the master's control
@@ -35,9 +36,38 @@ pub(crate) struct RingOutput {
     pub(crate) by_reference: ByReference,
     /// How long the ring held the node back, once it is finished.
     pub(crate) blocked: std::time::Duration,
+    /// Where the node's metrics are published.
+    pub(crate) probe: Arc<Probe>,
 }
 
 impl RingOutput {
+    /// The output of a node that writes into `ring` (none without
+    /// consumers), forwarding large values by reference if `by_reference`,
+    /// and publishes its figures in `probe`.
+    pub(crate) fn new(
+        ring: Option<RingWriter>,
+        codec: Arc<dyn Codec>,
+        gate: EmitGate,
+        replica: (usize, usize),
+        by_reference: bool,
+        probe: Arc<Probe>,
+    ) -> Self {
+        if let Some(ring) = &ring {
+            probe.output(ring.blocked_waits());
+        }
+        Self {
+            ring,
+            tap: None,
+            codec,
+            gate,
+            emitted: 0,
+            replica,
+            by_reference: ByReference::allowed(by_reference),
+            blocked: std::time::Duration::ZERO,
+            probe,
+        }
+    }
+
     /// Archives `value` into the ring, and for the debugger if it watches.
     fn write(&mut self, seq: Seq, value: &(dyn Any + Send)) -> Result<(), EmitError> {
         match (&mut self.ring, &mut self.tap) {
@@ -60,6 +90,7 @@ impl RingOutput {
                 .map_err(EmitError::Failed)?,
         }
         self.emitted += 1;
+        self.probe.emitted(seq, self.emitted);
         Ok(())
     }
 }
@@ -93,6 +124,7 @@ impl Output for RingOutput {
             tap.watched(seq, bytes);
         }
         self.emitted += 1;
+        self.probe.emitted(seq, self.emitted);
         Ok(())
     }
 

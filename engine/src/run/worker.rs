@@ -17,6 +17,8 @@ use super::{node_failure, EventSink, NodeOutput, RunControl, Upstreams};
 use crate::body::{BoxError, Output, WorkerFn};
 use crate::bundle::Notice;
 use crate::graph::{NodeId, NodeKind, NodeSpec};
+use crate::metrics::probe::CallMeter;
+use crate::metrics::Probe;
 use crate::node::{NodeCore, Step};
 use crate::replica::{Blame, KeyFn, Replicated, Share};
 use crate::report::{IncompleteBundle, NodeReport, LISTED_INCOMPLETE};
@@ -47,6 +49,8 @@ pub(crate) struct WorkerTask<O> {
     pub(crate) events: Option<Box<dyn EventSink>>,
     /// Input frames held for values forwarded by reference.
     pub(crate) pins: Pins,
+    /// Times the function (a call in many), for the node's metrics.
+    pub(crate) meter: CallMeter,
 }
 
 /// What a worker instance is given to run.
@@ -59,6 +63,8 @@ pub(crate) struct WorkerParts<O> {
     pub(crate) output: O,
     pub(crate) control: Arc<RunControl>,
     pub(crate) events: Option<Box<dyn EventSink>>,
+    /// Where the node's metrics are published (its inputs registered).
+    pub(crate) probe: Arc<Probe>,
 }
 
 impl<O: NodeOutput> WorkerTask<O> {
@@ -92,7 +98,12 @@ impl<O: NodeOutput> WorkerTask<O> {
             control: parts.control,
             events: parts.events,
             pins: Pins::default(),
+            meter: CallMeter::new(parts.probe),
         };
+        if let NodeKind::Bundled(bundling) = &task.spec.kind {
+            let capacity = bundling.window_len() * spec_upstreams;
+            task.meter.probe().table_capacity(capacity);
+        }
         // Large values that lie in an input's arena may be forwarded by
         // reference.
         let sources = task
@@ -182,6 +193,11 @@ impl<O: NodeOutput> WorkerTask<O> {
         'run: loop {
             if self.control.stop.is_aborted() {
                 break;
+            }
+            if self.meter.probe().wanted() {
+                self.meter
+                    .probe()
+                    .publish(report.messages_in, core.buffered());
             }
             if !draining && self.control.stop.is_draining() {
                 draining = true;
@@ -283,6 +299,7 @@ impl<O: NodeOutput> WorkerTask<O> {
                 let nap = until_deadline(TICK);
                 std::thread::sleep(nap);
                 slept += nap;
+                self.meter.probe().slept(nap);
                 now = clock();
                 continue;
             };
@@ -344,8 +361,7 @@ impl<O: NodeOutput> WorkerTask<O> {
         call_guarded(
             &mut *self.body,
             &mut self.output,
-            &self.control,
-            &self.name,
+            (&self.control, &self.name, &mut self.meter),
             seq,
             call,
         )
@@ -358,6 +374,7 @@ impl<O: NodeOutput> WorkerTask<O> {
         report: &mut NodeReport,
         core: &NodeCore<V>,
     ) {
+        self.meter.probe().notice(&notice);
         let names = self.names_for(&notice, core);
         if let Notice::Incomplete { seq, missing } = &notice {
             if report.incomplete.len() < LISTED_INCOMPLETE {
@@ -424,18 +441,19 @@ impl<O: NodeOutput> WorkerTask<O> {
 }
 
 /// Calls node `name`'s function `body` on the input with id `seq`, through
-/// `call`; a failure or panic fails the run, and is the node's failure
+/// `call` (timed by `meter` now and then); a failure or panic fails the run, and is the node's failure
 /// message. (Takes the task's parts, for callers that hold its inputs.)
 #[inline]
 pub(super) fn call_guarded(
     body: &mut dyn WorkerFn,
     output: &mut dyn Output,
-    control: &RunControl,
-    name: &str,
+    (control, name, meter): (&RunControl, &str, &mut CallMeter),
     seq: Seq,
     call: impl FnOnce(&mut dyn WorkerFn, &mut dyn Output) -> Result<(), BoxError>,
 ) -> Result<(), String> {
-    let result = catch_unwind(AssertUnwindSafe(|| call(body, output)));
+    let result = meter.call(seq, || {
+        catch_unwind(AssertUnwindSafe(|| call(body, output)))
+    });
     match node_failure(result) {
         None => Ok(()),
         Some(message) => {

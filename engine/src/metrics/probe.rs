@@ -1,0 +1,373 @@
+//! What a node's threads publish for its metrics, and what its sampler
+//! reads once a second. The node's loop pays next to nothing: a store per
+//! value emitted and per value taken (to lines no other thread writes), a
+//! load per turn of its loop to see whether the sampler wants the figures
+//! only the loop can compute, and the timing of one call in `every` (about
+//! a thousand a second, whatever the rate). Waits are the rings' own
+//! (`clusterduck_transport::waits`): timed where they happen, readable
+//! while they last.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clusterduck_transport::tcp::LinkMeter;
+use clusterduck_transport::waits::Waits;
+use clusterduck_transport::{RingGauge, RingReader};
+use hdrhistogram::Histogram;
+
+use super::sample::{InputSample, LinkSample, LinkState, NodeSample};
+use crate::bundle::{Notice, PolicyCounts};
+use crate::Seq;
+
+/// Timed calls a second the sampling aims at.
+const SAMPLES_PER_SECOND: u64 = 1000;
+/// Timed calls are one in this many, at most.
+const MAX_EVERY: u32 = 1 << 20;
+
+/// The figures one node instance publishes.
+#[derive(Debug)]
+pub struct Probe {
+    started: Instant,
+    values_in: AtomicU64,
+    values_out: AtomicU64,
+    /// The last id emitted and taken, plus one (0: none yet).
+    seq_out: AtomicU64,
+    seq_in: AtomicU64,
+    /// Values the bundling table holds, and how many it may.
+    table: AtomicU64,
+    table_capacity: AtomicU64,
+    /// Naps of a worker with nothing to read (a table waiting for its gap
+    /// deadline), in nanoseconds.
+    slept_ns: AtomicU64,
+    /// Set by the sampler, cleared by the loop once it published what only
+    /// it can compute.
+    wanted: AtomicBool,
+    /// One call in this many is timed.
+    every: AtomicU32,
+    calls: Mutex<Histogram<u64>>,
+    policy: Mutex<PolicyCounts>,
+    inputs: Mutex<Vec<InputProbe>>,
+    output: Mutex<Option<Arc<Waits>>>,
+}
+
+/// One input of a node: its ring, and the link it comes over from another
+/// host.
+#[derive(Debug)]
+struct InputProbe {
+    upstream: String,
+    waits: Arc<Waits>,
+    gauge: Option<RingGauge>,
+    link: Option<Arc<Link>>,
+}
+
+/// A cross-host input's link, as its receiving thread leaves it.
+#[derive(Debug, Default)]
+pub struct Link {
+    meter: Arc<LinkMeter>,
+    state: AtomicU8,
+}
+
+impl Link {
+    /// The meter the link's receiver counts bytes in.
+    pub fn meter(&self) -> Arc<LinkMeter> {
+        self.meter.clone()
+    }
+
+    /// The link ended: cleanly, or broken.
+    pub fn ended(&self, clean: bool) {
+        let state = if clean {
+            LinkState::Ended
+        } else {
+            LinkState::Broken
+        };
+        self.state.store(state as u8, Relaxed);
+    }
+
+    fn sample(&self) -> LinkSample {
+        LinkSample {
+            bytes: self.meter.bytes(),
+            state: LinkState::from_code(self.state.load(Relaxed)),
+        }
+    }
+}
+
+impl Probe {
+    fn with_every(every: u32) -> Self {
+        Self {
+            started: Instant::now(),
+            values_in: AtomicU64::new(0),
+            values_out: AtomicU64::new(0),
+            seq_out: AtomicU64::new(0),
+            seq_in: AtomicU64::new(0),
+            table: AtomicU64::new(0),
+            table_capacity: AtomicU64::new(0),
+            slept_ns: AtomicU64::new(0),
+            wanted: AtomicBool::new(false),
+            every: AtomicU32::new(every),
+            calls: Mutex::new(new_histogram()),
+            policy: Mutex::new(PolicyCounts::default()),
+            inputs: Mutex::new(Vec::new()),
+            output: Mutex::new(None),
+        }
+    }
+
+    /// A probe for a node that starts now, whose figures a sampler reads
+    /// (its function's calls are timed from the first).
+    pub fn sampled() -> Arc<Self> {
+        Arc::new(Self::with_every(1))
+    }
+
+    /// A probe nobody samples: counters only, no call timed.
+    pub fn unsampled() -> Arc<Self> {
+        Arc::new(Self::with_every(0))
+    }
+}
+
+/// Nanoseconds from 1 ns to 100 s, 2 significant digits.
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 100_000_000_000, 2).expect("valid histogram bounds")
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Probe {
+    /// The node reads `reader` (from `upstream`), over `link` if it crosses
+    /// hosts.
+    pub(crate) fn input(&self, upstream: &str, reader: &RingReader, link: Option<Arc<Link>>) {
+        let gauge = RingGauge::of(reader)
+            .inspect_err(|e| tracing::warn!("no ring fill for the input from {upstream}: {e}"))
+            .ok();
+        lock(&self.inputs).push(InputProbe {
+            upstream: upstream.to_owned(),
+            waits: reader.waits(),
+            gauge,
+            link,
+        });
+    }
+
+    /// The node's output ring waits on these.
+    pub(crate) fn output(&self, blocked: Arc<Waits>) {
+        *lock(&self.output) = Some(blocked);
+    }
+
+    /// The node's bundling table holds `capacity` values at most.
+    pub(crate) fn table_capacity(&self, capacity: usize) {
+        self.table_capacity.store(capacity as u64, Relaxed);
+    }
+
+    /// A value went out, with id `seq`; `count` so far.
+    #[inline]
+    pub(crate) fn emitted(&self, seq: Seq, count: u64) {
+        self.values_out.store(count, Relaxed);
+        self.seq_out.store(seq.wrapping_add(1), Relaxed);
+    }
+
+    /// Whether the sampler waits for [`publish`](Self::publish): one load.
+    #[inline]
+    pub(crate) fn wanted(&self) -> bool {
+        self.wanted.load(Relaxed)
+    }
+
+    /// What only the node's loop knows: values taken, the table's fill.
+    #[cold]
+    pub(crate) fn publish(&self, values_in: u64, table: usize) {
+        self.values_in.store(values_in, Relaxed);
+        self.table.store(table as u64, Relaxed);
+        self.wanted.store(false, Relaxed);
+    }
+
+    /// The loop napped for `nap` with nothing to read.
+    pub(crate) fn slept(&self, nap: Duration) {
+        self.slept_ns
+            .store(self.slept_ns.load(Relaxed) + nap.as_nanos() as u64, Relaxed);
+    }
+
+    /// A policy acted.
+    pub(crate) fn notice(&self, notice: &Notice) {
+        lock(&self.policy).count(notice);
+    }
+
+    /// The figures now (and the function's times since the last sample).
+    /// Asks the loop for its own figures, which the next sample carries.
+    pub fn sample(&self) -> NodeSample {
+        let (p50, p99, timed) = {
+            let mut calls = lock(&self.calls);
+            let timed = calls.len();
+            let q = |q: f64| (timed > 0).then(|| calls.value_at_quantile(q));
+            let got = (q(0.5), q(0.99), timed);
+            calls.reset();
+            got
+        };
+        self.adjust_sampling(timed);
+        self.wanted.store(true, Relaxed);
+        let inputs: Vec<InputSample> = lock(&self.inputs)
+            .iter()
+            .map(|i| {
+                let fill = i.gauge.as_ref().map(RingGauge::fill).unwrap_or_default();
+                InputSample {
+                    upstream: i.upstream.clone(),
+                    fill_bytes: fill.bytes,
+                    capacity: fill.capacity,
+                    idle_ns: i.waits.total().as_nanos() as u64,
+                    link: i.link.as_ref().map(|l| l.sample()),
+                }
+            })
+            .collect();
+        let idle_ns = inputs.iter().map(|i| i.idle_ns).sum::<u64>() + self.slept_ns.load(Relaxed);
+        let blocked_ns = lock(&self.output)
+            .as_ref()
+            .map_or(0, |w| w.total().as_nanos() as u64);
+        let seq = |s: &AtomicU64| s.load(Relaxed).checked_sub(1);
+        NodeSample {
+            ran_ns: self.started.elapsed().as_nanos() as u64,
+            values_in: self.values_in.load(Relaxed),
+            values_out: self.values_out.load(Relaxed),
+            idle_ns,
+            blocked_ns,
+            p50_ns: p50,
+            p99_ns: p99,
+            table: self.table.load(Relaxed),
+            table_capacity: self.table_capacity.load(Relaxed),
+            policy: *lock(&self.policy),
+            rss_kib: None,
+            last_seq_in: seq(&self.seq_in),
+            last_seq_out: seq(&self.seq_out),
+            inputs,
+        }
+    }
+
+    /// About [`SAMPLES_PER_SECOND`] timed calls a second: `timed` were in
+    /// the last (about one) second.
+    fn adjust_sampling(&self, timed: u64) {
+        let every = u64::from(self.every.load(Relaxed));
+        if every == 0 {
+            return;
+        }
+        let next = if timed > 2 * SAMPLES_PER_SECOND {
+            every * 2
+        } else if timed < SAMPLES_PER_SECOND / 2 {
+            every / 2
+        } else {
+            every
+        };
+        self.every
+            .store(next.clamp(1, u64::from(MAX_EVERY)) as u32, Relaxed);
+    }
+}
+
+/// Times one call of a node's function in `every` (set by its probe), and
+/// notes the id of each: the worker's side of the probe.
+#[derive(Debug)]
+pub(crate) struct CallMeter {
+    probe: Arc<Probe>,
+    left: u32,
+}
+
+impl CallMeter {
+    pub(crate) fn new(probe: Arc<Probe>) -> Self {
+        Self { probe, left: 1 }
+    }
+
+    /// The probe.
+    pub(crate) fn probe(&self) -> &Arc<Probe> {
+        &self.probe
+    }
+
+    /// Runs `call`, the function on the input or bundle with id `seq`.
+    #[inline]
+    pub(crate) fn call<R>(&mut self, seq: Seq, call: impl FnOnce() -> R) -> R {
+        self.probe.seq_in.store(seq.wrapping_add(1), Relaxed);
+        self.left -= 1;
+        if self.left == 0 {
+            self.timed(call)
+        } else {
+            call()
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn timed<R>(&mut self, call: impl FnOnce() -> R) -> R {
+        let every = self.probe.every.load(Relaxed);
+        if every == 0 {
+            // Nobody samples: look again in four billion calls.
+            self.left = u32::MAX;
+            return call();
+        }
+        self.left = every;
+        let start = Instant::now();
+        let result = call();
+        let took = start.elapsed().as_nanos() as u64;
+        let _ = lock(&self.probe.calls).record(took.max(1));
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampling_times_about_a_thousand_calls_a_second_whatever_the_rate() {
+        let probe = Probe::sampled();
+        let mut meter = CallMeter::new(probe.clone());
+        // A million calls "a second": the share timed halves each sample
+        // until about a thousand are.
+        let mut timed = Vec::new();
+        for _ in 0..14 {
+            for seq in 0..1_000_000 {
+                meter.call(seq, || ());
+            }
+            timed.push(lock(&probe.calls).len());
+            let s = probe.sample();
+            assert!(s.p50_ns.is_some() && s.p99_ns >= s.p50_ns, "{s:?}");
+            assert_eq!(s.last_seq_in, Some(999_999));
+        }
+        assert_eq!(timed[0], 1_000_000, "every call is timed at first");
+        let last = *timed.last().unwrap();
+        assert!((500..=2_000).contains(&last), "{timed:?}");
+        // Slow calls: every call timed again.
+        for _ in 0..25 {
+            for seq in 0..100 {
+                meter.call(seq, || ());
+            }
+            probe.sample();
+        }
+        assert_eq!(probe.every.load(Relaxed), 1);
+        assert_eq!(probe.sample().p50_ns, None, "no call since the last sample");
+    }
+
+    #[test]
+    fn an_unsampled_probe_times_no_call() {
+        let probe = Probe::unsampled();
+        let mut meter = CallMeter::new(probe.clone());
+        for seq in 0..1000 {
+            meter.call(seq, || ());
+        }
+        assert_eq!(lock(&probe.calls).len(), 0);
+        assert_eq!(
+            probe.sample().last_seq_in,
+            Some(999),
+            "ids are noted all the same"
+        );
+    }
+
+    #[test]
+    fn the_loop_publishes_its_figures_when_asked() {
+        let probe = Probe::sampled();
+        assert!(!probe.wanted());
+        probe.emitted(41, 7);
+        let first = probe.sample();
+        assert_eq!((first.values_out, first.last_seq_out), (7, Some(41)));
+        assert_eq!(first.values_in, 0);
+        assert!(probe.wanted(), "a sample asks the loop for its figures");
+        probe.publish(12, 3);
+        assert!(!probe.wanted());
+        let second = probe.sample();
+        assert_eq!((second.values_in, second.table), (12, 3));
+        assert!(second.ran_ns >= first.ran_ns);
+    }
+}

@@ -1,0 +1,114 @@
+//! Who looks at a running run: the live terminal view, the status page and
+//! the Prometheus endpoint are [`Watch`]es; the master (or a local run)
+//! keeps an [`Observer`] that feeds them a [`Status`] every second, at
+//! once when a node's state changes, and a last time with the report.
+
+use std::time::{Duration, Instant};
+
+use super::live::Live;
+use super::sample::NodeSample;
+use super::status::{NodeState, RunState, Status};
+use crate::graph::NodeId;
+use crate::report::{RunFailure, RunReport};
+
+/// How often watchers are shown the run.
+pub const REFRESH: Duration = Duration::from_secs(1);
+
+/// Something that shows a running run. Called on the thread that
+/// supervises the run: a watcher must not block (a slow one delays the
+/// supervision, not the data).
+pub trait Watch: Send {
+    /// The run now; once it ended, with its report (`Status::report`).
+    fn show(&mut self, status: &Status);
+
+    /// The run ended; `status` holds its report. Called once, last.
+    fn end(&mut self, status: &Status) {
+        self.show(status);
+    }
+}
+
+/// A run's watchers (none by default).
+#[derive(Default)]
+pub struct Watchers(pub Vec<Box<dyn Watch>>);
+
+impl std::fmt::Debug for Watchers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Watchers({})", self.0.len())
+    }
+}
+
+/// The run's view and its watchers.
+pub struct Observer {
+    live: Live,
+    watchers: Vec<Box<dyn Watch>>,
+    next: Instant,
+    changed: bool,
+}
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observer")
+            .field("watchers", &self.watchers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Observer {
+    /// Feeds `watchers` from `live`.
+    pub fn new(live: Live, watchers: Watchers) -> Self {
+        Self {
+            live,
+            watchers: watchers.0,
+            next: Instant::now(),
+            changed: false,
+        }
+    }
+
+    /// Whether anyone watches (otherwise samples need not be taken).
+    pub fn is_watched(&self) -> bool {
+        !self.watchers.is_empty()
+    }
+
+    /// Instance `id` sent `sample`.
+    pub fn record(&mut self, id: NodeId, sample: NodeSample) {
+        self.live.record(id, sample);
+    }
+
+    /// Instance `id` changed state: watchers see it at the next tick.
+    pub fn set_state(&mut self, id: NodeId, state: NodeState, error: Option<String>) {
+        self.live.set_state(id, state, error);
+        self.changed = true;
+    }
+
+    /// Shows the run if a second passed, or a node changed state.
+    pub fn tick(&mut self, now: Instant) {
+        if self.watchers.is_empty() || (now < self.next && !self.changed) {
+            return;
+        }
+        self.next = now + REFRESH;
+        self.changed = false;
+        let status = self.live.status();
+        for w in &mut self.watchers {
+            w.show(&status);
+        }
+    }
+
+    /// The run ended with `result`: watchers see it last, with its report.
+    pub fn end(mut self, result: &Result<RunReport, Box<RunFailure>>) {
+        if self.watchers.is_empty() {
+            return;
+        }
+        let (state, report, failure) = match result {
+            Ok(report) => (RunState::Finished, report, None),
+            Err(f) => (RunState::Failed, &f.report, Some(f.failure.to_string())),
+        };
+        self.live.end(state, report);
+        let mut status = self.live.status();
+        status.bottleneck = report.bottleneck().map(|n| n.name.clone());
+        status.report = Some(report.clone());
+        status.failure = failure;
+        for w in &mut self.watchers {
+            w.end(&status);
+        }
+    }
+}
