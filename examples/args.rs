@@ -4,9 +4,13 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 /// Where `--report-json FILE` asks for the run's report as JSON.
 static REPORT_JSON: OnceLock<PathBuf> = OnceLock::new();
+/// How long `--linger` keeps the process (and its status page) after the
+/// run.
+static LINGER: OnceLock<Duration> = OnceLock::new();
 
 /// How and where the topology runs: flattened into each example's flags.
 #[derive(Debug, clap::Args)]
@@ -30,6 +34,10 @@ pub(crate) struct Run {
     /// logged).
     #[arg(long, value_name = "HOST:PORT")]
     metrics: Option<String>,
+    /// With --metrics: keep serving the status page (with the final report)
+    /// and the metrics this long after the run ended.
+    #[arg(long, value_name = "SECS", default_value_t = 0, requires = "metrics")]
+    linger: u64,
     /// Never show the live view (shown when stderr is a terminal and
     /// stdout is not; CLUSTERDUCK_LIVE=0 or 1 decides too).
     #[arg(long)]
@@ -42,6 +50,7 @@ impl Run {
         if let Some(path) = &self.report_json {
             let _ = REPORT_JSON.set(path.clone());
         }
+        let _ = LINGER.set(Duration::from_secs(self.linger));
         let hosts: Vec<&str> = self
             .hosts
             .iter()
@@ -68,6 +77,18 @@ impl Run {
 /// Prints the run's report (and its error) on stderr; the exit code says
 /// how it went.
 pub(crate) fn report(result: Result<clusterduck::RunReport, clusterduck::Error>) -> ExitCode {
+    let code = print_report(result);
+    if let Some(linger) = LINGER.get().filter(|l| !l.is_zero()) {
+        eprintln!(
+            "serving the status page for {} s more (--linger)",
+            linger.as_secs()
+        );
+        std::thread::sleep(*linger);
+    }
+    code
+}
+
+fn print_report(result: Result<clusterduck::RunReport, clusterduck::Error>) -> ExitCode {
     if let Some(path) = REPORT_JSON.get() {
         // The report (the partial one of a failed run), and the error.
         let (report, error) = match &result {

@@ -1,17 +1,20 @@
 //! The live terminal view: while a run goes, a table of its nodes on
-//! stderr, drawn in place below what was printed before (an inline
-//! viewport, not the whole screen) and refreshed every second; the last
-//! frame stays on the screen when the run ends.
+//! stderr, drawn in place below what was printed before (not the whole
+//! screen) and refreshed every second; the last frame stays on the screen
+//! when the run ends, above the report.
 
-use std::io::{self, IsTerminal, Stderr};
+use std::io::{self, IsTerminal, Write};
 
 use clusterduck_engine::metrics::{NodeState, NodeStatus, RunState, Status, Watch};
-use ratatui::backend::CrosstermBackend;
-use ratatui::layout::Constraint;
+use crossterm::cursor::{MoveToColumn, MoveUp};
+use crossterm::queue;
+use crossterm::style::{Attribute, SetAttribute};
+use crossterm::terminal::{Clear, ClearType};
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::Line;
-use ratatui::widgets::{Cell, Row, Table};
-use ratatui::{Terminal, TerminalOptions, Viewport};
+use ratatui::widgets::{Cell, Row, Table, Widget};
 
 /// The environment variable that turns the live view on (`1`) or off (`0`)
 /// whatever the terminal.
@@ -50,78 +53,78 @@ fn same_device(a: i32, b: i32) -> bool {
     dev(a).is_some() && dev(a) == dev(b)
 }
 
-/// The live view.
+/// The live view. Laid out by `ratatui` into a buffer, written to stderr
+/// by hand: the cursor goes back up over the last frame and each line is
+/// rewritten (as progress bars do). No raw mode and no question to the
+/// terminal (its cursor position): Ctrl-C keeps draining the run.
+#[derive(Debug, Default)]
 pub struct TerminalView {
-    terminal: Option<Terminal<CrosstermBackend<Stderr>>>,
-    /// Rows of the viewport it was made with.
-    height: u16,
-}
-
-impl std::fmt::Debug for TerminalView {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TerminalView")
-            .field("height", &self.height)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Default for TerminalView {
-    fn default() -> Self {
-        Self::new()
-    }
+    /// Lines of the last frame written (the cursor is below them).
+    drawn: u16,
+    /// Drawing failed once: the view is off.
+    off: bool,
 }
 
 impl TerminalView {
-    /// A view on stderr, made at the first figures (when the number of
-    /// nodes is known).
+    /// A view on stderr.
     pub fn new() -> Self {
-        Self {
-            terminal: None,
-            height: 0,
-        }
+        Self::default()
     }
 
     fn draw(&mut self, status: &Status) {
-        // Title, header, a row per node, the bottleneck line.
-        let height = (status.nodes.len() + 3).min(u16::MAX as usize) as u16;
-        if self.terminal.is_none() || height != self.height {
-            let options = TerminalOptions {
-                viewport: Viewport::Inline(height),
-            };
-            match Terminal::with_options(CrosstermBackend::new(io::stderr()), options) {
-                Ok(t) => self.terminal = Some(t),
-                Err(e) => {
-                    tracing::warn!("no live view: {e}");
-                    return;
-                }
-            }
-            self.height = height;
-        }
-        let Some(terminal) = &mut self.terminal else {
+        if self.off {
             return;
-        };
-        let drawn = terminal.draw(|frame| {
-            let area = frame.area();
-            frame.render_widget(table(status), area);
-        });
-        if let Err(e) = drawn {
-            tracing::warn!("live view: {e}; stopped");
-            self.terminal = None;
         }
+        let width = crossterm::terminal::size().map_or(100, |(w, _)| w.max(20));
+        // Title, header, a row per node, the bottleneck line.
+        let height = (status.nodes.len() + 3).min(200) as u16;
+        let area = Rect::new(0, 0, width, height);
+        let mut buffer = Buffer::empty(area);
+        table(status).render(area, &mut buffer);
+        let mut err = io::stderr().lock();
+        if let Err(e) = write_frame(&mut err, &buffer, self.drawn) {
+            tracing::warn!("live view: {e}; stopped");
+            self.off = true;
+        }
+        self.drawn = height;
     }
+}
+
+/// Writes `buffer`'s lines over the last frame's `drawn` lines.
+fn write_frame(out: &mut impl Write, buffer: &Buffer, drawn: u16) -> io::Result<()> {
+    if drawn > 0 {
+        queue!(out, MoveUp(drawn), MoveToColumn(0))?;
+    }
+    let area = buffer.area;
+    for y in 0..area.height {
+        let mut style = Modifier::empty();
+        for x in 0..area.width {
+            let cell = &buffer[(x, y)];
+            if cell.modifier != style {
+                queue!(out, SetAttribute(Attribute::Reset))?;
+                if cell.modifier.contains(Modifier::BOLD) {
+                    queue!(out, SetAttribute(Attribute::Bold))?;
+                }
+                if cell.modifier.contains(Modifier::REVERSED) {
+                    queue!(out, SetAttribute(Attribute::Reverse))?;
+                }
+                style = cell.modifier;
+            }
+            out.write_all(cell.symbol().as_bytes())?;
+        }
+        queue!(
+            out,
+            SetAttribute(Attribute::Reset),
+            Clear(ClearType::UntilNewLine)
+        )?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()
 }
 
 impl Watch for TerminalView {
     fn show(&mut self, status: &Status) {
         self.draw(status);
-    }
-
-    fn end(&mut self, status: &Status) {
-        self.draw(status);
-        // The last frame stays; what is printed next goes below it.
-        if self.terminal.take().is_some() {
-            eprintln!();
-        }
     }
 }
 
@@ -248,7 +251,6 @@ fn errors(n: &NodeStatus) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ratatui::backend::TestBackend;
 
     #[test]
     fn the_table_shows_every_node_and_marks_the_bottleneck() {
@@ -273,18 +275,12 @@ mod tests {
             bottleneck: Some("C".into()),
             ..Status::default()
         };
-        let mut terminal = Terminal::new(TestBackend::new(110, 7)).unwrap();
-        terminal
-            .draw(|f| f.render_widget(table(&status), f.area()))
-            .unwrap();
-        let text: Vec<String> = (0..7)
-            .map(|y| {
-                (0..110)
-                    .map(|x| terminal.backend().buffer()[(x, y)].symbol())
-                    .collect()
-            })
-            .collect();
-        let screen = text.join("\n");
+        let area = Rect::new(0, 0, 110, 6);
+        let mut buffer = Buffer::empty(area);
+        table(&status).render(area, &mut buffer);
+        let mut bytes = Vec::new();
+        write_frame(&mut bytes, &buffer, 0).unwrap();
+        let screen = String::from_utf8(bytes).unwrap();
         assert!(screen.contains("clusterduck running 3s"), "{screen}");
         assert!(screen.contains("C *"), "{screen}");
         assert!(screen.contains("123.5k"), "{screen}");
@@ -292,5 +288,10 @@ mod tests {
         assert!(screen.contains("dead"), "{screen}");
         assert!(screen.contains("killed by signal 9"), "{screen}");
         assert!(screen.contains("bottleneck: C"), "{screen}");
+        assert_eq!(screen.matches('\n').count(), 6, "a line per row: {screen}");
+        // The next frame goes back up over this one.
+        let mut next = Vec::new();
+        write_frame(&mut next, &buffer, 6).unwrap();
+        assert!(String::from_utf8(next).unwrap().starts_with("\x1b[6A"));
     }
 }

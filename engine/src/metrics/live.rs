@@ -93,16 +93,19 @@ impl Live {
         }
     }
 
-    /// Instance `id` sent `sample`.
-    pub fn record(&mut self, id: NodeId, sample: NodeSample) {
+    /// Instance `id` sent `sample`; whether it was its first (the node
+    /// now counts as running).
+    pub fn record(&mut self, id: NodeId, sample: NodeSample) -> bool {
         let Some(node) = self.nodes.get_mut(id) else {
-            return;
+            return false;
         };
-        if node.status.state == NodeState::Starting {
+        let first = node.status.state == NodeState::Starting;
+        if first {
             node.status.state = NodeState::Running;
         }
         node.prev = node.last.replace(sample);
         update(&mut node.status, node.last.as_ref(), node.prev.as_ref());
+        first
     }
 
     /// Instance `id` is now in `state` (`error`: why it failed or died).

@@ -1,9 +1,9 @@
 //! What a node's threads publish for its metrics, and what its sampler
 //! reads once a second. The node's loop pays next to nothing: a store per
-//! value emitted and per value taken (to lines no other thread writes), a
-//! load per turn of its loop to see whether the sampler wants the figures
-//! only the loop can compute, and the timing of one call in `every` (about
-//! a thousand a second, whatever the rate). Waits are the rings' own
+//! value emitted, per call and per turn of its loop (to lines no other
+//! thread writes), a load per turn to see whether the sampler wants what
+//! costs the loop to compute (the table's fill), and the timing of one call
+//! in `every` (about a thousand a second, whatever the rate). Waits are the rings' own
 //! (`clusterduck_transport::waits`): timed where they happen, readable
 //! while they last.
 
@@ -171,10 +171,16 @@ impl Probe {
         self.wanted.load(Relaxed)
     }
 
-    /// What only the node's loop knows: values taken, the table's fill.
+    /// The node took `count` values so far.
+    #[inline]
+    pub(crate) fn taken(&self, count: u64) {
+        self.values_in.store(count, Relaxed);
+    }
+
+    /// What only the node's loop knows, and costs to find: the table's
+    /// fill.
     #[cold]
-    pub(crate) fn publish(&self, values_in: u64, table: usize) {
-        self.values_in.store(values_in, Relaxed);
+    pub(crate) fn publish(&self, table: usize) {
         self.table.store(table as u64, Relaxed);
         self.wanted.store(false, Relaxed);
     }
@@ -364,7 +370,8 @@ mod tests {
         assert_eq!((first.values_out, first.last_seq_out), (7, Some(41)));
         assert_eq!(first.values_in, 0);
         assert!(probe.wanted(), "a sample asks the loop for its figures");
-        probe.publish(12, 3);
+        probe.taken(12);
+        probe.publish(3);
         assert!(!probe.wanted());
         let second = probe.sample();
         assert_eq!((second.values_in, second.table), (12, 3));

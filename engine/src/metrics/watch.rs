@@ -69,9 +69,10 @@ impl Observer {
         !self.watchers.is_empty()
     }
 
-    /// Instance `id` sent `sample`.
+    /// Instance `id` sent `sample` (its first: watchers see it at the next
+    /// tick).
     pub fn record(&mut self, id: NodeId, sample: NodeSample) {
-        self.live.record(id, sample);
+        self.changed |= self.live.record(id, sample);
     }
 
     /// Instance `id` changed state: watchers see it at the next tick.

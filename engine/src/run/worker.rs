@@ -194,10 +194,10 @@ impl<O: NodeOutput> WorkerTask<O> {
             if self.control.stop.is_aborted() {
                 break;
             }
-            if self.meter.probe().wanted() {
-                self.meter
-                    .probe()
-                    .publish(report.messages_in, core.buffered());
+            let probe = self.meter.probe();
+            probe.taken(report.messages_in);
+            if probe.wanted() {
+                probe.publish(core.buffered());
             }
             if !draining && self.control.stop.is_draining() {
                 draining = true;
