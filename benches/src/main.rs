@@ -92,6 +92,11 @@ struct Flags {
     /// Where the node logs go.
     #[arg(long, value_name = "DIR", default_value = "/tmp/clusterduck-bench")]
     dir: String,
+    /// Serve each run's metrics and status page at this address (port 0:
+    /// any): every node then samples its figures every second, the cost
+    /// this flag measures beside a run without it.
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics: Option<String>,
     /// One JSON object per configuration instead of a table.
     #[arg(long)]
     json: bool,
@@ -186,6 +191,7 @@ fn config(flags: &Flags) -> Config {
         hosts: flags.hosts,
         fanout: flags.fanout,
         one_hop: flags.one_hop,
+        metrics: flags.metrics.clone(),
     }
 }
 
@@ -270,6 +276,9 @@ fn single_args(config: &Config) -> Vec<String> {
     args.push("--single".into());
     if config.one_hop {
         args.push("--one-hop".into());
+    }
+    if let Some(address) = &config.metrics {
+        args.extend(["--metrics".to_owned(), address.clone()]);
     }
     args
 }
@@ -403,6 +412,8 @@ mod tests {
             "--one-hop",
             "--dir",
             "/tmp/x",
+            "--metrics",
+            "127.0.0.1:0",
         ])
         .unwrap();
         let given = config(&flags);

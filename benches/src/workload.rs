@@ -147,6 +147,8 @@ pub(crate) struct Config {
     /// worker and the sink on the second, so that each value crosses hosts
     /// once (as `iperf3`'s stream does); else nodes go round-robin.
     pub(crate) one_hop: bool,
+    /// Where to serve the run's metrics (none: nodes sample nothing).
+    pub(crate) metrics: Option<String>,
 }
 
 /// A spout of `messages` values of `payload` bytes, `rate` a second (0:
@@ -393,7 +395,11 @@ pub(crate) fn run_once(config: &Config) -> Result<Figures, String> {
     }
     .batch(config.batch)
     .spin(Duration::from_micros(config.spin_us))
+    .live(false)
     .ctrl_c(false);
+    if let Some(address) = &config.metrics {
+        launch = launch.serve_metrics(address);
+    }
     if let (Transport::Tcp, true, Some((s, w)), [first, second, ..]) =
         (config.transport, config.one_hop, &pipe, &hosts[..])
     {

@@ -24,6 +24,9 @@ use crate::Seq;
 const SAMPLES_PER_SECOND: u64 = 1000;
 /// Timed calls are one in this many, at most.
 const MAX_EVERY: u32 = 1 << 20;
+/// Timed calls are one in this many until the first sample says how many
+/// calls a second there are.
+const FIRST_EVERY: u32 = 64;
 
 /// The figures one node instance publishes.
 #[derive(Debug)]
@@ -113,9 +116,9 @@ impl Probe {
     }
 
     /// A probe for a node that starts now, whose figures a sampler reads
-    /// (its function's calls are timed from the first).
+    /// (its function's calls are timed from the start).
     pub fn sampled() -> Arc<Self> {
-        Arc::new(Self::with_every(1))
+        Arc::new(Self::with_every(FIRST_EVERY))
     }
 
     /// A probe nobody samples: counters only, no call timed.
@@ -246,18 +249,18 @@ impl Probe {
     }
 
     /// About [`SAMPLES_PER_SECOND`] timed calls a second: `timed` were in
-    /// the last (about one) second.
+    /// the last (about one) second, one call in `every`, so about
+    /// `timed * every` calls were made.
     fn adjust_sampling(&self, timed: u64) {
         let every = u64::from(self.every.load(Relaxed));
         if every == 0 {
             return;
         }
-        let next = if timed > 2 * SAMPLES_PER_SECOND {
-            every * 2
-        } else if timed < SAMPLES_PER_SECOND / 2 {
-            every / 2
+        let next = if timed == 0 {
+            // Fewer calls than `every`: come down fast.
+            every / 8
         } else {
-            every
+            timed * every / SAMPLES_PER_SECOND
         };
         self.every
             .store(next.clamp(1, u64::from(MAX_EVERY)) as u32, Relaxed);
@@ -280,6 +283,16 @@ impl CallMeter {
     /// The probe.
     pub(crate) fn probe(&self) -> &Arc<Probe> {
         &self.probe
+    }
+
+    /// Takes a smaller `every` the sampler set since the last timed call
+    /// (the node slowed down): called when the loop publishes, once a
+    /// second.
+    pub(crate) fn resync(&mut self) {
+        let every = self.probe.every.load(Relaxed);
+        if every > 0 {
+            self.left = self.left.min(every);
+        }
     }
 
     /// Runs `call`, the function on the input or bundle with id `seq`.
@@ -320,10 +333,10 @@ mod tests {
     fn sampling_times_about_a_thousand_calls_a_second_whatever_the_rate() {
         let probe = Probe::sampled();
         let mut meter = CallMeter::new(probe.clone());
-        // A million calls "a second": the share timed halves each sample
-        // until about a thousand are.
+        // A million calls "a second": one in 64 timed at first, then about
+        // a thousand.
         let mut timed = Vec::new();
-        for _ in 0..14 {
+        for _ in 0..4 {
             for seq in 0..1_000_000 {
                 meter.call(seq, || ());
             }
@@ -332,17 +345,22 @@ mod tests {
             assert!(s.p50_ns.is_some() && s.p99_ns >= s.p50_ns, "{s:?}");
             assert_eq!(s.last_seq_in, Some(999_999));
         }
-        assert_eq!(timed[0], 1_000_000, "every call is timed at first");
-        let last = *timed.last().unwrap();
-        assert!((500..=2_000).contains(&last), "{timed:?}");
-        // Slow calls: every call timed again.
-        for _ in 0..25 {
+        assert_eq!(timed[0], 1_000_000 / 64, "{timed:?}");
+        assert!(timed[1..].iter().all(|t| (900..=1_100).contains(t)), "{timed:?}");
+        // A hundred calls a second: every call timed within a few seconds.
+        for _ in 0..8 {
             for seq in 0..100 {
                 meter.call(seq, || ());
             }
             probe.sample();
+            meter.resync();
         }
         assert_eq!(probe.every.load(Relaxed), 1);
+        for seq in 0..100 {
+            meter.call(seq, || ());
+        }
+        assert_eq!(lock(&probe.calls).len(), 100);
+        probe.sample();
         assert_eq!(probe.sample().p50_ns, None, "no call since the last sample");
     }
 

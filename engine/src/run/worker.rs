@@ -198,6 +198,7 @@ impl<O: NodeOutput> WorkerTask<O> {
             probe.taken(report.messages_in);
             if probe.wanted() {
                 probe.publish(core.buffered());
+                self.meter.resync();
             }
             if !draining && self.control.stop.is_draining() {
                 draining = true;
