@@ -261,3 +261,106 @@ fn update(status: &mut NodeStatus, last: Option<&NodeSample>, prev: Option<&Node
         share(last.blocked_ns.saturating_sub(prev.blocked_ns), ran).min(1.0 - status.idle);
     status.busy = (1.0 - status.idle - status.blocked).max(0.0);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::{Graph, NodeSpec};
+    use crate::metrics::sample::{InputSample, LinkSample, LinkState};
+    use crate::replica::Scale;
+
+    const S: u64 = 1_000_000_000;
+
+    /// A -> W -> K, with W on another host than A.
+    fn live() -> Live {
+        let graph = Graph::new(vec![
+            NodeSpec::spout("A", "u64"),
+            NodeSpec::worker("W", ["A"], "u64"),
+            NodeSpec::worker("K", ["W"], "u64"),
+        ])
+        .unwrap();
+        let run = Replicated::new(graph, &Scale::single(3)).unwrap();
+        let hosts = ["h1", "h2", "h2"].map(String::from);
+        Live::new(&run, &hosts, Instant::now())
+    }
+
+    fn input(upstream: &str, fill: u64, idle_ns: u64, link: Option<u64>) -> InputSample {
+        InputSample {
+            upstream: upstream.into(),
+            fill_bytes: fill,
+            capacity: 1000,
+            idle_ns,
+            link: link.map(|bytes| LinkSample {
+                bytes,
+                state: LinkState::Up,
+            }),
+        }
+    }
+
+    #[test]
+    fn rates_shares_edges_and_the_bottleneck_come_from_the_last_two_samples() {
+        let mut live = live();
+        assert_eq!(live.status().run, RunState::Starting);
+        // A second apart: A blocked 90 %, W busy 80 %, K idle 90 %.
+        let a = |ran, out, blocked| NodeSample {
+            ran_ns: ran,
+            values_out: out,
+            blocked_ns: blocked,
+            last_seq_out: out.checked_sub(1),
+            ..NodeSample::default()
+        };
+        let w = |ran, n, idle, bytes, fill| NodeSample {
+            ran_ns: ran,
+            values_in: n,
+            values_out: n,
+            idle_ns: idle,
+            last_seq_in: n.checked_sub(1),
+            last_seq_out: n.checked_sub(1),
+            inputs: vec![input("A", fill, idle, Some(bytes))],
+            ..NodeSample::default()
+        };
+        let k = |ran, n, idle| NodeSample {
+            ran_ns: ran,
+            values_in: n,
+            idle_ns: idle,
+            last_seq_in: n.checked_sub(1),
+            inputs: vec![input("W", 0, idle, None)],
+            ..NodeSample::default()
+        };
+        assert!(live.record(0, a(S, 1000, 0)));
+        assert!(!live.record(0, a(2 * S, 3000, S * 9 / 10)));
+        live.record(1, w(S, 500, 0, 64_000, 0));
+        live.record(1, w(2 * S, 1500, S / 5, 128_000, 950));
+        live.record(2, k(S, 500, 0));
+        live.record(2, k(2 * S, 1500, S * 9 / 10));
+        let status = live.status();
+        assert_eq!(status.run, RunState::Running);
+        let node = |name| status.node(name).unwrap();
+        assert_eq!(node("A").out_per_s, 2000.0);
+        assert!((node("A").blocked - 0.9).abs() < 1e-9);
+        assert!((node("W").busy - 0.8).abs() < 1e-9);
+        assert!((node("K").idle - 0.9).abs() < 1e-9);
+        assert_eq!(node("W").host, "h2");
+        assert_eq!(status.bottleneck.as_deref(), Some("W"));
+        let edge = |from: &str| status.edges.iter().find(|e| e.from == from).unwrap();
+        let aw = edge("A");
+        assert_eq!((aw.to.as_str(), aw.fill_bytes), ("W", 950));
+        assert_eq!(aw.waiting, Waiting::Producer, "a full ring holds A back");
+        assert_eq!(aw.lag, Some(2999 - 1499));
+        let link = aw.link.as_ref().unwrap();
+        assert_eq!((link.bytes, link.bytes_per_s), (128_000, 64_000.0));
+        assert_eq!(edge("W").waiting, Waiting::Consumer, "K waits for W");
+
+        // W dies: shown dead, no longer moving, no longer the bottleneck.
+        live.set_state(1, NodeState::Dead, Some("killed by signal 9".into()));
+        let status = live.status();
+        let w = status.node("W").unwrap();
+        assert_eq!(w.state, NodeState::Dead);
+        assert_eq!((w.busy, w.in_per_s), (0.0, 0.0));
+        assert_eq!(status.bottleneck, None);
+        // A node that finished stays so when its process ends.
+        live.set_state(2, NodeState::Done, None);
+        live.set_state(2, NodeState::Dead, Some("exited".into()));
+        assert_eq!(live.status().node("K").unwrap().state, NodeState::Done);
+    }
+}
