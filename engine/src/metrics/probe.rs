@@ -48,6 +48,8 @@ pub struct Probe {
     wanted: AtomicBool,
     /// One call in this many is timed.
     every: AtomicU32,
+    /// `values_in` at the last sample (the sampler's).
+    sampled_in: AtomicU64,
     calls: Mutex<Histogram<u64>>,
     policy: Mutex<PolicyCounts>,
     inputs: Mutex<Vec<InputProbe>>,
@@ -108,6 +110,7 @@ impl Probe {
             slept_ns: AtomicU64::new(0),
             wanted: AtomicBool::new(false),
             every: AtomicU32::new(every),
+            sampled_in: AtomicU64::new(0),
             calls: Mutex::new(new_histogram()),
             policy: Mutex::new(PolicyCounts::default()),
             inputs: Mutex::new(Vec::new()),
@@ -202,15 +205,17 @@ impl Probe {
     /// The figures now (and the function's times since the last sample).
     /// Asks the loop for its own figures, which the next sample carries.
     pub fn sample(&self) -> NodeSample {
-        let (p50, p99, timed) = {
+        let (p50, p99) = {
             let mut calls = lock(&self.calls);
             let timed = calls.len();
             let q = |q: f64| (timed > 0).then(|| calls.value_at_quantile(q));
-            let got = (q(0.5), q(0.99), timed);
+            let got = (q(0.5), q(0.99));
             calls.reset();
             got
         };
-        self.adjust_sampling(timed);
+        let values_in = self.values_in.load(Relaxed);
+        let before = self.sampled_in.swap(values_in, Relaxed);
+        self.adjust_sampling(values_in.saturating_sub(before));
         self.wanted.store(true, Relaxed);
         let inputs: Vec<InputSample> = lock(&self.inputs)
             .iter()
@@ -232,7 +237,7 @@ impl Probe {
         let seq = |s: &AtomicU64| s.load(Relaxed).checked_sub(1);
         NodeSample {
             ran_ns: self.started.elapsed().as_nanos() as u64,
-            values_in: self.values_in.load(Relaxed),
+            values_in,
             values_out: self.values_out.load(Relaxed),
             idle_ns,
             blocked_ns,
@@ -248,20 +253,16 @@ impl Probe {
         }
     }
 
-    /// About [`SAMPLES_PER_SECOND`] timed calls a second: `timed` were in
-    /// the last (about one) second, one call in `every`, so about
-    /// `timed * every` calls were made.
-    fn adjust_sampling(&self, timed: u64) {
+    /// About [`SAMPLES_PER_SECOND`] timed calls a second: the node took
+    /// `taken` values since the last sample (about one a call, or one per
+    /// upstream a bundle). A node that took none keeps its share: idle
+    /// now, it may be as fast as before when values come again.
+    fn adjust_sampling(&self, taken: u64) {
         let every = u64::from(self.every.load(Relaxed));
-        if every == 0 {
+        if every == 0 || taken == 0 {
             return;
         }
-        let next = if timed == 0 {
-            // Fewer calls than `every`: come down fast.
-            every / 8
-        } else {
-            timed * every / SAMPLES_PER_SECOND
-        };
+        let next = taken / SAMPLES_PER_SECOND;
         self.every
             .store(next.clamp(1, u64::from(MAX_EVERY)) as u32, Relaxed);
     }
@@ -333,25 +334,37 @@ mod tests {
     fn sampling_times_about_a_thousand_calls_a_second_whatever_the_rate() {
         let probe = Probe::sampled();
         let mut meter = CallMeter::new(probe.clone());
-        // A million calls "a second": one in 64 timed at first, then about
-        // a thousand.
+        // A sample before any value: nothing to go by, the share stays.
+        probe.sample();
+        assert_eq!(probe.every.load(Relaxed), FIRST_EVERY);
+        // A million values and calls "a second": one call in 64 timed at
+        // first, then about a thousand.
         let mut timed = Vec::new();
-        for _ in 0..4 {
+        let mut taken = 0;
+        for _ in 0..3 {
             for seq in 0..1_000_000 {
                 meter.call(seq, || ());
             }
+            taken += 1_000_000;
+            probe.taken(taken);
             timed.push(lock(&probe.calls).len());
             let s = probe.sample();
+            meter.resync();
             assert!(s.p50_ns.is_some() && s.p99_ns >= s.p50_ns, "{s:?}");
             assert_eq!(s.last_seq_in, Some(999_999));
         }
         assert_eq!(timed[0], 1_000_000 / 64, "{timed:?}");
-        assert!(timed[1..].iter().all(|t| (900..=1_100).contains(t)), "{timed:?}");
-        // A hundred calls a second: every call timed within a few seconds.
-        for _ in 0..8 {
+        assert!(timed[1..].iter().all(|t| (999..=1_001).contains(t)), "{timed:?}");
+        // Idle for a second: the share stays.
+        probe.sample();
+        assert_eq!(probe.every.load(Relaxed), 1000);
+        // A hundred a second: every call timed from the next second on.
+        for _ in 0..2 {
             for seq in 0..100 {
                 meter.call(seq, || ());
             }
+            taken += 100;
+            probe.taken(taken);
             probe.sample();
             meter.resync();
         }
