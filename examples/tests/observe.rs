@@ -50,6 +50,11 @@ impl Drop for Served {
 }
 
 fn serve_readme(n: u64, dir: &Path) -> Served {
+    serve_readme_with(n, dir, &[])
+}
+
+/// [`serve_readme`] with more flags.
+fn serve_readme_with(n: u64, dir: &Path, args: &[&str]) -> Served {
     let started = Instant::now();
     let mut child = Command::new(example_path("readme"))
         .args([
@@ -60,6 +65,7 @@ fn serve_readme(n: u64, dir: &Path) -> Served {
             "--linger",
             "60",
         ])
+        .args(args)
         .arg("--dir")
         .arg(dir)
         .stdout(Stdio::null())
@@ -284,6 +290,67 @@ fn the_metrics_endpoint_counts_every_node_and_a_killed_node_shows_dead() {
         served.stderr.try_iter().find(|l| l.starts_with("error:"))
     });
     assert!(said.contains("node C"), "{said}");
+}
+
+#[test]
+fn across_hosts_each_node_shows_its_host_and_each_link_its_bytes() {
+    let test = "metrics-hosts";
+    let _w = watchdog("metrics across hosts", LIMIT);
+    let Some(hosts) = clusterduck_tests::test_hosts_at_least(test, 3) else {
+        return;
+    };
+    let names: Vec<&str> = hosts.iter().map(|(h, _)| h.as_str()).collect();
+    let dir = fresh_dir(test);
+    // Round-robin: A on the first host, B on the second, C on the third.
+    let served = serve_readme_with(3_000_000, &dir, &["--hosts", &names.join(",")]);
+    let address = served.address.clone();
+    let link_bytes = |s: &serde_json::Value, from: &str| -> Option<u64> {
+        let edge = s["edges"].as_array()?.iter().find(|e| e["from"] == from)?;
+        assert_eq!(edge["to"], "C", "{edge}");
+        // None until C's first figures.
+        let link = edge["link"].as_object()?;
+        assert_eq!(link["state"], "up", "{edge}");
+        link["bytes"].as_u64()
+    };
+    let first = wait_for("links that carry bytes", || {
+        let s = status(&address);
+        let moving = ["A", "B"]
+            .iter()
+            .all(|f| link_bytes(&s, f).unwrap_or(0) > 0);
+        (s["run"] == "running" && moving).then_some(s)
+    });
+    for (node, host) in ["A", "B", "C"].iter().zip(&names) {
+        let n = first["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == *node)
+            .unwrap();
+        assert_eq!(n["host"], *host, "{n}");
+    }
+    let second = wait_for("bytes that grow", || {
+        let s = status(&address);
+        ["A", "B"]
+            .iter()
+            .all(|f| link_bytes(&s, f) > link_bytes(&first, f))
+            .then_some(s)
+    });
+    let scrape = get(&address, "/metrics").1;
+    for edge in ["A->C", "B->C"] {
+        let line = scrape
+            .lines()
+            .find(|l| {
+                l.starts_with("clusterduck_link_received_bytes_total")
+                    && l.contains(&format!("edge=\"{edge}\""))
+            })
+            .unwrap_or_else(|| panic!("no link bytes of {edge}:\n{scrape}"));
+        assert!(!line.ends_with(" 0.0"), "{line}");
+    }
+    eprintln!(
+        "link A->C: {:?} -> {:?} bytes",
+        link_bytes(&first, "A"),
+        link_bytes(&second, "A")
+    );
 }
 
 /// A tmux server of the test's own, killed when dropped.

@@ -354,7 +354,10 @@ mod tests {
             assert_eq!(s.last_seq_in, Some(999_999));
         }
         assert_eq!(timed[0], 1_000_000 / 64, "{timed:?}");
-        assert!(timed[1..].iter().all(|t| (999..=1_001).contains(t)), "{timed:?}");
+        assert!(
+            timed[1..].iter().all(|t| (999..=1_001).contains(t)),
+            "{timed:?}"
+        );
         // Idle for a second: the share stays.
         probe.sample();
         assert_eq!(probe.every.load(Relaxed), 1000);
