@@ -604,6 +604,7 @@ mod tests {
             hosts: 2,
             fanout: 32,
             one_hop: false,
+            metrics: None,
             dir: std::env::temp_dir()
                 .join("clusterduck-bench-tests")
                 .display()
