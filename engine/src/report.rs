@@ -162,19 +162,36 @@ impl NodeReport {
     /// Sets the time figures of a node that ran for `ran`, of which it
     /// waited `idle` for input and was held back `blocked`.
     pub(crate) fn timed(&mut self, ran: Duration, idle: Duration, blocked: Duration) {
-        self.idle = idle.min(ran);
-        self.blocked = blocked.min(ran - self.idle);
-        self.busy = ran - self.idle - self.blocked;
+        (self.busy, self.idle, self.blocked) = split(ran, idle, blocked);
+    }
+}
+
+/// A node's time `ran` split into busy, idle and blocked, from the time it
+/// waited for input and was held back (each counted within what is left).
+pub(crate) fn split(
+    ran: Duration,
+    idle: Duration,
+    blocked: Duration,
+) -> (Duration, Duration, Duration) {
+    let idle = idle.min(ran);
+    let blocked = blocked.min(ran - idle);
+    (ran - idle - blocked, idle, blocked)
+}
+
+/// `part` of `all`, 0 to 1 (0 of nothing).
+pub(crate) fn ratio(part: f64, all: f64) -> f64 {
+    if all > 0.0 {
+        (part / all).clamp(0.0, 1.0)
+    } else {
+        0.0
     }
 }
 
 fn share(part: Duration, n: &NodeReport) -> f64 {
-    let all = (n.busy + n.idle + n.blocked).as_secs_f64();
-    if all > 0.0 {
-        part.as_secs_f64() / all
-    } else {
-        0.0
-    }
+    ratio(
+        part.as_secs_f64(),
+        (n.busy + n.idle + n.blocked).as_secs_f64(),
+    )
 }
 
 /// A node counts as the run's bottleneck when it was busy at least this

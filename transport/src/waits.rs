@@ -1,11 +1,12 @@
 //! Time spent waiting, readable from any thread while the waiting goes on:
 //! a ring's reader waiting for frames (idle), its writer waiting for room
-//! (held back by its readers). The one who waits pays two stores per wait,
-//! nothing per frame; whoever samples it (a node's metrics, once a second)
+//! (held back by its readers). The one who waits pays a few stores per
+//! wait, nothing per frame; whoever samples it (a node's metrics, once a second)
 //! sees the wait in progress too, so a writer stuck behind a stalled
 //! reader shows as blocked while it is, not only once it is free again.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::{fence, AtomicU64};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -21,9 +22,13 @@ fn stamp(at: Instant) -> u64 {
     at.saturating_duration_since(epoch()).as_nanos() as u64 + 1
 }
 
-/// The waits of one side of a ring.
+/// The waits of one side of a ring: written by the one thread that waits,
+/// read by any (a sequence lock: the reader reads again if a wait began or
+/// ended meanwhile, so that a wait is never counted twice nor lost).
 #[derive(Debug, Default)]
 pub struct Waits {
+    /// Odd while the waiting thread changes the figures below.
+    version: AtomicU64,
     /// Nanoseconds of the waits that ended.
     ended_ns: AtomicU64,
     /// When the wait in progress started (see `stamp`), 0 if none.
@@ -31,11 +36,25 @@ pub struct Waits {
 }
 
 impl Waits {
+    /// Changes the figures (the waiting thread only).
+    #[inline]
+    fn write(&self, change: impl FnOnce()) {
+        let v = self.version.load(Relaxed);
+        self.version.store(v + 1, Relaxed);
+        // SYNC: the odd version is visible before any change (pairs with
+        // the reader's Acquire fence).
+        fence(Release);
+        change();
+        // SYNC: Release pairs with the reader's Acquire load of the
+        // version: the changes are visible with the even version.
+        self.version.store(v + 2, Release);
+    }
+
     /// A wait starts now: returns its start, for [`end`](Self::end).
     #[inline]
     pub(crate) fn begin(&self) -> Instant {
         let now = Instant::now();
-        self.since.store(stamp(now), Relaxed);
+        self.write(|| self.since.store(stamp(now), Relaxed));
         now
     }
 
@@ -43,26 +62,40 @@ impl Waits {
     #[inline]
     pub(crate) fn end(&self, start: Instant) {
         let waited = start.elapsed().as_nanos() as u64;
-        self.ended_ns
-            .store(self.ended_ns.load(Relaxed) + waited, Relaxed);
-        self.since.store(0, Relaxed);
+        self.write(|| {
+            self.ended_ns
+                .store(self.ended_ns.load(Relaxed) + waited, Relaxed);
+            self.since.store(0, Relaxed);
+        });
     }
 
     /// Every wait so far, the one in progress included up to now.
     pub fn total(&self) -> Duration {
-        // The wait in progress, then the ended ones: a wait that ends in
-        // between is counted once, as ended (its start was read before).
-        let since = self.since.load(Relaxed);
-        let ended = self.ended_ns.load(Relaxed);
+        self.total_at(Instant::now())
+    }
+
+    /// Every wait up to `now` (a sampler reading several figures at one
+    /// instant passes the same `now` to each): the ended ones, and the one
+    /// in progress from its start to `now`.
+    pub fn total_at(&self, now: Instant) -> Duration {
+        let (ended, since) = loop {
+            // SYNC: Acquire pairs with the Release store of the even
+            // version in `write`.
+            let v = self.version.load(Acquire);
+            let ended = self.ended_ns.load(Relaxed);
+            let since = self.since.load(Relaxed);
+            // SYNC: the loads above happen before the version is read
+            // again (pairs with the writer's Release fence).
+            fence(Acquire);
+            if v % 2 == 0 && self.version.load(Relaxed) == v {
+                break (ended, since);
+            }
+            std::hint::spin_loop();
+        };
         let ongoing = match since {
             0 => 0,
-            s => (stamp(Instant::now()) - 1).saturating_sub(s - 1),
+            s => (stamp(now) - 1).saturating_sub(s - 1),
         };
-        let again = self.ended_ns.load(Relaxed);
-        if again != ended {
-            // It ended meanwhile: its time is in `again`.
-            return Duration::from_nanos(again);
-        }
         Duration::from_nanos(ended + ongoing)
     }
 
@@ -92,5 +125,28 @@ mod tests {
         assert!(after >= during, "{after:?} < {during:?}");
         std::thread::sleep(Duration::from_millis(5));
         assert_eq!(waits.total(), after, "an ended wait stops counting");
+    }
+
+    #[test]
+    fn a_reader_never_sees_the_total_go_down_while_waits_begin_and_end() {
+        let waits = std::sync::Arc::new(Waits::default());
+        let writer = {
+            let waits = waits.clone();
+            std::thread::spawn(move || {
+                for _ in 0..20_000 {
+                    let start = waits.begin();
+                    std::hint::spin_loop();
+                    waits.end(start);
+                }
+            })
+        };
+        let mut last = Duration::ZERO;
+        while !writer.is_finished() {
+            let now = waits.total();
+            assert!(now >= last, "{now:?} < {last:?}");
+            last = now;
+        }
+        writer.join().unwrap();
+        assert!(waits.total() >= last);
     }
 }

@@ -2,13 +2,13 @@
 //! and state, turned into a [`Status`] on demand (rates and shares of the
 //! interval between the two samples, measured on the node's own clock).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::sample::{InputSample, NodeSample};
 use super::status::{EdgeStatus, LinkStatus, NodeState, NodeStatus, RunState, Status, Waiting};
 use crate::graph::NodeId;
 use crate::replica::Replicated;
-use crate::report::{bottleneck_of, RunReport};
+use crate::report::{bottleneck_of, ratio, split, RunReport};
 
 /// A ring at least this full holds its producer back: the producer waits.
 const FULL: f64 = 0.9;
@@ -99,6 +99,10 @@ impl Live {
         let Some(node) = self.nodes.get_mut(id) else {
             return false;
         };
+        if !node.status.is_live() {
+            // Sent before its end, come after: it moves no more.
+            return false;
+        }
         let first = node.status.state == NodeState::Starting;
         if first {
             node.status.state = NodeState::Running;
@@ -134,10 +138,22 @@ impl Live {
     pub fn end(&mut self, state: RunState, report: &RunReport) {
         self.ended = Some(state);
         for (node, r) in self.nodes.iter_mut().zip(&report.nodes) {
-            if let (Some(error), false) = (&r.error, node.status.state == NodeState::Dead) {
-                node.status.state = NodeState::Failed;
-                node.status.error = Some(error.clone());
+            let s = &mut node.status;
+            if let (Some(error), false) = (&r.error, s.state == NodeState::Dead) {
+                s.state = NodeState::Failed;
+                s.error = Some(error.clone());
             }
+            // The report's totals are the final ones (the last sample may
+            // be a second old).
+            s.values_in = r.messages_in;
+            s.values_out = r.messages_out;
+            s.policy = r.policy;
+            (s.busy_s, s.idle_s, s.blocked_s) = (
+                r.busy.as_secs_f64(),
+                r.idle.as_secs_f64(),
+                r.blocked.as_secs_f64(),
+            );
+            (s.in_per_s, s.out_per_s, s.busy, s.idle, s.blocked) = (0.0, 0.0, 0.0, 0.0, 0.0);
         }
     }
 
@@ -189,13 +205,7 @@ impl Live {
                     let idle = before.map_or(0.0, |b| {
                         share(i.idle_ns.saturating_sub(b.idle_ns), consumer.interval_ns())
                     });
-                    edge.waiting = if edge.fill >= FULL || producer.status.blocked >= STARVED {
-                        Waiting::Producer
-                    } else if idle >= STARVED && consumer.status.is_live() {
-                        Waiting::Consumer
-                    } else {
-                        Waiting::Neither
-                    };
+                    edge.waiting = waiting(edge.fill, idle, consumer.status.is_live());
                     edge.link = i.link.as_ref().map(|l| {
                         let then = before.and_then(|b| b.link.as_ref()).map_or(0, |b| b.bytes);
                         LinkStatus {
@@ -219,13 +229,23 @@ impl Live {
     }
 }
 
+/// Which end of an edge waits: the producer when the ring is (nearly)
+/// full, the consumer when it waited on this input at least half of the
+/// last interval. Decided per edge: a producer blocked by one slow consumer
+/// does not wait for its fast ones, and they may wait for it.
+fn waiting(fill: f64, consumer_idle: f64, consumer_live: bool) -> Waiting {
+    if fill >= FULL {
+        Waiting::Producer
+    } else if consumer_idle >= STARVED && consumer_live {
+        Waiting::Consumer
+    } else {
+        Waiting::Neither
+    }
+}
+
 /// `part` of `all`, 0 to 1.
 fn share(part: u64, all: u64) -> f64 {
-    if all == 0 {
-        0.0
-    } else {
-        (part as f64 / all as f64).clamp(0.0, 1.0)
-    }
+    ratio(part as f64, all as f64)
 }
 
 /// Sets `status`'s figures from a node's last two samples.
@@ -241,11 +261,11 @@ fn update(status: &mut NodeStatus, last: Option<&NodeSample>, prev: Option<&Node
     status.rss_kib = last.rss_kib;
     status.p50_s = last.p50_ns.map(|ns| ns as f64 / 1e9);
     status.p99_s = last.p99_ns.map(|ns| ns as f64 / 1e9);
-    let idle = last.idle_ns.min(last.ran_ns);
-    let blocked = last.blocked_ns.min(last.ran_ns - idle);
-    status.idle_s = idle as f64 / 1e9;
-    status.blocked_s = blocked as f64 / 1e9;
-    status.busy_s = (last.ran_ns - idle - blocked) as f64 / 1e9;
+    let ns = Duration::from_nanos;
+    let (busy, idle, blocked) = split(ns(last.ran_ns), ns(last.idle_ns), ns(last.blocked_ns));
+    status.busy_s = busy.as_secs_f64();
+    status.idle_s = idle.as_secs_f64();
+    status.blocked_s = blocked.as_secs_f64();
     // The first sample's interval is the node's life so far.
     let zero = NodeSample::default();
     let prev = prev.unwrap_or(&zero);
@@ -256,10 +276,13 @@ fn update(status: &mut NodeStatus, last: Option<&NodeSample>, prev: Option<&Node
     let secs = ran as f64 / 1e9;
     status.in_per_s = last.values_in.saturating_sub(prev.values_in) as f64 / secs;
     status.out_per_s = last.values_out.saturating_sub(prev.values_out) as f64 / secs;
-    status.idle = share(last.idle_ns.saturating_sub(prev.idle_ns), ran);
-    status.blocked =
-        share(last.blocked_ns.saturating_sub(prev.blocked_ns), ran).min(1.0 - status.idle);
-    status.busy = (1.0 - status.idle - status.blocked).max(0.0);
+    let (busy, idle, blocked) = split(
+        ns(ran),
+        ns(last.idle_ns.saturating_sub(prev.idle_ns)),
+        ns(last.blocked_ns.saturating_sub(prev.blocked_ns)),
+    );
+    let of_ran = |d: Duration| ratio(d.as_secs_f64(), secs);
+    (status.busy, status.idle, status.blocked) = (of_ran(busy), of_ran(idle), of_ran(blocked));
 }
 
 #[cfg(test)]

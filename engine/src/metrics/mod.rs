@@ -12,12 +12,14 @@
 //!   every second: the live terminal view, the status page, the Prometheus
 //!   endpoint (in the `clusterduck-monitor` crate).
 
+mod link;
 mod live;
 pub mod probe;
 mod sample;
 mod status;
 mod watch;
 
+pub use link::Link;
 pub use live::Live;
 pub use probe::Probe;
 pub use sample::{InputSample, LinkSample, LinkState, NodeSample};

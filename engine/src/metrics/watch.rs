@@ -3,6 +3,7 @@
 //! keeps an [`Observer`] that feeds them a [`Status`] every second, at
 //! once when a node's state changes, and a last time with the report.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use super::live::Live;
@@ -10,6 +11,7 @@ use super::sample::NodeSample;
 use super::status::{NodeState, RunState, Status};
 use crate::graph::NodeId;
 use crate::report::{RunFailure, RunReport};
+use crate::run::panic_message;
 
 /// How often watchers are shown the run.
 pub const REFRESH: Duration = Duration::from_secs(1);
@@ -89,9 +91,24 @@ impl Observer {
         self.next = now + REFRESH;
         self.changed = false;
         let status = self.live.status();
-        for w in &mut self.watchers {
-            w.show(&status);
-        }
+        self.each(|w| w.show(&status));
+    }
+
+    /// Calls every watcher; one that panics is dropped, and the run goes
+    /// on (a view's fault is not the run's).
+    fn each(&mut self, mut f: impl FnMut(&mut dyn Watch)) {
+        self.watchers.retain_mut(|w| {
+            match catch_unwind(AssertUnwindSafe(|| f(&mut **w))) {
+                Ok(()) => true,
+                Err(panic) => {
+                    tracing::warn!(
+                        "a watcher of the run panicked ({}); it is dropped",
+                        panic_message(&*panic)
+                    );
+                    false
+                }
+            }
+        });
     }
 
     /// The run ended with `result`: watchers see it last, with its report.
@@ -108,8 +125,47 @@ impl Observer {
         status.bottleneck = report.bottleneck().map(|n| n.name.clone());
         status.report = Some(report.clone());
         status.failure = failure;
-        for w in &mut self.watchers {
-            w.end(&status);
+        self.each(|w| w.end(&status));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::graph::{Graph, NodeSpec};
+    use crate::replica::{Replicated, Scale};
+
+    struct Counting(Arc<AtomicUsize>);
+    impl Watch for Counting {
+        fn show(&mut self, _: &Status) {
+            self.0.fetch_add(1, Relaxed);
         }
+    }
+    struct Panicking;
+    impl Watch for Panicking {
+        fn show(&mut self, _: &Status) {
+            panic!("a broken view");
+        }
+    }
+
+    #[test]
+    fn a_watcher_that_panics_is_dropped_and_the_others_go_on() {
+        let graph = Graph::new(vec![NodeSpec::spout("A", "u64")]).unwrap();
+        let run = Replicated::new(graph, &Scale::single(1)).unwrap();
+        let live = Live::new(&run, &["localhost".to_owned()], Instant::now());
+        let shown = Arc::new(AtomicUsize::new(0));
+        let watchers = Watchers(vec![Box::new(Panicking), Box::new(Counting(shown.clone()))]);
+        let mut observer = Observer::new(live, watchers);
+        observer.tick(Instant::now());
+        assert_eq!(shown.load(Relaxed), 1);
+        assert_eq!(observer.watchers.len(), 1, "the panicking one is gone");
+        observer.set_state(0, NodeState::Done, None);
+        observer.tick(Instant::now());
+        assert_eq!(shown.load(Relaxed), 2, "a state change shows at once");
+        observer.end(&Ok(RunReport::default()));
+        assert_eq!(shown.load(Relaxed), 3, "and the end");
     }
 }

@@ -15,7 +15,7 @@ use clusterduck_transport::tcp::{io_backend, receive_into_ring_metered, send_rin
 use clusterduck_transport::{ProcessStamp, RingName, RingReader, RingWriter};
 
 use crate::graph::NodeId;
-use crate::metrics::probe::Link;
+use crate::metrics::Link;
 use crate::report::Failure;
 use crate::run::RunControl;
 

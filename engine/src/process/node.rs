@@ -16,7 +16,7 @@ use super::protocol::{decode, NodeConfig, ToMaster, ToNode};
 use crate::body::{Body, NodeImpl};
 use crate::fingerprint::Fingerprint;
 use crate::graph::{Graph, NodeId, NodeKind};
-use crate::metrics::probe::Link;
+use crate::metrics::Link;
 use crate::metrics::{Probe, SAMPLE_EVERY};
 use crate::replica::{Replicated, Scale};
 use crate::report::{NodeReport, PolicyEvent};

@@ -197,7 +197,7 @@ impl<O: NodeOutput> WorkerTask<O> {
             let probe = self.meter.probe();
             probe.taken(report.messages_in);
             if probe.wanted() {
-                probe.publish(core.buffered());
+                probe.publish(core.buffered(), core.counts());
                 self.meter.resync();
             }
             if !draining && self.control.stop.is_draining() {
@@ -375,7 +375,6 @@ impl<O: NodeOutput> WorkerTask<O> {
         report: &mut NodeReport,
         core: &NodeCore<V>,
     ) {
-        self.meter.probe().notice(&notice);
         let names = self.names_for(&notice, core);
         if let Notice::Incomplete { seq, missing } = &notice {
             if report.incomplete.len() < LISTED_INCOMPLETE {
