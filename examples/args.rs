@@ -77,8 +77,12 @@ impl Run {
 /// Prints the run's report (and its error) on stderr; the exit code says
 /// how it went.
 pub(crate) fn report(result: Result<clusterduck::RunReport, clusterduck::Error>) -> ExitCode {
+    // A launch that failed has no page to keep.
+    let ran = result
+        .as_ref()
+        .map_or_else(|e| e.report().is_some(), |_| true);
     let code = print_report(result);
-    if let Some(linger) = LINGER.get().filter(|l| !l.is_zero()) {
+    if let Some(linger) = LINGER.get().filter(|l| ran && !l.is_zero()) {
         eprintln!(
             "serving the status page for {} s more (--linger)",
             linger.as_secs()

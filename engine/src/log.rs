@@ -21,7 +21,7 @@
 
 use std::cell::RefCell;
 use std::fmt;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
@@ -38,13 +38,43 @@ thread_local! {
     static THREAD: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
+/// Where this process's lines go instead of stderr, while something draws
+/// on stderr (the live view).
+type Diversion = Box<dyn Fn(&[u8]) + Send + Sync>;
+static DIVERTED: Mutex<Option<Diversion>> = Mutex::new(None);
+
+/// Sends this process's lines (whole lines, one call each) to `to` instead
+/// of stderr, until `divert(None)`: the live view prints them above its
+/// table, which they would otherwise tear. Lines go through it only where
+/// the engine's format is the subscriber ([`init`]).
+pub fn divert(to: Option<Diversion>) {
+    *DIVERTED.lock().unwrap_or_else(|e| e.into_inner()) = to;
+}
+
+/// Stderr, or the diversion.
+struct Out;
+
+impl std::io::Write for Out {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Some(to) = DIVERTED.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            to(buf);
+            return Ok(buf.len());
+        }
+        std::io::stderr().write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 /// Installs the engine's format as this process's subscriber, unless one is
 /// installed already.
 pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| Out)
         .event_format(Lines)
         .try_init();
 }

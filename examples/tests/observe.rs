@@ -420,8 +420,10 @@ fn the_live_view_shows_every_node_in_a_terminal_with_changing_numbers() {
     let n = 2_000_000u64;
     let out = dir.join("stdout");
     let done = dir.join("done");
+    // Verbose: the master logs while the view is drawn ("every node
+    // ready ...; started").
     let command = format!(
-        "{} -n {n} --dir {} > {} ; echo $? > {} ; sleep 600",
+        "CLUSTERDUCK_VERBOSE=1 {} -n {n} --dir {} > {} ; echo $? > {} ; sleep 600",
         example_path("readme").display(),
         dir.display(),
         out.display(),
@@ -448,8 +450,16 @@ fn the_live_view_shows_every_node_in_a_terminal_with_changing_numbers() {
         (c != c_first && screen.contains("clusterduck running")).then_some(screen)
     });
     eprintln!("{later}");
-    // One table, redrawn in place: the title once on the screen.
+    // One table, redrawn in place: the title once on the screen, and the
+    // master's log lines above it, whole.
     assert_eq!(later.matches("clusterduck running").count(), 1, "{later}");
+    let logged = later
+        .find("every node ready after")
+        .expect("the master's line");
+    assert!(
+        logged < later.find("clusterduck running").unwrap(),
+        "{later}"
+    );
     let end = wait_for("the end of the run", || {
         std::fs::read_to_string(&done)
             .ok()

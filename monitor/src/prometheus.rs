@@ -184,6 +184,12 @@ const NODE_FAMILIES: &[Family<NodeStatus>] = &[
         value: |n| n.rss_kib.map(|k| k as f64 * 1024.0),
     },
     Family {
+        name: "clusterduck_peak_resident_memory_bytes",
+        help: "Peak resident memory of a node's process.",
+        counter: false,
+        value: |n| n.peak_rss_kib.map(|k| k as f64 * 1024.0),
+    },
+    Family {
         name: "clusterduck_node_up",
         help: "1 while a node runs (or starts), 0 once it ended, failed or died.",
         counter: false,

@@ -4,7 +4,10 @@
 //! when the run ends, above the report.
 
 use std::io::{self, IsTerminal, Write};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
 
+use clusterduck_engine::log;
 use clusterduck_engine::metrics::{NodeState, NodeStatus, RunState, Status, Watch};
 use crossterm::cursor::{MoveToColumn, MoveUp};
 use crossterm::queue;
@@ -54,40 +57,162 @@ fn same_device(a: i32, b: i32) -> bool {
 }
 
 /// The live view. Laid out by `ratatui` into a buffer, written to stderr
-/// by hand: the cursor goes back up over the last frame and each line is
-/// rewritten (as progress bars do). No raw mode and no question to the
-/// terminal (its cursor position): Ctrl-C keeps draining the run.
-#[derive(Debug, Default)]
+/// by hand on a thread of its own: the cursor goes back up over the last
+/// frame and each line is rewritten (as progress bars do). No raw mode and
+/// no question to the terminal (its cursor position): Ctrl-C keeps
+/// draining the run. The engine's log lines go through the view meanwhile
+/// (`log::divert`), printed above the table; a terminal that blocks (paused
+/// with Ctrl-S) holds back the view's thread, not the run's supervision.
+#[derive(Debug)]
 pub struct TerminalView {
-    /// Lines of the last frame written (the cursor is below them).
-    drawn: u16,
-    /// Drawing failed once: the view is off.
-    off: bool,
+    to_view: Option<mpsc::Sender<Shown>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+/// What the view's thread is given.
+enum Shown {
+    Status(Arc<Status>),
+    Line(Vec<u8>),
+    /// The last status: draw it and stop.
+    End(Arc<Status>),
+}
+
+impl Default for TerminalView {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl TerminalView {
-    /// A view on stderr.
+    /// A view on stderr, its thread started, the engine's log lines
+    /// diverted to it.
     pub fn new() -> Self {
-        Self::default()
+        let (tx, rx) = mpsc::channel();
+        let thread = thread::Builder::new()
+            .name("clusterduck-view".into())
+            .spawn(move || draw_until_end(&rx))
+            .inspect_err(|e| tracing::warn!("no live view: {e}"))
+            .ok();
+        if thread.is_some() {
+            let lines = Mutex::new(tx.clone());
+            log::divert(Some(Box::new(move |line: &[u8]| {
+                let tx = lines.lock().unwrap_or_else(|e| e.into_inner());
+                if tx.send(Shown::Line(line.to_vec())).is_err() {
+                    // The view is gone: the line goes where it would have.
+                    let _ = io::stderr().write_all(line);
+                }
+            })));
+        }
+        Self {
+            to_view: thread.is_some().then_some(tx),
+            thread,
+        }
     }
 
-    fn draw(&mut self, status: &Status) {
-        if self.off {
+    /// Stops the view's thread after it drew `last`, and gives the log
+    /// lines back to stderr.
+    fn stop(&mut self, last: Option<Arc<Status>>) {
+        log::divert(None);
+        if let (Some(tx), Some(last)) = (self.to_view.take(), last) {
+            let _ = tx.send(Shown::End(last));
+        }
+        self.to_view = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Watch for TerminalView {
+    fn show(&mut self, status: &Status) {
+        if let Some(tx) = &self.to_view {
+            let _ = tx.send(Shown::Status(Arc::new(status.clone())));
+        }
+    }
+
+    fn end(&mut self, status: &Status) {
+        self.stop(Some(Arc::new(status.clone())));
+    }
+}
+
+impl Drop for TerminalView {
+    fn drop(&mut self) {
+        self.stop(None);
+    }
+}
+
+/// The view's thread: draws the latest status, with the log lines that
+/// came meanwhile above it, until the end (or its sender is gone).
+fn draw_until_end(rx: &mpsc::Receiver<Shown>) {
+    let mut drawn = 0u16;
+    let mut last: Option<Arc<Status>> = None;
+    let mut ended = false;
+    while let Ok(first) = rx.recv() {
+        let mut lines = Vec::new();
+        for shown in std::iter::once(first).chain(rx.try_iter()) {
+            match shown {
+                Shown::Status(s) => last = Some(s),
+                Shown::Line(l) => lines.push(l),
+                Shown::End(s) => {
+                    last = Some(s);
+                    ended = true;
+                }
+            }
+        }
+        let Some(status) = &last else {
+            // Lines before the first frame: nothing to draw around.
+            let mut err = io::stderr().lock();
+            for l in &lines {
+                let _ = err.write_all(l);
+            }
+            continue;
+        };
+        let (width, rows) = crossterm::terminal::size().unwrap_or((100, 50));
+        let mut err = io::stderr().lock();
+        match draw(&mut err, status, &lines, drawn, (width.max(20), rows)) {
+            Ok(height) => drawn = height,
+            Err(_) => return,
+        }
+        if ended {
             return;
         }
-        let width = crossterm::terminal::size().map_or(100, |(w, _)| w.max(20));
-        // Title, header, a row per node, the bottleneck line.
-        let height = (status.nodes.len() + 3).min(200) as u16;
-        let area = Rect::new(0, 0, width, height);
-        let mut buffer = Buffer::empty(area);
-        table(status).render(area, &mut buffer);
-        let mut err = io::stderr().lock();
-        if let Err(e) = write_frame(&mut err, &buffer, self.drawn) {
-            tracing::warn!("live view: {e}; stopped");
-            self.off = true;
-        }
-        self.drawn = height;
     }
+}
+
+/// Draws `status` over the last frame (`drawn` lines above the cursor),
+/// the log `lines` first; the frame's height.
+fn draw(
+    out: &mut impl Write,
+    status: &Status,
+    lines: &[Vec<u8>],
+    drawn: u16,
+    (width, rows): (u16, u16),
+) -> io::Result<u16> {
+    // Title, header, a row per node, the bottleneck line: within the
+    // terminal (going up past its top would scroll, not redraw).
+    let height = (status.nodes.len() + 3).min(usize::from(rows.saturating_sub(1)).max(3)) as u16;
+    let area = Rect::new(0, 0, width, height);
+    let mut buffer = Buffer::empty(area);
+    table(status).render(area, &mut buffer);
+    if drawn > 0 && !lines.is_empty() {
+        // The lines go where the table was; the table below them.
+        queue!(
+            out,
+            MoveUp(drawn),
+            MoveToColumn(0),
+            Clear(ClearType::FromCursorDown)
+        )?;
+        for l in lines {
+            out.write_all(l)?;
+        }
+        write_frame(out, &buffer, 0)?;
+    } else {
+        for l in lines {
+            out.write_all(l)?;
+        }
+        write_frame(out, &buffer, drawn)?;
+    }
+    Ok(height)
 }
 
 /// Writes `buffer`'s lines over the last frame's `drawn` lines.
@@ -120,12 +245,6 @@ fn write_frame(out: &mut impl Write, buffer: &Buffer, drawn: u16) -> io::Result<
         out.write_all(b"\n")?;
     }
     out.flush()
-}
-
-impl Watch for TerminalView {
-    fn show(&mut self, status: &Status) {
-        self.draw(status);
-    }
 }
 
 /// The view of `status`: a row per node.
@@ -293,5 +412,19 @@ mod tests {
         let mut next = Vec::new();
         write_frame(&mut next, &buffer, 6).unwrap();
         assert!(String::from_utf8(next).unwrap().starts_with("\x1b[6A"));
+
+        // A log line that came meanwhile goes where the table was, the
+        // table below it.
+        let mut out = Vec::new();
+        let line = b"clusterduck: warning: a line\n".to_vec();
+        let height = draw(&mut out, &status, &[line], 6, (110, 50)).unwrap();
+        assert_eq!(height, 6);
+        let out = String::from_utf8(out).unwrap();
+        let (before, after) = out.split_once("clusterduck: warning: a line\n").unwrap();
+        assert!(before.starts_with("\x1b[6A"), "{before:?}");
+        assert!(after.contains("clusterduck running 3s"), "{after}");
+        // A terminal of 4 rows gets a frame of 3 lines: never above its top.
+        let mut out = Vec::new();
+        assert_eq!(draw(&mut out, &status, &[], 0, (110, 4)).unwrap(), 3);
     }
 }

@@ -34,11 +34,12 @@ impl Tracked {
         (of(&self.last, input), of(&self.prev, input))
     }
 
-    /// Nanoseconds between the last two samples (the first: since the
-    /// node started).
+    /// Nanoseconds between the last two samples (0 before the second).
     fn interval_ns(&self) -> u64 {
-        let last = self.last.as_ref().map_or(0, |s| s.ran_ns);
-        last.saturating_sub(self.prev.as_ref().map_or(0, |s| s.ran_ns))
+        match (&self.last, &self.prev) {
+            (Some(last), Some(prev)) => last.ran_ns.saturating_sub(prev.ran_ns),
+            _ => 0,
+        }
     }
 
     /// `count` over that interval, per second.
@@ -148,6 +149,7 @@ impl Live {
             s.values_in = r.messages_in;
             s.values_out = r.messages_out;
             s.policy = r.policy;
+            s.peak_rss_kib = r.peak_rss_kib.or(s.peak_rss_kib);
             (s.busy_s, s.idle_s, s.blocked_s) = (
                 r.busy.as_secs_f64(),
                 r.idle.as_secs_f64(),
@@ -259,6 +261,7 @@ fn update(status: &mut NodeStatus, last: Option<&NodeSample>, prev: Option<&Node
     status.table_fill = share(last.table, last.table_capacity);
     status.policy = last.policy;
     status.rss_kib = last.rss_kib;
+    status.peak_rss_kib = last.peak_rss_kib;
     status.p50_s = last.p50_ns.map(|ns| ns as f64 / 1e9);
     status.p99_s = last.p99_ns.map(|ns| ns as f64 / 1e9);
     let ns = Duration::from_nanos;
@@ -266,9 +269,11 @@ fn update(status: &mut NodeStatus, last: Option<&NodeSample>, prev: Option<&Node
     status.busy_s = busy.as_secs_f64();
     status.idle_s = idle.as_secs_f64();
     status.blocked_s = blocked.as_secs_f64();
-    // The first sample's interval is the node's life so far.
-    let zero = NodeSample::default();
-    let prev = prev.unwrap_or(&zero);
+    // Rates and shares need an interval: from the second sample on (the
+    // first one's, the node's first moments, says little).
+    let Some(prev) = prev else {
+        return;
+    };
     let ran = last.ran_ns.saturating_sub(prev.ran_ns);
     if ran == 0 {
         return;
@@ -381,9 +386,57 @@ mod tests {
         assert_eq!(w.state, NodeState::Dead);
         assert_eq!((w.busy, w.in_per_s), (0.0, 0.0));
         assert_eq!(status.bottleneck, None);
-        // A node that finished stays so when its process ends.
+        // A node that finished stays so when its process ends, and a
+        // sample sent before its end moves it no more.
         live.set_state(2, NodeState::Done, None);
         live.set_state(2, NodeState::Dead, Some("exited".into()));
-        assert_eq!(live.status().node("K").unwrap().state, NodeState::Done);
+        assert!(!live.record(2, k(3 * S, 2500, S)));
+        let k_now = live.status().node("K").unwrap().clone();
+        assert_eq!(
+            (k_now.state, k_now.values_in, k_now.in_per_s),
+            (NodeState::Done, 1500, 0.0)
+        );
+
+        // The end: the report's totals, not the last sample's.
+        let mut report = RunReport::default();
+        for (name, n) in [("A", 4000), ("W", 4000), ("K", 4000)] {
+            report.nodes.push(crate::report::NodeReport {
+                name: name.into(),
+                messages_in: n,
+                messages_out: n,
+                busy: Duration::from_secs(3),
+                ..Default::default()
+            });
+        }
+        live.end(RunState::Finished, &report);
+        let end = live.status();
+        assert_eq!(end.run, RunState::Finished);
+        assert_eq!(end.node("A").unwrap().values_out, 4000);
+        assert_eq!(end.node("K").unwrap().busy_s, 3.0);
+        assert_eq!(
+            end.node("W").unwrap().state,
+            NodeState::Dead,
+            "seen dead, stays dead"
+        );
+    }
+
+    #[test]
+    fn a_first_sample_gives_counters_and_no_rates() {
+        let mut live = live();
+        live.record(
+            0,
+            NodeSample {
+                ran_ns: S / 100,
+                values_out: 10,
+                ..NodeSample::default()
+            },
+        );
+        let a = live.status().node("A").unwrap().clone();
+        assert_eq!((a.values_out, a.out_per_s, a.busy), (10, 0.0, 0.0));
+        assert_eq!(
+            live.status().bottleneck,
+            None,
+            "a first moment is no bottleneck"
+        );
     }
 }

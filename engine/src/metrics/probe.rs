@@ -216,6 +216,7 @@ impl Probe {
             table_capacity: self.table_capacity.load(Relaxed),
             policy: *lock(&self.policy),
             rss_kib: None,
+            peak_rss_kib: None,
             last_seq_in: seq(&self.seq_in),
             last_seq_out: seq(&self.seq_out),
             inputs,

@@ -40,8 +40,11 @@ pub struct NodeSample {
     pub table_capacity: u64,
     /// What the bundling policies did.
     pub policy: PolicyCounts,
-    /// The process's resident memory, in KiB (process mode).
+    /// The process's resident memory, now and at its peak, in KiB
+    /// (process mode).
     pub rss_kib: Option<u64>,
+    /// See `rss_kib`.
+    pub peak_rss_kib: Option<u64>,
     /// The id of the last value or bundle the function was called on.
     pub last_seq_in: Option<u64>,
     /// The id of the last value emitted.

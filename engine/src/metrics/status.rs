@@ -122,8 +122,11 @@ pub struct NodeStatus {
     pub table_fill: f64,
     /// What its bundling policies did.
     pub policy: PolicyCounts,
-    /// Its process's resident memory, in KiB (process mode).
+    /// Its process's resident memory, now and at its peak, in KiB
+    /// (process mode).
     pub rss_kib: Option<u64>,
+    /// See `rss_kib`.
+    pub peak_rss_kib: Option<u64>,
     /// Why it failed or died.
     pub error: Option<String>,
 }

@@ -97,8 +97,8 @@ impl Observer {
     /// Calls every watcher; one that panics is dropped, and the run goes
     /// on (a view's fault is not the run's).
     fn each(&mut self, mut f: impl FnMut(&mut dyn Watch)) {
-        self.watchers.retain_mut(|w| {
-            match catch_unwind(AssertUnwindSafe(|| f(&mut **w))) {
+        self.watchers
+            .retain_mut(|w| match catch_unwind(AssertUnwindSafe(|| f(&mut **w))) {
                 Ok(()) => true,
                 Err(panic) => {
                     tracing::warn!(
@@ -107,8 +107,7 @@ impl Observer {
                     );
                     false
                 }
-            }
-        });
+            });
     }
 
     /// The run ended with `result`: watchers see it last, with its report.

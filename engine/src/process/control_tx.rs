@@ -111,15 +111,26 @@ impl ControlTx {
                 >,
             >,
     {
-        let tx = self.clone();
         let bytes = encode(&message);
+        self.repeat("clusterduck-heartbeat", every, move || bytes.clone())
+    }
+
+    /// Sends what `make` archives now and every `every` after, on a thread
+    /// named `name`, until the connection closes.
+    pub(crate) fn repeat(
+        &self,
+        name: &str,
+        every: std::time::Duration,
+        mut make: impl FnMut() -> AlignedVec + Send + 'static,
+    ) -> io::Result<()> {
+        let tx = self.clone();
         thread::Builder::new()
-            .name("clusterduck-heartbeat".into())
+            .name(name.into())
             .spawn(move || loop {
-                thread::sleep(every);
-                if tx.0.send(Outgoing::Message(bytes.clone())).is_err() {
+                if tx.0.send(Outgoing::Message(make())).is_err() {
                     return;
                 }
+                thread::sleep(every);
             })
             .map(drop)
     }

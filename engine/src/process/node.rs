@@ -12,7 +12,7 @@ use rkyv::util::AlignedVec;
 
 use super::control_tx::ControlTx;
 use super::link;
-use super::protocol::{decode, NodeConfig, ToMaster, ToNode};
+use super::protocol::{decode, encode, NodeConfig, ToMaster, ToNode};
 use crate::body::{Body, NodeImpl};
 use crate::fingerprint::Fingerprint;
 use crate::graph::{Graph, NodeId, NodeKind};
@@ -320,7 +320,7 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<NodeEnd, NodeError> {
     let node = impls.swap_remove(replica.node);
     let probe = if config.metrics {
         let probe = Probe::sampled();
-        send_metrics(tx.clone(), probe.clone());
+        send_metrics(&tx, probe.clone());
         probe
     } else {
         Probe::unsampled()
@@ -435,29 +435,18 @@ fn status_kib(field: &str) -> Option<u64> {
 
 /// Sends the node's figures to the master now and every
 /// [`SAMPLE_EVERY`], until the connection closes.
-fn send_metrics(tx: ControlTx, probe: Arc<Probe>) {
-    let sampler = move || loop {
+fn send_metrics(tx: &ControlTx, probe: Arc<Probe>) {
+    let sample = move || {
         let mut sample = probe.sample();
-        sample.rss_kib = rss_kib();
-        let message = ToMaster::Metrics {
+        sample.rss_kib = status_kib("VmRSS:");
+        sample.peak_rss_kib = peak_rss_kib();
+        encode(&ToMaster::Metrics {
             sample: Box::new(sample),
-        };
-        if tx.send(&message).is_err() {
-            return;
-        }
-        thread::sleep(SAMPLE_EVERY);
+        })
     };
-    if let Err(e) = thread::Builder::new()
-        .name("clusterduck-metrics".into())
-        .spawn(sampler)
-    {
+    if let Err(e) = tx.repeat("clusterduck-metrics", SAMPLE_EVERY, sample) {
         tracing::warn!("no metrics from this node: {e}");
     }
-}
-
-/// The resident memory of this process now, in KiB (`VmRSS`).
-fn rss_kib() -> Option<u64> {
-    status_kib("VmRSS:")
 }
 
 /// Sends the node's last word: its report, and its failure if it failed.
