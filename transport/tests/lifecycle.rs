@@ -11,8 +11,8 @@ use std::io::BufReader;
 use std::time::Duration;
 
 use clusterduck_transport::{
-    remove_stale_segments, AttachError, FrameKind, ReadError, RingName, RingReader, RingWriter,
-    StaleStatus,
+    remove_stale_segments, AttachError, FrameKind, ProcessStamp, ReadError, RingName, RingReader,
+    RingWriter, StaleStatus,
 };
 use common::{kill9, next_report, report, spawn_child, unique, watchdog, ROLE};
 
@@ -148,6 +148,81 @@ fn a_writer_blocked_on_a_killed_reader_reclaims_its_slot_and_goes_on() {
     assert_eq!(dead[0].process.pid, child.id());
     writer.finish(200).unwrap();
     assert_eq!(live.join().unwrap(), 200);
+}
+
+#[test]
+fn a_restarted_reader_takes_over_a_killed_readers_slot_and_reads_on_from_its_release() {
+    if std::env::var_os(ROLE).is_some() {
+        return;
+    }
+    let _w = watchdog(60, "the reader take-over test");
+    let name = unique("taken_over");
+    let mut writer = RingWriter::create(&name, 4096).unwrap();
+    writer.keep_dead_readers();
+    let mut child = spawn_child("doomed_reader", "doomed-reader", &name_args(&name));
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    writer.wait_for_readers(1, Duration::from_secs(30)).unwrap();
+    writer.write_bytes(0, &[0; 1000]).unwrap();
+    writer.flush();
+    assert_eq!(next_report(&mut out).as_deref(), Some("read one"));
+    // Written, never read by the child: they must come to its successor.
+    for seq in 1..3 {
+        writer.write_bytes(seq, &[seq as u8; 1000]).unwrap();
+    }
+    let dead = ProcessStamp::of(child.id()).expect("the child's stamp");
+    kill9(&mut child);
+    child.wait().unwrap();
+    // Far more than the ring holds: the writer waits for the dead reader's
+    // kept slot...
+    let blocked = writer.blocked_waits();
+    let writing = std::thread::spawn(move || {
+        for seq in 3..200 {
+            writer.write_bytes(seq, &[seq as u8; 1000]).unwrap();
+        }
+        let dead = writer.take_dead_readers();
+        writer.finish(200).unwrap();
+        dead
+    });
+    // Blocked past a few sleep slices (20 ms): it has looked at its readers
+    // and found the dead one.
+    while blocked.total() < Duration::from_millis(100) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(blocked.waiting());
+    let me = std::process::id();
+    assert!(matches!(
+        RingReader::take_over(&name, ProcessStamp::current()),
+        Err(AttachError::ReaderAlive { pid }) if pid == me
+    ));
+    // ... until its successor takes it over, and gets every frame the dead
+    // one had not released, once, in order.
+    let mut successor = RingReader::take_over(&name, dead).unwrap();
+    let again = RingReader::take_over(&name, dead);
+    assert!(
+        matches!(&again, Err(AttachError::NoSuchReader { pid }) if *pid == dead.pid),
+        "a slot is taken over once: {:?}",
+        again.map(|_| ())
+    );
+    let mut seqs = Vec::new();
+    loop {
+        match successor.read() {
+            Ok(batch) => {
+                for f in &batch {
+                    let f = f.unwrap();
+                    if f.kind() == FrameKind::Data {
+                        assert_eq!(f.bytes(), &[f.seq() as u8; 1000][..]);
+                        seqs.push(f.seq());
+                    }
+                }
+            }
+            Err(ReadError::Ended) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(seqs, (1..200).collect::<Vec<_>>());
+    let reported = writing.join().unwrap();
+    assert_eq!(reported.len(), 1, "reported once: {reported:?}");
+    assert_eq!((reported[0].process, reported[0].cursor), (dead, 1024));
 }
 
 /// The reader process of the reader-death test.

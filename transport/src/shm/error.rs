@@ -79,6 +79,19 @@ pub enum AttachError {
         /// The number of reader slots.
         max: usize,
     },
+    /// No reader of that process holds a slot to take over (it never
+    /// attached, it detached, or its slot was reclaimed).
+    #[error("no reader of process {pid} holds a slot of this ring")]
+    NoSuchReader {
+        /// The process asked for.
+        pid: u32,
+    },
+    /// The reader to take over is alive: its slot is still its own.
+    #[error("the reader of process {pid} is alive: its slot cannot be taken over")]
+    ReaderAlive {
+        /// Its process.
+        pid: u32,
+    },
 }
 
 /// Why a write failed. The ring is unchanged.

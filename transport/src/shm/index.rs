@@ -312,6 +312,40 @@ impl ReaderIndex {
         None
     }
 
+    /// Takes over the active slot of the reader process `dead` (its slot
+    /// and its cursor: what it had not released is read again), as process
+    /// `pid` started at `start_time`. `None` if no active slot is `dead`'s,
+    /// or another process took it over first. The writer must not reclaim
+    /// dead readers' slots meanwhile (`RingWriter::keep_dead_readers`).
+    pub(crate) fn take_over(
+        ctl: &Control,
+        dead: (u32, u64),
+        pid: u32,
+        start_time: u64,
+    ) -> Option<Self> {
+        for (i, slot) in ctl.slots.iter().enumerate() {
+            // SYNC: Acquire pairs with the Release store of SLOT_ACTIVE in
+            // `attach`: the slot's identity and cursor are the owner's.
+            if slot.state.load(Acquire) != SLOT_ACTIVE || slot.start_time.load(Relaxed) != dead.1 {
+                continue;
+            }
+            // The pid is the claim: of two takers, one wins.
+            if slot
+                .pid
+                .compare_exchange(dead.0, pid, AcqRel, Relaxed)
+                .is_err()
+            {
+                continue;
+            }
+            slot.start_time.store(start_time, Relaxed);
+            // SYNC: Acquire pairs with the Release store in `release`: the
+            // dead reader's releases are all seen.
+            let cursor = slot.cursor.load(Acquire);
+            return Some(ReaderIndex { slot: i, cursor });
+        }
+        None
+    }
+
     /// The slot this reader holds.
     pub(crate) fn slot(&self) -> usize {
         self.slot

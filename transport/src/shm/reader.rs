@@ -56,16 +56,21 @@ impl RingReader {
     /// written after this call.
     pub fn attach(name: &RingName) -> Result<RingReader, AttachError> {
         let ring = ShmRing::open(name.path())?;
+        let me = ProcessStamp::current();
+        let index = ReaderIndex::attach(ring.control(), me.pid, me.start_time)
+            .ok_or(AttachError::Full { max: MAX_READERS })?;
+        Ok(Self::with_index(ring, name, index))
+    }
+
+    /// The reader of `ring` at `index`'s slot and cursor.
+    fn with_index(ring: ShmRing, name: &RingName, index: ReaderIndex) -> RingReader {
         let header = ring.header();
         let writer = ProcessStamp {
             pid: header.creator_pid,
             start_time: header.creator_start,
         };
-        let me = ProcessStamp::current();
-        let index = ReaderIndex::attach(ring.control(), me.pid, me.start_time)
-            .ok_or(AttachError::Full { max: MAX_READERS })?;
         let cursor = index.cursor();
-        Ok(RingReader {
+        RingReader {
             ring,
             arena: ArenaView::attach(&name.arena_path()),
             foreign: ForeignArenas::default(),
@@ -79,7 +84,30 @@ impl RingReader {
             failed: None,
             spin: Duration::ZERO,
             seen_end: 0,
-        })
+        }
+    }
+
+    /// Takes over the slot of the reader process `dead`, which died
+    /// attached (a node that crashed and is being restarted): the new
+    /// reader starts at the dead one's released position, so the frames it
+    /// had read and not released (not finished with) come again, and none
+    /// is skipped. The writer must keep dead readers' slots
+    /// ([`RingWriter::keep_dead_readers`](super::RingWriter::keep_dead_readers)),
+    /// else it may have reclaimed the slot, and its frames are gone.
+    pub fn take_over(name: &RingName, dead: ProcessStamp) -> Result<RingReader, AttachError> {
+        if dead.is_alive() {
+            return Err(AttachError::ReaderAlive { pid: dead.pid });
+        }
+        let ring = ShmRing::open(name.path())?;
+        let me = ProcessStamp::current();
+        let index = ReaderIndex::take_over(
+            ring.control(),
+            (dead.pid, dead.start_time),
+            me.pid,
+            me.start_time,
+        )
+        .ok_or(AttachError::NoSuchReader { pid: dead.pid })?;
+        Ok(Self::with_index(ring, name, index))
     }
 
     /// The ring's name.

@@ -27,7 +27,8 @@ use crate::waits::Waits;
 const REFRESH_BELOW: u64 = 4096;
 
 /// A reader whose process died while the writer waited for it; its slot was
-/// reclaimed and the writer went on without it.
+/// reclaimed and the writer went on without it (or, with
+/// [`RingWriter::keep_dead_readers`], kept for a new process to take over).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DeadReader {
     /// The reader's slot.
@@ -71,6 +72,9 @@ pub struct RingWriter {
     arena_owner: Option<ProcessStamp>,
     /// Time writes waited for room.
     blocked: Arc<Waits>,
+    /// With `keep_dead_readers`: the dead readers whose slots are kept
+    /// (and hold the writer back) until a new process takes them over.
+    kept_dead: Option<Vec<DeadReader>>,
     /// The last value written went to the arena: the next is serialised
     /// there first (a stream of large values is copied once, not twice).
     last_large: bool,
@@ -115,6 +119,7 @@ impl RingWriter {
             keep_arena_name: false,
             arena_owner: None,
             blocked: Arc::default(),
+            kept_dead: None,
             last_large: false,
             spills: 0,
         })
@@ -389,6 +394,18 @@ impl RingWriter {
         self.wait_for_space(self.ring.capacity() as u64);
     }
 
+    /// Keeps the slots of readers whose process died, with their place:
+    /// the writer waits for them as for live ones (back-pressure), until a
+    /// restarted process takes the slot over
+    /// ([`RingReader::take_over`](super::RingReader::take_over)) and reads
+    /// on from where the dead one had released. Each is still reported
+    /// once by [`take_dead_readers`](Self::take_dead_readers). By default a
+    /// dead reader's slot is reclaimed, and what it had not read is lost to
+    /// it.
+    pub fn keep_dead_readers(&mut self) {
+        self.kept_dead.get_or_insert_with(Vec::new);
+    }
+
     /// The readers found dead since the last call.
     pub fn take_dead_readers(&mut self) -> Vec<DeadReader> {
         std::mem::take(&mut self.dead)
@@ -588,30 +605,52 @@ impl RingWriter {
     fn wait_for_space(&mut self, need: u64) {
         let ring = &self.ring;
         let dead = &mut self.dead;
-        self.index
-            .wait_for_space(ring.control(), need, |index| reap(ring, index, need, dead));
+        let kept = &mut self.kept_dead;
+        self.index.wait_for_space(ring.control(), need, |index| {
+            reap(ring, index, need, dead, kept.as_mut())
+        });
     }
 }
 
 /// Reclaims the slots of readers that hold the writer back and whose process
-/// is gone.
-fn reap(ring: &ShmRing, index: &mut WriterIndex, need: u64, dead: &mut Vec<DeadReader>) {
+/// is gone, reporting each in `dead`; with `kept` (see
+/// `RingWriter::keep_dead_readers`), keeps them instead, reporting each
+/// once (`kept` lists those reported).
+fn reap(
+    ring: &ShmRing,
+    index: &mut WriterIndex,
+    need: u64,
+    dead: &mut Vec<DeadReader>,
+    kept: Option<&mut Vec<DeadReader>>,
+) {
     let ctl = ring.control();
     let blocking: Vec<usize> = index.blocking_slots(ctl, need).collect();
+    let mut kept = kept;
     for slot in blocking {
         let s = &ctl.slots[slot];
         let process = ProcessStamp {
             pid: s.pid.load(Relaxed),
             start_time: s.start_time.load(Relaxed),
         };
-        if !process.is_alive() {
-            let cursor = s.cursor.load(Relaxed);
-            if index.reclaim(ctl, slot) {
-                dead.push(DeadReader {
-                    slot,
-                    process,
-                    cursor,
-                });
+        if process.is_alive() {
+            continue;
+        }
+        let found = DeadReader {
+            slot,
+            process,
+            cursor: s.cursor.load(Relaxed),
+        };
+        match kept.as_deref_mut() {
+            Some(kept) => {
+                if !kept.iter().any(|k| (k.slot, k.process) == (slot, process)) {
+                    kept.push(found);
+                    dead.push(found);
+                }
+            }
+            None => {
+                if index.reclaim(ctl, slot) {
+                    dead.push(found);
+                }
             }
         }
     }
