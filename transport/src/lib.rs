@@ -68,6 +68,6 @@ pub use process::ProcessStamp;
 pub use shm::{
     remove_run_segments, remove_stale_segments, AccessError, ArenaSpan, ArenaValue, AttachError,
     Batch, CreateError, DeadReader, Frame, FrameBuf, FrameError, FrameKind, FrameSerializer,
-    Frames, Hold, NameError, ReadError, RingFill, RingGauge, RingName, RingReader, RingWriter,
-    StaleSegment, StaleStatus, WaitReadersError, WriteError, FORWARDED_ARENAS,
+    Frames, Hold, NameError, ReadError, ReopenError, RingFill, RingGauge, RingName, RingReader,
+    RingWriter, StaleSegment, StaleStatus, WaitReadersError, WriteError, FORWARDED_ARENAS,
 };

@@ -11,8 +11,8 @@ use std::io::BufReader;
 use std::time::Duration;
 
 use clusterduck_transport::{
-    remove_stale_segments, AttachError, FrameKind, ProcessStamp, ReadError, RingName, RingReader,
-    RingWriter, StaleStatus,
+    remove_stale_segments, AttachError, FrameKind, ProcessStamp, ReadError, ReopenError, RingName,
+    RingReader, RingWriter, StaleStatus,
 };
 use common::{kill9, next_report, report, spawn_child, unique, watchdog, ROLE};
 
@@ -223,6 +223,110 @@ fn a_restarted_reader_takes_over_a_killed_readers_slot_and_reads_on_from_its_rel
     let reported = writing.join().unwrap();
     assert_eq!(reported.len(), 1, "reported once: {reported:?}");
     assert_eq!((reported[0].process, reported[0].cursor), (dead, 1024));
+}
+
+/// The value of id `seq` in the restart test: every tenth too large for
+/// the ring (it goes to the arena), each byte the id's.
+fn restart_value(seq: u64) -> Vec<u8> {
+    let len = if seq % 10 == 5 { 20_000 } else { 100 };
+    vec![seq as u8; len]
+}
+
+/// Reads what `reader` has now into `seqs` (checking every byte), until
+/// the end or `timeout` without a frame; whether it ended.
+fn read_on(reader: &mut RingReader, seqs: &mut Vec<u64>, timeout: Duration) -> bool {
+    loop {
+        match reader.read_timeout(timeout) {
+            Ok(Some(batch)) => {
+                for f in &batch {
+                    let f = f.unwrap();
+                    if f.kind() == FrameKind::Data {
+                        let want = restart_value(f.seq());
+                        assert!(f.bytes() == &want[..], "value {} corrupted", f.seq());
+                        seqs.push(f.seq());
+                    }
+                }
+            }
+            Ok(None) => return false,
+            Err(ReadError::Ended) => return true,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[test]
+fn a_successor_reopens_a_killed_writers_ring_and_its_readers_read_on() {
+    if std::env::var_os(ROLE).is_some() {
+        return;
+    }
+    let _w = watchdog(60, "the writer restart test");
+    let name = unique("restarted_writer");
+    let mut child = spawn_child(
+        "restartable_writer",
+        "restartable-writer",
+        &name_args(&name),
+    );
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    // One reader reads as values come; the other only at the end, so that
+    // the dead writer's large values are still held when its successor
+    // writes.
+    let mut eager = attach_retrying(&name);
+    let mut late = RingReader::attach(&name).unwrap();
+    assert_eq!(next_report(&mut out).as_deref(), Some("written"));
+    assert!(matches!(
+        RingWriter::reopen(&name),
+        Err(ReopenError::WriterAlive { pid }) if pid == child.id()
+    ));
+    kill9(&mut child);
+    child.wait().unwrap();
+    let mut eager_seqs = Vec::new();
+    // Everything the dead writer published, then a wait, not an error: a
+    // successor may come.
+    assert!(!read_on(
+        &mut eager,
+        &mut eager_seqs,
+        Duration::from_millis(100)
+    ));
+    assert_eq!(eager_seqs, (0..50).collect::<Vec<_>>());
+
+    let mut successor = RingWriter::reopen(&name).unwrap();
+    for seq in 50..100 {
+        successor.write_bytes(seq, &restart_value(seq)).unwrap();
+    }
+    successor.finish(100).unwrap();
+    assert!(read_on(
+        &mut eager,
+        &mut eager_seqs,
+        Duration::from_secs(10)
+    ));
+    assert_eq!(eager_seqs, (0..100).collect::<Vec<_>>());
+    let mut late_seqs = Vec::new();
+    assert!(read_on(&mut late, &mut late_seqs, Duration::from_secs(10)));
+    assert_eq!(
+        late_seqs,
+        (0..100).collect::<Vec<_>>(),
+        "nothing overwritten"
+    );
+}
+
+/// The writer process of the writer restart test.
+#[test]
+#[ignore = "a role the parent test runs in a child process, not a test of its own"]
+fn restartable_writer() {
+    if std::env::var(ROLE).as_deref() != Ok("restartable-writer") {
+        return;
+    }
+    let _w = watchdog(60, "a restartable writer");
+    let mut writer = RingWriter::create(&child_name(), 64 * 1024).unwrap();
+    writer.expect_restarts();
+    writer.set_large_bytes(1 << 20).unwrap();
+    writer.wait_for_readers(2, Duration::from_secs(30)).unwrap();
+    for seq in 0..50 {
+        writer.write_bytes(seq, &restart_value(seq)).unwrap();
+    }
+    writer.flush();
+    report("written");
+    std::thread::sleep(Duration::from_secs(60));
 }
 
 /// The reader process of the reader-death test.

@@ -85,6 +85,25 @@ impl Arena {
         })
     }
 
+    /// The arena at `path` of a ring whose writer died, for its successor:
+    /// `held` lists the values its frames still refer to, oldest first
+    /// (where each frame ends in the ring, and its reference): they stay
+    /// until readers release those frames, and the next value goes after
+    /// the last.
+    pub(crate) fn reopen(path: &Path, held: &[(u64, LargeRef)]) -> Result<Arena, AttachError> {
+        let ring = ShmRing::open_writable(path)?;
+        let end = |r: &LargeRef| r.pos + align_frame(r.len);
+        Ok(Arena {
+            ring,
+            written: held.last().map_or(0, |(_, r)| end(r)),
+            released: held.first().map_or(0, |(_, r)| r.pos),
+            held: held
+                .iter()
+                .map(|(frame_end, r)| (*frame_end, end(r)))
+                .collect(),
+        })
+    }
+
     /// Its size in bytes.
     pub(crate) fn capacity(&self) -> u64 {
         self.ring.capacity() as u64

@@ -94,6 +94,33 @@ pub enum AttachError {
     },
 }
 
+/// Why a ring could not be reopened by a successor of its writer.
+#[derive(Debug, thiserror::Error)]
+pub enum ReopenError {
+    /// The segment (or its arena) could not be mapped.
+    #[error(transparent)]
+    Attach(#[from] AttachError),
+    /// Its writer is alive: the ring is still its own.
+    #[error("the writer of this ring (process {pid}) is alive")]
+    WriterAlive {
+        /// The writer's process.
+        pid: u32,
+    },
+    /// The stream ended (its End frame is written): nothing more may be
+    /// written, and nothing is missing.
+    #[error("the ring's stream has ended")]
+    Ended,
+    /// A frame between the slowest reader and the end is not one this
+    /// writer could have written.
+    #[error("corrupt ring: {what} at position {pos}")]
+    Corrupt {
+        /// What is wrong.
+        what: &'static str,
+        /// Where.
+        pos: u64,
+    },
+}
+
 /// Why a write failed. The ring is unchanged.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {

@@ -92,6 +92,15 @@ impl WriterIndex {
         }
     }
 
+    /// The index of a writer that goes on from `published`, where its
+    /// predecessor stopped.
+    pub(crate) fn resume(capacity: u64, published: u64) -> Self {
+        WriterIndex {
+            published,
+            ..Self::new(capacity)
+        }
+    }
+
     /// Makes the fenced wake-up check at least every `publishes` publishes
     /// (1: at every one).
     pub(crate) fn check_every(&mut self, publishes: u32) {

@@ -31,7 +31,7 @@ use crate::sync::{AtomicU32, AtomicU64};
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"CLDKRING");
 
 /// Bumped whenever anything after the identity prefix changes.
-pub(crate) const LAYOUT_VERSION: u32 = 1;
+pub(crate) const LAYOUT_VERSION: u32 = 2;
 
 /// How many readers a ring can have at once.
 #[cfg(not(loom))]
@@ -155,8 +155,17 @@ pub(crate) struct WriterLine {
     /// Only grows. A position maps to offset `pos % capacity` in the data.
     pub(crate) write_pos: AtomicU64,
     /// [`WRITER_OPEN`], [`WRITER_ENDED`] or [`WRITER_ABANDONED`]. Changes
-    /// once, after the last publish.
+    /// once, after the last publish (back to open when a successor reopens
+    /// an abandoned ring).
     pub(crate) state: AtomicU32,
+    /// Non-zero when the writer may be restarted: readers whose writer dies
+    /// wait for a successor instead of failing.
+    pub(crate) restartable: AtomicU32,
+    /// The writing process (the creator, or the successor that reopened
+    /// the ring): pid, then start time. Readers watch its liveness; the
+    /// pid is a successor's claim (compared and swapped).
+    pub(crate) pid: AtomicU32,
+    pub(crate) start_time: AtomicU64,
 }
 
 /// The writer is writing.
@@ -225,6 +234,9 @@ impl Control {
             writer: Line(WriterLine {
                 write_pos: AtomicU64::new(0),
                 state: AtomicU32::new(WRITER_OPEN),
+                restartable: AtomicU32::new(0),
+                pid: AtomicU32::new(0),
+                start_time: AtomicU64::new(0),
             }),
             data_wake: wake(),
             space_wake: wake(),

@@ -36,8 +36,8 @@ mod writer;
 #[cfg(not(loom))]
 pub use self::{
     error::{
-        AccessError, AttachError, CreateError, FrameError, NameError, ReadError, WaitReadersError,
-        WriteError,
+        AccessError, AttachError, CreateError, FrameError, NameError, ReadError, ReopenError,
+        WaitReadersError, WriteError,
     },
     forward::{ArenaSpan, ArenaValue, FORWARDED_ARENAS},
     frame::{Frame, FrameBuf, FrameKind, FrameSerializer},

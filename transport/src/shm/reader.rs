@@ -17,7 +17,19 @@ use super::layout::{
 use super::name::RingName;
 use super::segment::ShmRing;
 use crate::process::ProcessStamp;
+use crate::sync::Ordering::Acquire;
 use crate::waits::Waits;
+
+/// The process writing the ring now (the creator, or a successor).
+fn current_writer(ctl: &super::layout::Control) -> ProcessStamp {
+    // SYNC: Acquire pairs with the Release store of the start time in
+    // `RingWriter::reopen` (the pid was swapped before it).
+    let start_time = ctl.writer.start_time.load(Acquire);
+    ProcessStamp {
+        pid: ctl.writer.pid.load(Acquire),
+        start_time,
+    }
+}
 
 /// One reader of a ring, with its own cursor. Reading copies nothing: a
 /// [`Batch`] is a view of every frame published since the last one, and the
@@ -64,11 +76,7 @@ impl RingReader {
 
     /// The reader of `ring` at `index`'s slot and cursor.
     fn with_index(ring: ShmRing, name: &RingName, index: ReaderIndex) -> RingReader {
-        let header = ring.header();
-        let writer = ProcessStamp {
-            pid: header.creator_pid,
-            start_time: header.creator_start,
-        };
+        let writer = current_writer(ring.control());
         let cursor = index.cursor();
         RingReader {
             ring,
@@ -409,21 +417,41 @@ impl RingReader {
         match outcome {
             DataWait::Ready(end) => Ok(Some(end)),
             DataWait::Closed => Err(self.closed()),
-            DataWait::Stopped if writer_dead => self.writer_died(past),
+            DataWait::Stopped if writer_dead => match self.writer_died(past)? {
+                // A successor, or one to wait for: wait on, unless the
+                // deadline passed.
+                None if deadline.is_none_or(|d| Instant::now() < d) => {
+                    self.wait_past_for_long(past, deadline)
+                }
+                found => Ok(found),
+            },
             DataWait::Stopped => Ok(None),
         }
     }
 
     /// The writer's process is gone: deliver what it published past `past`,
-    /// then fail.
+    /// then fail; unless a successor reopened the ring (the reader follows
+    /// it) or may (a restartable ring: the reader waits for it), then
+    /// `None`.
     fn writer_died(&mut self, past: u64) -> Result<Option<u64>, ReadError> {
-        let end = ReaderIndex::write_pos(self.ring.control());
+        let ctl = self.ring.control();
+        let end = ReaderIndex::write_pos(ctl);
         if end > past {
             return Ok(Some(end));
         }
+        let now = current_writer(ctl);
+        if now != self.writer && now.is_alive() {
+            self.writer = now;
+            return Ok(None);
+        }
         // It may have closed cleanly just before exiting.
-        if ReaderIndex::state(self.ring.control()) != super::layout::WRITER_OPEN {
+        if ReaderIndex::state(ctl) != super::layout::WRITER_OPEN {
             return Err(self.closed());
+        }
+        // SYNC: Acquire pairs with the Release store in
+        // `RingWriter::expect_restarts`.
+        if ctl.writer.restartable.load(Acquire) != 0 {
+            return Ok(None);
         }
         let e = ReadError::WriterDied {
             pid: self.writer.pid,

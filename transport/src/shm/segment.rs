@@ -63,13 +63,8 @@ pub(crate) fn capacity_for(requested: usize) -> Result<usize, CreateError> {
 }
 
 impl ShmRing {
-    /// Creates the segment file (mode 0600; it must not exist) and maps it.
-    pub(crate) fn create(path: &Path, requested: usize) -> Result<ShmRing, CreateError> {
-        Self::create_as(path, requested, ProcessStamp::current())
-    }
-
-    /// [`create`](Self::create), the segment stamped as `creator`'s: it
-    /// counts as stale once that process is gone
+    /// Creates the segment file (mode 0600; it must not exist) and maps it,
+    /// stamped as `creator`'s: it counts as stale once that process is gone
     /// ([`remove_stale_segments`](super::remove_stale_segments)).
     pub(crate) fn create_as(
         path: &Path,
@@ -108,6 +103,11 @@ impl ShmRing {
                 (&raw mut (*h).capacity).write(capacity as u64);
                 (&raw mut (*h).max_readers).write(MAX_READERS as u32);
             }
+            // The writer is this process, whoever owns the segment.
+            let writer = ProcessStamp::current();
+            let line = &ring.control().writer;
+            line.pid.store(writer.pid, Relaxed);
+            line.start_time.store(writer.start_time, Relaxed);
             // SYNC: Release pairs with the Acquire load of magic in `open`: a
             // reader that sees the magic sees the fields written above.
             ring.header().magic.store(MAGIC, Release);
@@ -119,8 +119,18 @@ impl ShmRing {
         result
     }
 
-    /// Maps an existing segment, checking its identity.
+    /// Maps an existing segment, checking its identity, its data read-only.
     pub(crate) fn open(path: &Path) -> Result<ShmRing, AttachError> {
+        Self::open_as(path, false)
+    }
+
+    /// Maps an existing segment with its data writable: for the successor
+    /// of a writer whose process died (`RingWriter::reopen`).
+    pub(crate) fn open_writable(path: &Path) -> Result<ShmRing, AttachError> {
+        Self::open_as(path, true)
+    }
+
+    fn open_as(path: &Path, writable_data: bool) -> Result<ShmRing, AttachError> {
         let io = |source| AttachError::Io {
             path: path.to_owned(),
             source,
@@ -158,7 +168,7 @@ impl ShmRing {
                 what: "segment size",
             });
         }
-        let ring = Self::map(&file, header_len, capacity, false).map_err(io)?;
+        let ring = Self::map(&file, header_len, capacity, writable_data).map_err(io)?;
         // SYNC: Acquire pairs with the Release store of magic in `create`.
         if ring.header().magic.load(Acquire) != MAGIC
             || ring.header().max_readers as usize != MAX_READERS

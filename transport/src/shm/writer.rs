@@ -8,13 +8,13 @@ use rkyv::util::AlignedVec;
 use rkyv::Serialize;
 
 use super::arena::{Arena as LargeArena, LargeRef, LARGE_CODE};
-use super::error::{CreateError, WaitReadersError, WriteError};
+use super::error::{AttachError, CreateError, ReopenError, WaitReadersError, WriteError};
 use super::forward::{ArenaValue, FORWARD_CODE};
 use super::frame::{FrameBuf, FrameKind, FrameSerializer};
 use super::index::WriterIndex;
 use super::layout::{
-    align_frame, frame_size, FrameHeader, FRAME_HEADER_LEN, SLOT_ACTIVE, WRITER_ABANDONED,
-    WRITER_ENDED,
+    align_frame, frame_size, FrameHeader, FRAME_ALIGN, FRAME_HEADER_LEN, SLOT_ACTIVE,
+    WRITER_ABANDONED, WRITER_ENDED, WRITER_OPEN,
 };
 use super::name::RingName;
 use super::segment::ShmRing;
@@ -104,7 +104,21 @@ impl RingWriter {
     /// Readers that attach see the frames written after they attach: use
     /// [`wait_for_readers`](Self::wait_for_readers) before the first write.
     pub fn create(name: &RingName, capacity_bytes: usize) -> Result<RingWriter, CreateError> {
-        let ring = ShmRing::create(name.path(), capacity_bytes)?;
+        Self::create_owned(name, capacity_bytes, ProcessStamp::current())
+    }
+
+    /// [`create`](Self::create), the segment stamped as `owner`'s: it
+    /// counts as stale only once that process is gone
+    /// ([`remove_stale_segments`](super::remove_stale_segments)). A ring
+    /// whose writer may die and be [reopened](Self::reopen) is owned by a
+    /// process that outlives its writers (the run's agent or master), so
+    /// that another run's clean-up leaves it while its run goes on.
+    pub fn create_owned(
+        name: &RingName,
+        capacity_bytes: usize,
+        owner: ProcessStamp,
+    ) -> Result<RingWriter, CreateError> {
+        let ring = ShmRing::create_as(name.path(), capacity_bytes, owner)?;
         let index = WriterIndex::new(ring.capacity() as u64);
         Ok(RingWriter {
             ring,
@@ -123,6 +137,89 @@ impl RingWriter {
             last_large: false,
             spills: 0,
         })
+    }
+
+    /// Reopens the ring `name` whose writer's process died, as its
+    /// successor (a restarted node): writing goes on after the last frame
+    /// the dead writer published (a frame it had begun and not published is
+    /// gone: it was never visible), its readers see the next frames as if
+    /// nothing happened, and the values its frames still hold in the arena
+    /// stay until they are released. The ring keeps its owner and its name;
+    /// what the writer set on itself (`keep_dead_readers`, `wake_every`,
+    /// `keep_arena_name`, restarts expected) is set again by the caller.
+    pub fn reopen(name: &RingName) -> Result<RingWriter, ReopenError> {
+        let ring = ShmRing::open_writable(name.path())?;
+        let ctl = ring.control();
+        let line = &ctl.writer;
+        let old = ProcessStamp {
+            pid: line.pid.load(Acquire),
+            start_time: line.start_time.load(Acquire),
+        };
+        if old.is_alive() {
+            return Err(ReopenError::WriterAlive { pid: old.pid });
+        }
+        if line.state.load(Acquire) == WRITER_ENDED {
+            return Err(ReopenError::Ended);
+        }
+        // The pid is the claim: of two successors, one wins.
+        let me = ProcessStamp::current();
+        if line
+            .pid
+            .compare_exchange(old.pid, me.pid, AcqRel, Relaxed)
+            .is_err()
+        {
+            let pid = line.pid.load(Relaxed);
+            return Err(ReopenError::WriterAlive { pid });
+        }
+        // SYNC: Release pairs with the Acquire load in the readers'
+        // `current_writer`.
+        line.start_time.store(me.start_time, Release);
+        let capacity = ring.capacity() as u64;
+        let mut index = WriterIndex::resume(capacity, line.write_pos.load(Acquire));
+        let free = index.refresh(ctl);
+        let slowest = (index.published() + free).saturating_sub(capacity);
+        let held = large_values_held(&ring, slowest, index.published())?;
+        let arena_path = name.arena_path();
+        let large = match LargeArena::reopen(&arena_path, &held) {
+            Ok(arena) => Some(arena),
+            Err(AttachError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound && held.is_empty() =>
+            {
+                None
+            }
+            Err(e) => return Err(e.into()),
+        };
+        // An abandoned stream (its writer dropped unended) is open again.
+        // SYNC: Release pairs with the readers' Acquire loads of the state.
+        line.state.store(WRITER_OPEN, Release);
+        Ok(RingWriter {
+            ring,
+            name: name.clone(),
+            index,
+            arena: Arena::new(),
+            scratch: AlignedVec::new(),
+            dead: Vec::new(),
+            ended: false,
+            large_bytes: large.as_ref().map_or(0, |a| a.capacity() as usize),
+            large,
+            keep_arena_name: false,
+            arena_owner: None,
+            blocked: Arc::default(),
+            kept_dead: None,
+            last_large: false,
+            spills: 0,
+        })
+    }
+
+    /// Says that the writer may be restarted (see [`reopen`](Self::reopen)):
+    /// a reader whose writer's process dies then waits for a successor
+    /// instead of failing with [`ReadError::WriterDied`]; whoever restarts
+    /// the writer decides, and ends the readers' wait (a run that gives up
+    /// ends its readers).
+    pub fn expect_restarts(&mut self) {
+        // SYNC: Release pairs with the Acquire load in the readers'
+        // `writer_died`.
+        self.ring.control().writer.restartable.store(1, Release);
     }
 
     /// The ring's name.
@@ -610,6 +707,50 @@ impl RingWriter {
             reap(ring, index, need, dead, kept.as_mut())
         });
     }
+}
+
+/// The large values the frames of `ring` between `from` (the slowest
+/// reader's cursor) and `to` (the end published) refer to: where each frame
+/// ends, and its reference; oldest first.
+fn large_values_held(
+    ring: &ShmRing,
+    from: u64,
+    to: u64,
+) -> Result<Vec<(u64, LargeRef)>, ReopenError> {
+    let mut held = Vec::new();
+    let mut pos = from;
+    while pos < to {
+        if pos % FRAME_ALIGN != 0 {
+            return Err(ReopenError::Corrupt {
+                what: "a frame out of alignment",
+                pos,
+            });
+        }
+        // `from <= pos < to`: published and unreleased, so intact; the
+        // header lies whole at `pos` (frames are aligned).
+        // SAFETY: readable, in the double mapping, as above.
+        let header = unsafe { ring.at(pos).cast::<FrameHeader>().read() };
+        let end = pos + frame_size(u64::from(header.len));
+        if end > to {
+            return Err(ReopenError::Corrupt {
+                what: "a frame past the end published",
+                pos,
+            });
+        }
+        if header.kind == LARGE_CODE {
+            // SAFETY: the payload lies within the frame checked above.
+            let payload = unsafe {
+                std::slice::from_raw_parts(ring.at(pos + FRAME_HEADER_LEN), header.len as usize)
+            };
+            let at = LargeRef::from_bytes(payload).ok_or(ReopenError::Corrupt {
+                what: "a reference to a large value",
+                pos,
+            })?;
+            held.push((end, at));
+        }
+        pos = end;
+    }
+    Ok(held)
 }
 
 /// Reclaims the slots of readers that hold the writer back and whose process
