@@ -329,6 +329,72 @@ fn restartable_writer() {
     std::thread::sleep(Duration::from_secs(60));
 }
 
+#[test]
+fn a_successor_resumes_from_the_last_committed_transaction_and_writes_nothing_twice() {
+    if std::env::var_os(ROLE).is_some() {
+        return;
+    }
+    let _w = watchdog(60, "the transaction restart test");
+    let name = unique("transactions");
+    let mut child = spawn_child(
+        "transacting_writer",
+        "transacting-writer",
+        &name_args(&name),
+    );
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut reader = attach_retrying(&name);
+    assert_eq!(next_report(&mut out).as_deref(), Some("written"));
+    kill9(&mut child);
+    child.wait().unwrap();
+    // Two committed transactions seen, the third (begun, written, not
+    // committed) never.
+    let mut seqs = Vec::new();
+    assert!(!read_on(&mut reader, &mut seqs, Duration::from_millis(100)));
+    assert_eq!(seqs, (0..20).collect::<Vec<_>>());
+
+    let mut successor = RingWriter::reopen(&name).unwrap();
+    // How far the dead writer's committed frames went, in its own terms.
+    assert_eq!(successor.progress(), Some(vec![20, 200]));
+    // It redoes the third from there.
+    successor.begin();
+    for seq in 20..30 {
+        successor.write_bytes(seq, &restart_value(seq)).unwrap();
+    }
+    assert!(successor.commit(&[30, 300]));
+    assert_eq!(successor.progress(), Some(vec![30, 300]));
+    successor.finish(30).unwrap();
+    assert!(read_on(&mut reader, &mut seqs, Duration::from_secs(10)));
+    assert_eq!(seqs, (0..30).collect::<Vec<_>>(), "each once, in order");
+}
+
+/// The writer process of the transaction restart test.
+#[test]
+#[ignore = "a role the parent test runs in a child process, not a test of its own"]
+fn transacting_writer() {
+    if std::env::var(ROLE).as_deref() != Ok("transacting-writer") {
+        return;
+    }
+    let _w = watchdog(60, "a transacting writer");
+    let mut writer = RingWriter::create(&child_name(), 64 * 1024).unwrap();
+    writer.expect_restarts();
+    writer.wait_for_readers(1, Duration::from_secs(30)).unwrap();
+    assert_eq!(writer.progress(), None, "nothing committed yet");
+    for (range, progress) in [(0..10, [10, 100]), (10..20, [20, 200])] {
+        writer.begin();
+        for seq in range {
+            writer.write_bytes(seq, &restart_value(seq)).unwrap();
+        }
+        assert!(writer.commit(&progress));
+    }
+    writer.begin();
+    for seq in 20..25 {
+        writer.write_bytes(seq, &restart_value(seq)).unwrap();
+    }
+    writer.flush();
+    report("written");
+    std::thread::sleep(Duration::from_secs(60));
+}
+
 /// The reader process of the reader-death test.
 #[test]
 #[ignore = "a role the parent test runs in a child process, not a test of its own"]

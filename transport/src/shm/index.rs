@@ -67,8 +67,13 @@ fn wake(line: &WakeLine) -> bool {
 /// The writer's side of the protocol.
 #[derive(Debug)]
 pub(crate) struct WriterIndex {
+    /// The end of the frames written; stored in `write_pos` (published) at
+    /// once, or at the next commit while commits are deferred.
+    written: u64,
     /// The last position stored in `write_pos`.
-    published: u64,
+    visible: u64,
+    /// Publishing waits for [`commit`](Self::commit).
+    deferred: bool,
     /// The writer may write below this position: the slowest active cursor
     /// plus capacity, as of the last [`Self::refresh`] (a cached copy of the
     /// readers' side, conservative as cursors only grow).
@@ -84,7 +89,9 @@ impl WriterIndex {
     /// The writer of a fresh ring (`write_pos` 0).
     pub(crate) fn new(capacity: u64) -> Self {
         WriterIndex {
-            published: 0,
+            written: 0,
+            visible: 0,
+            deferred: false,
             limit: 0,
             capacity,
             since_check: 0,
@@ -96,7 +103,8 @@ impl WriterIndex {
     /// predecessor stopped.
     pub(crate) fn resume(capacity: u64, published: u64) -> Self {
         WriterIndex {
-            published,
+            written: published,
+            visible: published,
             ..Self::new(capacity)
         }
     }
@@ -107,17 +115,36 @@ impl WriterIndex {
         self.check_every = publishes.max(1);
     }
 
-    /// The last published position.
+    /// The end of the frames written: where the next one goes.
     #[inline]
-    pub(crate) fn published(&self) -> u64 {
-        self.published
+    pub(crate) fn written(&self) -> u64 {
+        self.written
     }
 
-    /// Bytes that may be written at [`Self::published`] as far as is known
+    /// The last position readers were shown (below `written` only while
+    /// publishing is deferred).
+    #[inline]
+    pub(crate) fn visible(&self) -> u64 {
+        self.visible
+    }
+
+    /// Bytes that may be written at [`Self::written`] as far as is known
     /// without looking at the readers again.
     #[inline]
     pub(crate) fn free(&self) -> u64 {
-        self.limit.saturating_sub(self.published)
+        self.limit.saturating_sub(self.written)
+    }
+
+    /// Defers publishing to [`commit`](Self::commit) (or not).
+    pub(crate) fn defer(&mut self, on: bool) {
+        self.deferred = on;
+    }
+
+    /// Publishes every frame written.
+    pub(crate) fn commit(&mut self, ctl: &Control) {
+        if self.written > self.visible {
+            self.show(ctl);
+        }
     }
 
     /// Re-reads the readers' cursors; returns the bytes free.
@@ -127,7 +154,7 @@ impl WriterIndex {
         // position published before this fence and starts at or after it
         // (so the limit computed here without it overwrites nothing it reads).
         fence(SeqCst);
-        let mut min = self.published;
+        let mut min = self.written;
         for slot in &ctl.slots {
             // SYNC: Acquire pairs with the Release store of SLOT_ACTIVE in
             // `ReaderIndex::attach`: the cursor loaded below is at least the
@@ -143,15 +170,26 @@ impl WriterIndex {
         self.free()
     }
 
-    /// Makes every frame below `pos` visible to readers.
+    /// Makes every frame below `pos` visible to readers (at the next
+    /// commit, while publishing is deferred).
     #[inline]
     pub(crate) fn publish(&mut self, ctl: &Control, pos: u64) {
-        debug_assert!(pos >= self.published && pos <= self.limit);
+        debug_assert!(pos >= self.written && pos <= self.limit);
+        self.written = pos;
+        if !self.deferred {
+            self.show(ctl);
+        }
+    }
+
+    /// Stores `written` for readers to see.
+    #[inline]
+    fn show(&mut self, ctl: &Control) {
+        let pos = self.written;
         // SYNC: Release pairs with the Acquire load of write_pos in
         // `ReaderIndex::write_pos`: a reader that sees `pos` sees the frame
         // bytes written before this store.
         ctl.writer.write_pos.store(pos, Release);
-        self.published = pos;
+        self.visible = pos;
         self.since_check += 1;
         // A reader asleep for a while shows up here without a fence; one
         // falling asleep right now is caught by the next fenced check.
@@ -245,7 +283,7 @@ impl WriterIndex {
         ctl: &'c Control,
         need: u64,
     ) -> impl Iterator<Item = usize> + 'c {
-        let limit_needed = (self.published + need).saturating_sub(self.capacity);
+        let limit_needed = (self.written + need).saturating_sub(self.capacity);
         ctl.slots.iter().enumerate().filter_map(move |(i, slot)| {
             // SYNC: Acquire pairs with the Release store of SLOT_ACTIVE in
             // `ReaderIndex::attach`, so the pid read by the caller is the

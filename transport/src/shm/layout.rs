@@ -145,6 +145,29 @@ pub(crate) struct Control {
     pub(crate) space_wake: Line<WakeLine>,
     /// One slot per attached reader.
     pub(crate) slots: [Line<ReaderSlot>; MAX_READERS],
+    /// The writer's last two progress records (see `RingWriter::commit`),
+    /// written in turn.
+    pub(crate) progress: [Line<Progress>; 2],
+}
+
+/// Positions a progress record holds, at most.
+pub(crate) const MAX_PROGRESS: usize = 32;
+
+/// What a writer's committed frames stand for, in its caller's terms (for a
+/// node: how far it had read each input): valid when `out_pos` is the
+/// published position. Written by the writer only; read by its successor.
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct Progress {
+    /// The end of the frames this record goes with; `u64::MAX` while the
+    /// record is being written.
+    pub(crate) out_pos: AtomicU64,
+    /// Which commit wrote it: the newer of two valid records wins.
+    pub(crate) generation: AtomicU64,
+    /// How many positions it holds.
+    pub(crate) len: AtomicU32,
+    pub(crate) _pad: AtomicU32,
+    pub(crate) positions: [AtomicU64; MAX_PROGRESS],
 }
 
 /// The writer's published state.
@@ -246,6 +269,15 @@ impl Control {
                     pid: AtomicU32::new(0),
                     start_time: AtomicU64::new(0),
                     cursor: AtomicU64::new(0),
+                })
+            }),
+            progress: std::array::from_fn(|_| {
+                Line(Progress {
+                    out_pos: AtomicU64::new(0),
+                    generation: AtomicU64::new(0),
+                    len: AtomicU32::new(0),
+                    _pad: AtomicU32::new(0),
+                    positions: std::array::from_fn(|_| AtomicU64::new(0)),
                 })
             }),
         }

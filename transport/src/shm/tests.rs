@@ -946,3 +946,47 @@ fn a_gauge_sees_what_its_reader_holds_and_a_blocked_writer_while_it_waits() {
         "a detached reader holds nothing"
     );
 }
+
+#[test]
+fn a_transaction_is_seen_whole_at_its_commit_or_in_parts_when_it_outgrows_the_ring() {
+    let _w = watchdog(30);
+    let name = unique("tx");
+    let mut writer = RingWriter::create(&name, 4096).unwrap();
+    let mut reader = RingReader::attach(&name).unwrap();
+    writer.begin();
+    for seq in 0..3 {
+        writer.write_bytes(seq, &[seq as u8; 100]).unwrap();
+    }
+    writer.flush();
+    assert!(
+        reader.try_read().unwrap().is_none(),
+        "nothing before the commit"
+    );
+    assert!(writer.commit(&[3, 7]));
+    let got: Vec<u64> = collect(&mut reader).unwrap().iter().map(|f| f.1).collect();
+    assert_eq!(got, [0, 1, 2]);
+
+    // 60 frames of 128 bytes: more than the ring; published as it goes.
+    let reading = std::thread::spawn(move || {
+        let mut seqs = Vec::new();
+        loop {
+            match collect(&mut reader) {
+                Ok(frames) => seqs.extend(
+                    frames
+                        .iter()
+                        .filter(|f| f.0 == FrameKind::Data)
+                        .map(|f| f.1),
+                ),
+                Err(ReadError::Ended) => return seqs,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    });
+    writer.begin();
+    for seq in 3..63 {
+        writer.write_bytes(seq, &[seq as u8; 100]).unwrap();
+    }
+    assert!(!writer.commit(&[63]), "published in parts");
+    writer.finish(63).unwrap();
+    assert_eq!(reading.join().unwrap(), (3..63).collect::<Vec<_>>());
+}

@@ -13,12 +13,13 @@ use super::forward::{ArenaValue, FORWARD_CODE};
 use super::frame::{FrameBuf, FrameKind, FrameSerializer};
 use super::index::WriterIndex;
 use super::layout::{
-    align_frame, frame_size, FrameHeader, FRAME_ALIGN, FRAME_HEADER_LEN, SLOT_ACTIVE,
+    align_frame, frame_size, FrameHeader, FRAME_ALIGN, FRAME_HEADER_LEN, MAX_PROGRESS, SLOT_ACTIVE,
     WRITER_ABANDONED, WRITER_ENDED, WRITER_OPEN,
 };
 use super::name::RingName;
 use super::segment::ShmRing;
 use crate::process::ProcessStamp;
+use crate::sync::fence;
 use crate::sync::Ordering::*;
 use crate::waits::Waits;
 
@@ -72,6 +73,12 @@ pub struct RingWriter {
     arena_owner: Option<ProcessStamp>,
     /// Time writes waited for room.
     blocked: Arc<Waits>,
+    /// The transaction in progress (`begin`): whether it had to be
+    /// published in parts.
+    tx: Option<bool>,
+    /// The generation of the next progress record, and which of the two
+    /// it goes to.
+    next_record: (u64, usize),
     /// With `keep_dead_readers`: the dead readers whose slots are kept
     /// (and hold the writer back) until a new process takes them over.
     kept_dead: Option<Vec<DeadReader>>,
@@ -97,6 +104,10 @@ impl std::fmt::Debug for RingWriter {
 impl RingWriter {
     /// Frames between two fenced wake-up checks, at most.
     pub const CHECK_EVERY: u32 = super::index::CHECK_EVERY;
+
+    /// Positions a progress record holds, at most (see
+    /// [`commit`](Self::commit)).
+    pub const MAX_PROGRESS: usize = MAX_PROGRESS;
 
     /// Creates the ring's segment with a data region of at least
     /// `capacity_bytes` (rounded up to a power of two, at least a page).
@@ -134,6 +145,8 @@ impl RingWriter {
             arena_owner: None,
             blocked: Arc::default(),
             kept_dead: None,
+            tx: None,
+            next_record: (1, 0),
             last_large: false,
             spills: 0,
         })
@@ -177,8 +190,8 @@ impl RingWriter {
         let capacity = ring.capacity() as u64;
         let mut index = WriterIndex::resume(capacity, line.write_pos.load(Acquire));
         let free = index.refresh(ctl);
-        let slowest = (index.published() + free).saturating_sub(capacity);
-        let held = large_values_held(&ring, slowest, index.published())?;
+        let slowest = (index.written() + free).saturating_sub(capacity);
+        let held = large_values_held(&ring, slowest, index.written())?;
         let arena_path = name.arena_path();
         let large = match LargeArena::reopen(&arena_path, &held) {
             Ok(arena) => Some(arena),
@@ -192,7 +205,19 @@ impl RingWriter {
         // An abandoned stream (its writer dropped unended) is open again.
         // SYNC: Release pairs with the readers' Acquire loads of the state.
         line.state.store(WRITER_OPEN, Release);
-        Ok(RingWriter {
+        // The next record after the newest, in the other slot than the
+        // valid one (which stays until the next commit).
+        let newest = (0..2)
+            .max_by_key(|i| ctl.progress[*i].generation.load(Relaxed))
+            .unwrap_or(0);
+        let next_record = (
+            ctl.progress[newest].generation.load(Relaxed) + 1,
+            match valid_record(ctl, index.written()) {
+                Some(valid) => 1 - valid,
+                None => 0,
+            },
+        );
+        let mut writer = RingWriter {
             ring,
             name: name.clone(),
             index,
@@ -206,9 +231,74 @@ impl RingWriter {
             arena_owner: None,
             blocked: Arc::default(),
             kept_dead: None,
+            tx: None,
+            next_record: (1, 0),
             last_large: false,
             spills: 0,
-        })
+        };
+        writer.next_record = next_record;
+        Ok(writer)
+    }
+
+    /// Starts a transaction: the frames written from now on are published
+    /// together, at [`commit`](Self::commit), with a progress record (what
+    /// they stand for). A successor that [reopens](Self::reopen) the ring
+    /// finds the progress of the last transaction whose frames readers
+    /// saw, and no frame of a transaction that was not committed: a node
+    /// that records how far it had read its inputs resumes there, and
+    /// writes nothing twice. A transaction larger than the ring's free
+    /// room is published in parts as it goes (`commit` says so).
+    pub fn begin(&mut self) {
+        self.tx = Some(false);
+        self.index.defer(true);
+    }
+
+    /// Commits the transaction begun (if any): stores `progress` (at most
+    /// [`MAX_PROGRESS`](Self::MAX_PROGRESS) positions, the caller's own), then publishes the
+    /// frames written since `begin`. Returns whether they were published
+    /// all at once (false: the transaction outgrew the ring and was
+    /// published in parts, so a successor may repeat its first part).
+    pub fn commit(&mut self, progress: &[u64]) -> bool {
+        assert!(
+            progress.len() <= MAX_PROGRESS,
+            "at most {MAX_PROGRESS} positions"
+        );
+        let whole = !self.tx.take().unwrap_or(false);
+        let ctl = self.ring.control();
+        let (generation, slot) = self.next_record;
+        let record = &ctl.progress[slot];
+        // Invalid while written: a successor finding it so takes the other.
+        record.out_pos.store(u64::MAX, Relaxed);
+        // SYNC: the invalidation is stored before the record's fields (a
+        // process that dies half-way leaves an invalid record).
+        fence(Release);
+        for (at, p) in record.positions.iter().zip(progress) {
+            at.store(*p, Relaxed);
+        }
+        record.len.store(progress.len() as u32, Relaxed);
+        record.generation.store(generation, Relaxed);
+        // SYNC: Release: the fields above are stored before the record is
+        // valid; and it is valid before its frames are published (below).
+        record.out_pos.store(self.index.written(), Release);
+        self.next_record = (generation + 1, 1 - slot);
+        self.index.defer(false);
+        self.index.commit(ctl);
+        whole
+    }
+
+    /// The progress of the last transaction whose frames are published
+    /// (a successor's look, after [`reopen`](Self::reopen)); `None` if no
+    /// committed transaction ends where the published frames end.
+    pub fn progress(&self) -> Option<Vec<u64>> {
+        let ctl = self.ring.control();
+        let record = &ctl.progress[valid_record(ctl, self.index.visible())?];
+        let len = (record.len.load(Relaxed) as usize).min(MAX_PROGRESS);
+        Some(
+            record.positions[..len]
+                .iter()
+                .map(|p| p.load(Relaxed))
+                .collect(),
+        )
     }
 
     /// Says that the writer may be restarted (see [`reopen`](Self::reopen)):
@@ -339,7 +429,7 @@ impl RingWriter {
             self.index.refresh(self.ring.control());
         }
         let free = self.index.free().saturating_sub(FRAME_HEADER_LEN) as usize;
-        let pos = self.index.published();
+        let pos = self.index.written();
         let room = free.min(max).min(self.max_inline());
         // The `room` bytes after the header at `pos` lie below the writer's
         // limit, unpublished; `at` is valid for `2 * capacity - offset >=
@@ -357,7 +447,7 @@ impl RingWriter {
             self.write_scratch(seq)
         } else {
             // The payload is in place: add the header and publish.
-            self.commit(FrameKind::Data.code(), seq, len);
+            self.seal_frame(FrameKind::Data.code(), seq, len);
             Ok(())
         }
     }
@@ -412,7 +502,7 @@ impl RingWriter {
                 let at = arena.take(len);
                 let result = self.write_frame(LARGE_CODE, seq, &at.to_bytes());
                 if result.is_ok() {
-                    arena.hold(self.index.published());
+                    arena.hold(self.index.written());
                 }
                 result
             }
@@ -442,7 +532,7 @@ impl RingWriter {
     pub fn released(&mut self) -> u64 {
         let capacity = self.ring.capacity() as u64;
         let free = self.index.refresh(self.ring.control());
-        (self.index.published() + free).saturating_sub(capacity)
+        (self.index.written() + free).saturating_sub(capacity)
     }
 
     /// How long writes have waited for the readers to make room (in the
@@ -459,12 +549,15 @@ impl RingWriter {
 
     /// The position after the last frame written.
     pub fn written(&self) -> u64 {
-        self.index.published()
+        self.index.written()
     }
 
     /// Writes the End frame and closes the stream: readers get it after every
     /// frame before it, then [`ReadError::Ended`](super::ReadError::Ended).
     pub fn finish(mut self, seq: u64) -> Result<(), WriteError> {
+        // A transaction left open is published with the End.
+        self.tx = None;
+        self.index.defer(false);
         self.write_frame(FrameKind::End.code(), seq, &[])?;
         self.ended = true;
         self.index.close(self.ring.control(), WRITER_ENDED);
@@ -521,7 +614,7 @@ impl RingWriter {
     /// The published position: ring bytes below it are frames readers see.
     #[inline]
     pub(crate) fn published(&self) -> u64 {
-        self.index.published()
+        self.index.written()
     }
 
     /// Looks at the readers' cursors again; returns the position below which
@@ -529,7 +622,7 @@ impl RingWriter {
     #[inline]
     pub(crate) fn refresh_limit(&mut self) -> u64 {
         let free = self.index.refresh(self.ring.control());
-        self.index.published() + free
+        self.index.written() + free
     }
 
     /// The address of ring position `pos`; valid for `capacity` bytes (the
@@ -625,13 +718,13 @@ impl RingWriter {
             };
             // Ring space up to that frame's end, plus a ring's worth: the
             // readers' cursors are past it.
-            let ring_need = frame_end + capacity - self.index.published();
+            let ring_need = frame_end + capacity - self.index.written();
             self.wait_for_room(ring_need);
         }
         let at = arena.put(bytes);
         let result = self.write_frame(LARGE_CODE, seq, &at.to_bytes());
         if result.is_ok() {
-            arena.hold(self.index.published());
+            arena.hold(self.index.written());
             self.last_large = true;
         }
         self.large = Some(arena);
@@ -652,7 +745,7 @@ impl RingWriter {
         if self.index.free() < need {
             self.wait_for_room(need);
         }
-        let pos = self.index.published();
+        let pos = self.index.written();
         // `need` bytes at `pos` are below the writer's limit (waited
         // for above), so no reader reads them, and they are contiguous (double
         // mapping, `need <= capacity`); `bytes` is ours and cannot overlap the
@@ -665,15 +758,15 @@ impl RingWriter {
                 bytes.len(),
             );
         }
-        self.commit(code, seq, bytes.len());
+        self.seal_frame(code, seq, bytes.len());
         Ok(())
     }
 
     /// Writes the header of a frame whose `len`-byte payload is in place at
     /// the published position, and publishes it.
     #[inline]
-    fn commit(&mut self, code: u32, seq: u64, len: usize) {
-        let pos = self.index.published();
+    fn seal_frame(&mut self, code: u32, seq: u64, len: usize) {
+        let pos = self.index.written();
         let size = frame_size(len as u64);
         debug_assert!(self.index.free() >= size);
         let header = FrameHeader {
@@ -694,6 +787,12 @@ impl RingWriter {
     /// [`blocked`](Self::blocked).
     #[cold]
     fn wait_for_room(&mut self, need: u64) {
+        if self.tx.is_some() && self.index.visible() < self.index.written() {
+            // Readers cannot release what they cannot see: the transaction
+            // is published as it stands, and goes on in parts.
+            self.tx = Some(true);
+            self.index.commit(self.ring.control());
+        }
         let start = self.blocked.begin();
         self.wait_for_space(need);
         self.blocked.end(start);
@@ -707,6 +806,18 @@ impl RingWriter {
             reap(ring, index, need, dead, kept.as_mut())
         });
     }
+}
+
+/// The newer of the progress records that end at `published`, if any
+/// (generation 0: never written).
+fn valid_record(ctl: &super::layout::Control, published: u64) -> Option<usize> {
+    (0..2)
+        .filter(|i| {
+            let r = &ctl.progress[*i];
+            // SYNC: Acquire pairs with the Release store in `commit`.
+            r.out_pos.load(Acquire) == published && r.generation.load(Relaxed) > 0
+        })
+        .max_by_key(|i| ctl.progress[*i].generation.load(Relaxed))
 }
 
 /// The large values the frames of `ring` between `from` (the slowest

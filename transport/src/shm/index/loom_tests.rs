@@ -49,7 +49,7 @@ fn write_frames(ctl: &Control, data: &Data, capacity: u64, frames: u64) -> Write
     for seq in 0..frames {
         let need = size(seq);
         w.wait_for_space(ctl, need, |_| panic!("the model futex never times out"));
-        let pos = w.published();
+        let pos = w.written();
         for j in 0..need {
             data.cell(pos + j).with_mut(|p| {
                 // SAFETY: positions below the writer's limit are written by
