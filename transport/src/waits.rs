@@ -33,6 +33,10 @@ pub struct Waits {
     ended_ns: AtomicU64,
     /// When the wait in progress started (see `stamp`), 0 if none.
     since: AtomicU64,
+    /// The largest total read: a read during a wait counts it up to the
+    /// reader's clock, which may pass the instant the wait's end was
+    /// measured at; reads never go down.
+    read_max: AtomicU64,
 }
 
 impl Waits {
@@ -96,7 +100,9 @@ impl Waits {
             0 => 0,
             s => (stamp(now) - 1).saturating_sub(s - 1),
         };
-        Duration::from_nanos(ended + ongoing)
+        let total = ended + ongoing;
+        let before = self.read_max.fetch_max(total, Relaxed);
+        Duration::from_nanos(total.max(before))
     }
 
     /// Whether a wait is in progress.
