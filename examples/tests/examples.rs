@@ -5,25 +5,13 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use clusterduck_tests::watchdog;
+use clusterduck_tests::{example_path, watchdog};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
 /// The example binary `name`, built by `cargo test` beside this test.
 fn example(name: &str) -> Command {
-    let mut path: PathBuf = std::env::current_exe().expect("test binary path");
-    path.pop(); // the test binary
-    if path.ends_with("deps") {
-        path.pop();
-    }
-    path.push("examples");
-    path.push(name);
-    assert!(
-        path.exists(),
-        "example {name} not built at {}: run `cargo test --workspace`",
-        path.display()
-    );
-    Command::new(path)
+    Command::new(example_path(name))
 }
 
 fn run(cmd: &mut Command) -> Output {

@@ -7,31 +7,14 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use clusterduck_tests::{fresh_dir, node_processes, skip, watchdog};
+use clusterduck_tests::{example_path, fresh_dir, node_processes, skip, watchdog};
 
 const LIMIT: Duration = Duration::from_secs(180);
-
-/// The example binary `name`, built by `cargo test` beside this test.
-fn example_path(name: &str) -> PathBuf {
-    let mut path: PathBuf = std::env::current_exe().expect("test binary path");
-    path.pop();
-    if path.ends_with("deps") {
-        path.pop();
-    }
-    path.push("examples");
-    path.push(name);
-    assert!(
-        path.exists(),
-        "example {name} not built at {}",
-        path.display()
-    );
-    path
-}
 
 /// The readme example, serving its metrics on a port of its own: the child
 /// (killed when dropped), its metrics address, and its stderr's lines.

@@ -243,6 +243,25 @@ pub fn fresh_dir(test: &str) -> PathBuf {
     dir
 }
 
+/// The path of example binary `name`, built by `cargo test` beside the
+/// calling test binary (`target/<profile>/examples/<name>`). Panics, saying
+/// how to build it, if it is not there.
+pub fn example_path(name: &str) -> PathBuf {
+    let mut path: PathBuf = std::env::current_exe().expect("test binary path");
+    path.pop(); // the test binary
+    if path.ends_with("deps") {
+        path.pop();
+    }
+    path.push("examples");
+    path.push(name);
+    assert!(
+        path.exists(),
+        "example {name} not built at {}: run `cargo test --workspace`",
+        path.display()
+    );
+    path
+}
+
 /// The environment variable that forbids skipping: `.ci/run` sets it, so a
 /// test that cannot run there fails instead of passing unseen.
 pub const NO_SKIP_ENV: &str = "CLUSTERDUCK_NO_SKIP";

@@ -131,7 +131,19 @@ impl RingWriter {
     ) -> Result<RingWriter, CreateError> {
         let ring = ShmRing::create_as(name.path(), capacity_bytes, owner)?;
         let index = WriterIndex::new(ring.capacity() as u64);
-        Ok(RingWriter {
+        Ok(Self::with(ring, name, index, None, (1, 0)))
+    }
+
+    /// The writer of `ring` at `index`, with its arena `large` (if any),
+    /// whose next progress record is `next_record`.
+    fn with(
+        ring: ShmRing,
+        name: &RingName,
+        index: WriterIndex,
+        large: Option<LargeArena>,
+        next_record: (u64, usize),
+    ) -> RingWriter {
+        RingWriter {
             ring,
             name: name.clone(),
             index,
@@ -139,17 +151,17 @@ impl RingWriter {
             scratch: AlignedVec::new(),
             dead: Vec::new(),
             ended: false,
-            large_bytes: 0,
-            large: None,
+            large_bytes: large.as_ref().map_or(0, |a| a.capacity() as usize),
+            large,
             keep_arena_name: false,
             arena_owner: None,
             blocked: Arc::default(),
             kept_dead: None,
             tx: None,
-            next_record: (1, 0),
+            next_record,
             last_large: false,
             spills: 0,
-        })
+        }
     }
 
     /// Reopens the ring `name` whose writer's process died, as its
@@ -217,27 +229,7 @@ impl RingWriter {
                 None => 0,
             },
         );
-        let mut writer = RingWriter {
-            ring,
-            name: name.clone(),
-            index,
-            arena: Arena::new(),
-            scratch: AlignedVec::new(),
-            dead: Vec::new(),
-            ended: false,
-            large_bytes: large.as_ref().map_or(0, |a| a.capacity() as usize),
-            large,
-            keep_arena_name: false,
-            arena_owner: None,
-            blocked: Arc::default(),
-            kept_dead: None,
-            tx: None,
-            next_record: (1, 0),
-            last_large: false,
-            spills: 0,
-        };
-        writer.next_record = next_record;
-        Ok(writer)
+        Ok(Self::with(ring, name, index, large, next_record))
     }
 
     /// Starts a transaction: the frames written from now on are published
