@@ -289,16 +289,43 @@ fn a_successor_reopens_a_killed_writers_ring_and_its_readers_read_on() {
     ));
     assert_eq!(eager_seqs, (0..50).collect::<Vec<_>>());
 
+    // The eager reader waits on a thread, through the successor's coming
+    // and its pauses: it follows the new writer (had it kept the dead one's
+    // stamp, it would fail once the successor, which does not expect
+    // restarts, pauses).
+    let waits = eager.waits();
+    let got = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(50));
+    let following = {
+        let got = got.clone();
+        std::thread::spawn(move || {
+            let mut seqs = eager_seqs;
+            while !read_on(&mut eager, &mut seqs, Duration::from_millis(10)) {
+                got.store(seqs.len(), std::sync::atomic::Ordering::Release);
+            }
+            seqs
+        })
+    };
+    // It waited (several 20 ms slices, each with a look at the writer).
+    let waited_more = |from: Duration| {
+        while waits.total() < from + Duration::from_millis(100) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    waited_more(waits.total());
     let mut successor = RingWriter::reopen(&name).unwrap();
-    for seq in 50..100 {
+    for seq in 50..60 {
+        successor.write_bytes(seq, &restart_value(seq)).unwrap();
+    }
+    successor.flush();
+    while got.load(std::sync::atomic::Ordering::Acquire) < 60 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    waited_more(waits.total());
+    for seq in 60..100 {
         successor.write_bytes(seq, &restart_value(seq)).unwrap();
     }
     successor.finish(100).unwrap();
-    assert!(read_on(
-        &mut eager,
-        &mut eager_seqs,
-        Duration::from_secs(10)
-    ));
+    let eager_seqs = following.join().unwrap();
     assert_eq!(eager_seqs, (0..100).collect::<Vec<_>>());
     let mut late_seqs = Vec::new();
     assert!(read_on(&mut late, &mut late_seqs, Duration::from_secs(10)));

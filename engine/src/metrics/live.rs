@@ -266,9 +266,11 @@ fn update(status: &mut NodeStatus, last: Option<&NodeSample>, prev: Option<&Node
     status.p99_s = last.p99_ns.map(|ns| ns as f64 / 1e9);
     let ns = Duration::from_nanos;
     let (busy, idle, blocked) = split(ns(last.ran_ns), ns(last.idle_ns), ns(last.blocked_ns));
-    status.busy_s = busy.as_secs_f64();
-    status.idle_s = idle.as_secs_f64();
-    status.blocked_s = blocked.as_secs_f64();
+    // Counters never go down (the clocks of a waiting thread and of the
+    // sampler may disagree by a few nanoseconds).
+    status.busy_s = status.busy_s.max(busy.as_secs_f64());
+    status.idle_s = status.idle_s.max(idle.as_secs_f64());
+    status.blocked_s = status.blocked_s.max(blocked.as_secs_f64());
     // Rates and shares need an interval: from the second sample on (the
     // first one's, the node's first moments, says little).
     let Some(prev) = prev else {

@@ -79,6 +79,13 @@ pub enum AttachError {
         /// The number of reader slots.
         max: usize,
     },
+    /// Another process writes the ring (it holds the writer's lock).
+    #[error("another process writes this ring")]
+    WriterActive,
+    /// The writer does not keep dead readers' slots
+    /// (`RingWriter::keep_dead_readers`): one cannot be taken over.
+    #[error("the ring's writer does not keep dead readers' slots")]
+    NotKept,
     /// No reader of that process holds a slot to take over (it never
     /// attached, it detached, or its slot was reclaimed).
     #[error("no reader of process {pid} holds a slot of this ring")]

@@ -154,7 +154,10 @@ impl WriterIndex {
         // position published before this fence and starts at or after it
         // (so the limit computed here without it overwrites nothing it reads).
         fence(SeqCst);
-        let mut min = self.written;
+        // What readers cannot see yet they cannot release: the writer stays
+        // within a ring of what they were shown (a transaction that would
+        // outgrow it is published in parts).
+        let mut min = self.visible;
         for slot in &ctl.slots {
             // SYNC: Acquire pairs with the Release store of SLOT_ACTIVE in
             // `ReaderIndex::attach`: the cursor loaded below is at least the
@@ -377,6 +380,9 @@ impl ReaderIndex {
                 continue;
             }
             // The pid is the claim: of two takers, one wins.
+            // SYNC: AcqRel: Acquire pairs with the dead reader's Release
+            // stores to its slot (its cursor is seen); Release orders our
+            // claim before the start time and cursor work below.
             if slot
                 .pid
                 .compare_exchange(dead.0, pid, AcqRel, Relaxed)

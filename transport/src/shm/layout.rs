@@ -90,7 +90,9 @@ pub(crate) struct SegmentHeader {
     pub(crate) version: u32,
     /// Offset of the data region: a whole number of pages.
     pub(crate) header_len: u32,
-    /// Pid of the process that created the segment (the writer).
+    /// Pid of the process that created the segment: its owner (the writer,
+    /// unless created for a longer-lived owner; the writing process is in
+    /// [`WriterLine`]).
     pub(crate) creator_pid: u32,
     /// Explicit padding, zero.
     pub(crate) _pad: u32,
@@ -188,6 +190,9 @@ pub(crate) struct WriterLine {
     /// the ring): pid, then start time. Readers watch its liveness; the
     /// pid is a successor's claim (compared and swapped).
     pub(crate) pid: AtomicU32,
+    /// Non-zero when the writer keeps dead readers' slots for a successor
+    /// to take over (`RingWriter::keep_dead_readers`).
+    pub(crate) keeps_dead: AtomicU32,
     pub(crate) start_time: AtomicU64,
 }
 
@@ -259,6 +264,7 @@ impl Control {
                 state: AtomicU32::new(WRITER_OPEN),
                 restartable: AtomicU32::new(0),
                 pid: AtomicU32::new(0),
+                keeps_dead: AtomicU32::new(0),
                 start_time: AtomicU64::new(0),
             }),
             data_wake: wake(),

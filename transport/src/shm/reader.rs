@@ -20,6 +20,14 @@ use crate::process::ProcessStamp;
 use crate::sync::Ordering::Acquire;
 use crate::waits::Waits;
 
+/// How one wait ended.
+enum Waited {
+    /// Frames up to this end, or none before the deadline.
+    Done(Option<u64>),
+    /// The writer died, and a successor came or may come: wait again.
+    Again,
+}
+
 /// The process writing the ring now (the creator, or a successor).
 fn current_writer(ctl: &super::layout::Control) -> ProcessStamp {
     // SYNC: Acquire pairs with the Release store of the start time in
@@ -107,6 +115,11 @@ impl RingReader {
             return Err(AttachError::ReaderAlive { pid: dead.pid });
         }
         let ring = ShmRing::open(name.path())?;
+        // SYNC: Acquire pairs with the Release store in
+        // `RingWriter::keep_dead_readers`.
+        if ring.control().writer.keeps_dead.load(Acquire) == 0 {
+            return Err(AttachError::NotKept);
+        }
         let me = ProcessStamp::current();
         let index = ReaderIndex::take_over(
             ring.control(),
@@ -387,12 +400,25 @@ impl RingReader {
         past: u64,
         deadline: Option<Instant>,
     ) -> Result<Option<u64>, ReadError> {
+        loop {
+            match self.wait_slice(past, deadline)? {
+                // The writer died and a successor came or may come: wait
+                // on, unless the deadline passed.
+                Waited::Again if deadline.is_none_or(|d| Instant::now() < d) => {}
+                Waited::Again => return Ok(None),
+                Waited::Done(found) => return Ok(found),
+            }
+        }
+    }
+
+    /// One wait of [`wait_past_for_long`](Self::wait_past_for_long).
+    fn wait_slice(&mut self, past: u64, deadline: Option<Instant>) -> Result<Waited, ReadError> {
         let index = self.index.as_ref().expect("attached");
         if !self.spin.is_zero() {
             let ctl = self.ring.control();
             if let Some(found) = spin_for_data(index, ctl, past, self.spin, deadline) {
                 return match found {
-                    DataWait::Ready(end) => Ok(Some(end)),
+                    DataWait::Ready(end) => Ok(Waited::Done(Some(end))),
                     _ => Err(self.closed()),
                 };
             }
@@ -415,17 +441,13 @@ impl RingReader {
             }
         });
         match outcome {
-            DataWait::Ready(end) => Ok(Some(end)),
+            DataWait::Ready(end) => Ok(Waited::Done(Some(end))),
             DataWait::Closed => Err(self.closed()),
-            DataWait::Stopped if writer_dead => match self.writer_died(past)? {
-                // A successor, or one to wait for: wait on, unless the
-                // deadline passed.
-                None if deadline.is_none_or(|d| Instant::now() < d) => {
-                    self.wait_past_for_long(past, deadline)
-                }
-                found => Ok(found),
-            },
-            DataWait::Stopped => Ok(None),
+            DataWait::Stopped if writer_dead => Ok(match self.writer_died(past)? {
+                None => Waited::Again,
+                found => Waited::Done(found),
+            }),
+            DataWait::Stopped => Ok(Waited::Done(None)),
         }
     }
 
@@ -444,8 +466,13 @@ impl RingReader {
             self.writer = now;
             return Ok(None);
         }
-        // It may have closed cleanly just before exiting.
+        // It may have closed cleanly just before exiting (a successor too:
+        // look again at what it published before it closed).
         if ReaderIndex::state(ctl) != super::layout::WRITER_OPEN {
+            let end = ReaderIndex::write_pos(ctl);
+            if end > past {
+                return Ok(Some(end));
+            }
             return Err(self.closed());
         }
         // SYNC: Acquire pairs with the Release store in

@@ -29,6 +29,10 @@ pub(crate) struct ShmRing {
     /// Start of the doubly mapped data region (`2 * capacity` bytes).
     data: NonNull<u8>,
     capacity: usize,
+    /// The writer's exclusive lock on the segment file (`flock`), held as
+    /// long as this mapping: the kernel lets it go when the writer's
+    /// process dies, so a successor can take it, and only one can.
+    writer_lock: Option<File>,
 }
 
 // SAFETY: the mappings are plain shared memory, valid in every thread of the
@@ -62,6 +66,16 @@ pub(crate) fn capacity_for(requested: usize) -> Result<usize, CreateError> {
         .next_power_of_two())
 }
 
+/// Takes the exclusive lock of a segment file, without waiting.
+fn lock(file: &File) -> std::io::Result<()> {
+    // SAFETY: flock on a descriptor we own; no memory is passed.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 impl ShmRing {
     /// Creates the segment file (mode 0600; it must not exist) and maps it,
     /// stamped as `creator`'s: it counts as stale once that process is gone
@@ -89,7 +103,11 @@ impl ShmRing {
         };
         let result = (|| {
             file.set_len((header_len + capacity) as u64).map_err(io)?;
-            let ring = Self::map(&file, header_len, capacity, true).map_err(io)?;
+            let mut ring = Self::map(&file, header_len, capacity, true).map_err(io)?;
+            // A new file: nobody else holds its lock. (The clone shares the
+            // open file, and so the lock.)
+            lock(&file).map_err(io)?;
+            ring.writer_lock = Some(file.try_clone().map_err(io)?);
             let me = creator;
             let h = ring.header.as_ptr();
             // SAFETY: `h` points to our fresh, zeroed, writable mapping of at
@@ -168,7 +186,17 @@ impl ShmRing {
                 what: "segment size",
             });
         }
-        let ring = Self::map(&file, header_len, capacity, writable_data).map_err(io)?;
+        let mut ring = Self::map(&file, header_len, capacity, writable_data).map_err(io)?;
+        if writable_data {
+            // A successor's: only once the writer's process let it go.
+            match lock(&file) {
+                Ok(()) => ring.writer_lock = Some(file),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    return Err(AttachError::WriterActive)
+                }
+                Err(e) => return Err(io(e)),
+            }
+        }
         // SYNC: Acquire pairs with the Release store of magic in `create`.
         if ring.header().magic.load(Acquire) != MAGIC
             || ring.header().max_readers as usize != MAX_READERS
@@ -252,6 +280,7 @@ impl ShmRing {
             header_len,
             data: NonNull::new(reserve.cast()).expect("mmap returned null"),
             capacity,
+            writer_lock: None,
         })
     }
 

@@ -990,3 +990,100 @@ fn a_transaction_is_seen_whole_at_its_commit_or_in_parts_when_it_outgrows_the_ri
     writer.finish(63).unwrap();
     assert_eq!(reading.join().unwrap(), (3..63).collect::<Vec<_>>());
 }
+
+#[test]
+fn a_transaction_without_readers_stays_within_a_ring_of_what_was_shown() {
+    let _w = watchdog(30);
+    #[derive(rkyv::Archive, rkyv::Serialize)]
+    struct Value {
+        bytes: Vec<u8>,
+    }
+    let name = unique("tx_alone");
+    let mut writer = RingWriter::create(&name, 4096).unwrap();
+    let value = |seq: u64| Value {
+        bytes: vec![seq as u8; 100],
+    };
+    writer.begin();
+    // Twice the ring, serialised in place, nobody reading: never over its
+    // own unpublished frames.
+    for seq in 0..64 {
+        writer.write_value(seq, &value(seq)).unwrap();
+    }
+    // A reader that comes now starts at what was shown, and must find
+    // whole frames there, each the value it was.
+    let mut reader = RingReader::attach(&name).unwrap();
+    let checking = std::thread::spawn(move || {
+        let mut seqs = Vec::new();
+        loop {
+            let batch = match reader.read() {
+                Ok(batch) => batch,
+                Err(ReadError::Ended) => return seqs,
+                Err(e) => panic!("{e}"),
+            };
+            for f in &batch {
+                let f = f.unwrap();
+                if f.kind() == FrameKind::Data {
+                    let v = f.access::<Value>().expect("a whole value");
+                    assert!(
+                        v.bytes.iter().all(|b| *b == f.seq() as u8),
+                        "value {}",
+                        f.seq()
+                    );
+                    seqs.push(f.seq());
+                }
+            }
+        }
+    });
+    for seq in 64..128 {
+        writer.write_value(seq, &value(seq)).unwrap();
+    }
+    assert!(!writer.commit(&[128]), "published in parts");
+    writer.finish(128).unwrap();
+    let seqs = checking.join().unwrap();
+    assert!(!seqs.is_empty() && seqs.last() == Some(&127), "{seqs:?}");
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+}
+
+#[test]
+fn finishing_or_draining_in_a_transaction_that_filled_the_ring_does_not_wait_for_ever() {
+    let _w = watchdog(30);
+    let name = unique("tx_full");
+    let mut writer = RingWriter::create(&name, 4096).unwrap();
+    let mut reader = RingReader::attach(&name).unwrap();
+    let reading = std::thread::spawn(move || {
+        let mut n = 0;
+        loop {
+            match collect(&mut reader) {
+                Ok(frames) => n += frames.iter().filter(|f| f.0 == FrameKind::Data).count(),
+                Err(ReadError::Ended) => return n,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    });
+    writer.begin();
+    // 32 frames of 128 bytes: the whole ring, unpublished.
+    for seq in 0..32 {
+        writer.write_bytes(seq, &[1; 112]).unwrap();
+    }
+    writer.wait_drained();
+    writer.begin();
+    for seq in 32..64 {
+        writer.write_bytes(seq, &[1; 112]).unwrap();
+    }
+    writer.finish(64).unwrap();
+    assert_eq!(reading.join().unwrap(), 64);
+}
+
+#[test]
+fn a_slot_is_taken_over_only_from_a_writer_that_keeps_dead_readers() {
+    let name = unique("not_kept");
+    let _writer = RingWriter::create(&name, 4096).unwrap();
+    let dead = crate::process::ProcessStamp {
+        pid: u32::MAX - 1,
+        start_time: 1,
+    };
+    assert!(matches!(
+        RingReader::take_over(&name, dead),
+        Err(AttachError::NotKept)
+    ));
+}

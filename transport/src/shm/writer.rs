@@ -36,7 +36,7 @@ pub struct DeadReader {
     pub slot: usize,
     /// The dead process.
     pub process: ProcessStamp,
-    /// Its cursor: it had read the frames below this position.
+    /// Its cursor: it had released the frames below this position.
     pub cursor: u64,
 }
 
@@ -169,40 +169,37 @@ impl RingWriter {
     /// the dead writer published (a frame it had begun and not published is
     /// gone: it was never visible), its readers see the next frames as if
     /// nothing happened, and the values its frames still hold in the arena
-    /// stay until they are released. The ring keeps its owner and its name;
-    /// what the writer set on itself (`keep_dead_readers`, `wake_every`,
-    /// `keep_arena_name`, restarts expected) is set again by the caller.
+    /// stay until they are released. The ring keeps its owner and its
+    /// names (the arena's is kept for its owner to remove); what the writer
+    /// set on itself (`keep_dead_readers`, `wake_every`, restarts expected)
+    /// is set again by the caller. A ring whose writer is alive (it holds
+    /// the writer's lock), or whose stream ended, is refused; a ring whose
+    /// writer was dropped is gone (its name removed).
     pub fn reopen(name: &RingName) -> Result<RingWriter, ReopenError> {
-        let ring = ShmRing::open_writable(name.path())?;
+        // The writer's lock: the kernel let it go when its process died,
+        // and only one successor gets it.
+        let ring = match ShmRing::open_writable(name.path()) {
+            Err(AttachError::WriterActive) => {
+                let pid = ShmRing::open(name.path())
+                    .map(|r| r.control().writer.pid.load(Relaxed))
+                    .unwrap_or(0);
+                return Err(ReopenError::WriterAlive { pid });
+            }
+            ring => ring?,
+        };
         let ctl = ring.control();
         let line = &ctl.writer;
-        let old = ProcessStamp {
-            pid: line.pid.load(Acquire),
-            start_time: line.start_time.load(Acquire),
-        };
-        if old.is_alive() {
-            return Err(ReopenError::WriterAlive { pid: old.pid });
-        }
+        // SYNC: Acquire pairs with the Release store in `WriterIndex::close`
+        // (the dead writer's last stores are seen).
         if line.state.load(Acquire) == WRITER_ENDED {
             return Err(ReopenError::Ended);
         }
-        // The pid is the claim: of two successors, one wins.
-        let me = ProcessStamp::current();
-        if line
-            .pid
-            .compare_exchange(old.pid, me.pid, AcqRel, Relaxed)
-            .is_err()
-        {
-            let pid = line.pid.load(Relaxed);
-            return Err(ReopenError::WriterAlive { pid });
-        }
-        // SYNC: Release pairs with the Acquire load in the readers'
-        // `current_writer`.
-        line.start_time.store(me.start_time, Release);
+        // Everything is checked before the ring is taken: a successor that
+        // fails leaves it as it was.
         let capacity = ring.capacity() as u64;
+        // SYNC: Acquire pairs with the Release store in `WriterIndex::show`.
         let mut index = WriterIndex::resume(capacity, line.write_pos.load(Acquire));
-        let free = index.refresh(ctl);
-        let slowest = (index.written() + free).saturating_sub(capacity);
+        let slowest = slowest_cursor(ctl, index.written());
         let held = large_values_held(&ring, slowest, index.written())?;
         let arena_path = name.arena_path();
         let large = match LargeArena::reopen(&arena_path, &held) {
@@ -214,7 +211,18 @@ impl RingWriter {
             }
             Err(e) => return Err(e.into()),
         };
-        // An abandoned stream (its writer dropped unended) is open again.
+        index.refresh(ctl);
+        // Taken: readers follow this process from their next look.
+        let me = ProcessStamp::current();
+        line.pid.store(me.pid, Relaxed);
+        // SYNC: Release pairs with the Acquire load in the readers'
+        // `current_writer`.
+        line.start_time.store(me.start_time, Release);
+        // What the dead writer set on itself, its successor sets again.
+        line.restartable.store(0, Relaxed);
+        line.keeps_dead.store(0, Relaxed);
+        // A stream its writer dropped unended (it died between closing and
+        // removing its name) is open again.
         // SYNC: Release pairs with the readers' Acquire loads of the state.
         line.state.store(WRITER_OPEN, Release);
         // The next record after the newest, in the other slot than the
@@ -229,7 +237,11 @@ impl RingWriter {
                 None => 0,
             },
         );
-        Ok(Self::with(ring, name, index, large, next_record))
+        let mut writer = Self::with(ring, name, index, large, next_record);
+        // The arena's name stays: values forwarded from it may be read after
+        // this writer ends; its owner removes it with the run's segments.
+        writer.keep_arena_name = writer.large.is_some();
+        Ok(writer)
     }
 
     /// Starts a transaction: the frames written from now on are published
@@ -278,9 +290,11 @@ impl RingWriter {
         whole
     }
 
-    /// The progress of the last transaction whose frames are published
-    /// (a successor's look, after [`reopen`](Self::reopen)); `None` if no
-    /// committed transaction ends where the published frames end.
+    /// The progress of the last committed transaction whose frames are
+    /// published (a successor's look, after [`reopen`](Self::reopen));
+    /// `None` if none was. Frames published after it belong to a
+    /// transaction published in parts, or written outside transactions: a
+    /// successor that resumes from this progress writes them again.
     pub fn progress(&self) -> Option<Vec<u64>> {
         let ctl = self.ring.control();
         let record = &ctl.progress[valid_record(ctl, self.index.visible())?];
@@ -547,9 +561,10 @@ impl RingWriter {
     /// Writes the End frame and closes the stream: readers get it after every
     /// frame before it, then [`ReadError::Ended`](super::ReadError::Ended).
     pub fn finish(mut self, seq: u64) -> Result<(), WriteError> {
-        // A transaction left open is published with the End.
+        // A transaction left open is published before the End.
         self.tx = None;
         self.index.defer(false);
+        self.index.commit(self.ring.control());
         self.write_frame(FrameKind::End.code(), seq, &[])?;
         self.ended = true;
         self.index.close(self.ring.control(), WRITER_ENDED);
@@ -573,6 +588,7 @@ impl RingWriter {
     /// Blocks until every attached reader has released every frame written
     /// so far (or died: see [`take_dead_readers`](Self::take_dead_readers)).
     pub fn wait_drained(&mut self) {
+        self.show_pending();
         self.wait_for_space(self.ring.capacity() as u64);
     }
 
@@ -586,6 +602,9 @@ impl RingWriter {
     /// it.
     pub fn keep_dead_readers(&mut self) {
         self.kept_dead.get_or_insert_with(Vec::new);
+        // SYNC: Release pairs with the Acquire load in
+        // `RingReader::take_over`.
+        self.ring.control().writer.keeps_dead.store(1, Release);
     }
 
     /// The readers found dead since the last call.
@@ -603,7 +622,8 @@ impl RingWriter {
     // the network in place, in the free space, and publishes them once it has
     // checked that they are whole frames.
 
-    /// The published position: ring bytes below it are frames readers see.
+    /// The end of the frames written (published too: the TCP landing
+    /// opens no transaction): ring bytes below it are frames readers see.
     #[inline]
     pub(crate) fn published(&self) -> u64 {
         self.index.written()
@@ -779,15 +799,22 @@ impl RingWriter {
     /// [`blocked`](Self::blocked).
     #[cold]
     fn wait_for_room(&mut self, need: u64) {
-        if self.tx.is_some() && self.index.visible() < self.index.written() {
-            // Readers cannot release what they cannot see: the transaction
-            // is published as it stands, and goes on in parts.
-            self.tx = Some(true);
-            self.index.commit(self.ring.control());
-        }
+        self.show_pending();
         let start = self.blocked.begin();
         self.wait_for_space(need);
         self.blocked.end(start);
+    }
+
+    /// Readers cannot release what they cannot see: before waiting for
+    /// them, a transaction is published as it stands (and goes on in
+    /// parts).
+    fn show_pending(&mut self) {
+        if self.index.visible() < self.index.written() {
+            if let Some(split) = self.tx.as_mut() {
+                *split = true;
+            }
+            self.index.commit(self.ring.control());
+        }
     }
 
     fn wait_for_space(&mut self, need: u64) {
@@ -800,16 +827,30 @@ impl RingWriter {
     }
 }
 
-/// The newer of the progress records that end at `published`, if any
-/// (generation 0: never written).
+/// The newer of the progress records whose frames are published (they end
+/// at or below `published`), if any (generation 0: never written; an end
+/// past `published`: its frames were not published; `u64::MAX`: being
+/// written).
 fn valid_record(ctl: &super::layout::Control, published: u64) -> Option<usize> {
     (0..2)
         .filter(|i| {
             let r = &ctl.progress[*i];
             // SYNC: Acquire pairs with the Release store in `commit`.
-            r.out_pos.load(Acquire) == published && r.generation.load(Relaxed) > 0
+            r.out_pos.load(Acquire) <= published && r.generation.load(Relaxed) > 0
         })
         .max_by_key(|i| ctl.progress[*i].generation.load(Relaxed))
+}
+
+/// The lowest cursor of the active readers (kept dead ones included), or
+/// `end` without any: the first frame someone may still read.
+fn slowest_cursor(ctl: &super::layout::Control, end: u64) -> u64 {
+    ctl.slots
+        .iter()
+        // SYNC: Acquire pairs with the Release stores of the slot's state
+        // and cursor (`ReaderIndex::attach`, `release`).
+        .filter(|s| s.state.load(Acquire) == SLOT_ACTIVE)
+        .map(|s| s.cursor.load(Acquire))
+        .fold(end, u64::min)
 }
 
 /// The large values the frames of `ring` between `from` (the slowest
