@@ -387,8 +387,9 @@ impl Launch {
     /// status page that draws the topology with each node's figures,
     /// updated every second, and the final report when the run ended,
     /// `/status.json` what the page reads. The server starts with the run
-    /// (an address that cannot be bound fails the launch) and serves until
-    /// the process exits; the address is logged and given by
+    /// (an address that cannot be bound fails the launch, and a launch that
+    /// fails stops it) and, once the run ended, serves its final report
+    /// until the process exits; the address is logged and given by
     /// [`Running::metrics_address`]. See `docs/OPERATIONS.md`.
     pub fn serve_metrics(mut self, address: impl Into<String>) -> Self {
         self.metrics = Some(address.into());
