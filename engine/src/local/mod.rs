@@ -204,15 +204,7 @@ impl LocalRun {
         let codecs: Vec<Arc<dyn Codec>> = instances.iter().map(|n| n.codec.clone()).collect();
         // Sampled only if someone watches.
         let watched = !self.watchers.0.is_empty();
-        let probes: Vec<Arc<Probe>> = (0..count)
-            .map(|_| {
-                if watched {
-                    Probe::sampled()
-                } else {
-                    Probe::unsampled()
-                }
-            })
-            .collect();
+        let probes: Vec<Arc<Probe>> = (0..count).map(|_| Probe::new(watched)).collect();
         let mut inputs: Vec<Vec<Inlet>> = Vec::with_capacity(count);
         for (id, probe) in probes.iter().enumerate() {
             let mut inlets = Vec::new();

@@ -128,9 +128,7 @@ impl Live {
             node.status.error = error;
         }
         if !node.status.is_live() {
-            // Nothing moves any more.
-            let s = &mut node.status;
-            (s.in_per_s, s.out_per_s, s.busy, s.idle, s.blocked) = (0.0, 0.0, 0.0, 0.0, 0.0);
+            node.status.stop_moving();
         }
     }
 
@@ -155,7 +153,7 @@ impl Live {
                 r.idle.as_secs_f64(),
                 r.blocked.as_secs_f64(),
             );
-            (s.in_per_s, s.out_per_s, s.busy, s.idle, s.blocked) = (0.0, 0.0, 0.0, 0.0, 0.0);
+            s.stop_moving();
         }
     }
 

@@ -87,15 +87,11 @@ impl Probe {
         }
     }
 
-    /// A probe for a node that starts now, whose figures a sampler reads
-    /// (its function's calls are timed from the start).
-    pub fn sampled() -> Arc<Self> {
-        Arc::new(Self::with_every(FIRST_EVERY))
-    }
-
-    /// A probe nobody samples: counters only, no call timed.
-    pub fn unsampled() -> Arc<Self> {
-        Arc::new(Self::with_every(0))
+    /// A probe for a node that starts now. If a sampler reads it
+    /// (`sampled`), its function's calls are timed from the start; if not,
+    /// it keeps counters only, and no call is timed.
+    pub fn new(sampled: bool) -> Arc<Self> {
+        Arc::new(Self::with_every(if sampled { FIRST_EVERY } else { 0 }))
     }
 }
 
@@ -321,7 +317,7 @@ mod tests {
 
     #[test]
     fn sampling_times_about_a_thousand_calls_a_second_whatever_the_rate() {
-        let probe = Probe::sampled();
+        let probe = Probe::new(true);
         let mut meter = CallMeter::new(probe.clone());
         // A sample before any value: nothing to go by, the share stays.
         probe.sample();
@@ -379,7 +375,7 @@ mod tests {
 
     #[test]
     fn an_unsampled_probe_times_no_call() {
-        let probe = Probe::unsampled();
+        let probe = Probe::new(false);
         let mut meter = CallMeter::new(probe.clone());
         for seq in 0..1000 {
             meter.call(seq, || ());
@@ -394,7 +390,7 @@ mod tests {
 
     #[test]
     fn the_loop_publishes_its_figures_when_asked() {
-        let probe = Probe::sampled();
+        let probe = Probe::new(true);
         assert!(!probe.wanted());
         probe.emitted(41, 7);
         let first = probe.sample();

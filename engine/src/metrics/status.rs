@@ -136,6 +136,12 @@ impl NodeStatus {
     pub fn is_live(&self) -> bool {
         matches!(self.state, NodeState::Starting | NodeState::Running)
     }
+
+    /// It moves no more: its rates and shares are zero (its totals stay).
+    pub(crate) fn stop_moving(&mut self) {
+        (self.in_per_s, self.out_per_s) = (0.0, 0.0);
+        (self.busy, self.idle, self.blocked) = (0.0, 0.0, 0.0);
+    }
 }
 
 /// Which end of an edge waits for the other.

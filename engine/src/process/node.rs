@@ -318,13 +318,10 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<NodeEnd, NodeError> {
     // built the whole topology, so it has every codec.
     let codecs: Vec<_> = impls.iter().map(|i| i.codec.clone()).collect();
     let node = impls.swap_remove(replica.node);
-    let probe = if config.metrics {
-        let probe = Probe::sampled();
+    let probe = Probe::new(config.metrics);
+    if config.metrics {
         send_metrics(&tx, probe.clone());
-        probe
-    } else {
-        Probe::unsampled()
-    };
+    }
     let gate = EmitGate::new(control.stop.clone(), matches!(spec.kind, NodeKind::Spout));
     // A link carries bytes, not references into this host's memory.
     let by_reference = remote_count == 0;

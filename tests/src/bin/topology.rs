@@ -87,7 +87,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clusterduck::{Bundling, Emitter, GapPolicy, Launch, Topology};
+use clusterduck::{Bundling, Emitter, GapPolicy, Launch, Node, Topology};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -441,19 +441,25 @@ fn lanes(rest: &[String]) -> ExitCode {
     finish(t.launch(launch.dir(&dir).large_bytes(32 << 20)))
 }
 
-fn bottleneck(rest: &[String]) -> ExitCode {
-    let n: u64 = rest[0].parse().expect("N");
-    let mut t = Topology::new();
+/// A spout S of the ids `0..n` (each its own value) and W, which passes
+/// them on: what `bottleneck` and `batched` put their sinks behind.
+fn counted_through(t: &mut Topology, n: u64) -> Node<u64> {
     let s = t.spout("S", move |out| {
         for i in 0..n {
             out.send(i, i)?;
         }
         Ok(())
     });
-    let w = t.worker("W", &s, |_, v: u64, out: &mut Emitter<u64>| {
+    t.worker("W", &s, |_, v: u64, out: &mut Emitter<u64>| {
         out.emit(v);
         Ok(())
-    });
+    })
+}
+
+fn bottleneck(rest: &[String]) -> ExitCode {
+    let n: u64 = rest[0].parse().expect("N");
+    let mut t = Topology::new();
+    let w = counted_through(&mut t, n);
     t.sink("K", &w, |_, _: u64| {
         std::thread::sleep(Duration::from_micros(500));
         Ok(())
@@ -465,16 +471,7 @@ fn batched(rest: &[String]) -> ExitCode {
     let n: u64 = rest[0].parse().expect("N");
     let batch: usize = rest[1].parse().expect("BATCH");
     let mut t = Topology::new();
-    let s = t.spout("S", move |out| {
-        for i in 0..n {
-            out.send(i, i)?;
-        }
-        Ok(())
-    });
-    let w = t.worker("W", &s, |_, v: u64, out: &mut Emitter<u64>| {
-        out.emit(v);
-        Ok(())
-    });
+    let w = counted_through(&mut t, n);
     let mut next = 0;
     let k = t.worker("K", &w, move |seq, v: u64, out: &mut Emitter<u64>| {
         if seq != next || v != next {
