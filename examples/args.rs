@@ -38,6 +38,10 @@ pub(crate) struct Run {
     /// and the metrics this long after the run ended.
     #[arg(long, value_name = "SECS", default_value_t = 0, requires = "metrics")]
     linger: u64,
+    /// Restart each node's process up to N times if it dies or fails
+    /// (process mode, one host; see docs/RECOVERY.md).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    restarts: u32,
     /// Never show the live view (shown when stderr is a terminal and
     /// stdout is not; CLUSTERDUCK_LIVE=0 or 1 decides too).
     #[arg(long)]
@@ -69,6 +73,9 @@ impl Run {
         }
         if self.no_live {
             launch = launch.live(false);
+        }
+        if self.restarts > 0 {
+            launch = launch.restarts_all(self.restarts);
         }
         launch
     }

@@ -27,9 +27,10 @@ struct Flags {
     /// Ids per spout.
     #[arg(short = 'n', value_name = "N", default_value_t = 100)]
     n: u64,
-    /// Seed of the spouts' shuffles (default: random).
-    #[arg(long, value_name = "S")]
-    seed: Option<u64>,
+    /// Seed of the spouts' shuffles (every process of a run must have the
+    /// same: a restarted spout goes on in the same order).
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    seed: u64,
     #[command(flatten)]
     run: args::Run,
 }
@@ -62,21 +63,20 @@ const SHUFFLE_BLOCK: u64 = 1024;
 
 fn main() -> ExitCode {
     let flags = <Flags as clap::Parser>::parse();
-    let (n, seed, mode) = (
-        flags.n,
-        flags.seed.unwrap_or_else(|| fastrand::u64(..)),
-        flags.run.launch(),
-    );
+    let (n, seed, mode) = (flags.n, flags.seed, flags.run.launch());
 
     let mut t = Topology::new();
     let a = t.spout("A", move |out| {
-        for seq in shuffled(n, seed ^ 0xA) {
+        // A restarted spout goes on after what its earlier processes sent.
+        let sent = out.resume().map_or(0, |r| r.sent) as usize;
+        for seq in shuffled(n, seed ^ 0xA).skip(sent) {
             out.send(seq, seq)?;
         }
         Ok(())
     });
     let b = t.spout("B", move |out| {
-        for seq in shuffled(n, seed ^ 0xB) {
+        let sent = out.resume().map_or(0, |r| r.sent) as usize;
+        for seq in shuffled(n, seed ^ 0xB).skip(sent) {
             out.send(seq, seq.to_string())?;
         }
         Ok(())

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 
-use clusterduck_engine::body::{payload, EmitError, Output};
+use clusterduck_engine::body::{payload, EmitError, Output, Resumed};
 use clusterduck_engine::Seq;
 
 use crate::message::{unbox, Message};
@@ -135,6 +135,35 @@ impl<'a, T: Message> Dispatcher<'a, T> {
     /// share (e.g. the ids `seq` with `seq % replicas() == replica()`).
     pub fn replica(&self) -> usize {
         self.out.replica().0
+    }
+
+    /// For a spout restarted after its process died (see
+    /// [`Launch::restarts`](crate::Launch::restarts)): what its earlier
+    /// processes sent, as their ring recorded it; `None` on a first run.
+    ///
+    /// A restarted spout's function is called again from its start. One
+    /// that sends the same values in the same order again needs nothing:
+    /// what it sends again is dropped before it reaches the ring (by id,
+    /// while its ids only went up; else its first [`Resumed::sent`]
+    /// values). One that cannot (its source moved on) or should not (its
+    /// values are costly) asks here and goes on after what was sent:
+    /// asking says so, and nothing it sends is then dropped by count.
+    ///
+    /// ```
+    /// # use clusterduck::{Launch, Topology};
+    /// # let mut t = Topology::new();
+    /// let ids = t.spout("ids", |out| {
+    ///     let sent = out.resume().map_or(0, |r| r.sent);
+    ///     for seq in sent..100u64 {
+    ///         out.send(seq, seq)?;
+    ///     }
+    ///     Ok(())
+    /// });
+    /// # t.sink("print", &ids, |_, _: u64| Ok(()));
+    /// # t.launch(Launch::local()).unwrap();
+    /// ```
+    pub fn resume(&mut self) -> Option<Resumed> {
+        self.out.resume()
     }
 
     /// How many replicas the spout runs as.

@@ -23,6 +23,16 @@ pub enum Error {
         /// The node's name.
         node: String,
     },
+    /// Restarts are asked for a node of another topology.
+    #[error("restarts: node {node:?} is not a node of this topology")]
+    RestartsForeignNode {
+        /// The node's name.
+        node: String,
+    },
+    /// Restarts are asked for in local mode, where nodes are threads of one
+    /// process.
+    #[error("restarts are for process mode: in local mode a node is a thread, and a fault ends the process")]
+    RestartsLocal,
     /// Replicas are asked for a node of another topology.
     #[error("replicas: node {node:?} is not a node of this topology")]
     ReplicasForeignNode {

@@ -79,6 +79,9 @@ pub struct Launch {
     hosts: Vec<String>,
     placements: Vec<(u64, String, String)>,
     replicas: Vec<(u64, usize, String, usize)>,
+    /// Restarts per node (topology, node, name, count), and for every node.
+    restarts: Vec<(u64, usize, String, u32)>,
+    restarts_all: u32,
     key_groups: usize,
     batch: usize,
     spin: Duration,
@@ -130,6 +133,8 @@ impl Launch {
             hosts: Vec::new(),
             placements: Vec::new(),
             replicas: Vec::new(),
+            restarts: Vec::new(),
+            restarts_all: 0,
             key_groups: DEFAULT_KEY_GROUPS,
             batch: DEFAULT_BATCH,
             spin: Duration::ZERO,
@@ -209,6 +214,36 @@ impl Launch {
     pub fn replicas<T>(mut self, node: &Node<T>, count: usize) -> Self {
         self.replicas
             .push((node.topology, node.id, node.name().to_owned(), count));
+        self
+    }
+
+    /// Restarts `node`'s process up to `count` times (0 by default: the
+    /// first fault fails the run), in process mode on one host: a node
+    /// whose process dies (a signal: `kill -9`, the OOM killer, a crash) or
+    /// whose function fails (an error returned, a panic) is started again,
+    /// the first time at once, then after 100 ms, 200 ms, ... up to 5 s;
+    /// the run goes on meanwhile, its neighbours waiting for it. A node
+    /// that used its restarts fails the run, naming its restarts. Both kinds
+    /// of fault restart, as either may be passing (memory, a service the
+    /// function calls); a fault that comes back every time uses the
+    /// restarts up quickly, and the run fails as it would have.
+    ///
+    /// A restarted node goes on from its rings: no value is lost, and a
+    /// node whose outputs depend only on its inputs (a worker, a bundled
+    /// worker in id order) sends its consumers every output exactly once,
+    /// in the same order (see `docs/RECOVERY.md`, which says what a crash
+    /// loses: a function's own state in memory). Replicas count for
+    /// themselves: `count` restarts each.
+    pub fn restarts<T>(mut self, node: &Node<T>, count: u32) -> Self {
+        self.restarts
+            .push((node.topology, node.id, node.name().to_owned(), count));
+        self
+    }
+
+    /// Restarts every node's process up to `count` times, but those given
+    /// their own count with [`restarts`](Self::restarts).
+    pub fn restarts_all(mut self, count: u32) -> Self {
+        self.restarts_all = count;
         self
     }
 
@@ -531,6 +566,16 @@ impl Topology {
             }
         }
         let watched: Vec<NodeId> = outputs.keys().copied().collect();
+        let mut restarts = vec![launch.restarts_all; graph.nodes().len()];
+        for (topology, id, name, count) in &launch.restarts {
+            if *topology != self.id {
+                return Err(Error::RestartsForeignNode { node: name.clone() });
+            }
+            restarts[*id] = *count;
+        }
+        if launch.mode == Mode::Local && restarts.iter().any(|r| *r > 0) {
+            return Err(Error::RestartsLocal);
+        }
         let mut placements = Vec::with_capacity(launch.placements.len());
         for (topology, node, host) in &launch.placements {
             if *topology != self.id {
@@ -582,6 +627,7 @@ impl Topology {
                     placements,
                     fanout: launch.fanout,
                     watchers,
+                    restarts,
                 }
                 .start(&run, codecs, debugger)?;
                 Box::new(move || master.wait())

@@ -97,7 +97,7 @@ mod message;
 mod node;
 mod topology;
 
-pub use clusterduck_engine::body::BoxError;
+pub use clusterduck_engine::body::{BoxError, Resumed};
 pub use clusterduck_engine::bundle::{Bundling, GapPolicy, Notice, OverflowPolicy, PolicyCounts};
 pub use clusterduck_engine::graph::GraphError;
 pub use clusterduck_engine::graph::Grouping;

@@ -97,6 +97,11 @@ struct Flags {
     /// this flag measures beside a run without it.
     #[arg(long, value_name = "HOST:PORT")]
     metrics: Option<String>,
+    /// shm: give every node this many restarts (its ring is then written
+    /// in steps, each committed with a checkpoint: the cost this flag
+    /// measures beside a run without it).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    restarts: u32,
     /// One JSON object per configuration instead of a table.
     #[arg(long)]
     json: bool,
@@ -192,6 +197,7 @@ fn config(flags: &Flags) -> Config {
         fanout: flags.fanout,
         one_hop: flags.one_hop,
         metrics: flags.metrics.clone(),
+        restarts: flags.restarts,
     }
 }
 
@@ -279,6 +285,9 @@ fn single_args(config: &Config) -> Vec<String> {
     }
     if let Some(address) = &config.metrics {
         args.extend(["--metrics".to_owned(), address.clone()]);
+    }
+    if config.restarts > 0 {
+        args.extend(["--restarts".to_owned(), config.restarts.to_string()]);
     }
     args
 }
@@ -414,6 +423,8 @@ mod tests {
             "/tmp/x",
             "--metrics",
             "127.0.0.1:0",
+            "--restarts",
+            "2",
         ])
         .unwrap();
         let given = config(&flags);

@@ -149,6 +149,8 @@ pub(crate) struct Config {
     pub(crate) one_hop: bool,
     /// Where to serve the run's metrics (none: nodes sample nothing).
     pub(crate) metrics: Option<String>,
+    /// Restarts every node may use (process mode).
+    pub(crate) restarts: u32,
 }
 
 /// A spout of `messages` values of `payload` bytes, `rate` a second (0:
@@ -400,6 +402,9 @@ pub(crate) fn run_once(config: &Config) -> Result<Figures, String> {
     if let Some(address) = &config.metrics {
         launch = launch.serve_metrics(address);
     }
+    if config.restarts > 0 {
+        launch = launch.restarts_all(config.restarts);
+    }
     if let (Transport::Tcp, true, Some((s, w)), [first, second, ..]) =
         (config.transport, config.one_hop, &pipe, &hosts[..])
     {
@@ -605,6 +610,7 @@ mod tests {
             fanout: 32,
             one_hop: false,
             metrics: None,
+            restarts: 0,
             dir: std::env::temp_dir()
                 .join("clusterduck-bench-tests")
                 .display()

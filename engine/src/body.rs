@@ -114,6 +114,30 @@ pub trait Output {
     fn replica(&self) -> (usize, usize) {
         (0, 1)
     }
+
+    /// For a spout restarted after its process died: what its earlier
+    /// processes sent. The spout takes the resume in hand: its sends are no
+    /// longer dropped by count (see [`Resumed`]). `None` for a first run.
+    fn resume(&mut self) -> Option<Resumed> {
+        None
+    }
+}
+
+/// What the earlier processes of a restarted spout sent, as its ring
+/// recorded it (see `docs/RECOVERY.md`).
+///
+/// A restarted spout's function is called again from its start. What it
+/// sends again is dropped before it reaches the ring: while its ids had
+/// only gone up, every id up to `last_seq`; otherwise its first `sent`
+/// values, as a spout that sends the same values in the same order again
+/// would (unless it asked for this resume, which says that it goes on
+/// after what was sent instead).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resumed {
+    /// Values sent (and kept) by the earlier processes.
+    pub sent: u64,
+    /// The id of the last of them, if any.
+    pub last_seq: Option<Seq>,
 }
 
 /// A spout's function, run once.

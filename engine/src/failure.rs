@@ -59,6 +59,19 @@ pub enum Failure {
         /// How it ended: `killed by signal 9 (SIGKILL)`, `exited with status 1`.
         cause: String,
     },
+    /// A node that could be restarted ended once more than its restarts
+    /// allowed.
+    #[error("node {node} on host {host} used its {} restarts ({}) and ended again: {cause}", restarts.len(), restarts.join("; "))]
+    OutOfRestarts {
+        /// The node.
+        node: String,
+        /// Its host.
+        host: String,
+        /// How its last process ended.
+        cause: String,
+        /// How each earlier process ended, in order.
+        restarts: Vec<String>,
+    },
     /// A node's process refused to run (its topology differs from the
     /// master's, or its configuration could not be read).
     #[error("node {node} refused to start: {reason}")]

@@ -145,6 +145,43 @@ pub struct NodeReport {
     /// Time it was held back by its consumers: its output full.
     #[serde(rename = "blocked_s", with = "seconds", default)]
     pub blocked: Duration,
+    /// Its restarts, in order (process mode, with `Launch::restarts`).
+    /// The other figures are its last process's, but `messages_out`,
+    /// `replayed` and `skipped`, which count over its processes.
+    #[serde(default)]
+    pub restarts: Vec<Restart>,
+    /// Values its restarted processes read again and processed again
+    /// (their outputs had not been published when the process died).
+    #[serde(default)]
+    pub replayed: u64,
+    /// Values its restarted processes read again and dropped, done with
+    /// already (their outputs were published); a spout's: sends dropped as
+    /// sent already.
+    #[serde(default)]
+    pub skipped: u64,
+}
+
+/// One restart of a node: why its process ended, and how long until its
+/// successor was running.
+#[derive(
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+pub struct Restart {
+    /// How its process ended (`killed by signal 9 (SIGKILL)`), or the
+    /// failure it reported.
+    pub cause: String,
+    /// From its end seen to its successor told to start.
+    #[serde(rename = "recovered_in_s", with = "seconds", default)]
+    pub recovered_in: Duration,
 }
 
 impl NodeReport {
@@ -309,6 +346,22 @@ impl fmt::Display for RunReport {
                     b.missing.join(", ")
                 )?;
             }
+            for (i, r) in n.restarts.iter().enumerate() {
+                writeln!(
+                    f,
+                    "    restart {}: {}; running again after {:.0} ms",
+                    i + 1,
+                    r.cause,
+                    r.recovered_in.as_secs_f64() * 1e3
+                )?;
+            }
+            if n.replayed > 0 || n.skipped > 0 {
+                writeln!(
+                    f,
+                    "    after its restarts: {} values processed again, {} dropped as done",
+                    n.replayed, n.skipped
+                )?;
+            }
             if let Some(e) = &n.error {
                 writeln!(f, "    error: {e}")?;
             }
@@ -400,6 +453,12 @@ mod json_tests {
                 busy: Duration::from_millis(900),
                 idle: Duration::from_millis(500),
                 blocked: Duration::from_millis(100),
+                restarts: vec![Restart {
+                    cause: "killed by signal 9 (SIGKILL)".into(),
+                    recovered_in: Duration::from_millis(12),
+                }],
+                replayed: 3,
+                skipped: 2,
             }],
             elapsed: Duration::from_millis(1500),
             launch: Some(Duration::from_millis(250)),
@@ -409,6 +468,7 @@ mod json_tests {
         assert!(json.contains("\"elapsed_s\":1.5"), "{json}");
         assert!(json.contains("\"launch_s\":0.25"), "{json}");
         assert!(json.contains("\"gaps\":1"), "{json}");
+        assert!(json.contains("\"recovered_in_s\":0.012"), "{json}");
         assert_eq!(serde_json::from_str::<RunReport>(&json).unwrap(), report);
         let local = RunReport {
             launch: None,

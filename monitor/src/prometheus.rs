@@ -190,6 +190,12 @@ const NODE_FAMILIES: &[Family<NodeStatus>] = &[
         value: |n| n.peak_rss_kib.map(|k| k as f64 * 1024.0),
     },
     Family {
+        name: "clusterduck_node_restarts",
+        help: "Times a node's process was restarted.",
+        counter: true,
+        value: |n| some(n.restarts as f64),
+    },
+    Family {
         name: "clusterduck_node_up",
         help: "1 while a node runs (or starts), 0 once it ended, failed or died.",
         counter: false,

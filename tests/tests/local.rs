@@ -607,3 +607,34 @@ fn archived_bundles_see_the_values_of_every_upstream_in_order() {
     let expected: Vec<u64> = (0..30).map(|i| i * 10 + 1).collect();
     assert_eq!(*seen.lock().unwrap(), expected);
 }
+
+#[test]
+fn restarts_are_refused_in_local_mode_and_for_another_topologys_node() {
+    let _w = watchdog("restarts-refused", LIMIT);
+    let mut t = Topology::new();
+    let s = numbers(&mut t, "S", 3);
+    t.sink("K", &s, |_, _: u64| Ok(()));
+    let e = t.launch(Launch::local().restarts_all(1)).unwrap_err();
+    assert!(matches!(e, Error::RestartsLocal), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        "restarts are for process mode: in local mode a node is a thread, and a fault ends the process"
+    );
+    // None asked: the run goes.
+    let mut t = Topology::new();
+    let s = numbers(&mut t, "S", 3);
+    t.sink("K", &s, |_, _: u64| Ok(()));
+    assert!(t.launch(Launch::local().restarts_all(0)).is_ok());
+    let mut other = Topology::new();
+    let foreign = numbers(&mut other, "X", 1);
+    let mut t = Topology::new();
+    let s = numbers(&mut t, "S", 3);
+    t.sink("K", &s, |_, _: u64| Ok(()));
+    let e = t
+        .launch(Launch::processes().restarts(&foreign, 2))
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "restarts: node \"X\" is not a node of this topology"
+    );
+}

@@ -505,3 +505,61 @@ fn logs_are_appended_to_across_runs_each_opening_with_its_header() {
         assert_eq!(run, ["W saw 0", "W saw 1", "W saw 2"]);
     }
 }
+
+/// The sum the pipe's sink makes of ids `0..n` (see `piped` in the
+/// topology binary).
+fn pipe_checksum(n: u64) -> u64 {
+    (0..n).fold(0u64, |sum, i| {
+        let v = (((i * 3 + 1) ^ 0x5555) + 7).wrapping_mul(i | 1);
+        sum.wrapping_add(v.wrapping_mul(i + 1))
+    })
+}
+
+#[test]
+fn a_middle_worker_killed_while_its_rings_are_full_resumes_exactly() {
+    let dir = fresh_dir("recovery-pipe");
+    let marker = dir.to_str().unwrap().to_owned();
+    let _g = beside_others();
+    let _w = watchdog("recovery-pipe", LIMIT).guard(marker.clone());
+    let n: u64 = 60_000;
+    let mut run = start(&mut topology(&["pipe", &n.to_string(), &marker]));
+    // The sink takes 100 µs a value: by its 20 000th, S (as fast as it
+    // can) has long filled every 64 KiB ring before it.
+    let mut lines = Vec::new();
+    let mut killed = None;
+    loop {
+        let line = run.line();
+        if line.is_empty() {
+            break;
+        }
+        if line == "K at 20000" {
+            let w2 = node_processes(&marker)
+                .into_iter()
+                .find(|p| p.node == "W2")
+                .expect("W2 runs");
+            send_signal(w2.pid, 9);
+            killed = Some(w2.pid);
+        }
+        lines.push(line);
+    }
+    let (status, _, stderr) = run.finish();
+    assert!(killed.is_some(), "W2 was killed: {lines:?}");
+    assert!(status.success(), "{status}\n{stderr}");
+    let mut expected: Vec<String> = (1..=6).map(|k| format!("K at {}", k * 10_000)).collect();
+    expected.push(format!("K got {n} checksum {}", pipe_checksum(n)));
+    assert_eq!(lines, expected, "{stderr}");
+    assert!(
+        stderr.contains("node W2 on host localhost killed by signal 9 (SIGKILL); restarting it"),
+        "{stderr}"
+    );
+    // Under W2's row of the report.
+    let w2 = stderr
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("W2 "))
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        w2.starts_with("    restart 1: killed by signal 9 (SIGKILL); running again after"),
+        "{stderr}"
+    );
+}

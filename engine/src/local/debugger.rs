@@ -86,7 +86,7 @@ pub(crate) struct LocalTap {
 }
 
 impl Tap for LocalTap {
-    fn watched(&mut self, seq: Seq, bytes: &[u8]) {
+    fn watched(&mut self, _number: u64, seq: Seq, bytes: &[u8]) {
         match self.codec.decode(bytes) {
             Ok(value) => send(
                 &self.tx,

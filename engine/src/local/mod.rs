@@ -275,6 +275,7 @@ impl LocalRun {
                                 stop: control.stop.clone(),
                             }) as Box<dyn EventSink>
                         }),
+                        before: None,
                     };
                     let task = WorkerTask::new(run, id, parts);
                     Box::new(move || task.run())

@@ -104,13 +104,29 @@ impl Live {
             // Sent before its end, come after: it moves no more.
             return false;
         }
-        let first = node.status.state == NodeState::Starting;
+        let first = matches!(
+            node.status.state,
+            NodeState::Starting | NodeState::Restarting
+        );
         if first {
             node.status.state = NodeState::Running;
         }
         node.prev = node.last.replace(sample);
         update(&mut node.status, node.last.as_ref(), node.prev.as_ref());
         first
+    }
+
+    /// Instance `id` is being restarted, after its process ended (`cause`):
+    /// its figures start afresh with its new process.
+    pub fn restarting(&mut self, id: NodeId, cause: String) {
+        let Some(node) = self.nodes.get_mut(id) else {
+            return;
+        };
+        node.status.state = NodeState::Restarting;
+        node.status.error = Some(cause);
+        node.status.restarts += 1;
+        node.status.stop_moving();
+        (node.last, node.prev) = (None, None);
     }
 
     /// Instance `id` is now in `state` (`error`: why it failed or died).
@@ -382,10 +398,24 @@ mod tests {
         // W dies: shown dead, no longer moving, no longer the bottleneck.
         live.set_state(1, NodeState::Dead, Some("killed by signal 9".into()));
         let status = live.status();
-        let w = status.node("W").unwrap();
-        assert_eq!(w.state, NodeState::Dead);
-        assert_eq!((w.busy, w.in_per_s), (0.0, 0.0));
+        let dead = status.node("W").unwrap();
+        assert_eq!(dead.state, NodeState::Dead);
+        assert_eq!((dead.busy, dead.in_per_s), (0.0, 0.0));
         assert_eq!(status.bottleneck, None);
+        // Restarted: shown so, then running on its new process's figures,
+        // which start afresh (no rate from the old process's counters).
+        live.restarting(1, "killed by signal 9".into());
+        let w_now = live.status().node("W").unwrap().clone();
+        assert_eq!((w_now.state, w_now.restarts), (NodeState::Restarting, 1));
+        assert!(live.record(1, w(S / 2, 100, 0, 0, 0)));
+        let w_now = live.status().node("W").unwrap().clone();
+        assert_eq!(
+            (w_now.state, w_now.values_in, w_now.in_per_s),
+            (NodeState::Running, 100, 0.0)
+        );
+        assert!(!live.record(1, w(S + S / 2, 1100, 0, 0, 0)));
+        assert_eq!(live.status().node("W").unwrap().in_per_s, 1000.0);
+        live.set_state(1, NodeState::Dead, Some("killed by signal 9".into()));
         // A node that finished stays so when its process ends, and a
         // sample sent before its end moves it no more.
         live.set_state(2, NodeState::Done, None);

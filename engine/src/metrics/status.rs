@@ -58,6 +58,9 @@ pub enum NodeState {
     Failed,
     /// Its process ended without a report: killed, crashed.
     Dead,
+    /// Its process ended and is being started again (its restarts allow
+    /// it); its figures start afresh with its new process.
+    Restarting,
 }
 
 impl NodeState {
@@ -69,6 +72,7 @@ impl NodeState {
             Self::Done => "done",
             Self::Failed => "failed",
             Self::Dead => "dead",
+            Self::Restarting => "restarting",
         }
     }
 }
@@ -127,14 +131,19 @@ pub struct NodeStatus {
     pub rss_kib: Option<u64>,
     /// See `rss_kib`.
     pub peak_rss_kib: Option<u64>,
-    /// Why it failed or died.
+    /// Why it failed or died (its last process, for one restarted).
     pub error: Option<String>,
+    /// Times its process was restarted.
+    pub restarts: u64,
 }
 
 impl NodeStatus {
     /// Whether it is still expected to send figures.
     pub fn is_live(&self) -> bool {
-        matches!(self.state, NodeState::Starting | NodeState::Running)
+        matches!(
+            self.state,
+            NodeState::Starting | NodeState::Running | NodeState::Restarting
+        )
     }
 
     /// It moves no more: its rates and shares are zero (its totals stay).

@@ -77,6 +77,13 @@ impl Observer {
         self.changed |= self.live.record(id, sample);
     }
 
+    /// Instance `id` is being restarted after its process ended (`cause`):
+    /// watchers see it at the next tick.
+    pub fn restarting(&mut self, id: NodeId, cause: String) {
+        self.live.restarting(id, cause);
+        self.changed = true;
+    }
+
     /// Instance `id` changed state: watchers see it at the next tick.
     pub fn set_state(&mut self, id: NodeId, state: NodeState, error: Option<String>) {
         self.live.set_state(id, state, error);

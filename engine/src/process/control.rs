@@ -138,6 +138,8 @@ fn serve(
         },
         Err(e) => return refuse(e.to_string()),
     };
+    // One connection per peer at a time: a restarted node's process
+    // connects once its predecessor's connection was seen closed.
     if !seen.lock().unwrap_or_else(|e| e.into_inner()).insert(peer) {
         return refuse(format!("{peer:?} is connected already"));
     }
@@ -150,6 +152,7 @@ fn serve(
         }
         Err(e) => {
             let _ = tx.send(Incoming::Closed(peer, Some(e.to_string())));
+            seen.lock().unwrap_or_else(|e| e.into_inner()).remove(&peer);
             return;
         }
     }
@@ -180,4 +183,7 @@ fn serve(
         }
     };
     let _ = tx.send(Incoming::Closed(peer, reason));
+    // After the close is told: the master hears of it before a successor's
+    // connection.
+    seen.lock().unwrap_or_else(|e| e.into_inner()).remove(&peer);
 }

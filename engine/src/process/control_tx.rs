@@ -5,6 +5,8 @@
 
 use std::io::{self, Write};
 use std::net::TcpStream;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::thread;
 
 use crossbeam_channel::Sender;
@@ -22,7 +24,15 @@ const BATCH: usize = 1 << 20;
 
 /// A handle to the writer thread; clones share it.
 #[derive(Clone, Debug)]
-pub(crate) struct ControlTx(Sender<Outgoing>);
+pub(crate) struct ControlTx(Sender<Outgoing>, Arc<Counts>);
+
+/// Messages queued, and written out of the process (into the socket: the
+/// kernel delivers them even if the process dies next).
+#[derive(Debug, Default)]
+struct Counts {
+    queued: AtomicU64,
+    written: AtomicU64,
+}
 
 #[derive(Debug)]
 enum Outgoing {
@@ -39,16 +49,20 @@ impl ControlTx {
     /// Starts the writer thread over `stream`.
     pub(crate) fn new(mut stream: TcpStream) -> io::Result<Self> {
         let (tx, rx) = crossbeam_channel::bounded::<Outgoing>(QUEUE);
+        let counts = Arc::new(Counts::default());
+        let written = counts.clone();
         thread::Builder::new()
             .name("clusterduck-control-tx".into())
             .spawn(move || {
                 let mut batch = Vec::new();
                 while let Ok(first) = rx.recv() {
                     let mut synced = Vec::new();
+                    let mut messages = 0;
                     let mut next = Some(first);
                     while let Some(item) = next.take() {
                         match item {
                             Outgoing::Message(bytes) => {
+                                messages += 1;
                                 if append_message(&mut batch, &bytes).is_err() {
                                     tracing::error!("a control message is too long; dropped");
                                 }
@@ -65,12 +79,15 @@ impl ControlTx {
                         return;
                     }
                     batch.clear();
+                    // Release: pairs with the Acquire load in `delivered`
+                    // (only a count: the bytes are the kernel's now).
+                    written.written.fetch_add(messages, Ordering::Release);
                     for done in synced {
                         let _ = done.send(());
                     }
                 }
             })?;
-        Ok(Self(tx))
+        Ok(Self(tx, counts))
     }
 
     /// Queues a message.
@@ -84,9 +101,13 @@ impl ControlTx {
             >,
         >,
     {
-        self.0
-            .send(Outgoing::Message(encode(message)))
-            .map_err(|_| closed())
+        self.queue(encode(message))
+    }
+
+    /// Queues a message archived, counted.
+    fn queue(&self, bytes: AlignedVec) -> io::Result<()> {
+        self.1.queued.fetch_add(1, Ordering::Relaxed);
+        self.0.send(Outgoing::Message(bytes)).map_err(|_| closed())
     }
 
     /// Waits until everything sent so far is written.
@@ -127,7 +148,7 @@ impl ControlTx {
         thread::Builder::new()
             .name(name.into())
             .spawn(move || loop {
-                if tx.0.send(Outgoing::Message(make())).is_err() {
+                if tx.queue(make()).is_err() {
                     return;
                 }
                 thread::sleep(every);
@@ -139,9 +160,22 @@ impl ControlTx {
 /// A watched node's outputs go to the master, which hands them to the
 /// debugger.
 impl Tap for ControlTx {
-    fn watched(&mut self, seq: Seq, bytes: &[u8]) {
+    /// Whether every message queued so far (by any thread: those of this
+    /// one are among them) was written.
+    fn delivered(&self) -> bool {
+        let queued = self.1.queued.load(Ordering::Relaxed);
+        self.1.written.load(Ordering::Acquire) >= queued
+    }
+
+    fn deliver(&mut self) {
+        // A master that is gone ends this process soon enough.
+        let _ = self.sync();
+    }
+
+    fn watched(&mut self, number: u64, seq: Seq, bytes: &[u8]) {
         // A master that is gone ends this process soon enough.
         let _ = self.send(&ToMaster::Output {
+            number,
             seq,
             bytes: bytes.to_vec(),
         });

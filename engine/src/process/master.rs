@@ -18,7 +18,8 @@ use super::control::{ControlPort, Incoming};
 use super::hosts::{launch_agents, Agents, Answered};
 use super::placement::{Placement, PlacementError};
 use super::protocol::{
-    encode, AgentConfig, FromAgent, NodeConfig, NodeLaunch, RemoteHost, ToAgent, ToMaster,
+    encode, AgentConfig, FromAgent, NodeConfig, NodeLaunch, Predecessor, RemoteHost, ToAgent,
+    ToMaster,
 };
 use super::remote::{AgentLauncher, HostError, Ssh};
 use super::supervisor::{Command, Event, Peer, Placed, Supervisor, Timeouts};
@@ -32,6 +33,7 @@ use crate::run::{new_run_id, panic_message, remove_stale_segments};
 use crate::stop::{StopSignal, ABORT_GRACE};
 use clusterduck_transport::auth::Secret;
 use clusterduck_transport::wire::write_message;
+use clusterduck_transport::ProcessStamp;
 
 /// The environment variable that makes the master say where everything is
 /// (run id, control port, placement) and when each host and node answered,
@@ -80,6 +82,9 @@ pub struct ProcessRun {
     pub fanout: usize,
     /// Who watches the run while it goes (none: nodes send no figures).
     pub watchers: Watchers,
+    /// Per node as declared (missing: 0): how many times its process may
+    /// be restarted after it died or its function failed.
+    pub restarts: Vec<u32>,
 }
 
 /// How instances of nodes are told in the master: per instance, its node.
@@ -111,6 +116,15 @@ pub enum LaunchError {
     /// This program's path could not be found, to start the nodes.
     #[error("cannot find this program to start its nodes: {0}")]
     Program(#[source] io::Error),
+    /// Restarts were asked for nodes on other hosts (not supported yet:
+    /// a link to a restarted node does not reconnect).
+    #[error("restarts are for runs on one host; node {node} runs on {host}")]
+    RemoteRestarts {
+        /// A node given restarts on another host.
+        node: String,
+        /// Its host.
+        host: String,
+    },
     /// A node's process could not be started.
     #[error("cannot start node {node}: {source}")]
     Spawn {
@@ -154,6 +168,15 @@ pub struct Master {
     verbose: bool,
     /// The run as its watchers see it (taken at the end).
     observer: Option<Observer>,
+    /// What a local node is started with again: its configuration (by
+    /// instance), the log directory, where its exit is told.
+    configs: Vec<NodeConfig>,
+    dir: PathBuf,
+    exits: Sender<Incoming>,
+    /// Per instance: the number of the next debugger output it takes (a
+    /// restarted node sends again what its predecessor sent after its
+    /// last step).
+    next_output: Vec<u64>,
 }
 
 impl std::fmt::Debug for Master {
@@ -190,6 +213,18 @@ impl ProcessRun {
         remove_stale_segments();
         let placement = Placement::new(&graph, &self.hosts, &self.placements)?;
         let remote = remote_hosts(&placement);
+        let restarts: Vec<u32> = node_of
+            .iter()
+            .map(|n| self.restarts.get(*n).copied().unwrap_or(0))
+            .collect();
+        if let Some(id) = (0..graph.nodes().len())
+            .find(|id| restarts[*id] > 0 && !Placement::is_local(placement.host_of(*id)))
+        {
+            return Err(LaunchError::RemoteRestarts {
+                node: graph.node(id).name.clone(),
+                host: placement.host_of(id).to_owned(),
+            });
+        }
         let dir = match (remote.is_empty(), self.dir.to_str()) {
             (true, _) => String::new(),
             (false, Some(d)) if self.dir.is_absolute() => d.to_owned(),
@@ -243,12 +278,15 @@ impl ProcessRun {
             node_agent,
         };
         let port = control.address().port();
-        let configs = self.node_configs(run, &layout, &answered, &run_id, &secret, port);
+        let mut configs = self.node_configs(run, &layout, &answered, &run_id, &secret, port);
+        for (config, restarts) in configs.iter_mut().zip(&restarts) {
+            config.restartable = *restarts > 0;
+        }
         let Layout {
             placement,
             node_agent,
         } = layout;
-        let supervisor = self.supervisor(&graph, &placement, &node_agent, &remote);
+        let supervisor = self.supervisor(&graph, &placement, &node_agent, &remote, &restarts);
         let hosts: Vec<String> = (0..n).map(|id| placement.host_of(id).to_owned()).collect();
         let live = Live::new(run, &hosts, launched);
         let observer = Observer::new(live, std::mem::take(&mut self.watchers));
@@ -273,9 +311,13 @@ impl ProcessRun {
             launched,
             verbose,
             observer: Some(observer),
+            configs: configs.clone(),
+            dir: self.dir.clone(),
+            exits: tx.clone(),
+            next_output: vec![0; n],
         };
         // If a node cannot start, dropping the master ends what started.
-        master.start_nodes(configs, &self.dir, &tx)?;
+        master.start_nodes(configs)?;
         Ok(master)
     }
 
@@ -327,12 +369,14 @@ impl ProcessRun {
         placement: &Placement,
         node_agent: &[Option<usize>],
         remote: &[RemoteHost],
+        restarts: &[u32],
     ) -> Supervisor {
         let placed = graph.nodes().iter().enumerate().map(|(id, spec)| Placed {
             name: spec.name.clone(),
             host: placement.host_of(id).to_owned(),
             agent: node_agent[id],
             spout: matches!(spec.kind, NodeKind::Spout),
+            restarts: restarts[id],
         });
         let timeouts = Timeouts {
             ready: self.ready_timeout,
@@ -380,6 +424,8 @@ impl ProcessRun {
                 replicas: scale.replicas.iter().map(|r| *r as u32).collect(),
                 key_groups: scale.key_groups as u32,
                 metrics: !self.watchers.0.is_empty(),
+                restartable: false,
+                predecessor: None,
                 hosts: (0..n).map(|n| placement.host_of(n).to_owned()).collect(),
                 bind: match node_agent[id] {
                     Some(host) => answered.address[host].clone(),
@@ -416,12 +462,7 @@ fn remote_hosts(placement: &Placement) -> Vec<RemoteHost> {
 impl Master {
     /// Starts the nodes: remote ones through their agents, local ones as
     /// children of this thread (they die with it).
-    fn start_nodes(
-        &mut self,
-        configs: Vec<NodeConfig>,
-        dir: &std::path::Path,
-        tx: &Sender<Incoming>,
-    ) -> Result<(), LaunchError> {
+    fn start_nodes(&mut self, configs: Vec<NodeConfig>) -> Result<(), LaunchError> {
         let mut per_host: Vec<Vec<NodeLaunch>> =
             self.agents.hosts.iter().map(|_| Vec::new()).collect();
         let mut local = Vec::new();
@@ -438,21 +479,47 @@ impl Master {
             }
         }
         for (id, name, config) in local {
-            let exits = tx.clone();
-            let on_exit = move |cause| {
-                let _ = exits.send(Incoming::Exited(id, cause));
-            };
-            match start_node(dir, &name, &config, on_exit) {
-                Ok(pid) => self
-                    .supervisor
-                    .handle(Instant::now(), Event::Spawned { node: id, pid }),
-                Err(StartError::Logs(e)) => return Err(e.into()),
-                Err(StartError::Spawn(source)) => {
-                    return Err(LaunchError::Spawn { node: name, source })
-                }
-            }
+            self.start_local(id, &config).map_err(|e| match e {
+                StartError::Logs(e) => e.into(),
+                StartError::Spawn(source) => LaunchError::Spawn { node: name, source },
+            })?;
         }
         Ok(())
+    }
+
+    /// Starts local node `id` with `config`, and tells the supervisor.
+    fn start_local(&mut self, id: NodeId, config: &NodeConfig) -> Result<(), StartError> {
+        let exits = self.exits.clone();
+        let on_exit = move |cause| {
+            let _ = exits.send(Incoming::Exited(id, cause));
+        };
+        let name = &self.graph.node(id).name;
+        let pid = start_node(&self.dir, name, config, on_exit)?;
+        // Read while the process cannot be reaped yet: it is a child whose
+        // exit this thread has not waited for.
+        let start_time = ProcessStamp::of(pid).map_or(0, |s| s.start_time);
+        let spawned = Event::Spawned {
+            node: id,
+            pid,
+            start_time,
+        };
+        self.supervisor.handle(Instant::now(), spawned);
+        Ok(())
+    }
+
+    /// Starts node `id` again, as the successor of `predecessor`; a
+    /// failure to start it fails the run.
+    fn restart(&mut self, id: NodeId, predecessor: Predecessor) {
+        let mut config = self.configs[id].clone();
+        config.predecessor = Some(predecessor);
+        if let Err(e) = self.start_local(id, &config) {
+            let failure = Failure::NotStarted {
+                node: self.graph.node(id).name.clone(),
+                host: "localhost".to_owned(),
+                message: format!("restarting it: {e}"),
+            };
+            self.supervisor.handle(Instant::now(), Event::Fail(failure));
+        }
     }
 
     /// The run's id, which names its shared-memory segments.
@@ -524,8 +591,13 @@ impl Master {
                 Event::Connected(peer)
             }
             Incoming::Node(id, message) => match *message {
-                ToMaster::Output { seq, bytes } => {
-                    self.debug_output(now, id, seq, &bytes);
+                ToMaster::Output { number, seq, bytes } => {
+                    // A restarted node's repeats of what its predecessor
+                    // sent are dropped.
+                    if number >= self.next_output[id] {
+                        self.next_output[id] = number + 1;
+                        self.debug_output(now, id, seq, &bytes);
+                    }
                     Event::Heard(Peer::Node(id))
                 }
                 ToMaster::Event { notice, upstreams } => {
@@ -599,6 +671,7 @@ impl Master {
             FromAgent::Spawned { node, pid } => Event::Spawned {
                 node: mine(node)?,
                 pid,
+                start_time: 0,
             },
             FromAgent::Exited { node, cause } => Event::Exited {
                 node: mine(node)?,
@@ -703,6 +776,14 @@ impl Master {
                         }
                     }
                 },
+                Command::Restart {
+                    node,
+                    predecessor,
+                    cause,
+                } => {
+                    self.observe(|o| o.restarting(node, cause));
+                    self.restart(node, predecessor);
+                }
                 Command::Warn(warning) => tracing::warn!("{warning}"),
             }
         }

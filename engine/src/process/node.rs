@@ -21,6 +21,7 @@ use crate::metrics::{Probe, SAMPLE_EVERY};
 use crate::replica::{Replicated, Scale};
 use crate::report::{NodeReport, PolicyEvent};
 use crate::run::inlet::Inlet;
+use crate::run::recovery::{Checkpoint, MAX_INPUTS};
 use crate::run::ring_output::{RingOutput, Tap};
 use crate::run::spout::SpoutTask;
 use crate::run::worker::{WorkerParts, WorkerTask};
@@ -253,8 +254,14 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<NodeEnd, NodeError> {
             tracing::info!("node {name}: data port {data}");
         }
     }
-    let ring = if consumers > 0 {
-        let ring_name = RingName::new(&config.run_id, &name).map_err(setup)?;
+    let ring_name = RingName::new(&config.run_id, &name).map_err(setup)?;
+    let mut steps = config
+        .restartable
+        .then(|| Steps::open(&config, &ring_name, consumers, graph.upstreams(id).len()))
+        .transpose()?;
+    let ring = if let Some(ring) = steps.as_mut().and_then(|s| s.ring.take()) {
+        Some(ring)
+    } else if consumers > 0 {
         // Spouts and workers alike make the fenced wake-up check every
         // `RingWriter::CHECK_EVERY` frames; a worker also makes it before it
         // waits for input. A consumer that fell asleep at the very instant a
@@ -265,14 +272,7 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<NodeEnd, NodeError> {
         // window at the price of a fence per frame, which stalls the writer
         // on the stores still in flight: 12-14 % of the join's throughput
         // here, 7-14 % of the pipe's (docs/PERFORMANCE.md).
-        let mut ring = RingWriter::create(&ring_name, config.ring_bytes as usize).map_err(setup)?;
-        // Values forwarded from it may be read after this node ended: the
-        // space is the agent's or master's, which removes the run's
-        // segments at its end.
-        ring.keep_arena_name(segment_owner(&config));
-        ring.set_large_bytes(config.large_bytes as usize)
-            .map_err(|e| setup(format!("its space for large values: {e}")))?;
-        Some(ring)
+        Some(output_ring(&config, &ring_name)?)
     } else {
         None
     };
@@ -335,6 +335,21 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<NodeEnd, NodeError> {
         probe.clone(),
     );
     output.tap = config.watched.then(|| Box::new(tx.clone()) as Box<dyn Tap>);
+    let (before, restarted) = match steps {
+        Some(steps) => {
+            let restarted = steps.predecessor.is_some();
+            output.in_steps(
+                matches!(spec.kind, NodeKind::Spout),
+                steps.before.clone(),
+                steps.log,
+            );
+            (steps.before, steps.predecessor.filter(|_| restarted))
+        }
+        None => (None, None),
+    };
+    // A restarted node's consumers are attached already (or being
+    // restarted themselves).
+    let consumers = if restarted.is_some() { 0 } else { consumers };
     let report = match node.body {
         Body::Spout(body) => {
             wait_for_consumers(&output, consumers)?;
@@ -354,7 +369,7 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<NodeEnd, NodeError> {
                 let up_name = &graph.node(*up).name;
                 let (mut reader, link) = if config.hosts[*up] == config.hosts[id] {
                     let ring_name = RingName::new(&config.run_id, up_name).map_err(setup)?;
-                    let reader = RingReader::attach(&ring_name)
+                    let reader = attach(&ring_name, restarted)
                         .map_err(|e| setup(format!("attaching to the ring of {up_name}: {e}")))?;
                     (reader, None)
                 } else {
@@ -392,6 +407,7 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<NodeEnd, NodeError> {
                 control: control.clone(),
                 events: Some(Box::new(ControlEvents(tx.clone()))),
                 probe,
+                before,
             };
             WorkerTask::new(&run, id, parts).run()
         }
@@ -402,6 +418,117 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<NodeEnd, NodeError> {
         }
     }
     finish(&tx, &control, report)
+}
+
+/// The ring `name` of a node with consumers, with its space for large
+/// values.
+fn output_ring(config: &NodeConfig, name: &RingName) -> Result<RingWriter, NodeError> {
+    // Its owner is the agent or master, which removes the run's segments
+    // at its end: values forwarded from it may be read after this node
+    // ended, and a restarted node reopens it.
+    let owner = segment_owner(config);
+    let mut ring =
+        RingWriter::create_owned(name, config.ring_bytes as usize, owner).map_err(setup)?;
+    ring.keep_arena_name(owner);
+    ring.set_large_bytes(config.large_bytes as usize)
+        .map_err(|e| setup(format!("its space for large values: {e}")))?;
+    Ok(ring)
+}
+
+/// A restartable node's rings, as it starts: its own (reopened if it is a
+/// restart; created otherwise, or a log of its steps if it has no
+/// consumers), and its predecessor's last checkpoint.
+struct Steps {
+    /// Its output ring, for a node with consumers.
+    ring: Option<RingWriter>,
+    /// The ring that records the steps of a node without consumers.
+    log: Option<RingWriter>,
+    before: Option<Checkpoint>,
+    predecessor: Option<ProcessStamp>,
+}
+
+/// The capacity of the ring that records the steps of a node without
+/// consumers: only progress records are written in it.
+const LOG_BYTES: usize = 64 * 1024;
+
+impl Steps {
+    /// The rings of node `name` (ring `ring_name`) of a restartable run, for
+    /// `consumers` consumers and `inputs` inputs.
+    fn open(
+        config: &NodeConfig,
+        ring_name: &RingName,
+        consumers: usize,
+        inputs: usize,
+    ) -> Result<Self, NodeError> {
+        if inputs > MAX_INPUTS {
+            return Err(setup(format!(
+                "a node that may be restarted reads at most {MAX_INPUTS} rings; this one reads {inputs}"
+            )));
+        }
+        let (mut ring, predecessor) = match config.predecessor {
+            Some(p) => {
+                let ring = RingWriter::reopen(ring_name)
+                    .map_err(|e| setup(format!("taking over its ring: {e}")))?;
+                let stamp = ProcessStamp {
+                    pid: p.pid,
+                    start_time: p.start_time,
+                };
+                (ring, Some(stamp))
+            }
+            None if consumers > 0 => (output_ring(config, ring_name)?, None),
+            None => {
+                let ring = RingWriter::create_owned(ring_name, LOG_BYTES, segment_owner(config))
+                    .map_err(setup)?;
+                (ring, None)
+            }
+        };
+        ring.expect_restarts();
+        ring.keep_dead_readers();
+        let before = match ring.progress() {
+            None => None,
+            Some(words) => Some(Checkpoint::decode(&words, inputs).ok_or_else(|| {
+                setup(format!(
+                    "its ring's last step ({} words) is not a checkpoint of a node with {inputs} inputs",
+                    words.len()
+                ))
+            })?),
+        };
+        if let Some(p) = &predecessor {
+            match &before {
+                Some(c) => tracing::info!(
+                    "restarted after process {}: going on after its last step ({} values emitted; next id {}; inputs done/read to {:?})",
+                    p.pid, c.emitted, c.seq, c.inputs
+                ),
+                None => tracing::info!("restarted after process {}, which took no step", p.pid),
+            }
+        }
+        let (ring, log) = if consumers > 0 {
+            (Some(ring), None)
+        } else {
+            (None, Some(ring))
+        };
+        Ok(Self {
+            ring,
+            log,
+            before,
+            predecessor,
+        })
+    }
+}
+
+/// Attaches to the upstream ring `name`: in the slot of `predecessor` (the
+/// dead process this one restarts) if it had one, else as a new reader.
+fn attach(
+    name: &RingName,
+    predecessor: Option<ProcessStamp>,
+) -> Result<RingReader, clusterduck_transport::AttachError> {
+    match predecessor.map(|p| RingReader::take_over(name, p)) {
+        // It died before it attached.
+        Some(Err(clusterduck_transport::AttachError::NoSuchReader { .. })) | None => {
+            RingReader::attach(name)
+        }
+        Some(taken) => taken,
+    }
 }
 
 fn wait_for_consumers(output: &RingOutput, consumers: usize) -> Result<(), NodeError> {

@@ -154,6 +154,21 @@ pub(crate) struct NodeConfig {
     pub(crate) key_groups: u32,
     /// Whether the node sends its figures every second (someone watches).
     pub(crate) metrics: bool,
+    /// The node may be restarted: its ring is written in steps, its
+    /// readers wait for a successor if it dies, and its own readers' slots
+    /// are kept for theirs (see `run::recovery`).
+    pub(crate) restartable: bool,
+    /// A restarted node's: the process it takes over from.
+    pub(crate) predecessor: Option<Predecessor>,
+}
+
+/// The dead process a restarted node takes over from: its slots in its
+/// upstreams' rings, and its own ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub(crate) struct Predecessor {
+    pub(crate) pid: u32,
+    /// Its start time (see `ProcessStamp`).
+    pub(crate) start_time: u64,
 }
 
 /// From a node to the master.
@@ -164,8 +179,13 @@ pub(crate) enum ToMaster {
     Ready { pid: u32, data: String },
     /// The node will not run: its topology differs, or similar.
     Refused { reason: String },
-    /// An output of a watched node, archived.
-    Output { seq: u64, bytes: Vec<u8> },
+    /// Output number `number` of a watched node (counted over its
+    /// processes: a restarted node's repeats are dropped), archived.
+    Output {
+        number: u64,
+        seq: u64,
+        bytes: Vec<u8>,
+    },
     /// A policy event, and the names its upstream indices stand for (a
     /// replicated upstream's is the replica it waits for).
     Event {

@@ -20,14 +20,33 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::exit::ExitCause;
-use super::protocol::{ToMaster, ToNode};
+use super::protocol::{Predecessor, ToMaster, ToNode};
 use crate::graph::NodeId;
-use crate::report::{Failure, NodeReport};
+use crate::report::{Failure, NodeReport, Restart};
 
 /// How long a process that exited without ever connecting may still have a
 /// connection in the accept queue: its report, or its refusal, may be
 /// behind it.
 pub(crate) const LINGER: Duration = Duration::from_millis(500);
+
+/// The wait before a node's second restart; each later one waits twice as
+/// long as the one before, up to [`MAX_BACKOFF`]. The first is at once: a
+/// node killed once (a stray `kill`, the OOM killer) comes back without
+/// delay; one that keeps dying is not restarted in a tight loop.
+pub(crate) const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The longest wait before a restart.
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// The wait before restart number `restart` (0 for the first).
+pub(crate) fn backoff(restart: usize) -> Duration {
+    match restart {
+        0 => Duration::ZERO,
+        n => FIRST_BACKOFF
+            .saturating_mul(1 << (n - 1).min(16))
+            .min(MAX_BACKOFF),
+    }
+}
 
 /// Who is at the other end of a control connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -53,8 +72,13 @@ pub(crate) struct Timeouts {
 /// What the supervisor is told.
 #[derive(Debug)]
 pub(crate) enum Event {
-    /// A node's process runs, with this pid.
-    Spawned { node: NodeId, pid: u32 },
+    /// A node's process runs, with this pid and start time (0 if not
+    /// known; see `ProcessStamp`).
+    Spawned {
+        node: NodeId,
+        pid: u32,
+        start_time: u64,
+    },
     /// A control connection authenticated.
     Connected(Peer),
     /// A node said something about its life (ready, refused, heartbeat,
@@ -85,6 +109,13 @@ pub(crate) enum Command {
     /// Kill a node's process (where it runs: a child, or through its
     /// host's agent).
     Kill { node: NodeId },
+    /// Start a node's process again (where it ran), as the successor of
+    /// `predecessor`, which ended so (`cause`).
+    Restart {
+        node: NodeId,
+        predecessor: Predecessor,
+        cause: String,
+    },
     /// Say this on the master's stderr.
     Warn(String),
 }
@@ -112,6 +143,9 @@ pub(crate) enum NodeState {
     /// Its process exited before its connection was seen (which may still
     /// be in the accept queue, until `since + LINGER`).
     ExitedUnseen { cause: ExitCause, since: Instant },
+    /// Its process ended and it will be started again at `at` (its
+    /// restarts allow it).
+    Restarting { at: Instant },
     /// Over: its process ended (`cause`, if known) and nothing more will
     /// come from it.
     Ended { cause: Option<ExitCause> },
@@ -149,9 +183,31 @@ struct Node {
     agent: Option<usize>,
     spout: bool,
     pid: Option<u32>,
+    /// Its process's start time, 0 if not known.
+    start_time: u64,
     heard: Instant,
     report: Option<NodeReport>,
     state: NodeState,
+    /// Its data port's address, once it was ready.
+    data: String,
+    /// Restarts it may still use.
+    restarts_left: u32,
+    /// Its restarts so far.
+    restarts: Vec<Restart>,
+    /// How its process failed, told by the process (its function's error
+    /// or panic) before it ended: the cause of its restart.
+    failed: Option<String>,
+    /// When its last process was seen to end, and why, until its successor
+    /// runs; and by when that successor must be ready.
+    down: Option<(Instant, String)>,
+    ready_by: Option<Instant>,
+}
+
+impl Node {
+    /// Whether it was given restarts.
+    fn restartable(&self) -> bool {
+        self.restarts_left > 0 || !self.restarts.is_empty()
+    }
 }
 
 /// A remote host's agent.
@@ -200,6 +256,8 @@ pub(crate) struct Placed {
     pub(crate) agent: Option<usize>,
     /// Whether it is a spout (told to drain last).
     pub(crate) spout: bool,
+    /// How many times it may be restarted.
+    pub(crate) restarts: u32,
 }
 
 /// How the run ended, as the supervisor saw it.
@@ -246,9 +304,16 @@ impl Supervisor {
                     agent: p.agent,
                     spout: p.spout,
                     pid: None,
+                    start_time: 0,
                     heard: now,
                     report: None,
                     state: NodeState::Starting,
+                    data: String::new(),
+                    restarts_left: p.restarts,
+                    restarts: Vec::new(),
+                    failed: None,
+                    down: None,
+                    ready_by: None,
                 })
                 .collect(),
             agents: agents
@@ -314,8 +379,13 @@ impl Supervisor {
     /// Takes in one fact.
     pub(crate) fn handle(&mut self, now: Instant, event: Event) {
         match event {
-            Event::Spawned { node, pid } => {
-                self.nodes[node].pid.get_or_insert(pid);
+            Event::Spawned {
+                node,
+                pid,
+                start_time,
+            } => {
+                self.nodes[node].pid = Some(pid);
+                self.nodes[node].start_time = start_time;
             }
             Event::Connected(Peer::Node(id)) => self.connected(now, id),
             Event::Connected(Peer::Agent(a)) => {
@@ -389,7 +459,7 @@ impl Supervisor {
                     self.fail(now, failure);
                 }
             }
-            RunState::Started => {}
+            RunState::Started => self.restart_due(now),
             RunState::Aborting { kill_at } => {
                 if now >= kill_at {
                     for id in 0..self.nodes.len() {
@@ -449,15 +519,69 @@ impl Supervisor {
         }
     }
 
+    /// Starts the nodes whose restart is due, and fails the run if a
+    /// restarted node is not ready in time.
+    fn restart_due(&mut self, now: Instant) {
+        for id in 0..self.nodes.len() {
+            let node = &mut self.nodes[id];
+            match node.state {
+                NodeState::Restarting { at } if now >= at => {
+                    let predecessor = Predecessor {
+                        pid: node.pid.unwrap_or(0),
+                        start_time: node.start_time,
+                    };
+                    node.state = NodeState::Starting;
+                    node.heard = now;
+                    node.ready_by = Some(now + self.timeouts.ready);
+                    let cause = node.down.as_ref().map(|d| d.1.clone()).unwrap_or_default();
+                    self.commands.push_back(Command::Restart {
+                        node: id,
+                        predecessor,
+                        cause,
+                    });
+                }
+                NodeState::Starting | NodeState::Connected
+                    if node.ready_by.is_some_and(|by| now > by) =>
+                {
+                    let failure = Failure::NotReady {
+                        node: node.name.clone(),
+                        host: node.host.clone(),
+                        seconds: self.timeouts.ready.as_secs(),
+                    };
+                    return self.fail(now, failure);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Starts a restarted node that is ready: at once, as the run runs;
+    /// it hears of a drain begun meanwhile.
+    fn restarted(&mut self, now: Instant, id: NodeId) {
+        let data = self.nodes.iter().map(|n| n.data.clone()).collect();
+        let node = &mut self.nodes[id];
+        node.state = NodeState::Running;
+        node.ready_by = None;
+        if let Some((down, cause)) = node.down.take() {
+            node.restarts.push(Restart {
+                cause,
+                recovered_in: now.duration_since(down),
+            });
+        }
+        let spout = node.spout;
+        self.send(id, ToNode::Start { data });
+        match &mut self.drain {
+            Drain::Workers { heard } if !spout => {
+                heard[id] = false;
+                self.send(id, ToNode::Drain);
+            }
+            Drain::Spouts => self.send(id, ToNode::Drain),
+            _ => {}
+        }
+    }
+
     fn start(&mut self, now: Instant) {
-        let data: Vec<String> = self
-            .nodes
-            .iter()
-            .map(|n| match &n.state {
-                NodeState::Ready { data } => data.clone(),
-                _ => unreachable!("every node is ready"),
-            })
-            .collect();
+        let data: Vec<String> = self.nodes.iter().map(|n| n.data.clone()).collect();
         for id in 0..self.nodes.len() {
             self.nodes[id].state = NodeState::Running;
             self.send(id, ToNode::Start { data: data.clone() });
@@ -503,7 +627,11 @@ impl Supervisor {
                 let node = &mut self.nodes[id];
                 node.pid = Some(pid);
                 if node.state == NodeState::Connected {
+                    node.data = data.clone();
                     node.state = NodeState::Ready { data };
+                    if self.run == RunState::Started {
+                        self.restarted(now, id);
+                    }
                 } else if matches!(node.state, NodeState::Exiting { .. }) {
                     // Its exit was seen first (another thread): the end of
                     // its connection will tell.
@@ -520,8 +648,26 @@ impl Supervisor {
                 self.fail(now, Failure::Refused { node, reason });
             }
             ToMaster::Done { report } => self.reported(now, id, *report),
+            // A node function's failure (an error or a panic) is a fault
+            // its restarts are for: its process ends, and is restarted.
+            ToMaster::Failed {
+                failure: failure @ Failure::Node { .. },
+                ..
+            } if self.nodes[id].restarts_left > 0 && self.run == RunState::Started => {
+                self.nodes[id].failed = Some(failure.to_string());
+            }
             ToMaster::Failed { failure, report } => {
                 self.reported(now, id, *report);
+                let node = &mut self.nodes[id];
+                let failure = match failure {
+                    Failure::Node { .. } if node.restartable() => Failure::OutOfRestarts {
+                        node: node.name.clone(),
+                        host: node.host.clone(),
+                        cause: failure.to_string(),
+                        restarts: node.restarts.iter().map(|r| r.cause.clone()).collect(),
+                    },
+                    other => other,
+                };
                 self.fail(now, failure);
             }
             ToMaster::Output { .. } | ToMaster::Event { .. } => {}
@@ -566,6 +712,7 @@ impl Supervisor {
             NodeState::Reported | NodeState::Cut => self.end(now, id, Some(cause)),
             NodeState::Exiting { .. }
             | NodeState::ExitedUnseen { .. }
+            | NodeState::Restarting { .. }
             | NodeState::Ended { .. } => {}
         }
     }
@@ -610,6 +757,37 @@ impl Supervisor {
         node.state = NodeState::Ended { cause };
         if node.report.is_some() || aborting {
             return;
+        }
+        let exit = cause.map_or_else(|| "vanished".to_owned(), |c| c.to_string());
+        let why = node.failed.take().unwrap_or_else(|| exit.clone());
+        if node.restarts_left > 0 && self.run == RunState::Started {
+            node.restarts_left -= 1;
+            let restart = node.restarts.len();
+            let wait = backoff(restart);
+            self.commands.push_back(Command::Warn(format!(
+                "node {} on host {} {why}; restarting it{} (restart {} of {})",
+                node.name,
+                node.host,
+                if wait.is_zero() {
+                    String::new()
+                } else {
+                    format!(" in {} ms", wait.as_millis())
+                },
+                restart + 1,
+                restart + 1 + node.restarts_left as usize
+            )));
+            node.down = Some((now, why));
+            node.state = NodeState::Restarting { at: now + wait };
+            return;
+        }
+        if node.restartable() {
+            let failure = Failure::OutOfRestarts {
+                node: node.name.clone(),
+                host: node.host.clone(),
+                cause: why,
+                restarts: node.restarts.iter().map(|r| r.cause.clone()).collect(),
+            };
+            return self.fail(now, failure);
         }
         let failure = Failure::Died {
             node: node.name.clone(),
@@ -681,6 +859,12 @@ impl Supervisor {
         self.run = RunState::Aborting {
             kill_at: now + self.timeouts.grace,
         };
+        // A node waiting for its restart has no process left.
+        for node in &mut self.nodes {
+            if matches!(node.state, NodeState::Restarting { .. }) {
+                node.state = NodeState::Ended { cause: None };
+            }
+        }
         for id in 0..self.nodes.len() {
             self.send(id, ToNode::Abort);
         }
@@ -706,7 +890,11 @@ impl Supervisor {
                         NodeState::Ended { cause } => cause,
                         _ => None,
                     };
-                    (n.report.take(), cause)
+                    let report = n.report.take().map(|mut r| {
+                        r.restarts = std::mem::take(&mut n.restarts);
+                        r
+                    });
+                    (report, cause)
                 })
                 .collect(),
         }

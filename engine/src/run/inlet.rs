@@ -159,6 +159,11 @@ impl Inlet {
         self.batch
     }
 
+    /// The value with id `seq` archived in `bytes`, decoded.
+    pub(crate) fn decode(&self, seq: Seq, bytes: &[u8]) -> Result<Payload, BadInput> {
+        decode(&*self.codec, seq, bytes)
+    }
+
     /// Takes what comes, decoded, into `queue`, waiting up to `wait` if
     /// given (else not at all). Sets `ended` at the stream's end. Returns
     /// whether anything came.
@@ -170,15 +175,19 @@ impl Inlet {
     ) -> Result<bool, BadInput> {
         let codec = self.codec.clone();
         self.visit(wait, ended, |seq, bytes| {
-            let value = codec.decode(bytes).map_err(|e| BadInput {
-                seq: Some(seq),
-                message: format!("bad value: {e}"),
-            })?;
-            queue.push_back((seq, value));
+            queue.push_back((seq, decode(&*codec, seq, bytes)?));
             Ok(Keep::No)
         })
         .map(|(got, _)| got)
     }
+}
+
+/// The value with id `seq` archived in `bytes`, decoded by `codec`.
+fn decode(codec: &dyn Codec, seq: Seq, bytes: &[u8]) -> Result<Payload, BadInput> {
+    codec.decode(bytes).map_err(|e| BadInput {
+        seq: Some(seq),
+        message: format!("bad value: {e}"),
+    })
 }
 
 /// Whether the value with id `seq` and archived `bytes` is this replica's

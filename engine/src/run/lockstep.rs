@@ -20,6 +20,7 @@ use std::time::Duration;
 use clusterduck_transport::FrameKind;
 use smallvec::SmallVec;
 
+use super::recovery::{Checkpoint, Position};
 use super::worker::{call_guarded, WorkerTask};
 use super::NodeOutput;
 use crate::node::NodeCore;
@@ -31,13 +32,15 @@ impl<O: NodeOutput> WorkerTask<O> {
     /// Runs, straight from the rings, the bundles that arrive in lockstep
     /// from `next` on (each ring's read position, with no frame held before
     /// it), at most a batch of them, moving `next` and releasing the rings
-    /// past them, and counting their values in `count`. Returns how many
-    /// ran: 0 when the table or the rings are not in lockstep. An error is
-    /// the node's failure message (the function failed).
+    /// past them, and counting their values in `count`; a restartable node
+    /// ends each bundle with its `checkpoint` (see `run::recovery`). Returns
+    /// how many ran: 0 when the table or the rings are not in lockstep. An
+    /// error is the node's failure message (the function failed).
     pub(super) fn run_lockstep<V>(
         &mut self,
         core: &mut NodeCore<V>,
         next: &mut [u64],
+        mut checkpoint: Option<&mut Checkpoint>,
         count: &mut u64,
     ) -> Result<usize, String> {
         let Some(mut seq) = core.lockstep_seq() else {
@@ -71,6 +74,8 @@ impl<O: NodeOutput> WorkerTask<O> {
                 control,
                 name,
                 meter,
+                replayed,
+                skipped,
                 ..
             } = self;
             let rings: PerUpstream<_> = inputs.iter().map(|i| (i.reader(), i.route())).collect();
@@ -127,12 +132,29 @@ impl<O: NodeOutput> WorkerTask<O> {
                 }
                 next.copy_from_slice(&after);
                 core.delivered_in_lockstep(seq);
+                if let Some(checkpoint) = checkpoint.as_deref_mut() {
+                    checkpoint.emitted = output.emitted();
+                    checkpoint.seq = seq + 1;
+                    (checkpoint.replayed, checkpoint.skipped) = (*replayed, *skipped);
+                    for (at, &pos) in checkpoint.inputs.iter_mut().zip(next.iter()) {
+                        *at = Position {
+                            done: pos,
+                            read: pos,
+                        };
+                    }
+                    output.commit(checkpoint);
+                }
                 *count += n as u64;
                 ran += 1;
                 // The table stays idle: the next bundle due is the next id
                 // of the node's share.
                 seq += stride;
             }
+        }
+        // Committed before the rings are released past them (see
+        // `WorkerTask::settle`).
+        if self.output.step_held() {
+            self.output.flush();
         }
         // Held before the rings are released past them.
         for (input, at, until) in forwarded {

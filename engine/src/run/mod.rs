@@ -8,6 +8,7 @@ mod held;
 mod in_place;
 pub(crate) mod inlet;
 mod lockstep;
+pub(crate) mod recovery;
 pub(crate) mod ring_output;
 pub(crate) mod spout;
 mod take;
@@ -113,6 +114,29 @@ pub(crate) trait NodeOutput: Output + Send {
     /// Whether a spout's emit was refused because the run drains (so the
     /// error the spout returns with is not a failure).
     fn refused_for_stop(&self) -> bool;
+
+    /// Whether the output is written in steps (the node may be restarted):
+    /// its loop then ends each step with [`commit`](Self::commit).
+    fn in_steps(&self) -> bool {
+        false
+    }
+
+    /// Publishes what the step emitted, with the node's `checkpoint`.
+    fn commit(&mut self, checkpoint: &recovery::Checkpoint) {
+        let _ = checkpoint;
+    }
+
+    /// Whether the last step is not committed yet: it waits for the
+    /// debugger's tap to send its outputs ([`flush`](Self::flush) commits
+    /// it).
+    fn step_held(&self) -> bool {
+        false
+    }
+
+    /// A restarted spout's sends dropped as sent already.
+    fn resent(&self) -> u64 {
+        0
+    }
 }
 
 /// What every output checks before it takes a value: the run aborting, or,

@@ -9,17 +9,31 @@ use std::sync::Arc;
 use clusterduck_transport::RingWriter;
 
 use super::forward::{ByReference, Forwards};
+use super::recovery::{Checkpoint, Resend, SentIds};
 use super::{EmitGate, NodeOutput};
-use crate::body::{Codec, EmitError, Output, Payload};
+use crate::body::{Codec, EmitError, Output, Payload, Resumed};
 use crate::metrics::Probe;
 use crate::Seq;
 
 /// Where the archived outputs of a watched node go: the master's control
 /// connection from a node process, the debugger's thread in local mode.
 pub(crate) trait Tap: Send {
-    /// Hands over one output, archived. A debugger that is gone is not the
-    /// node's failure: whoever runs the debugger reports it.
-    fn watched(&mut self, seq: Seq, bytes: &[u8]);
+    /// Whether every output handed over so far left the process (a
+    /// restartable node commits a step only then: its successor goes on
+    /// after it, and does not send its outputs again).
+    fn delivered(&self) -> bool {
+        true
+    }
+
+    /// Waits until every output handed over so far left the process.
+    fn deliver(&mut self) {}
+
+    /// Hands over output number `number` (counted from 0 over the node's
+    /// processes: a restarted node's outputs go on from its predecessor's
+    /// last step, and the debugger drops numbers it has), archived. A
+    /// debugger that is gone is not the node's failure: whoever runs the
+    /// debugger reports it.
+    fn watched(&mut self, number: u64, seq: Seq, bytes: &[u8]);
 }
 
 /// A node's output: its ring (none for a node without consumers), and the
@@ -38,6 +52,67 @@ pub(crate) struct RingOutput {
     pub(crate) blocked: std::time::Duration,
     /// Where the node's metrics are published.
     pub(crate) probe: Arc<Probe>,
+    /// A restartable node's: its ring is written in steps.
+    pub(crate) steps: Option<Steps>,
+}
+
+/// A restartable node's output: values are published step by step (ring
+/// transactions), each with the node's checkpoint; a spout's steps are its
+/// sends, a worker's its calls (committed by its loop).
+#[derive(Debug)]
+pub(crate) struct Steps {
+    /// A spout's ids so far.
+    ids: Option<SentIds>,
+    /// A restarted spout's filter of what it sends again.
+    resend: Option<Resend>,
+    /// Sends dropped as sent already.
+    pub(crate) resent: u64,
+    /// The progress record's words, reused.
+    words: Vec<u64>,
+    /// The ring that records the steps of a node without consumers (no
+    /// frame is written in it).
+    log: Option<RingWriter>,
+    /// A step ended whose outputs the debugger's tap has not sent yet: it
+    /// is committed with a later one, once they are.
+    held: bool,
+}
+
+impl Steps {
+    /// Ends a step: publishes what was written since the last commit in
+    /// `ring` (or the log) with `checkpoint`, and begins the next; unless
+    /// the debugger's `tap` still holds outputs of it (the step then grows
+    /// into the next: a successor must not go on past outputs the debugger
+    /// never got).
+    fn commit(
+        &mut self,
+        ring: Option<&mut RingWriter>,
+        tap: Option<&dyn Tap>,
+        checkpoint: &Checkpoint,
+    ) {
+        checkpoint.encode(&mut self.words);
+        self.held = tap.is_some_and(|t| !t.delivered());
+        if !self.held {
+            self.publish(ring);
+        }
+    }
+
+    /// Commits the step held for the tap, once the tap sent its outputs.
+    fn release(&mut self, ring: Option<&mut RingWriter>, tap: Option<&mut Box<dyn Tap>>) {
+        if self.held {
+            if let Some(tap) = tap {
+                tap.deliver();
+            }
+            self.held = false;
+            self.publish(ring);
+        }
+    }
+
+    fn publish(&mut self, ring: Option<&mut RingWriter>) {
+        if let Some(ring) = ring.or(self.log.as_mut()) {
+            ring.commit(&self.words);
+            ring.begin();
+        }
+    }
 }
 
 impl RingOutput {
@@ -65,11 +140,75 @@ impl RingOutput {
             by_reference: ByReference::allowed(by_reference),
             blocked: std::time::Duration::ZERO,
             probe,
+            steps: None,
         }
+    }
+
+    /// Writes the ring in steps from now on (in `log` for a node without
+    /// consumers), going on from `before` (the dead predecessor's last
+    /// step, for a restarted node); a spout's steps are its sends.
+    pub(crate) fn in_steps(
+        &mut self,
+        spout: bool,
+        before: Option<Checkpoint>,
+        mut log: Option<RingWriter>,
+    ) {
+        self.emitted = before.as_ref().map_or(0, |c| c.emitted);
+        if let Some(ring) = self.ring.as_mut().or(log.as_mut()) {
+            ring.begin();
+        }
+        self.steps = Some(Steps {
+            ids: spout.then(|| SentIds::after(before.as_ref())),
+            resent: before.as_ref().map_or(0, |c| c.skipped),
+            resend: before.filter(|_| spout).map(Resend::new),
+            words: Vec::new(),
+            log,
+            held: false,
+        });
+    }
+
+    /// Whether a spout's send of `seq` repeats what its dead predecessor
+    /// sent (it is dropped, and counted).
+    #[inline]
+    fn is_resent(&mut self, seq: Seq) -> bool {
+        let Some(steps) = &mut self.steps else {
+            return false;
+        };
+        let resent = steps.resend.as_mut().is_some_and(|r| r.is_resent(seq));
+        steps.resent += u64::from(resent);
+        resent
+    }
+
+    /// Ends a spout's step: the send of `seq` is published with the
+    /// spout's checkpoint.
+    #[inline]
+    fn sent(&mut self, seq: Seq) {
+        let Some(steps) = &mut self.steps else {
+            return;
+        };
+        let Some(ids) = &mut steps.ids else {
+            return;
+        };
+        ids.sent(seq);
+        let checkpoint = Checkpoint {
+            emitted: self.emitted,
+            seq,
+            rising: ids.rising,
+            skipped: steps.resent,
+            ..Checkpoint::default()
+        };
+        steps.commit(self.ring.as_mut(), self.tap.as_deref(), &checkpoint);
+        // A spout may wait in its own code before its next send: its value
+        // is not left unpublished meanwhile.
+        steps.release(self.ring.as_mut(), self.tap.as_mut());
     }
 
     /// Archives `value` into the ring, and for the debugger if it watches.
     fn write(&mut self, seq: Seq, value: &(dyn Any + Send)) -> Result<(), EmitError> {
+        if self.is_resent(seq) {
+            return Ok(());
+        }
+        let number = self.emitted;
         match (&mut self.ring, &mut self.tap) {
             (None, None) => {}
             // The hot path: archived in place, straight into the ring.
@@ -84,13 +223,14 @@ impl RingOutput {
                     if let Some(ring) = ring.as_mut() {
                         ring.write_bytes(seq, bytes)?;
                     }
-                    tap.watched(seq, bytes);
+                    tap.watched(number, seq, bytes);
                     Ok(())
                 })
                 .map_err(EmitError::Failed)?,
         }
         self.emitted += 1;
         self.probe.emitted(seq, self.emitted);
+        self.sent(seq);
         Ok(())
     }
 }
@@ -108,6 +248,9 @@ impl Output for RingOutput {
 
     fn emit_archived(&mut self, seq: Seq, bytes: &[u8]) -> Result<(), EmitError> {
         self.gate.admit_kept()?;
+        if self.is_resent(seq) {
+            return Ok(());
+        }
         if let Some(ring) = self.ring.as_mut() {
             match self.by_reference.locate(bytes) {
                 Some((input, value)) => {
@@ -121,10 +264,11 @@ impl Output for RingOutput {
             }
         }
         if let Some(tap) = &mut self.tap {
-            tap.watched(seq, bytes);
+            tap.watched(self.emitted, seq, bytes);
         }
         self.emitted += 1;
         self.probe.emitted(seq, self.emitted);
+        self.sent(seq);
         Ok(())
     }
 
@@ -135,10 +279,18 @@ impl Output for RingOutput {
     fn replica(&self) -> (usize, usize) {
         self.replica
     }
+
+    fn resume(&mut self) -> Option<Resumed> {
+        self.steps.as_mut()?.resend.as_mut().map(Resend::resume)
+    }
 }
 
 impl NodeOutput for RingOutput {
     fn finish(&mut self) {
+        // The steps' log goes with a node that finished.
+        if let Some(steps) = &mut self.steps {
+            steps.log = None;
+        }
         if let Some(ring) = self.ring.take() {
             self.blocked = ring.blocked();
             // The end frame wakes every reader; a failure here means the
@@ -148,6 +300,10 @@ impl NodeOutput for RingOutput {
     }
 
     fn flush(&mut self) {
+        // Before a wait: a step held for the tap is committed.
+        if let Some(steps) = &mut self.steps {
+            steps.release(self.ring.as_mut(), self.tap.as_mut());
+        }
         if let Some(ring) = self.ring.as_mut() {
             ring.flush();
         }
@@ -181,5 +337,24 @@ impl NodeOutput for RingOutput {
 
     fn refused_for_stop(&self) -> bool {
         self.gate.refused_for_stop
+    }
+
+    fn in_steps(&self) -> bool {
+        self.steps.is_some()
+    }
+
+    fn commit(&mut self, checkpoint: &Checkpoint) {
+        if let Some(steps) = &mut self.steps {
+            steps.commit(self.ring.as_mut(), self.tap.as_deref(), checkpoint);
+        }
+    }
+
+    #[inline]
+    fn step_held(&self) -> bool {
+        self.steps.as_ref().is_some_and(|s| s.held)
+    }
+
+    fn resent(&self) -> u64 {
+        self.steps.as_ref().map_or(0, |s| s.resent)
     }
 }

@@ -43,6 +43,7 @@ impl<O: NodeOutput> SpoutTask<O> {
             _ => self.output.finish(),
         }
         report.messages_out = self.output.emitted();
+        report.skipped = self.output.resent();
         report.timed(ran, std::time::Duration::ZERO, self.output.blocked());
         report
     }

@@ -8,14 +8,15 @@ use std::time::{Duration, Instant};
 
 use super::decoded::Decoded;
 use super::forward::{Pins, PIN_POLL};
-use super::held::Holding;
+use super::held::{Held, Holding, Owned};
 use super::in_place::InPlace;
 use super::inlet::{BadInput, Inlet, RING_POLL};
+use super::recovery::Checkpoint;
 use super::take::{Halt, Reading, Take};
 use super::TICK;
 use super::{node_failure, EventSink, NodeOutput, RunControl, Upstreams};
 use crate::body::{BoxError, Output, WorkerFn};
-use crate::bundle::Notice;
+use crate::bundle::{Notice, Order};
 use crate::graph::{NodeId, NodeKind, NodeSpec};
 use crate::metrics::probe::CallMeter;
 use crate::metrics::Probe;
@@ -51,6 +52,16 @@ pub(crate) struct WorkerTask<O> {
     pub(crate) pins: Pins,
     /// Times the function (a call in many), for the node's metrics.
     pub(crate) meter: CallMeter,
+    /// Whether the node bundles its inputs; in id order.
+    pub(crate) bundles: bool,
+    pub(crate) sequenced: bool,
+    /// A restarted node's: its predecessor's last checkpoint.
+    pub(crate) before: Option<Checkpoint>,
+    /// Values read again and processed again since the node's first
+    /// process (restarts: see `run::recovery`).
+    pub(crate) replayed: u64,
+    /// Values read again and dropped as done with, likewise.
+    pub(crate) skipped: u64,
 }
 
 /// What a worker instance is given to run.
@@ -65,13 +76,29 @@ pub(crate) struct WorkerParts<O> {
     pub(crate) events: Option<Box<dyn EventSink>>,
     /// Where the node's metrics are published (its inputs registered).
     pub(crate) probe: Arc<Probe>,
+    /// A restarted node's: its predecessor's last checkpoint (the output
+    /// goes on from it too).
+    pub(crate) before: Option<Checkpoint>,
 }
 
 impl<O: NodeOutput> WorkerTask<O> {
     /// The task of instance `id` of `run`.
     pub(crate) fn new(run: &Replicated, id: NodeId, parts: WorkerParts<O>) -> Self {
         let replica = run.replica(id);
-        let spec = run.graph().node(replica.node).clone();
+        let mut spec = run.graph().node(replica.node).clone();
+        let before = parts.before;
+        let sequenced = match &mut spec.kind {
+            NodeKind::Bundled(bundling) => match bundling.order {
+                Order::Sequenced { first } => {
+                    // A restarted node's table starts at the next id due.
+                    let next = before.as_ref().map_or(first, |b| b.seq.max(first));
+                    bundling.order = Order::Sequenced { first: next };
+                    true
+                }
+                Order::Unordered => false,
+            },
+            _ => false,
+        };
         let instance = run.instances().node(id);
         let spec_upstreams = spec.upstreams.len();
         let inputs = parts
@@ -99,7 +126,13 @@ impl<O: NodeOutput> WorkerTask<O> {
             events: parts.events,
             pins: Pins::default(),
             meter: CallMeter::new(parts.probe),
+            bundles: false,
+            sequenced,
+            replayed: before.as_ref().map_or(0, |b| b.replayed),
+            skipped: before.as_ref().map_or(0, |b| b.skipped),
+            before,
         };
+        task.bundles = matches!(task.spec.kind, NodeKind::Bundled(_));
         if let NodeKind::Bundled(bundling) = &task.spec.kind {
             let capacity = bundling.window_len() * spec_upstreams;
             task.meter.probe().table_capacity(capacity);
@@ -133,6 +166,18 @@ impl<O: NodeOutput> WorkerTask<O> {
         }
     }
 
+    /// Releases the input the node is done with: after the step that ends
+    /// with it is committed (a step the debugger's tap holds is committed
+    /// first), so that a successor never finds released what it must read
+    /// again.
+    #[inline]
+    fn settle<T: Take>(&mut self, take: &mut T) {
+        if self.output.step_held() {
+            self.output.flush();
+        }
+        take.settle(&mut self.inputs);
+    }
+
     /// Ends the holds of forwarded values that every consumer is done with.
     #[inline]
     fn unpin_released(&mut self) {
@@ -146,17 +191,53 @@ impl<O: NodeOutput> WorkerTask<O> {
     /// taking values the way its function wants them: owned (decoded), or
     /// archived where they lie (in place for a plain worker; held until
     /// their bundle ran for a bundled one).
-    pub(crate) fn run(self) -> NodeReport {
-        let bundles = matches!(self.spec.kind, NodeKind::Bundled(_));
-        match (self.body.takes_archived(), bundles) {
+    /// A node that may be restarted holds every value until it ran, owned
+    /// or archived (see `run::held`).
+    pub(crate) fn run(mut self) -> NodeReport {
+        if self.output.in_steps() {
+            let before = self.before.take();
+            return if self.body.takes_archived() {
+                let take = Holding::<Held>::new(&self.inputs);
+                self.resume(take, before)
+            } else {
+                let take = Holding::<Owned>::new(&self.inputs);
+                self.resume(take, before)
+            };
+        }
+        match (self.body.takes_archived(), self.bundles) {
             (false, _) => {
                 let take = Decoded::new(self.inputs.len());
                 self.drive(take)
             }
             (true, false) => self.drive(InPlace),
             (true, true) => {
-                let take = Holding::new(&self.inputs);
+                let take = Holding::<Held>::new(&self.inputs);
                 self.drive(take)
+            }
+        }
+    }
+
+    /// Runs a node that may be restarted, going on from `before` (its
+    /// predecessor's last checkpoint) if it was.
+    fn resume<K: super::held::Kept>(
+        mut self,
+        take: Holding<K>,
+        before: Option<Checkpoint>,
+    ) -> NodeReport {
+        let mut skipped = 0;
+        match take.in_steps(&mut self.inputs, before, &mut skipped) {
+            Ok(take) => {
+                self.skipped += skipped;
+                self.drive(take)
+            }
+            Err((u, bad)) => {
+                let message = self.bad_input(u, bad);
+                NodeReport {
+                    name: self.name.clone(),
+                    kind: self.kind.to_owned(),
+                    error: Some(message),
+                    ..NodeReport::default()
+                }
             }
         }
     }
@@ -218,7 +299,7 @@ impl<O: NodeOutput> WorkerTask<O> {
                     break 'run;
                 }
             }
-            take.settle(&mut self.inputs);
+            self.settle(&mut take);
             self.unpin_released();
             if core.is_finished() {
                 self.output.finish();
@@ -323,8 +404,10 @@ impl<O: NodeOutput> WorkerTask<O> {
         report.policy = core.counts();
         // Values the core still holds are done with.
         drop(core);
-        take.settle(&mut self.inputs);
+        self.settle(&mut take);
         report.messages_out = self.output.emitted();
+        report.replayed = self.replayed;
+        report.skipped = self.skipped;
         let waited: Duration = self.inputs.iter().map(|i| i.reader().waited()).sum();
         report.timed(epoch.elapsed(), waited + slept, self.output.blocked());
         report

@@ -83,6 +83,13 @@
 //!   fails at id `FAIL_AT` if it is below `N`); sink `K` takes them archived
 //!   too, checks each, and at the last emits what it saw, which the debugger
 //!   prints as `K saw <count> words, <upper> upper-cased`.
+//! - `pipe N DIR`: spout `S` sends `0..N` as fast as it can through rings
+//!   of 64 KiB; workers `W1` (owned values), `W2` (archived, in place) and
+//!   `W3` each compute on the value (see `piped`); `K` takes 100 µs over
+//!   each (so every ring before it fills), checks that ids come in order
+//!   with the right values, and through the debugger prints `K at <count>`
+//!   every 10 000 and `K got <count> checksum <sum>` at the last. Every node
+//!   may be restarted 3 times.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -123,6 +130,7 @@ fn main() -> ExitCode {
         "slowlarge" => return slow_large(rest),
         "lanes" => return lanes(rest),
         "bottleneck" => return bottleneck(rest),
+        "pipe" => return pipe(rest),
         other => panic!("unknown topology {other}"),
     };
     let mut t = Topology::new();
@@ -465,6 +473,61 @@ fn bottleneck(rest: &[String]) -> ExitCode {
         Ok(())
     });
     finish(t.launch(test_launch().dir(&rest[1]).ring_bytes(4096)))
+}
+
+/// What the pipe's three workers make of id `i`, in turn.
+fn piped(i: u64) -> u64 {
+    (((i * 3 + 1) ^ 0x5555) + 7).wrapping_mul(i | 1)
+}
+
+fn pipe(rest: &[String]) -> ExitCode {
+    let n: u64 = rest[0].parse().expect("N");
+    let mut t = Topology::new();
+    let s = t.spout("S", move |out| {
+        for i in 0..n {
+            out.send(i, i)?;
+        }
+        Ok(())
+    });
+    let w1 = t.worker("W1", &s, |_, v: u64, out: &mut Emitter<u64>| {
+        out.emit(v * 3 + 1);
+        Ok(())
+    });
+    // The middle one takes its values in place.
+    let w2 = t.worker_archived("W2", &w1, |_, v, out: &mut Emitter<u64>| {
+        out.emit(v.to_native() ^ 0x5555);
+        Ok(())
+    });
+    let w3 = t.worker("W3", &w2, |seq, v: u64, out: &mut Emitter<u64>| {
+        out.emit((v + 7).wrapping_mul(seq | 1));
+        Ok(())
+    });
+    let (mut next, mut sum) = (0, 0u64);
+    let k = t.worker("K", &w3, move |seq, v: u64, out: &mut Emitter<String>| {
+        // Slow: every ring before it fills.
+        std::thread::sleep(Duration::from_micros(100));
+        if seq != next {
+            return Err(format!("got id {seq} where {next} was due").into());
+        }
+        if v != piped(seq) {
+            return Err(format!("id {seq}: got {v}, not {}", piped(seq)).into());
+        }
+        next += 1;
+        sum = sum.wrapping_add(v.wrapping_mul(seq + 1));
+        if next % 10_000 == 0 {
+            out.emit(format!("K at {next}"));
+        }
+        if next == n {
+            out.emit(format!("K got {next} checksum {sum}"));
+        }
+        Ok(())
+    });
+    let launch = test_launch()
+        .dir(&rest[1])
+        .ring_bytes(64 * 1024)
+        .restarts_all(3)
+        .debug(&k, |_, line| println!("{line}"));
+    finish(t.launch(launch))
 }
 
 fn batched(rest: &[String]) -> ExitCode {

@@ -21,6 +21,7 @@ fn supervisor(t0: Instant) -> Supervisor {
         host: host.into(),
         agent,
         spout: name == "A",
+        restarts: 0,
     };
     Supervisor::new(
         vec![
@@ -57,6 +58,7 @@ fn ready(s: &mut Supervisor, now: Instant, node: NodeId) {
         Event::Spawned {
             node,
             pid: 100 + node as u32,
+            start_time: 1000 + node as u64,
         },
     );
     s.handle(now, Event::Connected(Peer::Node(node)));
@@ -228,7 +230,14 @@ fn a_report_that_arrives_after_the_exit_is_not_a_death() {
 fn an_exit_seen_before_the_connection_waits_for_it() {
     let t0 = Instant::now();
     let mut s = supervisor(t0);
-    s.handle(t0, Event::Spawned { node: 0, pid: 7 });
+    s.handle(
+        t0,
+        Event::Spawned {
+            node: 0,
+            pid: 7,
+            start_time: 0,
+        },
+    );
     s.handle(
         t0,
         Event::Exited {
@@ -258,7 +267,14 @@ fn an_exit_seen_before_the_connection_waits_for_it() {
 fn an_exit_never_followed_by_a_connection_is_a_death_after_the_linger() {
     let t0 = Instant::now();
     let mut s = supervisor(t0);
-    s.handle(t0, Event::Spawned { node: 2, pid: 9 });
+    s.handle(
+        t0,
+        Event::Spawned {
+            node: 2,
+            pid: 9,
+            start_time: 0,
+        },
+    );
     s.handle(
         t0,
         Event::Exited {
@@ -507,7 +523,14 @@ fn a_node_its_agent_could_not_start_fails_the_run_and_is_not_waited_for() {
 fn a_ready_that_arrives_after_the_exit_leaves_the_exit_as_the_cause() {
     let t0 = Instant::now();
     let mut s = supervisor(t0);
-    s.handle(t0, Event::Spawned { node: 1, pid: 8 });
+    s.handle(
+        t0,
+        Event::Spawned {
+            node: 1,
+            pid: 8,
+            start_time: 0,
+        },
+    );
     s.handle(t0, Event::Connected(Peer::Node(1)));
     s.handle(
         t0,
@@ -530,5 +553,220 @@ fn a_ready_that_arrives_after_the_exit_leaves_the_exit_as_the_cause() {
     assert_eq!(
         failure(&mut s),
         "node B (pid 8) on host cd-h1 killed by signal 11 (SIGSEGV)"
+    );
+}
+
+/// Nodes A (a spout), B and C, all local, each with `restarts` restarts;
+/// every node ready and started at `t0`.
+fn restartable(t0: Instant, restarts: u32) -> Supervisor {
+    let placed = |name: &str| Placed {
+        name: name.into(),
+        host: "localhost".into(),
+        agent: None,
+        spout: name == "A",
+        restarts,
+    };
+    let mut s = Supervisor::new(
+        vec![placed("A"), placed("B"), placed("C")],
+        Vec::new(),
+        timeouts(),
+        t0,
+    );
+    for node in 0..3 {
+        ready(&mut s, t0, node);
+    }
+    s.tick(t0);
+    commands(&mut s);
+    s
+}
+
+/// Node `node`'s process is killed: its exit and the end of its connection.
+fn killed(s: &mut Supervisor, now: Instant, node: NodeId) {
+    s.handle(
+        now,
+        Event::Exited {
+            node,
+            cause: ExitCause::Signal(9),
+        },
+    );
+    s.handle(now, closed(node));
+}
+
+#[test]
+fn a_killed_node_is_restarted_at_once_as_its_predecessors_successor() {
+    let t0 = Instant::now();
+    let mut s = restartable(t0, 2);
+    let t1 = t0 + SECOND;
+    killed(&mut s, t1, 2);
+    // The run goes on: nothing is aborted, the others are not told.
+    let said = commands(&mut s);
+    assert!(
+        matches!(&said[..], [Command::Warn(w)] if w.contains("node C on host localhost killed by signal 9 (SIGKILL); restarting it (restart 1 of 2)")),
+        "{said:?}"
+    );
+    s.tick(t1);
+    assert_eq!(
+        commands(&mut s),
+        [Command::Restart {
+            node: 2,
+            predecessor: Predecessor {
+                pid: 102,
+                start_time: 1002
+            },
+            cause: "killed by signal 9 (SIGKILL)".into(),
+        }]
+    );
+    // Its successor is started the moment it is ready, with every node's
+    // data address.
+    let t2 = t1 + Duration::from_millis(30);
+    ready(&mut s, t2, 2);
+    let start = ToNode::Start {
+        data: (0..3).map(|n| format!("data-{n}")).collect(),
+    };
+    assert_eq!(
+        commands(&mut s),
+        [Command::Send {
+            node: 2,
+            message: start
+        }]
+    );
+    assert_eq!(s.state(2), &NodeState::Running);
+    for node in 0..3 {
+        s.handle(
+            t2,
+            Event::Message {
+                node,
+                message: ToMaster::Done {
+                    report: Box::new(report(["A", "B", "C"][node])),
+                },
+            },
+        );
+        s.handle(t2, closed(node));
+        s.handle(
+            t2,
+            Event::Exited {
+                node,
+                cause: ExitCause::Status(0),
+            },
+        );
+    }
+    assert!(s.is_over());
+    let outcome = s.outcome();
+    assert_eq!(outcome.failure, None);
+    let c = outcome.nodes[2].0.as_ref().expect("C's report");
+    assert_eq!(
+        c.restarts,
+        [Restart {
+            cause: "killed by signal 9 (SIGKILL)".into(),
+            recovered_in: Duration::from_millis(30),
+        }]
+    );
+    assert!(outcome.nodes[1].0.as_ref().unwrap().restarts.is_empty());
+}
+
+#[test]
+fn restarts_back_off_and_a_node_out_of_restarts_fails_the_run_naming_them() {
+    let t0 = Instant::now();
+    let mut s = restartable(t0, 2);
+    let mut now = t0;
+    for restart in 0..2 {
+        killed(&mut s, now, 1);
+        commands(&mut s);
+        // 0, then 100 ms.
+        let wait = backoff(restart);
+        if !wait.is_zero() {
+            s.tick(now + wait - Duration::from_millis(1));
+            assert_eq!(commands(&mut s), [], "restart {restart} too early");
+        }
+        now += wait;
+        s.tick(now);
+        assert!(matches!(
+            &commands(&mut s)[..],
+            [Command::Restart { node: 1, .. }]
+        ));
+        ready(&mut s, now, 1);
+        commands(&mut s);
+    }
+    killed(&mut s, now, 1);
+    assert_eq!(
+        failure(&mut s),
+        "node B on host localhost used its 2 restarts (killed by signal 9 (SIGKILL); \
+         killed by signal 9 (SIGKILL)) and ended again: killed by signal 9 (SIGKILL)"
+    );
+    assert_eq!(backoff(2), Duration::from_millis(200));
+    assert_eq!(backoff(40), MAX_BACKOFF);
+}
+
+#[test]
+fn a_failed_function_restarts_its_node_with_the_failure_as_cause() {
+    let t0 = Instant::now();
+    let mut s = restartable(t0, 1);
+    let boom = Failure::Node {
+        node: "B".into(),
+        seq: Some(7),
+        message: "panicked: boom".into(),
+    };
+    s.handle(
+        t0,
+        Event::Message {
+            node: 1,
+            message: ToMaster::Failed {
+                failure: boom,
+                report: Box::new(report("B")),
+            },
+        },
+    );
+    s.handle(t0, closed(1));
+    s.handle(
+        t0,
+        Event::Exited {
+            node: 1,
+            cause: ExitCause::Status(1),
+        },
+    );
+    s.tick(t0);
+    let said = commands(&mut s);
+    assert!(
+        matches!(&said[..], [Command::Warn(w), Command::Restart { node: 1, .. }] if w.contains("node B failed at seq 7: panicked: boom; restarting it")),
+        "{said:?}"
+    );
+    // Its second failure is the run's, with its first as its restart.
+    ready(&mut s, t0, 1);
+    commands(&mut s);
+    let again = Failure::Node {
+        node: "B".into(),
+        seq: Some(7),
+        message: "panicked: boom".into(),
+    };
+    s.handle(
+        t0,
+        Event::Message {
+            node: 1,
+            message: ToMaster::Failed {
+                failure: again,
+                report: Box::new(report("B")),
+            },
+        },
+    );
+    assert_eq!(
+        failure(&mut s),
+        "node B on host localhost used its 1 restarts (node B failed at seq 7: panicked: boom) \
+         and ended again: node B failed at seq 7: panicked: boom"
+    );
+}
+
+#[test]
+fn a_node_waiting_for_its_restart_ends_with_an_abort() {
+    let t0 = Instant::now();
+    let mut s = restartable(t0, 3);
+    killed(&mut s, t0, 0);
+    s.handle(t0, Event::Abort);
+    assert_eq!(s.state(0), &NodeState::Ended { cause: None });
+    s.tick(t0);
+    assert!(
+        !commands(&mut s)
+            .iter()
+            .any(|c| matches!(c, Command::Restart { .. })),
+        "no restart once aborting"
     );
 }
