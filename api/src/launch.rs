@@ -14,7 +14,7 @@ use clusterduck_engine::graph::{Graph, NodeId};
 use clusterduck_engine::local::LocalRun;
 use clusterduck_engine::metrics::{Watch, Watchers};
 use clusterduck_engine::process::{
-    agent_main, agent_role, node_main, node_role, ProcessRun, DEFAULT_DIR, DEFAULT_FANOUT,
+    agent_main, agent_role, node_main, node_role, Backoff, ProcessRun, DEFAULT_DIR, DEFAULT_FANOUT,
     DEFAULT_SILENCE,
 };
 use clusterduck_engine::replica::{Replicated, Scale, DEFAULT_KEY_GROUPS};
@@ -82,6 +82,7 @@ pub struct Launch {
     /// Restarts per node (topology, node, name, count), and for every node.
     restarts: Vec<(u64, usize, String, u32)>,
     restarts_all: u32,
+    backoff: Backoff,
     key_groups: usize,
     batch: usize,
     spin: Duration,
@@ -135,6 +136,7 @@ impl Launch {
             replicas: Vec::new(),
             restarts: Vec::new(),
             restarts_all: 0,
+            backoff: Backoff::default(),
             key_groups: DEFAULT_KEY_GROUPS,
             batch: DEFAULT_BATCH,
             spin: Duration::ZERO,
@@ -244,6 +246,15 @@ impl Launch {
     /// their own count with [`restarts`](Self::restarts).
     pub fn restarts_all(mut self, count: u32) -> Self {
         self.restarts_all = count;
+        self
+    }
+
+    /// The waits between a node's restarts: its first restart is at once,
+    /// its second after `first`, each later one twice as long as the one
+    /// before, up to `max` (100 ms and 5 s by default). `Duration::ZERO`
+    /// restarts at once every time.
+    pub fn restart_backoff(mut self, first: Duration, max: Duration) -> Self {
+        self.backoff = Backoff { first, max };
         self
     }
 
@@ -628,6 +639,7 @@ impl Topology {
                     fanout: launch.fanout,
                     watchers,
                     restarts,
+                    backoff: launch.backoff,
                 }
                 .start(&run, codecs, debugger)?;
                 Box::new(move || master.wait())

@@ -563,3 +563,71 @@ fn a_middle_worker_killed_while_its_rings_are_full_resumes_exactly() {
         "{stderr}"
     );
 }
+
+/// Nanoseconds since the Unix epoch, now (the clock `ticking`'s `W`
+/// stamps its outputs with).
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+/// Kills `W` of `ticking` five times; after each kill, the first output
+/// its restarted process made (stamped by it) gives the time from the kill
+/// to that output, printed (a figure of docs/PERFORMANCE.md, not asserted).
+/// What is asserted: every id comes once, in order, through the kills.
+#[test]
+fn kill_to_first_output_of_the_restarted_worker() {
+    let dir = fresh_dir("recovery-ticking");
+    let marker = dir.to_str().unwrap().to_owned();
+    let _g = beside_others();
+    let _w = watchdog("recovery-ticking", LIMIT).guard(marker.clone());
+    let n: u64 = 3000;
+    let mut run = start(&mut topology(&["ticking", &n.to_string(), &marker]));
+    let mut next = 0;
+    let mut killed_at: Option<u64> = None;
+    let mut kills = Vec::new();
+    let mut times_ms = Vec::new();
+    loop {
+        let line = run.line();
+        if line.is_empty() {
+            break;
+        }
+        let (seq, at) = match line.split(' ').collect::<Vec<_>>()[..] {
+            ["W", seq, at] => (seq.parse::<u64>().unwrap(), at.parse::<u64>().unwrap()),
+            _ => panic!("unexpected line {line:?}"),
+        };
+        assert_eq!(seq, next, "ids once, in order, through the kills {kills:?}");
+        next += 1;
+        match killed_at {
+            Some(kill) if at > kill => {
+                times_ms.push((at - kill) as f64 / 1e6);
+                killed_at = None;
+            }
+            Some(_) => {}
+            // Every 400 ids, while kills are left: W is killed again.
+            None if seq % 400 == 399 && kills.len() < 5 => {
+                let pid = node_processes(&marker)
+                    .into_iter()
+                    .find(|p| p.node == "W" && !kills.contains(&p.pid))
+                    .expect("W runs")
+                    .pid;
+                killed_at = Some(now_ns());
+                send_signal(pid, 9);
+                kills.push(pid);
+            }
+            None => {}
+        }
+    }
+    let (status, _, stderr) = run.finish();
+    assert!(status.success(), "{status}\n{stderr}");
+    assert_eq!(next, n, "{stderr}");
+    assert_eq!(times_ms.len(), 5, "{stderr}");
+    let mut sorted = times_ms.clone();
+    sorted.sort_by(f64::total_cmp);
+    eprintln!(
+        "kill -9 of W to the first output of its restart: {times_ms:.1?} ms (median {:.1} ms)",
+        sorted[2]
+    );
+}

@@ -22,7 +22,7 @@ use super::protocol::{
     ToMaster,
 };
 use super::remote::{AgentLauncher, HostError, Ssh};
-use super::supervisor::{Command, Event, Peer, Placed, Supervisor, Timeouts};
+use super::supervisor::{Backoff, Command, Event, Peer, Placed, Supervisor, Timeouts};
 use crate::body::{Codec, DebugSink};
 use crate::fingerprint::Fingerprint;
 use crate::graph::{Graph, NodeId, NodeKind};
@@ -85,6 +85,8 @@ pub struct ProcessRun {
     /// Per node as declared (missing: 0): how many times its process may
     /// be restarted after it died or its function failed.
     pub restarts: Vec<u32>,
+    /// The waits before restarts.
+    pub backoff: Backoff,
 }
 
 /// How instances of nodes are told in the master: per instance, its node.
@@ -279,8 +281,9 @@ impl ProcessRun {
         };
         let port = control.address().port();
         let mut configs = self.node_configs(run, &layout, &answered, &run_id, &secret, port);
-        for (config, restarts) in configs.iter_mut().zip(&restarts) {
-            config.restartable = *restarts > 0;
+        for (id, config) in configs.iter_mut().enumerate() {
+            config.restartable = restarts[id] > 0;
+            config.keep_readers = graph.downstreams(id).iter().any(|(c, _)| restarts[*c] > 0);
         }
         let Layout {
             placement,
@@ -382,6 +385,7 @@ impl ProcessRun {
             ready: self.ready_timeout,
             silence: self.silence,
             grace: ABORT_GRACE,
+            backoff: self.backoff,
         };
         let agents = remote.iter().map(|h| h.name.clone()).collect();
         Supervisor::new(placed.collect(), agents, timeouts, Instant::now())
@@ -426,6 +430,7 @@ impl ProcessRun {
                 metrics: !self.watchers.0.is_empty(),
                 restartable: false,
                 predecessor: None,
+                keep_readers: false,
                 hosts: (0..n).map(|n| placement.host_of(n).to_owned()).collect(),
                 bind: match node_agent[id] {
                     Some(host) => answered.address[host].clone(),

@@ -38,3 +38,4 @@ pub use master::{LaunchError, Master, ProcessRun, DEFAULT_FANOUT, DEFAULT_SILENC
 pub use node::{node_main, node_role, NODE_ENV};
 pub use placement::{Placement, PlacementError, LOCAL_HOST};
 pub use remote::{HostError, SSH_CONFIG_ENV};
+pub use supervisor::Backoff;

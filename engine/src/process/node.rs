@@ -337,13 +337,9 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<NodeEnd, NodeError> {
     output.tap = config.watched.then(|| Box::new(tx.clone()) as Box<dyn Tap>);
     let (before, restarted) = match steps {
         Some(steps) => {
-            let restarted = steps.predecessor.is_some();
-            output.in_steps(
-                matches!(spec.kind, NodeKind::Spout),
-                steps.before.clone(),
-                steps.log,
-            );
-            (steps.before, steps.predecessor.filter(|_| restarted))
+            let spout = matches!(spec.kind, NodeKind::Spout);
+            output.in_steps(spout, steps.before.clone(), steps.log);
+            (steps.before, steps.predecessor)
         }
         None => (None, None),
     };
@@ -432,6 +428,10 @@ fn output_ring(config: &NodeConfig, name: &RingName) -> Result<RingWriter, NodeE
     ring.keep_arena_name(owner);
     ring.set_large_bytes(config.large_bytes as usize)
         .map_err(|e| setup(format!("its space for large values: {e}")))?;
+    if config.keep_readers {
+        // A consumer that may be restarted finds its slot where it was.
+        ring.keep_dead_readers();
+    }
     Ok(ring)
 }
 

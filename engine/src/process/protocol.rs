@@ -160,6 +160,9 @@ pub(crate) struct NodeConfig {
     pub(crate) restartable: bool,
     /// A restarted node's: the process it takes over from.
     pub(crate) predecessor: Option<Predecessor>,
+    /// A consumer of the node may be restarted: its ring keeps a dead
+    /// reader's slot for its successor.
+    pub(crate) keep_readers: bool,
 }
 
 /// The dead process a restarted node takes over from: its slots in its

@@ -29,22 +29,39 @@ use crate::report::{Failure, NodeReport, Restart};
 /// behind it.
 pub(crate) const LINGER: Duration = Duration::from_millis(500);
 
-/// The wait before a node's second restart; each later one waits twice as
-/// long as the one before, up to [`MAX_BACKOFF`]. The first is at once: a
-/// node killed once (a stray `kill`, the OOM killer) comes back without
-/// delay; one that keeps dying is not restarted in a tight loop.
-pub(crate) const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// The waits before a node's restarts: the first restart is at once (a
+/// node killed once, by a stray `kill` or the OOM killer, comes back
+/// without delay); the second waits `first`, each later one twice as long
+/// as the one before, up to `max` (one that keeps dying is not restarted
+/// in a tight loop).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    /// The wait before the second restart.
+    pub first: Duration,
+    /// The longest wait.
+    pub max: Duration,
+}
 
-/// The longest wait before a restart.
-pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(5);
+impl Default for Backoff {
+    /// 100 ms, doubling up to 5 s.
+    fn default() -> Self {
+        Self {
+            first: Duration::from_millis(100),
+            max: Duration::from_secs(5),
+        }
+    }
+}
 
-/// The wait before restart number `restart` (0 for the first).
-pub(crate) fn backoff(restart: usize) -> Duration {
-    match restart {
-        0 => Duration::ZERO,
-        n => FIRST_BACKOFF
-            .saturating_mul(1 << (n - 1).min(16))
-            .min(MAX_BACKOFF),
+impl Backoff {
+    /// The wait before restart number `restart` (0 for the first).
+    pub fn wait(&self, restart: usize) -> Duration {
+        match restart {
+            0 => Duration::ZERO,
+            n => self
+                .first
+                .saturating_mul(1 << (n - 1).min(16))
+                .min(self.max),
+        }
     }
 }
 
@@ -67,6 +84,8 @@ pub(crate) struct Timeouts {
     /// How long nodes may take to stop after an abort before they are
     /// killed, and then to be seen gone before they are given up.
     pub(crate) grace: Duration,
+    /// The waits before restarts.
+    pub(crate) backoff: Backoff,
 }
 
 /// What the supervisor is told.
@@ -763,7 +782,7 @@ impl Supervisor {
         if node.restarts_left > 0 && self.run == RunState::Started {
             node.restarts_left -= 1;
             let restart = node.restarts.len();
-            let wait = backoff(restart);
+            let wait = self.timeouts.backoff.wait(restart);
             self.commands.push_back(Command::Warn(format!(
                 "node {} on host {} {why}; restarting it{} (restart {} of {})",
                 node.name,

@@ -25,7 +25,7 @@ use std::marker::PhantomData;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use clusterduck_transport::{FrameKind, ReadError};
+use clusterduck_transport::FrameKind;
 use smallvec::SmallVec;
 
 use super::inlet::{owns, read_failed, BadInput, Inlet};
@@ -146,6 +146,8 @@ pub(crate) struct Holding<K> {
     before: Option<Checkpoint>,
     /// The checkpoint written at every call, if the node may be restarted.
     checkpoint: Option<Checkpoint>,
+    /// The checkpoint holds calls not committed (they emitted nothing).
+    pending: bool,
     _kept: PhantomData<K>,
 }
 
@@ -165,6 +167,7 @@ impl<K: Kept> Holding<K> {
             next,
             before: None,
             checkpoint: None,
+            pending: false,
             _kept: PhantomData,
         }
     }
@@ -183,7 +186,7 @@ impl<K: Kept> Holding<K> {
         if let Some(before) = &before {
             for (u, inlet) in inputs.iter_mut().enumerate() {
                 let done = before.inputs[u].done;
-                *skipped += skip_to(inlet, done).map_err(|bad| (u, bad))?;
+                *skipped += inlet.skip_to(done).map_err(|bad| (u, bad))?;
                 let at = self.next[u].max(done);
                 self.next[u] = at;
                 self.ledgers.borrow_mut()[u].start = at;
@@ -199,11 +202,14 @@ impl<K: Kept> Holding<K> {
     }
 
     /// Ends a restartable node's call of bundle or value `seq`: publishes
-    /// its outputs with the node's checkpoint.
+    /// its outputs with the node's checkpoint; a call that emitted nothing
+    /// is committed with the next that does, or before the inputs are
+    /// released.
     fn commit<O: NodeOutput>(&mut self, task: &mut WorkerTask<O>, seq: Seq) {
         let Some(checkpoint) = &mut self.checkpoint else {
             return;
         };
+        let emitted = task.output.emitted() != checkpoint.emitted;
         checkpoint.emitted = task.output.emitted();
         checkpoint.replayed = task.replayed;
         checkpoint.skipped = task.skipped;
@@ -217,47 +223,21 @@ impl<K: Kept> Holding<K> {
                 read: self.next[u],
             };
         }
-        task.output.commit(checkpoint);
+        self.pending = !emitted;
+        if emitted {
+            task.output.commit(checkpoint);
+        }
     }
 
     /// Whether the value with id `seq` at `pos` of upstream `u` was done
     /// with by the predecessor: read by it, and below the next id due of a
-    /// sequenced node.
+    /// sequenced node. (Of a node in no order, a value read and not done
+    /// with may lie among values done with: all are offered again.)
     fn done_before(&self, u: usize, pos: u64, seq: Seq) -> bool {
         self.before
             .as_ref()
-            .is_some_and(|b| pos < b.inputs[u].read && seq < b.seq)
+            .is_some_and(|b| b.seq != Seq::MAX && pos < b.inputs[u].read && seq < b.seq)
     }
-}
-
-/// Releases `inlet`'s ring up to `done`, where a dead predecessor was done
-/// with it (past its own release: what it had released it was done with);
-/// returns how many values lay in between.
-fn skip_to(inlet: &mut Inlet, done: u64) -> Result<u64, BadInput> {
-    let ring = inlet.reader_mut().0;
-    let mut at = ring.cursor();
-    let mut values = 0;
-    while at < done {
-        let end = match ring.published_past(at, Duration::from_secs(1)) {
-            Ok(Some(end)) => end,
-            Ok(None) | Err(ReadError::Ended) => break,
-            Err(e) => {
-                return Err(BadInput {
-                    seq: None,
-                    message: format!("resuming at ring position {done}: {e}"),
-                })
-            }
-        };
-        while at < end.min(done) {
-            let (frame, after) = ring.frame_at(at).map_err(BadInput::frame)?;
-            values += u64::from(frame.kind() == FrameKind::Data);
-            at = after;
-        }
-    }
-    if at > ring.cursor() {
-        ring.release_to(at);
-    }
-    Ok(values)
 }
 
 impl<K: Kept> Take for Holding<K> {
@@ -335,6 +315,13 @@ impl<K: Kept> Take for Holding<K> {
         K::call(task, seq, input)?;
         self.commit(task, seq);
         Ok(())
+    }
+
+    fn commit_pending<O: NodeOutput>(&mut self, output: &mut O) {
+        if let (true, Some(checkpoint)) = (self.pending, &self.checkpoint) {
+            self.pending = false;
+            output.commit(checkpoint);
+        }
     }
 
     fn settle(&mut self, inputs: &mut [Inlet]) {

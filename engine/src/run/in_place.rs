@@ -3,19 +3,60 @@
 //! copied or queued. The way of a plain worker (nothing to bundle or
 //! reorder) whose function takes archived values: its core only keeps
 //! track of the ends.
+//!
+//! A worker that may be restarted ends each call with a checkpoint (see
+//! `run::recovery`): the value's input is done with up to the end of its
+//! frame. The read releases its frames after the calls, so after their
+//! steps were committed.
 
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
-use super::inlet::Keep;
+use super::inlet::{BadInput, Inlet, Keep};
+use super::recovery::{Checkpoint, Position};
 use super::take::{Halt, Reading, Take};
 use super::worker::{call_guarded, WorkerTask};
 use super::NodeOutput;
 use crate::node::{Input, NodeCore};
 use crate::Seq;
 
-/// Nothing to keep: values go to the function as they are read.
-pub(crate) struct InPlace;
+/// Nothing to keep: values go to the function as they are read; a
+/// restartable node's checkpoint, written at every call.
+#[derive(Default)]
+pub(crate) struct InPlace {
+    checkpoint: Option<Checkpoint>,
+}
+
+impl InPlace {
+    /// Checkpoints every call, for a node that may be restarted; a
+    /// restarted one goes on from `before`, its predecessor's last
+    /// checkpoint: each input is released to where the predecessor was
+    /// done with it, the values skipped counted in `skipped`. An input that
+    /// cannot be read there is named by index.
+    pub(crate) fn in_steps(
+        inputs: &mut [Inlet],
+        before: Option<&Checkpoint>,
+        skipped: &mut u64,
+    ) -> Result<Self, (usize, BadInput)> {
+        let mut checkpoint = Checkpoint {
+            seq: crate::Seq::MAX,
+            inputs: vec![Position::default(); inputs.len()],
+            ..Checkpoint::default()
+        };
+        for (u, inlet) in inputs.iter_mut().enumerate() {
+            if let Some(before) = before {
+                *skipped += inlet
+                    .skip_to(before.inputs[u].done)
+                    .map_err(|bad| (u, bad))?;
+            }
+            let at = inlet.reader().cursor();
+            checkpoint.inputs[u] = Position { done: at, read: at };
+        }
+        Ok(Self {
+            checkpoint: Some(checkpoint),
+        })
+    }
+}
 
 impl Take for InPlace {
     /// Nothing is offered to the core.
@@ -39,13 +80,16 @@ impl Take for InPlace {
             upstream_of,
             pins,
             meter,
+            replayed,
+            skipped,
             ..
         } = task;
+        let checkpoint = &mut self.checkpoint;
         let Reading { ended, count } = at;
         let from = upstream_of[upstream];
         // Where the last value forwarded by reference went in the output.
         let mut until = None;
-        let (got, hold) = inputs[upstream].visit(wait, ended, |seq, bytes| {
+        let (got, hold) = inputs[upstream].visit(wait, ended, |seq, bytes, end| {
             *count += 1;
             call_guarded(
                 &mut **body,
@@ -55,6 +99,20 @@ impl Take for InPlace {
                 |body, out| body.call_archived(seq, from, bytes, out),
             )
             .map_err(Halt::Failed)?;
+            if let Some(checkpoint) = checkpoint {
+                checkpoint.emitted = output.emitted();
+                (checkpoint.replayed, checkpoint.skipped) = (*replayed, *skipped);
+                checkpoint.inputs[upstream] = Position {
+                    done: end,
+                    read: end,
+                };
+                output.commit(checkpoint);
+                // The read releases its frames when it ends: the step that
+                // used them is committed first (see `WorkerTask::settle`).
+                if output.step_held() {
+                    output.flush();
+                }
+            }
             if !output.forwarded() {
                 return Ok(Keep::No);
             }

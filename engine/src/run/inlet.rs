@@ -107,8 +107,9 @@ impl Inlet {
     }
 
     /// Reads the ring in place: hands the archived bytes of each value
-    /// there is (at most a batch), waiting up to `wait` if given, to
-    /// `visit`, without decoding or copying them; `visit` says whether the
+    /// there is (at most a batch), and where its frame ends, waiting up to
+    /// `wait` if given, to `visit`, without decoding or copying them;
+    /// `visit` says whether the
     /// value must stay in the ring after the read (it was forwarded by
     /// reference): then the read's frames are held, and the hold returned.
     /// Sets `ended` at the stream's end. Returns whether anything came.
@@ -116,7 +117,7 @@ impl Inlet {
         &mut self,
         wait: Option<Duration>,
         ended: &mut bool,
-        visit: impl FnMut(Seq, &[u8]) -> Result<Keep, E>,
+        visit: impl FnMut(Seq, &[u8], u64) -> Result<Keep, E>,
     ) -> Result<(bool, Option<Hold>), E> {
         if self.broken {
             if let Some(t) = wait {
@@ -159,6 +160,36 @@ impl Inlet {
         self.batch
     }
 
+    /// Releases the ring up to `done`, where a dead predecessor was done
+    /// with it (past its own release: what it had released it was done
+    /// with); returns how many values lay in between.
+    pub(crate) fn skip_to(&mut self, done: u64) -> Result<u64, BadInput> {
+        let ring = &mut self.reader;
+        let mut at = ring.cursor();
+        let mut values = 0;
+        while at < done {
+            let end = match ring.published_past(at, Duration::from_secs(1)) {
+                Ok(Some(end)) => end,
+                Ok(None) | Err(ReadError::Ended) => break,
+                Err(e) => {
+                    return Err(BadInput {
+                        seq: None,
+                        message: format!("resuming at ring position {done}: {e}"),
+                    })
+                }
+            };
+            while at < end.min(done) {
+                let (frame, after) = ring.frame_at(at).map_err(BadInput::frame)?;
+                values += u64::from(frame.kind() == FrameKind::Data);
+                at = after;
+            }
+        }
+        if at > ring.cursor() {
+            ring.release_to(at);
+        }
+        Ok(values)
+    }
+
     /// The value with id `seq` archived in `bytes`, decoded.
     pub(crate) fn decode(&self, seq: Seq, bytes: &[u8]) -> Result<Payload, BadInput> {
         decode(&*self.codec, seq, bytes)
@@ -174,7 +205,7 @@ impl Inlet {
         wait: Option<Duration>,
     ) -> Result<bool, BadInput> {
         let codec = self.codec.clone();
-        self.visit(wait, ended, |seq, bytes| {
+        self.visit(wait, ended, |seq, bytes, _| {
             queue.push_back((seq, decode(&*codec, seq, bytes)?));
             Ok(Keep::No)
         })
@@ -232,7 +263,7 @@ fn visit_frames<E: From<BadInput>>(
     ended: &mut bool,
     limit: usize,
     mut route: Option<&mut Route>,
-    mut visit: impl FnMut(Seq, &[u8]) -> Result<Keep, E>,
+    mut visit: impl FnMut(Seq, &[u8], u64) -> Result<Keep, E>,
 ) -> Result<(bool, Option<Hold>), E> {
     let mut batch = match read {
         Ok(Some(batch)) => batch,
@@ -246,12 +277,15 @@ fn visit_frames<E: From<BadInput>>(
     batch.limit(limit);
     let mut keep = Keep::No;
     let mut each = || {
-        for frame in batch.iter() {
+        let mut frames = batch.iter();
+        while let Some(frame) = frames.next() {
             let frame = frame.map_err(BadInput::frame)?;
             match frame.kind() {
                 FrameKind::Data => {
                     let (seq, bytes) = (frame.seq(), frame.bytes());
-                    if owns(&mut route, seq, bytes)? && visit(seq, bytes)? == Keep::Yes {
+                    if owns(&mut route, seq, bytes)?
+                        && visit(seq, bytes, frames.pos())? == Keep::Yes
+                    {
                         keep = Keep::Yes;
                     }
                 }

@@ -18,6 +18,9 @@ const FIXED: usize = 5;
 /// ring's progress record.
 pub(crate) const MAX_INPUTS: usize = (RingWriter::MAX_PROGRESS - FIXED) / 2;
 
+/// A progress record's words.
+pub(crate) type Words = [u64; RingWriter::MAX_PROGRESS];
+
 /// A node's last step, as its output ring recorded it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Checkpoint {
@@ -49,19 +52,21 @@ pub(crate) struct Position {
 }
 
 impl Checkpoint {
-    /// The words of the progress record, into `words` (cleared first).
-    pub(crate) fn encode(&self, words: &mut Vec<u64>) {
-        words.clear();
-        words.extend([
+    /// The words of the progress record, into `words`; returns how many.
+    /// (At every step of a restartable node: plain stores, no allocation.)
+    #[inline]
+    pub(crate) fn encode(&self, words: &mut Words) -> usize {
+        words[..FIXED].copy_from_slice(&[
             self.emitted,
             self.seq,
             u64::from(self.rising),
             self.replayed,
             self.skipped,
         ]);
-        for p in &self.inputs {
-            words.extend([p.done, p.read]);
+        for (at, p) in words[FIXED..].chunks_exact_mut(2).zip(&self.inputs) {
+            at.copy_from_slice(&[p.done, p.read]);
         }
+        FIXED + 2 * self.inputs.len()
     }
 
     /// The checkpoint of a progress record, `None` if it is not one (of
@@ -178,11 +183,15 @@ mod tests {
                 Position { done: 0, read: 4 },
             ],
         };
-        let mut words = Vec::new();
-        c.encode(&mut words);
-        assert_eq!(words, [7, 42, 1, 3, 2, 8, 16, 0, 4]);
-        assert_eq!(Checkpoint::decode(&words, 2), Some(c));
-        assert_eq!(Checkpoint::decode(&words, 1), None, "another node's layout");
+        let mut words = [0; RingWriter::MAX_PROGRESS];
+        let len = c.encode(&mut words);
+        assert_eq!(words[..len], [7, 42, 1, 3, 2, 8, 16, 0, 4]);
+        assert_eq!(Checkpoint::decode(&words[..len], 2), Some(c));
+        assert_eq!(
+            Checkpoint::decode(&words[..len], 1),
+            None,
+            "another node's layout"
+        );
         const { assert!(MAX_INPUTS * 2 + FIXED <= RingWriter::MAX_PROGRESS) };
     }
 

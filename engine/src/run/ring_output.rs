@@ -9,7 +9,7 @@ use std::sync::Arc;
 use clusterduck_transport::RingWriter;
 
 use super::forward::{ByReference, Forwards};
-use super::recovery::{Checkpoint, Resend, SentIds};
+use super::recovery::{Checkpoint, Resend, SentIds, Words};
 use super::{EmitGate, NodeOutput};
 use crate::body::{Codec, EmitError, Output, Payload, Resumed};
 use crate::metrics::Probe;
@@ -67,8 +67,9 @@ pub(crate) struct Steps {
     resend: Option<Resend>,
     /// Sends dropped as sent already.
     pub(crate) resent: u64,
-    /// The progress record's words, reused.
-    words: Vec<u64>,
+    /// The progress record's words, and how many there are.
+    words: Words,
+    len: usize,
     /// The ring that records the steps of a node without consumers (no
     /// frame is written in it).
     log: Option<RingWriter>,
@@ -89,7 +90,7 @@ impl Steps {
         tap: Option<&dyn Tap>,
         checkpoint: &Checkpoint,
     ) {
-        checkpoint.encode(&mut self.words);
+        self.len = checkpoint.encode(&mut self.words);
         self.held = tap.is_some_and(|t| !t.delivered());
         if !self.held {
             self.publish(ring);
@@ -109,7 +110,7 @@ impl Steps {
 
     fn publish(&mut self, ring: Option<&mut RingWriter>) {
         if let Some(ring) = ring.or(self.log.as_mut()) {
-            ring.commit(&self.words);
+            ring.commit(&self.words[..self.len]);
             ring.begin();
         }
     }
@@ -161,7 +162,8 @@ impl RingOutput {
             ids: spout.then(|| SentIds::after(before.as_ref())),
             resent: before.as_ref().map_or(0, |c| c.skipped),
             resend: before.filter(|_| spout).map(Resend::new),
-            words: Vec::new(),
+            words: [0; RingWriter::MAX_PROGRESS],
+            len: 0,
             log,
             held: false,
         });

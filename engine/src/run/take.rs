@@ -82,6 +82,13 @@ pub(crate) trait Take {
         input: Input<Self::Value>,
     ) -> Result<(), String>;
 
+    /// Commits a restartable node's step that was left open (calls that
+    /// emitted nothing: no consumer waits for them), before its inputs are
+    /// released.
+    fn commit_pending<O: NodeOutput>(&mut self, output: &mut O) {
+        let _ = output;
+    }
+
     /// Lets the rings' writers have the space of the values the node is
     /// done with: after each round of steps, and at the end.
     fn settle(&mut self, inputs: &mut [Inlet]) {

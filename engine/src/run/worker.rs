@@ -172,6 +172,7 @@ impl<O: NodeOutput> WorkerTask<O> {
     /// again.
     #[inline]
     fn settle<T: Take>(&mut self, take: &mut T) {
+        take.commit_pending(&mut self.output);
         if self.output.step_held() {
             self.output.flush();
         }
@@ -196,7 +197,16 @@ impl<O: NodeOutput> WorkerTask<O> {
     pub(crate) fn run(mut self) -> NodeReport {
         if self.output.in_steps() {
             let before = self.before.take();
-            return if self.body.takes_archived() {
+            return if self.body.takes_archived() && !self.bundles {
+                let mut skipped = 0;
+                match InPlace::in_steps(&mut self.inputs, before.as_ref(), &mut skipped) {
+                    Ok(take) => {
+                        self.skipped += skipped;
+                        self.drive(take)
+                    }
+                    Err((u, bad)) => self.failed_at_start(u, bad),
+                }
+            } else if self.body.takes_archived() {
                 let take = Holding::<Held>::new(&self.inputs);
                 self.resume(take, before)
             } else {
@@ -209,7 +219,7 @@ impl<O: NodeOutput> WorkerTask<O> {
                 let take = Decoded::new(self.inputs.len());
                 self.drive(take)
             }
-            (true, false) => self.drive(InPlace),
+            (true, false) => self.drive(InPlace::default()),
             (true, true) => {
                 let take = Holding::<Held>::new(&self.inputs);
                 self.drive(take)
@@ -230,15 +240,18 @@ impl<O: NodeOutput> WorkerTask<O> {
                 self.skipped += skipped;
                 self.drive(take)
             }
-            Err((u, bad)) => {
-                let message = self.bad_input(u, bad);
-                NodeReport {
-                    name: self.name.clone(),
-                    kind: self.kind.to_owned(),
-                    error: Some(message),
-                    ..NodeReport::default()
-                }
-            }
+            Err((u, bad)) => self.failed_at_start(u, bad),
+        }
+    }
+
+    /// The report of a node that could not start reading input `u`.
+    fn failed_at_start(&mut self, u: usize, bad: BadInput) -> NodeReport {
+        let message = self.bad_input(u, bad);
+        NodeReport {
+            name: self.name.clone(),
+            kind: self.kind.to_owned(),
+            error: Some(message),
+            ..NodeReport::default()
         }
     }
 

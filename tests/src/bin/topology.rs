@@ -83,6 +83,11 @@
 //!   fails at id `FAIL_AT` if it is below `N`); sink `K` takes them archived
 //!   too, checks each, and at the last emits what it saw, which the debugger
 //!   prints as `K saw <count> words, <upper> upper-cased`.
+//! - `ticking N DIR`: spout `S` sends `0..N`, 1 ms apart (a restarted `S`
+//!   goes on after what it sent); worker `W` emits the time it took each
+//!   (nanoseconds since the Unix epoch), which the debugger prints as `W
+//!   <seq> <ns>`. Every node may be restarted 10 times, at once every time:
+//!   a bench kills `W` and times its restarted process's first output.
 //! - `pipe N DIR`: spout `S` sends `0..N` as fast as it can through rings
 //!   of 64 KiB; workers `W1` (owned values), `W2` (archived, in place) and
 //!   `W3` each compute on the value (see `piped`); `K` takes 100 µs over
@@ -131,6 +136,7 @@ fn main() -> ExitCode {
         "lanes" => return lanes(rest),
         "bottleneck" => return bottleneck(rest),
         "pipe" => return pipe(rest),
+        "ticking" => return ticking(rest),
         other => panic!("unknown topology {other}"),
     };
     let mut t = Topology::new();
@@ -473,6 +479,36 @@ fn bottleneck(rest: &[String]) -> ExitCode {
         Ok(())
     });
     finish(t.launch(test_launch().dir(&rest[1]).ring_bytes(4096)))
+}
+
+/// Nanoseconds since the Unix epoch, now.
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+fn ticking(rest: &[String]) -> ExitCode {
+    let n: u64 = rest[0].parse().expect("N");
+    let mut t = Topology::new();
+    let s = t.spout("S", move |out| {
+        let sent = out.resume().map_or(0, |r| r.sent);
+        for i in sent..n {
+            out.send(i, i)?;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(())
+    });
+    let w = t.worker("W", &s, |_, _: u64, out: &mut Emitter<u64>| {
+        out.emit(now_ns());
+        Ok(())
+    });
+    let launch = test_launch()
+        .dir(&rest[1])
+        .restarts_all(10)
+        .restart_backoff(Duration::ZERO, Duration::ZERO)
+        .debug(&w, |seq, at| println!("W {seq} {at}"));
+    finish(t.launch(launch))
 }
 
 /// What the pipe's three workers make of id `i`, in turn.

@@ -661,6 +661,14 @@ pub struct Frames<'b> {
     bad: &'b Cell<Option<FrameError>>,
 }
 
+impl Frames<'_> {
+    /// Where the frames not yet yielded begin: the end of the last one
+    /// yielded (a position a reader may release to, or record).
+    pub fn pos(&self) -> u64 {
+        self.pos
+    }
+}
+
 impl<'b> Iterator for Frames<'b> {
     type Item = Result<Frame<'b>, FrameError>;
 

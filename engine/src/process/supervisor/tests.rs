@@ -11,6 +11,7 @@ fn timeouts() -> Timeouts {
         ready: 30 * SECOND,
         silence: 2 * SECOND,
         grace: 2 * SECOND,
+        backoff: Backoff::default(),
     }
 }
 
@@ -673,7 +674,7 @@ fn restarts_back_off_and_a_node_out_of_restarts_fails_the_run_naming_them() {
         killed(&mut s, now, 1);
         commands(&mut s);
         // 0, then 100 ms.
-        let wait = backoff(restart);
+        let wait = Backoff::default().wait(restart);
         if !wait.is_zero() {
             s.tick(now + wait - Duration::from_millis(1));
             assert_eq!(commands(&mut s), [], "restart {restart} too early");
@@ -693,8 +694,9 @@ fn restarts_back_off_and_a_node_out_of_restarts_fails_the_run_naming_them() {
         "node B on host localhost used its 2 restarts (killed by signal 9 (SIGKILL); \
          killed by signal 9 (SIGKILL)) and ended again: killed by signal 9 (SIGKILL)"
     );
-    assert_eq!(backoff(2), Duration::from_millis(200));
-    assert_eq!(backoff(40), MAX_BACKOFF);
+    let backoff = Backoff::default();
+    assert_eq!(backoff.wait(2), Duration::from_millis(200));
+    assert_eq!(backoff.wait(40), backoff.max);
 }
 
 #[test]
