@@ -597,10 +597,7 @@ impl Master {
             }
             Incoming::Node(id, message) => match *message {
                 ToMaster::Output { number, seq, bytes } => {
-                    // A restarted node's repeats of what its predecessor
-                    // sent are dropped.
-                    if number >= self.next_output[id] {
-                        self.next_output[id] = number + 1;
+                    if is_new_output(&mut self.next_output[id], number) {
                         self.debug_output(now, id, seq, &bytes);
                     }
                     Event::Heard(Peer::Node(id))
@@ -841,6 +838,18 @@ impl Master {
     }
 }
 
+/// Whether output `number` of a watched node is one the debugger has not
+/// had (`next`: the number after the last it had, moved on): a restarted
+/// node sends again what its predecessor sent after its last step, and
+/// those repeats are dropped.
+fn is_new_output(next: &mut u64, number: u64) -> bool {
+    let new = number >= *next;
+    if new {
+        *next = number + 1;
+    }
+    new
+}
+
 /// Whether the upstream indexes of `notice` name upstreams of the node.
 fn notice_fits(notice: &crate::bundle::Notice, upstreams: usize) -> bool {
     use crate::bundle::Notice::*;
@@ -874,5 +883,22 @@ impl Drop for Master {
         if let Err(e) = clusterduck_transport::remove_run_segments(&self.run_id) {
             tracing::warn!("removing the run's segments: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_new_output;
+
+    #[test]
+    fn a_restarted_nodes_repeats_are_not_new_outputs() {
+        let mut next = 0;
+        let first: Vec<bool> = (0..5).map(|n| is_new_output(&mut next, n)).collect();
+        assert_eq!(first, [true; 5]);
+        // The successor goes on from its predecessor's last step, 3: its
+        // outputs 3 and 4 were had, 5 and 6 are new.
+        let again: Vec<bool> = (3..7).map(|n| is_new_output(&mut next, n)).collect();
+        assert_eq!(again, [false, false, true, true]);
+        assert_eq!(next, 7);
     }
 }

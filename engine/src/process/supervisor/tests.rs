@@ -699,17 +699,15 @@ fn restarts_back_off_and_a_node_out_of_restarts_fails_the_run_naming_them() {
     assert_eq!(backoff.wait(40), backoff.max);
 }
 
-#[test]
-fn a_failed_function_restarts_its_node_with_the_failure_as_cause() {
-    let t0 = Instant::now();
-    let mut s = restartable(t0, 1);
+/// B's function panics at id 7: its process says so.
+fn function_failed(s: &mut Supervisor, now: Instant) {
     let boom = Failure::Node {
         node: "B".into(),
         seq: Some(7),
         message: "panicked: boom".into(),
     };
     s.handle(
-        t0,
+        now,
         Event::Message {
             node: 1,
             message: ToMaster::Failed {
@@ -718,6 +716,13 @@ fn a_failed_function_restarts_its_node_with_the_failure_as_cause() {
             },
         },
     );
+}
+
+#[test]
+fn a_failed_function_restarts_its_node_with_the_failure_as_cause() {
+    let t0 = Instant::now();
+    let mut s = restartable(t0, 1);
+    function_failed(&mut s, t0);
     s.handle(t0, closed(1));
     s.handle(
         t0,
@@ -735,21 +740,7 @@ fn a_failed_function_restarts_its_node_with_the_failure_as_cause() {
     // Its second failure is the run's, with its first as its restart.
     ready(&mut s, t0, 1);
     commands(&mut s);
-    let again = Failure::Node {
-        node: "B".into(),
-        seq: Some(7),
-        message: "panicked: boom".into(),
-    };
-    s.handle(
-        t0,
-        Event::Message {
-            node: 1,
-            message: ToMaster::Failed {
-                failure: again,
-                report: Box::new(report("B")),
-            },
-        },
-    );
+    function_failed(&mut s, t0);
     assert_eq!(
         failure(&mut s),
         "node B on host localhost used its 1 restarts (node B failed at seq 7: panicked: boom) \
