@@ -515,6 +515,8 @@ fn pipe_checksum(n: u64) -> u64 {
     })
 }
 
+/// The middle worker, then the spout (which sends its ids again from 0:
+/// they go up, so what it sent is dropped by id).
 #[test]
 fn a_middle_worker_killed_while_its_rings_are_full_resumes_exactly() {
     let dir = fresh_dir("recovery-pipe");
@@ -525,41 +527,65 @@ fn a_middle_worker_killed_while_its_rings_are_full_resumes_exactly() {
     let mut run = start(&mut topology(&["pipe", &n.to_string(), &marker]));
     // The sink takes 100 µs a value: by its 20 000th, S (as fast as it
     // can) has long filled every 64 KiB ring before it.
+    // By its 30 000th, S has sent at most the values the rings hold more
+    // (four rings of about 1 600 values): it still sends.
     let mut lines = Vec::new();
-    let mut killed = None;
+    let mut killed = Vec::new();
     loop {
         let line = run.line();
         if line.is_empty() {
             break;
         }
-        if line == "K at 20000" {
-            let w2 = node_processes(&marker)
+        let node = match line.as_str() {
+            "K at 20000" => Some("W2"),
+            "K at 30000" => Some("S"),
+            _ => None,
+        };
+        if let Some(node) = node {
+            let pid = node_processes(&marker)
                 .into_iter()
-                .find(|p| p.node == "W2")
-                .expect("W2 runs");
-            send_signal(w2.pid, 9);
-            killed = Some(w2.pid);
+                .find(|p| p.node == node)
+                .unwrap_or_else(|| panic!("{node} runs"))
+                .pid;
+            send_signal(pid, 9);
+            killed.push(node);
         }
         lines.push(line);
     }
     let (status, _, stderr) = run.finish();
-    assert!(killed.is_some(), "W2 was killed: {lines:?}");
+    assert_eq!(killed, ["W2", "S"], "{lines:?}");
     assert!(status.success(), "{status}\n{stderr}");
     let mut expected: Vec<String> = (1..=6).map(|k| format!("K at {}", k * 10_000)).collect();
     expected.push(format!("K got {n} checksum {}", pipe_checksum(n)));
     assert_eq!(lines, expected, "{stderr}");
-    assert!(
-        stderr.contains("node W2 on host localhost killed by signal 9 (SIGKILL); restarting it"),
-        "{stderr}"
-    );
-    // Under W2's row of the report.
-    let w2 = stderr
+    for node in ["W2", "S"] {
+        assert!(
+            stderr.contains(&format!(
+                "node {node} on host localhost killed by signal 9 (SIGKILL); restarting it"
+            )),
+            "{stderr}"
+        );
+        // Under the node's row of the report.
+        let restart = stderr
+            .lines()
+            .skip_while(|l| !l.trim_start().starts_with(&format!("{node} ")))
+            .nth(1)
+            .unwrap_or_default();
+        assert!(
+            restart.starts_with("    restart 1: killed by signal 9 (SIGKILL); running again after"),
+            "{stderr}"
+        );
+    }
+    // The restarted S sent its ids from 0 again: those it had sent were
+    // dropped, counted.
+    let s_row = stderr
         .lines()
-        .skip_while(|l| !l.trim_start().starts_with("W2 "))
-        .nth(1)
+        .skip_while(|l| !l.trim_start().starts_with("S "))
+        .nth(2)
         .unwrap_or_default();
     assert!(
-        w2.starts_with("    restart 1: killed by signal 9 (SIGKILL); running again after"),
+        s_row.starts_with("    after its restarts: 0 values processed again, ")
+            && s_row.ends_with(" dropped as done"),
         "{stderr}"
     );
 }

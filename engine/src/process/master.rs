@@ -429,7 +429,7 @@ impl ProcessRun {
                 key_groups: scale.key_groups as u32,
                 metrics: !self.watchers.0.is_empty(),
                 restartable: false,
-                predecessor: None,
+                predecessors: Vec::new(),
                 keep_readers: false,
                 hosts: (0..n).map(|n| placement.host_of(n).to_owned()).collect(),
                 bind: match node_agent[id] {
@@ -512,11 +512,11 @@ impl Master {
         Ok(())
     }
 
-    /// Starts node `id` again, as the successor of `predecessor`; a
-    /// failure to start it fails the run.
-    fn restart(&mut self, id: NodeId, predecessor: Predecessor) {
+    /// Starts node `id` again, as the successor of `predecessors` (the
+    /// newest first); a failure to start it fails the run.
+    fn restart(&mut self, id: NodeId, predecessors: Vec<Predecessor>) {
         let mut config = self.configs[id].clone();
-        config.predecessor = Some(predecessor);
+        config.predecessors = predecessors;
         if let Err(e) = self.start_local(id, &config) {
             let failure = Failure::NotStarted {
                 node: self.graph.node(id).name.clone(),
@@ -780,11 +780,11 @@ impl Master {
                 },
                 Command::Restart {
                     node,
-                    predecessor,
+                    predecessors,
                     cause,
                 } => {
                     self.observe(|o| o.restarting(node, cause));
-                    self.restart(node, predecessor);
+                    self.restart(node, predecessors);
                 }
                 Command::Warn(warning) => tracing::warn!("{warning}"),
             }

@@ -21,7 +21,7 @@ use crate::metrics::{Probe, SAMPLE_EVERY};
 use crate::replica::{Replicated, Scale};
 use crate::report::{NodeReport, PolicyEvent};
 use crate::run::inlet::Inlet;
-use crate::run::recovery::{Checkpoint, MAX_INPUTS};
+use crate::run::recovery::{after_sends, Checkpoint, MAX_INPUTS};
 use crate::run::ring_output::{RingOutput, Tap};
 use crate::run::spout::SpoutTask;
 use crate::run::worker::{WorkerParts, WorkerTask};
@@ -335,17 +335,21 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<NodeEnd, NodeError> {
         probe.clone(),
     );
     output.tap = config.watched.then(|| Box::new(tx.clone()) as Box<dyn Tap>);
-    let (before, restarted) = match steps {
+    let (before, predecessors) = match steps {
         Some(steps) => {
             let spout = matches!(spec.kind, NodeKind::Spout);
             output.in_steps(spout, steps.before.clone(), steps.log);
-            (steps.before, steps.predecessor)
+            (steps.before, steps.predecessors)
         }
-        None => (None, None),
+        None => (None, Vec::new()),
     };
     // A restarted node's consumers are attached already (or being
     // restarted themselves).
-    let consumers = if restarted.is_some() { 0 } else { consumers };
+    let consumers = if predecessors.is_empty() {
+        consumers
+    } else {
+        0
+    };
     let report = match node.body {
         Body::Spout(body) => {
             wait_for_consumers(&output, consumers)?;
@@ -365,7 +369,7 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<NodeEnd, NodeError> {
                 let up_name = &graph.node(*up).name;
                 let (mut reader, link) = if config.hosts[*up] == config.hosts[id] {
                     let ring_name = RingName::new(&config.run_id, up_name).map_err(setup)?;
-                    let reader = attach(&ring_name, restarted)
+                    let reader = attach(&ring_name, &predecessors)
                         .map_err(|e| setup(format!("attaching to the ring of {up_name}: {e}")))?;
                     (reader, None)
                 } else {
@@ -444,7 +448,9 @@ struct Steps {
     /// The ring that records the steps of a node without consumers.
     log: Option<RingWriter>,
     before: Option<Checkpoint>,
-    predecessor: Option<ProcessStamp>,
+    /// A restarted node's: the processes that ran it before, the newest
+    /// first.
+    predecessors: Vec<ProcessStamp>,
 }
 
 /// The capacity of the ring that records the steps of a node without
@@ -465,26 +471,33 @@ impl Steps {
                 "a node that may be restarted reads at most {MAX_INPUTS} rings; this one reads {inputs}"
             )));
         }
-        let (mut ring, predecessor) = match config.predecessor {
-            Some(p) => {
-                let ring = RingWriter::reopen(ring_name)
-                    .map_err(|e| setup(format!("taking over its ring: {e}")))?;
-                let stamp = ProcessStamp {
-                    pid: p.pid,
-                    start_time: p.start_time,
-                };
-                (ring, Some(stamp))
-            }
-            None if consumers > 0 => (output_ring(config, ring_name)?, None),
-            None => {
-                let ring = RingWriter::create_owned(ring_name, LOG_BYTES, segment_owner(config))
-                    .map_err(setup)?;
-                (ring, None)
-            }
+        let predecessors: Vec<ProcessStamp> = config
+            .predecessors
+            .iter()
+            .map(|p| ProcessStamp {
+                pid: p.pid,
+                start_time: p.start_time,
+            })
+            .collect();
+        let mut ring = if !predecessors.is_empty() {
+            RingWriter::reopen(ring_name)
+                .map_err(|e| setup(format!("taking over its ring: {e}")))?
+        } else if consumers > 0 {
+            output_ring(config, ring_name)?
+        } else {
+            RingWriter::create_owned(ring_name, LOG_BYTES, segment_owner(config)).map_err(setup)?
         };
         ring.expect_restarts();
         ring.keep_dead_readers();
-        let before = match ring.progress() {
+        // A spout's sends go out as they are made, its progress recorded now
+        // and then: its last step is its record and the sends after it.
+        let (record, after) = if inputs == 0 {
+            ring.progress_and_after()
+                .map_err(|e| setup(format!("reading its ring's last step: {e}")))?
+        } else {
+            (ring.progress(), Vec::new())
+        };
+        let record = match record {
             None => None,
             Some(words) => Some(Checkpoint::decode(&words, inputs).ok_or_else(|| {
                 setup(format!(
@@ -493,7 +506,12 @@ impl Steps {
                 ))
             })?),
         };
-        if let Some(p) = &predecessor {
+        let before = if inputs == 0 {
+            after_sends(record, &after)
+        } else {
+            record
+        };
+        if let Some(p) = predecessors.first() {
             match &before {
                 Some(c) => tracing::info!(
                     "restarted after process {}: going on after its last step ({} values emitted; next id {}; inputs done/read to {:?})",
@@ -511,24 +529,27 @@ impl Steps {
             ring,
             log,
             before,
-            predecessor,
+            predecessors,
         })
     }
 }
 
-/// Attaches to the upstream ring `name`: in the slot of `predecessor` (the
-/// dead process this one restarts) if it had one, else as a new reader.
+/// Attaches to the upstream ring `name`: in the slot of the newest of
+/// `predecessors` (the dead processes this one restarts, the newest first)
+/// that had one, else as a new reader (none had attached: the upstream
+/// waits for its readers before it writes).
 fn attach(
     name: &RingName,
-    predecessor: Option<ProcessStamp>,
+    predecessors: &[ProcessStamp],
 ) -> Result<RingReader, clusterduck_transport::AttachError> {
-    match predecessor.map(|p| RingReader::take_over(name, p)) {
-        // It died before it attached.
-        Some(Err(clusterduck_transport::AttachError::NoSuchReader { .. })) | None => {
-            RingReader::attach(name)
+    for p in predecessors {
+        match RingReader::take_over(name, *p) {
+            // It died before it took its own predecessor's slot.
+            Err(clusterduck_transport::AttachError::NoSuchReader { .. }) => continue,
+            taken => return taken,
         }
-        Some(taken) => taken,
     }
+    RingReader::attach(name)
 }
 
 fn wait_for_consumers(output: &RingOutput, consumers: usize) -> Result<(), NodeError> {

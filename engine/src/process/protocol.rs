@@ -158,14 +158,16 @@ pub(crate) struct NodeConfig {
     /// readers wait for a successor if it dies, and its own readers' slots
     /// are kept for theirs (see `run::recovery`).
     pub(crate) restartable: bool,
-    /// A restarted node's: the process it takes over from.
-    pub(crate) predecessor: Option<Predecessor>,
+    /// A restarted node's: the processes that ran it before, the newest
+    /// first (the newest may have died before it took its predecessor's
+    /// slots in its upstreams' rings: they are then an older one's).
+    pub(crate) predecessors: Vec<Predecessor>,
     /// A consumer of the node may be restarted: its ring keeps a dead
     /// reader's slot for its successor.
     pub(crate) keep_readers: bool,
 }
 
-/// The dead process a restarted node takes over from: its slots in its
+/// A dead process a restarted node takes over from: its slots in its
 /// upstreams' rings, and its own ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub(crate) struct Predecessor {

@@ -129,10 +129,11 @@ pub(crate) enum Command {
     /// host's agent).
     Kill { node: NodeId },
     /// Start a node's process again (where it ran), as the successor of
-    /// `predecessor`, which ended so (`cause`).
+    /// `predecessors` (every process that ran it, the newest first; the
+    /// newest ended so: `cause`).
     Restart {
         node: NodeId,
-        predecessor: Predecessor,
+        predecessors: Vec<Predecessor>,
         cause: String,
     },
     /// Say this on the master's stderr.
@@ -202,8 +203,9 @@ struct Node {
     agent: Option<usize>,
     spout: bool,
     pid: Option<u32>,
-    /// Its process's start time, 0 if not known.
-    start_time: u64,
+    /// Every process that ran it, in order (pid and start time, 0 if not
+    /// known).
+    processes: Vec<Predecessor>,
     heard: Instant,
     report: Option<NodeReport>,
     state: NodeState,
@@ -323,7 +325,7 @@ impl Supervisor {
                     agent: p.agent,
                     spout: p.spout,
                     pid: None,
-                    start_time: 0,
+                    processes: Vec::new(),
                     heard: now,
                     report: None,
                     state: NodeState::Starting,
@@ -404,7 +406,9 @@ impl Supervisor {
                 start_time,
             } => {
                 self.nodes[node].pid = Some(pid);
-                self.nodes[node].start_time = start_time;
+                self.nodes[node]
+                    .processes
+                    .push(Predecessor { pid, start_time });
             }
             Event::Connected(Peer::Node(id)) => self.connected(now, id),
             Event::Connected(Peer::Agent(a)) => {
@@ -545,17 +549,14 @@ impl Supervisor {
             let node = &mut self.nodes[id];
             match node.state {
                 NodeState::Restarting { at } if now >= at => {
-                    let predecessor = Predecessor {
-                        pid: node.pid.unwrap_or(0),
-                        start_time: node.start_time,
-                    };
+                    let predecessors = node.processes.iter().rev().copied().collect();
                     node.state = NodeState::Starting;
                     node.heard = now;
                     node.ready_by = Some(now + self.timeouts.ready);
                     let cause = node.down.as_ref().map(|d| d.1.clone()).unwrap_or_default();
                     self.commands.push_back(Command::Restart {
                         node: id,
-                        predecessor,
+                        predecessors,
                         cause,
                     });
                 }

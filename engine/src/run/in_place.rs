@@ -12,7 +12,7 @@
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
-use super::inlet::{BadInput, Inlet, Keep};
+use super::inlet::{BadInput, Inlet, Keep, Visit};
 use super::recovery::{Checkpoint, Position};
 use super::take::{Halt, Reading, Take};
 use super::worker::{call_guarded, WorkerTask};
@@ -25,6 +25,8 @@ use crate::Seq;
 #[derive(Default)]
 pub(crate) struct InPlace {
     checkpoint: Option<Checkpoint>,
+    /// The checkpoint holds calls not committed (they emitted nothing).
+    pending: bool,
 }
 
 impl InPlace {
@@ -54,6 +56,7 @@ impl InPlace {
         }
         Ok(Self {
             checkpoint: Some(checkpoint),
+            pending: false,
         })
     }
 }
@@ -84,12 +87,27 @@ impl Take for InPlace {
             skipped,
             ..
         } = task;
-        let checkpoint = &mut self.checkpoint;
+        let (checkpoint, pending) = (&mut self.checkpoint, &mut self.pending);
         let Reading { ended, count } = at;
         let from = upstream_of[upstream];
         // Where the last value forwarded by reference went in the output.
         let mut until = None;
-        let (got, hold) = inputs[upstream].visit(wait, ended, |seq, bytes, end| {
+        let (got, hold) = inputs[upstream].visit(wait, ended, |visit| {
+            let (seq, bytes, end) = match visit {
+                Visit::Value(seq, bytes, end) => (seq, bytes, end),
+                // The read releases its frames next: the step that used
+                // them is committed first (see `WorkerTask::settle`).
+                Visit::Done => {
+                    if let Some(checkpoint) = checkpoint.as_ref().filter(|_| *pending) {
+                        *pending = false;
+                        output.commit(checkpoint);
+                    }
+                    if output.step_held() {
+                        output.flush();
+                    }
+                    return Ok(Keep::No);
+                }
+            };
             *count += 1;
             call_guarded(
                 &mut **body,
@@ -100,17 +118,18 @@ impl Take for InPlace {
             )
             .map_err(Halt::Failed)?;
             if let Some(checkpoint) = checkpoint {
+                let emitted = output.emitted() != checkpoint.emitted;
                 checkpoint.emitted = output.emitted();
                 (checkpoint.replayed, checkpoint.skipped) = (*replayed, *skipped);
                 checkpoint.inputs[upstream] = Position {
                     done: end,
                     read: end,
                 };
-                output.commit(checkpoint);
-                // The read releases its frames when it ends: the step that
-                // used them is committed first (see `WorkerTask::settle`).
-                if output.step_held() {
-                    output.flush();
+                // A call that emitted is published at once; one that did
+                // not waits for the next that does, or the read's end.
+                *pending = !emitted;
+                if emitted {
+                    output.commit(checkpoint);
                 }
             }
             if !output.forwarded() {

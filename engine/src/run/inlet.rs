@@ -108,7 +108,8 @@ impl Inlet {
 
     /// Reads the ring in place: hands the archived bytes of each value
     /// there is (at most a batch), and where its frame ends, waiting up to
-    /// `wait` if given, to `visit`, without decoding or copying them;
+    /// `wait` if given, to `visit`, without decoding or copying them, then
+    /// tells it the read is done (before its frames are released);
     /// `visit` says whether the
     /// value must stay in the ring after the read (it was forwarded by
     /// reference): then the read's frames are held, and the hold returned.
@@ -117,7 +118,7 @@ impl Inlet {
         &mut self,
         wait: Option<Duration>,
         ended: &mut bool,
-        visit: impl FnMut(Seq, &[u8], u64) -> Result<Keep, E>,
+        visit: impl FnMut(Visit<'_>) -> Result<Keep, E>,
     ) -> Result<(bool, Option<Hold>), E> {
         if self.broken {
             if let Some(t) = wait {
@@ -205,8 +206,10 @@ impl Inlet {
         wait: Option<Duration>,
     ) -> Result<bool, BadInput> {
         let codec = self.codec.clone();
-        self.visit(wait, ended, |seq, bytes, _| {
-            queue.push_back((seq, decode(&*codec, seq, bytes)?));
+        self.visit(wait, ended, |visit| {
+            if let Visit::Value(seq, bytes, _) = visit {
+                queue.push_back((seq, decode(&*codec, seq, bytes)?));
+            }
             Ok(Keep::No)
         })
         .map(|(got, _)| got)
@@ -243,6 +246,14 @@ fn routed(route: &mut Route, seq: Seq, bytes: &[u8]) -> Result<bool, BadInput> {
     })
 }
 
+/// What a read in place hands its visitor, in turn.
+pub(crate) enum Visit<'a> {
+    /// A value: its id, its archived bytes, and where its frame ends.
+    Value(Seq, &'a [u8], u64),
+    /// Every value of the read was visited: its frames are released next.
+    Done,
+}
+
 /// Whether a value handed over in place must stay in its ring after the
 /// read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -263,7 +274,7 @@ fn visit_frames<E: From<BadInput>>(
     ended: &mut bool,
     limit: usize,
     mut route: Option<&mut Route>,
-    mut visit: impl FnMut(Seq, &[u8], u64) -> Result<Keep, E>,
+    mut visit: impl FnMut(Visit<'_>) -> Result<Keep, E>,
 ) -> Result<(bool, Option<Hold>), E> {
     let mut batch = match read {
         Ok(Some(batch)) => batch,
@@ -284,7 +295,7 @@ fn visit_frames<E: From<BadInput>>(
                 FrameKind::Data => {
                     let (seq, bytes) = (frame.seq(), frame.bytes());
                     if owns(&mut route, seq, bytes)?
-                        && visit(seq, bytes, frames.pos())? == Keep::Yes
+                        && visit(Visit::Value(seq, bytes, frames.pos()))? == Keep::Yes
                     {
                         keep = Keep::Yes;
                     }
@@ -293,7 +304,7 @@ fn visit_frames<E: From<BadInput>>(
                 other => return Err(BadInput::unexpected(other, frame.seq()).into()),
             }
         }
-        Ok(())
+        visit(Visit::Done).map(drop)
     };
     let result = each();
     // Held from the read's start: the frames before the value too (a

@@ -30,6 +30,20 @@ use crate::node::NodeCore;
 /// record per bundle, 15 % of the join's time).
 const LOCKSTEP_STEP: usize = 16;
 
+/// Writes into `checkpoint` where a node stands after running bundle `seq`
+/// in lockstep, every ring read and done to `next`, with its counts of
+/// values emitted, replayed and skipped.
+fn stepped(checkpoint: &mut Checkpoint, (seq, next): (u64, &[u64]), counts: (u64, u64, u64)) {
+    checkpoint.seq = seq + 1;
+    (checkpoint.emitted, checkpoint.replayed, checkpoint.skipped) = counts;
+    for (at, &pos) in checkpoint.inputs.iter_mut().zip(next) {
+        *at = Position {
+            done: pos,
+            read: pos,
+        };
+    }
+}
+
 /// Per upstream: one value per upstream of a bundle, kept inline.
 type PerUpstream<T> = SmallVec<[T; 4]>;
 
@@ -137,19 +151,12 @@ impl<O: NodeOutput> WorkerTask<O> {
                 }
                 next.copy_from_slice(&after);
                 core.delivered_in_lockstep(seq);
-                if let Some(checkpoint) = checkpoint.as_deref_mut() {
-                    checkpoint.emitted = output.emitted();
-                    checkpoint.seq = seq + 1;
-                    (checkpoint.replayed, checkpoint.skipped) = (*replayed, *skipped);
-                    for (at, &pos) in checkpoint.inputs.iter_mut().zip(next.iter()) {
-                        *at = Position {
-                            done: pos,
-                            read: pos,
-                        };
-                    }
-                    // A step of a few bundles: their outputs are published
-                    // together, a few microseconds apart at most.
-                    if ran % LOCKSTEP_STEP == LOCKSTEP_STEP - 1 {
+                // A step of a few bundles: their outputs are published
+                // together, a few microseconds apart at most.
+                if ran % LOCKSTEP_STEP == LOCKSTEP_STEP - 1 {
+                    if let Some(checkpoint) = checkpoint.as_deref_mut() {
+                        let counts = (output.emitted(), *replayed, *skipped);
+                        stepped(checkpoint, (seq, &next[..]), counts);
                         output.commit(checkpoint);
                     }
                 }
@@ -163,6 +170,8 @@ impl<O: NodeOutput> WorkerTask<O> {
         // Committed before the rings are released past them (see
         // `WorkerTask::settle`).
         if let Some(checkpoint) = checkpoint.filter(|_| ran % LOCKSTEP_STEP != 0) {
+            let counts = (self.output.emitted(), self.replayed, self.skipped);
+            stepped(checkpoint, (seq - stride, &next[..]), counts);
             self.output.commit(checkpoint);
         }
         if self.output.step_held() {

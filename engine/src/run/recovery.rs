@@ -92,6 +92,27 @@ impl Checkpoint {
     }
 }
 
+/// A spout's last step: its last record, and the ids of the sends
+/// published after it (see `RingWriter::progress_and_after`). `None` if it
+/// sent nothing and recorded nothing.
+pub(crate) fn after_sends(record: Option<Checkpoint>, after: &[Seq]) -> Option<Checkpoint> {
+    if record.is_none() && after.is_empty() {
+        return None;
+    }
+    let mut c = record.unwrap_or(Checkpoint {
+        rising: true,
+        ..Checkpoint::default()
+    });
+    let mut ids = SentIds::after(Some(&c));
+    for seq in after {
+        ids.sent(*seq);
+    }
+    c.emitted += after.len() as u64;
+    c.seq = ids.last.unwrap_or(c.seq);
+    c.rising = ids.rising;
+    Some(c)
+}
+
 /// A restarted spout's filter of what it sends again (see [`Resumed`]).
 #[derive(Debug)]
 pub(crate) struct Resend {
@@ -193,6 +214,23 @@ mod tests {
             "another node's layout"
         );
         const { assert!(MAX_INPUTS * 2 + FIXED <= RingWriter::MAX_PROGRESS) };
+    }
+
+    #[test]
+    fn a_spouts_sends_after_its_record_are_counted_in() {
+        let record = Checkpoint {
+            emitted: 3,
+            seq: 9,
+            rising: true,
+            ..Checkpoint::default()
+        };
+        let after = after_sends(Some(record.clone()), &[10, 12]).unwrap();
+        assert_eq!((after.emitted, after.seq, after.rising), (5, 12, true));
+        let after = after_sends(Some(record), &[10, 4]).unwrap();
+        assert_eq!((after.emitted, after.seq, after.rising), (5, 4, false));
+        let fresh = after_sends(None, &[7]).unwrap();
+        assert_eq!((fresh.emitted, fresh.seq, fresh.rising), (1, 7, true));
+        assert_eq!(after_sends(None, &[]), None);
     }
 
     #[test]

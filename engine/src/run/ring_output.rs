@@ -76,6 +76,12 @@ pub(crate) struct Steps {
     /// A step ended whose outputs the debugger's tap has not sent yet: it
     /// is committed with a later one, once they are.
     held: bool,
+    /// A spout with a ring and no tap: its sends are published as they go,
+    /// its checkpoint recorded once a quarter of its ring was written since
+    /// the last record (at `record_by`: a successor finds the sends after
+    /// the record in the ring, see `RingWriter::progress_and_after`).
+    light: bool,
+    record_by: u64,
 }
 
 impl Steps {
@@ -155,18 +161,48 @@ impl RingOutput {
         mut log: Option<RingWriter>,
     ) {
         self.emitted = before.as_ref().map_or(0, |c| c.emitted);
-        if let Some(ring) = self.ring.as_mut().or(log.as_mut()) {
-            ring.begin();
+        let light = spout && self.ring.is_some() && self.tap.is_none();
+        if !light {
+            if let Some(ring) = self.ring.as_mut().or(log.as_mut()) {
+                ring.begin();
+            }
         }
+        let ids = spout.then(|| SentIds::after(before.as_ref()));
         self.steps = Some(Steps {
-            ids: spout.then(|| SentIds::after(before.as_ref())),
             resent: before.as_ref().map_or(0, |c| c.skipped),
             resend: before.filter(|_| spout).map(Resend::new),
+            ids,
             words: [0; RingWriter::MAX_PROGRESS],
             len: 0,
             log,
             held: false,
+            light,
+            record_by: 0,
         });
+        if light {
+            // A first record: the sends after it are all in the ring.
+            self.record_sends();
+        }
+    }
+
+    /// Records a light spout's checkpoint at the end published.
+    fn record_sends(&mut self) {
+        let (Some(steps), Some(ring)) = (&mut self.steps, &mut self.ring) else {
+            return;
+        };
+        let Some(ids) = &steps.ids else {
+            return;
+        };
+        let checkpoint = Checkpoint {
+            emitted: self.emitted,
+            seq: ids.last.unwrap_or(0),
+            rising: ids.rising,
+            skipped: steps.resent,
+            ..Checkpoint::default()
+        };
+        steps.len = checkpoint.encode(&mut steps.words);
+        ring.commit(&steps.words[..steps.len]);
+        steps.record_by = ring.written() + ring.capacity() as u64 / 4;
     }
 
     /// Whether a spout's send of `seq` repeats what its dead predecessor
@@ -181,8 +217,9 @@ impl RingOutput {
         resent
     }
 
-    /// Ends a spout's step: the send of `seq` is published with the
-    /// spout's checkpoint.
+    /// Ends a spout's step, the send of `seq`: published with the spout's
+    /// checkpoint; a light spout's was published as written, and its
+    /// checkpoint is recorded now and then.
     #[inline]
     fn sent(&mut self, seq: Seq) {
         let Some(steps) = &mut self.steps else {
@@ -192,6 +229,16 @@ impl RingOutput {
             return;
         };
         ids.sent(seq);
+        if steps.light {
+            if self
+                .ring
+                .as_ref()
+                .is_some_and(|r| r.written() >= steps.record_by)
+            {
+                self.record_sends();
+            }
+            return;
+        }
         let checkpoint = Checkpoint {
             emitted: self.emitted,
             seq,

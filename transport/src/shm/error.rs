@@ -117,6 +117,16 @@ pub enum ReopenError {
     /// written, and nothing is missing.
     #[error("the ring's stream has ended")]
     Ended,
+    /// The values published after the last progress record no longer lie
+    /// whole in the ring (see `RingWriter::progress_and_after`): its
+    /// writer recorded its progress too seldom.
+    #[error("the values after the last progress record (position {from}) were overwritten: {published} bytes were published since")]
+    RecordTooOld {
+        /// Where the last record stands.
+        from: u64,
+        /// Bytes published after it.
+        published: u64,
+    },
     /// A frame between the slowest reader and the end is not one this
     /// writer could have written.
     #[error("corrupt ring: {what} at position {pos}")]

@@ -1087,3 +1087,38 @@ fn a_slot_is_taken_over_only_from_a_writer_that_keeps_dead_readers() {
         Err(AttachError::NotKept)
     ));
 }
+
+#[test]
+fn a_record_made_now_and_then_and_the_values_after_it_say_where_the_writer_stood() {
+    let _w = watchdog(30);
+    let name = unique("light");
+    let mut writer = RingWriter::create(&name, 4096).unwrap();
+    let mut reader = RingReader::attach(&name).unwrap();
+    // No record yet: every value from the ring's start.
+    for seq in [10, 20] {
+        writer.write_bytes(seq, &[1; 40]).unwrap();
+    }
+    assert_eq!(writer.progress_and_after().unwrap(), (None, vec![10, 20]));
+    // A record outside a transaction: at the end published; the values
+    // after it are published as they are written, and listed.
+    assert!(writer.commit(&[2, 20]));
+    for seq in [5, 40] {
+        writer.write_bytes(seq, &[2; 40]).unwrap();
+    }
+    assert_eq!(
+        writer.progress_and_after().unwrap(),
+        (Some(vec![2, 20]), vec![5, 40])
+    );
+    let got: Vec<u64> = collect(&mut reader).unwrap().iter().map(|f| f.1).collect();
+    assert_eq!(got, [10, 20, 5, 40], "published as written, not held");
+    // More than half a ring after the record: its values may be
+    // overwritten, which is said.
+    for seq in 0..20 {
+        writer.write_bytes(100 + seq, &[3; 100]).unwrap();
+        let _ = collect(&mut reader).unwrap();
+    }
+    assert!(matches!(
+        writer.progress_and_after(),
+        Err(ReopenError::RecordTooOld { .. })
+    ));
+}

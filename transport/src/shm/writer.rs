@@ -307,6 +307,59 @@ impl RingWriter {
         )
     }
 
+    /// The last committed progress record, and the ids of the values
+    /// published after it, in order (a successor's look, after
+    /// [`reopen`](Self::reopen)). A writer that publishes every value as
+    /// it goes and records its progress only now and then (outside
+    /// transactions: [`commit`](Self::commit) without `begin`) finds
+    /// exactly where it stood: the record, and what followed. Without a
+    /// record, the ids from the ring's start. The values after the record
+    /// must lie whole in the ring: record at least every
+    /// [`capacity`](Self::capacity) / 4 bytes (else
+    /// [`ReopenError::RecordTooOld`]).
+    pub fn progress_and_after(&self) -> Result<(Option<Vec<u64>>, Vec<u64>), ReopenError> {
+        let ctl = self.ring.control();
+        let published = self.index.visible();
+        let from = valid_record(ctl, published).map_or(0, |i| {
+            // SYNC: Acquire pairs with the Release store in `commit`.
+            ctl.progress[i].out_pos.load(Acquire)
+        });
+        // The dead writer may have written one value past what it
+        // published, over the oldest bytes of the ring's length before it.
+        if published - from > self.capacity() as u64 / 2 {
+            return Err(ReopenError::RecordTooOld {
+                from,
+                published: published - from,
+            });
+        }
+        let mut ids = Vec::new();
+        let mut pos = from;
+        while pos < published {
+            if pos % FRAME_ALIGN != 0 {
+                return Err(ReopenError::Corrupt {
+                    what: "a frame out of alignment",
+                    pos,
+                });
+            }
+            // SAFETY: `from <= pos < published`, within half a ring of the
+            // end published: intact; the header lies whole (frames are
+            // aligned).
+            let header = unsafe { self.ring.at(pos).cast::<FrameHeader>().read() };
+            let end = pos + frame_size(u64::from(header.len));
+            if end > published {
+                return Err(ReopenError::Corrupt {
+                    what: "a frame past the end published",
+                    pos,
+                });
+            }
+            if header.kind != FrameKind::End.code() {
+                ids.push(header.seq);
+            }
+            pos = end;
+        }
+        Ok((self.progress(), ids))
+    }
+
     /// Says that the writer may be restarted (see [`reopen`](Self::reopen)):
     /// a reader whose writer's process dies then waits for a successor
     /// instead of failing with [`ReadError::WriterDied`]; whoever restarts

@@ -610,10 +610,10 @@ fn a_killed_node_is_restarted_at_once_as_its_predecessors_successor() {
         commands(&mut s),
         [Command::Restart {
             node: 2,
-            predecessor: Predecessor {
+            predecessors: vec![Predecessor {
                 pid: 102,
                 start_time: 1002
-            },
+            }],
             cause: "killed by signal 9 (SIGKILL)".into(),
         }]
     );
@@ -761,5 +761,48 @@ fn a_node_waiting_for_its_restart_ends_with_an_abort() {
             .iter()
             .any(|c| matches!(c, Command::Restart { .. })),
         "no restart once aborting"
+    );
+}
+
+#[test]
+fn a_restart_names_every_process_that_ran_the_node_the_newest_first() {
+    let t0 = Instant::now();
+    let mut s = restartable(t0, 2);
+    killed(&mut s, t0, 1);
+    s.tick(t0);
+    commands(&mut s);
+    // The successor dies before it is ready (before it took the slots of
+    // the first process): the next one must know both.
+    s.handle(
+        t0,
+        Event::Spawned {
+            node: 1,
+            pid: 201,
+            start_time: 2001,
+        },
+    );
+    s.handle(t0, Event::Connected(Peer::Node(1)));
+    killed(&mut s, t0, 1);
+    let later = t0 + Backoff::default().wait(1);
+    s.tick(later);
+    let restart = commands(&mut s)
+        .into_iter()
+        .find_map(|c| match c {
+            Command::Restart { predecessors, .. } => Some(predecessors),
+            _ => None,
+        })
+        .expect("a restart");
+    assert_eq!(
+        restart,
+        [
+            Predecessor {
+                pid: 201,
+                start_time: 2001
+            },
+            Predecessor {
+                pid: 101,
+                start_time: 1001
+            }
+        ]
     );
 }
