@@ -140,7 +140,7 @@ impl Failure {
             },
             other => Failure::Node {
                 node: node.to_owned(),
-                seq: Some(other.seq()),
+                seq: other.seq(),
                 message: format!("unexpected fatal policy event {other:?}"),
             },
         }

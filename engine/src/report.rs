@@ -80,6 +80,14 @@ impl fmt::Display for PolicyEvent {
                 "node {node}: seq {seq} incomplete at end of stream: nothing from {}",
                 self.names(missing)
             ),
+            Notice::Restarted {
+                restart,
+                restarts,
+                cause,
+            } => write!(
+                f,
+                "node {node}: restarted (restart {restart} of {restarts}): {cause}"
+            ),
         }
     }
 }

@@ -106,4 +106,9 @@ fn the_readme_prints_every_id_once_in_order_through_three_kills_of_c_and_one_of_
         stderr.contains("restart 3: killed by signal 9 (SIGKILL)"),
         "{stderr}"
     );
+    // Told to `on_event` as they happen (the readme prints its events).
+    for (node, restart) in [("C", 1), ("C", 2), ("C", 3), ("A", 1)] {
+        let said = format!("node {node}: restarted (restart {restart} of 3): {signal}");
+        assert!(stderr.lines().any(|l| l == said), "{said}\n{stderr}");
+    }
 }

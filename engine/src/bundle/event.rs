@@ -50,6 +50,16 @@ pub enum Notice {
         /// The upstreams that did not send a value for it.
         missing: Vec<usize>,
     },
+    /// The node's process ended and was started again (process mode, with
+    /// `Launch::restarts`): not a bundling policy's, but told the same way.
+    Restarted {
+        /// Which restart this is (1 for the first), of how many allowed.
+        restart: u32,
+        /// See `restart`.
+        restarts: u32,
+        /// How its process ended.
+        cause: String,
+    },
 }
 
 impl Notice {
@@ -63,19 +73,21 @@ impl Notice {
             | Notice::Evicted { seq, .. }
             | Notice::Overflow { seq, .. }
             | Notice::Incomplete { seq, .. } => *seq = f(*seq),
+            Notice::Restarted { .. } => {}
         }
         self
     }
 
     /// The id the notice is about.
-    pub fn seq(&self) -> Seq {
+    pub fn seq(&self) -> Option<Seq> {
         match self {
             Notice::Duplicate { seq, .. }
             | Notice::Late { seq, .. }
             | Notice::Gap { seq, .. }
             | Notice::Evicted { seq, .. }
             | Notice::Overflow { seq, .. }
-            | Notice::Incomplete { seq, .. } => *seq,
+            | Notice::Incomplete { seq, .. } => Some(*seq),
+            Notice::Restarted { .. } => None,
         }
     }
 }
@@ -133,6 +145,8 @@ impl PolicyCounts {
             // A full table that fails the run is the run's error, not a count.
             Notice::Overflow { .. } => {}
             Notice::Incomplete { .. } => self.incomplete += 1,
+            // In the node's report's restarts.
+            Notice::Restarted { .. } => {}
         }
     }
 }

@@ -737,14 +737,20 @@ impl Master {
             };
             return self.supervisor.handle(now, Event::Fail(failure));
         }
+        let event = PolicyEvent {
+            node: name,
+            notice,
+            upstreams,
+        };
+        self.tell_event(now, &event);
+    }
+
+    /// Hands `event` to the user's `on_event`, if any; a panic there fails
+    /// the run.
+    fn tell_event(&mut self, now: Instant, event: &PolicyEvent) {
         if let Some(debugger) = &mut self.debugger {
-            let event = PolicyEvent {
-                node: name,
-                notice,
-                upstreams,
-            };
             let called =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| debugger.event(&event)));
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| debugger.event(event)));
             if let Err(panic) = called {
                 let failure = Failure::Debugger {
                     message: panic_message(&*panic),
@@ -781,8 +787,20 @@ impl Master {
                 Command::Restart {
                     node,
                     predecessors,
+                    restart,
+                    restarts,
                     cause,
                 } => {
+                    let event = PolicyEvent {
+                        node: self.graph.node(node).name.clone(),
+                        notice: crate::bundle::Notice::Restarted {
+                            restart,
+                            restarts,
+                            cause: cause.clone(),
+                        },
+                        upstreams: self.upstreams[node].clone(),
+                    };
+                    self.tell_event(Instant::now(), &event);
                     self.observe(|o| o.restarting(node, cause));
                     self.restart(node, predecessors);
                 }
@@ -860,6 +878,8 @@ fn notice_fits(notice: &crate::bundle::Notice, upstreams: usize) -> bool {
         Gap { missing, .. } | Evicted { missing, .. } | Incomplete { missing, .. } => {
             missing.iter().all(|u| *u < upstreams)
         }
+        // The master's own, never a node's.
+        Restarted { .. } => false,
     }
 }
 

@@ -134,6 +134,9 @@ pub(crate) enum Command {
     Restart {
         node: NodeId,
         predecessors: Vec<Predecessor>,
+        /// Which restart this is (1 for the first), of how many allowed.
+        restart: u32,
+        restarts: u32,
         cause: String,
     },
     /// Say this on the master's stderr.
@@ -554,9 +557,12 @@ impl Supervisor {
                     node.heard = now;
                     node.ready_by = Some(now + self.timeouts.ready);
                     let cause = node.down.as_ref().map(|d| d.1.clone()).unwrap_or_default();
+                    let restart = node.restarts.len() as u32 + 1;
                     self.commands.push_back(Command::Restart {
                         node: id,
                         predecessors,
+                        restart,
+                        restarts: restart + node.restarts_left,
                         cause,
                     });
                 }

@@ -498,10 +498,10 @@ impl<O: NodeOutput> WorkerTask<O> {
     /// ones, but a replicated upstream that a bundle misses is named by
     /// the replica it waits for (`J[1]`).
     fn names_for<V>(&self, notice: &Notice, core: &NodeCore<V>) -> Arc<[String]> {
-        let missing = match notice {
-            Notice::Gap { missing, .. }
-            | Notice::Evicted { missing, .. }
-            | Notice::Incomplete { missing, .. } => missing,
+        let (missing, seq) = match notice {
+            Notice::Gap { missing, seq }
+            | Notice::Evicted { missing, seq }
+            | Notice::Incomplete { missing, seq } => (missing, *seq),
             _ => return self.upstream_names.clone(),
         };
         if missing.iter().all(|u| self.blame[*u] == Blame::Upstream) {
@@ -511,8 +511,8 @@ impl<O: NodeOutput> WorkerTask<O> {
         for &u in missing {
             let replicas: Vec<usize> = match &self.blame[u] {
                 Blame::Upstream => continue,
-                Blame::BySeq(inputs) => vec![inputs[(notice.seq() % inputs.len() as u64) as usize]],
-                Blame::Silent => core.silent_inputs(u, notice.seq()),
+                Blame::BySeq(inputs) => vec![inputs[(seq % inputs.len() as u64) as usize]],
+                Blame::Silent => core.silent_inputs(u, seq),
             };
             if !replicas.is_empty() {
                 let named: Vec<&str> = replicas

@@ -353,8 +353,9 @@ fn event_flag(e: &PolicyEvent) -> String {
         Notice::Evicted { .. } => "evicted",
         Notice::Overflow { .. } => "overflow",
         Notice::Incomplete { .. } => "incomplete",
+        Notice::Restarted { .. } => "restarted",
     };
-    format!("{}-{kind}-{}", e.node, e.notice.seq())
+    format!("{}-{kind}-{}", e.node, e.notice.seq().unwrap_or_default())
 }
 
 /// A spout that follows `script`; its `k`-th values are `10 * id + k`.

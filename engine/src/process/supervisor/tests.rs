@@ -614,6 +614,8 @@ fn a_killed_node_is_restarted_at_once_as_its_predecessors_successor() {
                 pid: 102,
                 start_time: 1002
             }],
+            restart: 1,
+            restarts: 2,
             cause: "killed by signal 9 (SIGKILL)".into(),
         }]
     );
