@@ -193,6 +193,7 @@ fn the_metrics_endpoint_counts_every_node_and_a_killed_node_shows_dead() {
             "clusterduck_busy_seconds_total",
             "clusterduck_blocked_seconds_total",
             "clusterduck_node_up",
+            "clusterduck_node_restarts_total",
         ] {
             assert!(
                 one.contains_key(&(metric.to_owned(), node.to_owned())),
