@@ -657,3 +657,42 @@ fn kill_to_first_output_of_the_restarted_worker() {
         sorted[2]
     );
 }
+
+/// A function that fails once (an error): its node is restarted, goes on
+/// from its rings, and the sink gets every id once, in order.
+#[test]
+fn a_function_that_fails_once_is_restarted_and_nothing_is_lost() {
+    let dir = fresh_dir("recovery-flaky");
+    let marker = dir.to_str().unwrap().to_owned();
+    let _g = beside_others();
+    let _w = watchdog("recovery-flaky", LIMIT).guard(marker.clone());
+    let mut run = start(&mut topology(&["flaky", "20000", &marker]));
+    let mut lines = Vec::new();
+    loop {
+        let line = run.line();
+        if line.is_empty() {
+            break;
+        }
+        lines.push(line);
+    }
+    let (status, _, stderr) = run.finish();
+    assert!(status.success(), "{status}\n{stderr}");
+    assert!(dir.join("W.failed").exists(), "W failed once");
+    assert_eq!(lines, ["K got 20000 in order"], "{stderr}");
+    let cause = "node W failed at seq 10000: cannot handle 10000 (this once)";
+    assert!(
+        stderr.contains(&format!(
+            "node W on host localhost {cause}; restarting it (restart 1 of 2)"
+        )),
+        "{stderr}"
+    );
+    let restart = stderr
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("W "))
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        restart.starts_with(&format!("    restart 1: {cause}; running again after")),
+        "{stderr}"
+    );
+}

@@ -139,7 +139,7 @@ fn serve(
         Err(e) => return refuse(e.to_string()),
     };
     // One connection per peer at a time: a restarted node's process
-    // connects once its predecessor's connection was seen closed.
+    // connects once its predecessor's connection closed.
     if !seen.lock().unwrap_or_else(|e| e.into_inner()).insert(peer) {
         return refuse(format!("{peer:?} is connected already"));
     }
@@ -151,8 +151,8 @@ fn serve(
             }
         }
         Err(e) => {
-            let _ = tx.send(Incoming::Closed(peer, Some(e.to_string())));
             seen.lock().unwrap_or_else(|e| e.into_inner()).remove(&peer);
+            let _ = tx.send(Incoming::Closed(peer, Some(e.to_string())));
             return;
         }
     }
@@ -182,8 +182,8 @@ fn serve(
             Err(e) => break Some(e.to_string()),
         }
     };
-    let _ = tx.send(Incoming::Closed(peer, reason));
-    // After the close is told: the master hears of it before a successor's
-    // connection.
+    // A successor connects only once the master handled this close (it is
+    // started then): its connection is accepted.
     seen.lock().unwrap_or_else(|e| e.into_inner()).remove(&peer);
+    let _ = tx.send(Incoming::Closed(peer, reason));
 }

@@ -118,13 +118,15 @@ pub enum LaunchError {
     /// This program's path could not be found, to start the nodes.
     #[error("cannot find this program to start its nodes: {0}")]
     Program(#[source] io::Error),
-    /// Restarts were asked for nodes on other hosts (not supported yet:
-    /// a link to a restarted node does not reconnect).
-    #[error("restarts are for runs on one host; node {node} runs on {host}")]
+    /// Restarts were asked for a node on another host, or next to one
+    /// (not supported yet: a link to a restarted node does not reconnect).
+    #[error("restarts are for nodes whose neighbours run on this host too; node {node} has restarts and {neighbour} runs on {host}")]
     RemoteRestarts {
-        /// A node given restarts on another host.
+        /// A node given restarts.
         node: String,
-        /// Its host.
+        /// It, or a neighbour of it, on another host.
+        neighbour: String,
+        /// That one's host.
         host: String,
     },
     /// A node's process could not be started.
@@ -219,12 +221,23 @@ impl ProcessRun {
             .iter()
             .map(|n| self.restarts.get(*n).copied().unwrap_or(0))
             .collect();
-        if let Some(id) = (0..graph.nodes().len())
-            .find(|id| restarts[*id] > 0 && !Placement::is_local(placement.host_of(*id)))
+        // Until links reconnect: a restartable node and its neighbours on
+        // this host.
+        let elsewhere = |id: NodeId| {
+            let here = |n: NodeId| Placement::is_local(placement.host_of(n));
+            [id].into_iter()
+                .chain(graph.upstreams(id).iter().copied())
+                .chain(graph.downstreams(id).iter().map(|(d, _)| *d))
+                .find(|n| !here(*n))
+        };
+        if let Some((id, away)) = (0..graph.nodes().len())
+            .filter(|id| restarts[*id] > 0)
+            .find_map(|id| elsewhere(id).map(|away| (id, away)))
         {
             return Err(LaunchError::RemoteRestarts {
                 node: graph.node(id).name.clone(),
-                host: placement.host_of(id).to_owned(),
+                neighbour: graph.node(away).name.clone(),
+                host: placement.host_of(away).to_owned(),
             });
         }
         let dir = match (remote.is_empty(), self.dir.to_str()) {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use clusterduck_transport::{ProcessStamp, RingName, RingReader, RingWriter};
+use clusterduck_transport::{ProcessStamp, ReopenError, RingName, RingReader, RingWriter};
 use rkyv::util::AlignedVec;
 
 use super::control_tx::ControlTx;
@@ -255,13 +255,17 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<NodeEnd, NodeError> {
         }
     }
     let ring_name = RingName::new(&config.run_id, &name).map_err(setup)?;
-    let mut steps = config
+    let opened = config
         .restartable
         .then(|| Steps::open(&config, &ring_name, consumers, graph.upstreams(id).len()))
         .transpose()?;
+    // A successor of a process that finished its work: it says so once
+    // started.
+    let finished = matches!(opened, Some(None));
+    let mut steps = opened.flatten();
     let ring = if let Some(ring) = steps.as_mut().and_then(|s| s.ring.take()) {
         Some(ring)
-    } else if consumers > 0 {
+    } else if consumers > 0 && !finished {
         // Spouts and workers alike make the fenced wake-up check every
         // `RingWriter::CHECK_EVERY` frames; a worker also makes it before it
         // waits for input. A consumer that fell asleep at the very instant a
@@ -299,6 +303,36 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<NodeEnd, NodeError> {
     let stop = StopSignal::new();
     listen(stream, stop.clone(), tx.clone());
     let control = RunControl::new(stop);
+    if finished {
+        tracing::info!("restarted after its stream ended: nothing left to do");
+        let report = NodeReport {
+            name: name.clone(),
+            kind: graph.node(id).kind.label().to_owned(),
+            ..NodeReport::default()
+        };
+        return finish(&tx, &control, report);
+    }
+    if config.restartable {
+        // Its function failed: the process dies where it stands, as if
+        // killed, so that its successor finds its rings as they were
+        // (nothing released, nothing dropped, no step committed).
+        let tx = tx.clone();
+        let (name, kind) = (name.clone(), graph.node(id).kind.label().to_owned());
+        control.die_on_fault(move |failure| {
+            let report = NodeReport {
+                name: name.clone(),
+                kind: kind.clone(),
+                error: Some(failure.to_string()),
+                ..NodeReport::default()
+            };
+            let _ = tx.send(&ToMaster::Failed {
+                failure: failure.clone(),
+                report: Box::new(report),
+            });
+            let _ = tx.sync();
+            std::process::exit(1);
+        });
+    }
     let secret = Secret::from_bytes(config.secret);
     let remote_count = remote_consumers.len();
     let mut senders = None;
@@ -324,7 +358,11 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<NodeEnd, NodeError> {
     }
     let gate = EmitGate::new(control.stop.clone(), matches!(spec.kind, NodeKind::Spout));
     // A link carries bytes, not references into this host's memory.
-    let by_reference = remote_count == 0;
+    // A node that may be restarted copies its large values: a value
+    // forwarded by reference holds its upstream's frame until consumers are
+    // done with it, which a successor could not know (it releases its
+    // inputs up to where its predecessor was done).
+    let by_reference = remote_count == 0 && !config.restartable;
     let replica_of = (replica.index, replica.count);
     let mut output = RingOutput::new(
         ring,
@@ -338,7 +376,7 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<NodeEnd, NodeError> {
     let (before, predecessors) = match steps {
         Some(steps) => {
             let spout = matches!(spec.kind, NodeKind::Spout);
-            output.in_steps(spout, steps.before.clone(), steps.log);
+            output.in_steps(spout, (steps.before.clone(), steps.published), steps.log);
             (steps.before, steps.predecessors)
         }
         None => (None, Vec::new()),
@@ -448,6 +486,9 @@ struct Steps {
     /// The ring that records the steps of a node without consumers.
     log: Option<RingWriter>,
     before: Option<Checkpoint>,
+    /// A restarted worker's: outputs its predecessor published after its
+    /// last step (see `RingOutput::in_steps`).
+    published: u64,
     /// A restarted node's: the processes that ran it before, the newest
     /// first.
     predecessors: Vec<ProcessStamp>,
@@ -459,13 +500,14 @@ const LOG_BYTES: usize = 64 * 1024;
 
 impl Steps {
     /// The rings of node `name` (ring `ring_name`) of a restartable run, for
-    /// `consumers` consumers and `inputs` inputs.
+    /// `consumers` consumers and `inputs` inputs; `None` for a successor
+    /// whose predecessor had finished its work.
     fn open(
         config: &NodeConfig,
         ring_name: &RingName,
         consumers: usize,
         inputs: usize,
-    ) -> Result<Self, NodeError> {
+    ) -> Result<Option<Self>, NodeError> {
         if inputs > MAX_INPUTS {
             return Err(setup(format!(
                 "a node that may be restarted reads at most {MAX_INPUTS} rings; this one reads {inputs}"
@@ -480,8 +522,13 @@ impl Steps {
             })
             .collect();
         let mut ring = if !predecessors.is_empty() {
-            RingWriter::reopen(ring_name)
-                .map_err(|e| setup(format!("taking over its ring: {e}")))?
+            match RingWriter::reopen(ring_name) {
+                Ok(ring) => ring,
+                // Its predecessor ended its stream, and died before its
+                // report was heard: nothing is left to do.
+                Err(ReopenError::Ended) => return Ok(None),
+                Err(e) => return Err(setup(format!("taking over its ring: {e}"))),
+            }
         } else if consumers > 0 {
             output_ring(config, ring_name)?
         } else {
@@ -489,14 +536,12 @@ impl Steps {
         };
         ring.expect_restarts();
         ring.keep_dead_readers();
-        // A spout's sends go out as they are made, its progress recorded now
-        // and then: its last step is its record and the sends after it.
-        let (record, after) = if inputs == 0 {
-            ring.progress_and_after()
-                .map_err(|e| setup(format!("reading its ring's last step: {e}")))?
-        } else {
-            (ring.progress(), Vec::new())
-        };
+        // Its last record, and the values published after it: a spout's
+        // sends go out as made, its progress recorded now and then; a
+        // worker's step that outgrew the ring was published in parts.
+        let (record, after) = ring
+            .progress_and_after()
+            .map_err(|e| setup(format!("reading its ring's last step: {e}")))?;
         let record = match record {
             None => None,
             Some(words) => Some(Checkpoint::decode(&words, inputs).ok_or_else(|| {
@@ -506,10 +551,10 @@ impl Steps {
                 ))
             })?),
         };
-        let before = if inputs == 0 {
-            after_sends(record, &after)
+        let (before, published) = if inputs == 0 {
+            (after_sends(record, &after), 0)
         } else {
-            record
+            (record, after.len() as u64)
         };
         if let Some(p) = predecessors.first() {
             match &before {
@@ -525,12 +570,13 @@ impl Steps {
         } else {
             (None, Some(ring))
         };
-        Ok(Self {
+        Ok(Some(Self {
             ring,
             log,
             before,
+            published,
             predecessors,
-        })
+        }))
     }
 }
 

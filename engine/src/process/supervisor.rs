@@ -216,7 +216,10 @@ struct Node {
     data: String,
     /// Restarts it may still use.
     restarts_left: u32,
-    /// Its restarts so far.
+    /// Why each of its restarts so far was made (the cause of its
+    /// predecessor's end), whether or not the successor got to run.
+    causes: Vec<String>,
+    /// Its restarts whose successor runs, and how long each took.
     restarts: Vec<Restart>,
     /// How its process failed, told by the process (its function's error
     /// or panic) before it ended: the cause of its restart.
@@ -228,9 +231,28 @@ struct Node {
 }
 
 impl Node {
-    /// Whether it was given restarts.
-    fn restartable(&self) -> bool {
-        self.restarts_left > 0 || !self.restarts.is_empty()
+    /// Whether it is between two processes: its restart is due, or its
+    /// successor is starting.
+    fn is_restarting(&self) -> bool {
+        !self.causes.is_empty()
+            && matches!(
+                self.state,
+                NodeState::Restarting { .. }
+                    | NodeState::Starting
+                    | NodeState::Connected
+                    | NodeState::Ready { .. }
+            )
+    }
+
+    /// The failure of a node that used its restarts and ended again
+    /// (`cause`); `None` if it had none.
+    fn out_of_restarts(&self, cause: String) -> Option<Failure> {
+        (!self.causes.is_empty()).then(|| Failure::OutOfRestarts {
+            node: self.name.clone(),
+            host: self.host.clone(),
+            cause,
+            restarts: self.causes.clone(),
+        })
     }
 }
 
@@ -334,6 +356,7 @@ impl Supervisor {
                     state: NodeState::Starting,
                     data: String::new(),
                     restarts_left: p.restarts,
+                    causes: Vec::new(),
                     restarts: Vec::new(),
                     failed: None,
                     down: None,
@@ -557,7 +580,7 @@ impl Supervisor {
                     node.heard = now;
                     node.ready_by = Some(now + self.timeouts.ready);
                     let cause = node.down.as_ref().map(|d| d.1.clone()).unwrap_or_default();
-                    let restart = node.restarts.len() as u32 + 1;
+                    let restart = node.causes.len() as u32;
                     self.commands.push_back(Command::Restart {
                         node: id,
                         predecessors,
@@ -684,14 +707,10 @@ impl Supervisor {
             }
             ToMaster::Failed { failure, report } => {
                 self.reported(now, id, *report);
-                let node = &mut self.nodes[id];
                 let failure = match failure {
-                    Failure::Node { .. } if node.restartable() => Failure::OutOfRestarts {
-                        node: node.name.clone(),
-                        host: node.host.clone(),
-                        cause: failure.to_string(),
-                        restarts: node.restarts.iter().map(|r| r.cause.clone()).collect(),
-                    },
+                    Failure::Node { .. } => self.nodes[id]
+                        .out_of_restarts(failure.to_string())
+                        .unwrap_or(failure),
                     other => other,
                 };
                 self.fail(now, failure);
@@ -788,7 +807,10 @@ impl Supervisor {
         let why = node.failed.take().unwrap_or_else(|| exit.clone());
         if node.restarts_left > 0 && self.run == RunState::Started {
             node.restarts_left -= 1;
-            let restart = node.restarts.len();
+            // Counted by attempt: a successor that died before it ran
+            // counts, and the next waits longer.
+            let restart = node.causes.len();
+            node.causes.push(why.clone());
             let wait = self.timeouts.backoff.wait(restart);
             self.commands.push_back(Command::Warn(format!(
                 "node {} on host {} {why}; restarting it{} (restart {} of {})",
@@ -806,13 +828,7 @@ impl Supervisor {
             node.state = NodeState::Restarting { at: now + wait };
             return;
         }
-        if node.restartable() {
-            let failure = Failure::OutOfRestarts {
-                node: node.name.clone(),
-                host: node.host.clone(),
-                cause: why,
-                restarts: node.restarts.iter().map(|r| r.cause.clone()).collect(),
-            };
+        if let Some(failure) = node.out_of_restarts(why) {
             return self.fail(now, failure);
         }
         let failure = Failure::Died {
@@ -844,7 +860,10 @@ impl Supervisor {
             if told {
                 self.send(id, ToNode::Drain);
             }
-            heard.push(!told);
+            // A worker between two processes is told once its successor
+            // starts (`restarted`), and waited for meanwhile.
+            let later = !self.nodes[id].spout && self.nodes[id].is_restarting();
+            heard.push(!told && !later);
         }
         self.drain = Drain::Workers { heard };
         self.drain_spouts_once_heard();
@@ -858,7 +877,7 @@ impl Supervisor {
         let waiting = heard
             .iter()
             .zip(&self.nodes)
-            .any(|(heard, node)| !heard && node.state.is_connected());
+            .any(|(heard, node)| !heard && (node.state.is_connected() || node.is_restarting()));
         if waiting || self.is_aborting() {
             return;
         }

@@ -31,10 +31,26 @@ pub(crate) type Upstreams = smallvec::SmallVec<[usize; 8]>;
 
 /// What the threads of a run (or of a node process) share: the stop signal
 /// and the first failure.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct RunControl {
     pub(crate) stop: StopSignal,
     failure: Mutex<Option<Failure>>,
+    /// A node process that may be restarted dies where its function
+    /// failed, as if killed: nothing it holds is released (see
+    /// `process::node`).
+    on_fault: std::sync::OnceLock<Box<Die>>,
+}
+
+/// What a node process that may be restarted does when its function fails.
+type Die = dyn Fn(&Failure) + Send + Sync;
+
+impl std::fmt::Debug for RunControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunControl")
+            .field("stop", &self.stop)
+            .field("failure", &self.failure)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RunControl {
@@ -42,11 +58,21 @@ impl RunControl {
         Arc::new(Self {
             stop,
             failure: Mutex::new(None),
+            on_fault: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Makes a node function's failure call `die` (which does not return)
+    /// instead of stopping the node in order.
+    pub(crate) fn die_on_fault(&self, die: impl Fn(&Failure) + Send + Sync + 'static) {
+        let _ = self.on_fault.set(Box::new(die));
     }
 
     /// Records `failure` if it is the first, and aborts the run.
     pub(crate) fn fail(&self, failure: Failure) {
+        if let (Failure::Node { .. }, Some(die)) = (&failure, self.on_fault.get()) {
+            die(&failure);
+        }
         let mut first = self.failure.lock().unwrap_or_else(|e| e.into_inner());
         if first.is_none() {
             *first = Some(failure);

@@ -82,6 +82,9 @@ pub(crate) struct Steps {
     /// the record in the ring, see `RingWriter::progress_and_after`).
     light: bool,
     record_by: u64,
+    /// A restarted worker's: outputs its predecessor published after its
+    /// last step, which it makes again first (see `is_published`).
+    published: u64,
 }
 
 impl Steps {
@@ -153,11 +156,12 @@ impl RingOutput {
 
     /// Writes the ring in steps from now on (in `log` for a node without
     /// consumers), going on from `before` (the dead predecessor's last
-    /// step, for a restarted node); a spout's steps are its sends.
+    /// step, for a restarted node; a worker's predecessor may have
+    /// `published` outputs after it); a spout's steps are its sends.
     pub(crate) fn in_steps(
         &mut self,
         spout: bool,
-        before: Option<Checkpoint>,
+        (before, published): (Option<Checkpoint>, u64),
         mut log: Option<RingWriter>,
     ) {
         self.emitted = before.as_ref().map_or(0, |c| c.emitted);
@@ -178,6 +182,7 @@ impl RingOutput {
             held: false,
             light,
             record_by: 0,
+            published,
         });
         if light {
             // A first record: the sends after it are all in the ring.
@@ -203,6 +208,23 @@ impl RingOutput {
         steps.len = checkpoint.encode(&mut steps.words);
         ring.commit(&steps.words[..steps.len]);
         steps.record_by = ring.written() + ring.capacity() as u64 / 4;
+    }
+
+    /// Whether a restarted worker's next output is one its
+    /// predecessor published after its last step (a step that outgrew the
+    /// ring's room is published in parts while the writer waits): it is
+    /// not written again, but counted, and shown to the debugger (which
+    /// drops it if it had it).
+    #[inline]
+    fn is_published(&mut self) -> bool {
+        let Some(steps) = &mut self.steps else {
+            return false;
+        };
+        if steps.published == 0 {
+            return false;
+        }
+        steps.published -= 1;
+        true
     }
 
     /// Whether a spout's send of `seq` repeats what its dead predecessor
@@ -258,7 +280,12 @@ impl RingOutput {
             return Ok(());
         }
         let number = self.emitted;
-        match (&mut self.ring, &mut self.tap) {
+        let ring = if self.is_published() {
+            None
+        } else {
+            self.ring.as_mut()
+        };
+        match (ring, &mut self.tap) {
             (None, None) => {}
             // The hot path: archived in place, straight into the ring.
             (Some(ring), None) => self
@@ -266,10 +293,10 @@ impl RingOutput {
                 .write_frame(value, seq, ring)
                 .map_err(EmitError::Failed)?,
             // Watched: the debugger gets the archived bytes too.
-            (ring, Some(tap)) => self
+            (mut ring, Some(tap)) => self
                 .codec
                 .encode(value, &mut |bytes| {
-                    if let Some(ring) = ring.as_mut() {
+                    if let Some(ring) = ring.as_deref_mut() {
                         ring.write_bytes(seq, bytes)?;
                     }
                     tap.watched(number, seq, bytes);
@@ -300,7 +327,8 @@ impl Output for RingOutput {
         if self.is_resent(seq) {
             return Ok(());
         }
-        if let Some(ring) = self.ring.as_mut() {
+        let published = self.is_published();
+        if let Some(ring) = self.ring.as_mut().filter(|_| !published) {
             match self.by_reference.locate(bytes) {
                 Some((input, value)) => {
                     ring.write_forward(seq, &value)
@@ -336,9 +364,10 @@ impl Output for RingOutput {
 
 impl NodeOutput for RingOutput {
     fn finish(&mut self) {
-        // The steps' log goes with a node that finished.
-        if let Some(steps) = &mut self.steps {
-            steps.log = None;
+        // The steps' log says the node finished: a successor of a process
+        // that ended here, before its report was heard, learns it so.
+        if let Some(log) = self.steps.as_mut().and_then(|s| s.log.take()) {
+            let _ = log.finish(self.emitted);
         }
         if let Some(ring) = self.ring.take() {
             self.blocked = ring.blocked();

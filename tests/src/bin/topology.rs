@@ -83,6 +83,11 @@
 //!   fails at id `FAIL_AT` if it is below `N`); sink `K` takes them archived
 //!   too, checks each, and at the last emits what it saw, which the debugger
 //!   prints as `K saw <count> words, <upper> upper-cased`.
+//! - `flaky N DIR`: spout `S` sends `0..N`; worker `W` doubles each value,
+//!   but its function fails (an error) at id `N / 2` in its first process
+//!   (it leaves `DIR/W.failed` behind); sink `K` checks every id and value
+//!   in order and prints `K got <count> in order` through the debugger.
+//!   Every node may be restarted twice.
 //! - `ticking N DIR`: spout `S` sends `0..N`, 1 ms apart (a restarted `S`
 //!   goes on after what it sent); worker `W` emits the time it took each
 //!   (nanoseconds since the Unix epoch), which the debugger prints as `W
@@ -137,6 +142,7 @@ fn main() -> ExitCode {
         "bottleneck" => return bottleneck(rest),
         "pipe" => return pipe(rest),
         "ticking" => return ticking(rest),
+        "flaky" => return flaky(rest),
         other => panic!("unknown topology {other}"),
     };
     let mut t = Topology::new();
@@ -479,6 +485,44 @@ fn bottleneck(rest: &[String]) -> ExitCode {
         Ok(())
     });
     finish(t.launch(test_launch().dir(&rest[1]).ring_bytes(4096)))
+}
+
+fn flaky(rest: &[String]) -> ExitCode {
+    let n: u64 = rest[0].parse().expect("N");
+    let dir = std::path::PathBuf::from(&rest[1]);
+    let mut t = Topology::new();
+    let s = t.spout("S", move |out| {
+        for i in 0..n {
+            out.send(i, i)?;
+        }
+        Ok(())
+    });
+    // Fails once, in its first process, at the middle id.
+    let marker = dir.join("W.failed");
+    let w = t.worker("W", &s, move |seq, v: u64, out: &mut Emitter<u64>| {
+        if seq == n / 2 && std::fs::File::create_new(&marker).is_ok() {
+            return Err(format!("cannot handle {v} (this once)").into());
+        }
+        out.emit(v * 2);
+        Ok(())
+    });
+    let mut next = 0;
+    let k = t.worker("K", &w, move |seq, v: u64, out: &mut Emitter<String>| {
+        if seq != next || v != 2 * seq {
+            return Err(format!("got id {seq} (value {v}) where {next} was due").into());
+        }
+        next += 1;
+        if next == n {
+            out.emit(format!("K got {next} in order"));
+        }
+        Ok(())
+    });
+    let launch = test_launch()
+        .dir(&rest[1])
+        .ring_bytes(64 * 1024)
+        .restarts_all(2)
+        .debug(&k, |_, line| println!("{line}"));
+    finish(t.launch(launch))
 }
 
 /// Nanoseconds since the Unix epoch, now.

@@ -170,11 +170,13 @@ impl RingWriter {
     /// gone: it was never visible), its readers see the next frames as if
     /// nothing happened, and the values its frames still hold in the arena
     /// stay until they are released. The ring keeps its owner and its
-    /// names (the arena's is kept for its owner to remove); what the writer
-    /// set on itself (`keep_dead_readers`, `wake_every`, restarts expected)
-    /// is set again by the caller. A ring whose writer is alive (it holds
-    /// the writer's lock), or whose stream ended, is refused; a ring whose
-    /// writer was dropped is gone (its name removed).
+    /// names (the arena's is kept for its owner to remove), restarts stay
+    /// expected and dead readers kept as the dead writer set them;
+    /// `wake_every` is set again by the caller. A ring whose writer is
+    /// alive (it holds the writer's lock), or whose stream ended, is
+    /// refused ([`ReopenError::Ended`]: nothing is missing); a ring whose
+    /// writer was dropped without expecting restarts is gone (its name
+    /// removed).
     pub fn reopen(name: &RingName) -> Result<RingWriter, ReopenError> {
         // The writer's lock: the kernel let it go when its process died,
         // and only one successor gets it.
@@ -218,9 +220,9 @@ impl RingWriter {
         // SYNC: Release pairs with the Acquire load in the readers'
         // `current_writer`.
         line.start_time.store(me.start_time, Release);
-        // What the dead writer set on itself, its successor sets again.
-        line.restartable.store(0, Relaxed);
-        line.keeps_dead.store(0, Relaxed);
+        // What the dead writer set on itself (restarts expected, dead
+        // readers kept) stays: its readers, and a reader being restarted
+        // too, must not see the ring as not restartable in between.
         // A stream its writer dropped unended (it died between closing and
         // removing its name) is open again.
         // SYNC: Release pairs with the readers' Acquire loads of the state.
@@ -364,7 +366,8 @@ impl RingWriter {
     /// a reader whose writer's process dies then waits for a successor
     /// instead of failing with [`ReadError::WriterDied`]; whoever restarts
     /// the writer decides, and ends the readers' wait (a run that gives up
-    /// ends its readers).
+    /// ends its readers). The ring's name then outlives this writer, ended
+    /// or not: its successor reopens it by name, and its owner removes it.
     pub fn expect_restarts(&mut self) {
         // SYNC: Release pairs with the Acquire load in the readers'
         // `writer_died`.
@@ -999,8 +1002,14 @@ impl Drop for RingWriter {
         if !self.ended {
             self.index.close(self.ring.control(), WRITER_ABANDONED);
         }
-        // Readers attached keep their mappings; the name goes with the writer.
-        let _ = std::fs::remove_file(self.name.path());
+        // Readers attached keep their mappings; the name goes with the
+        // writer, but for one that expects restarts: its successor reopens
+        // the ring by its name (ended, it learns that the stream is over),
+        // and the owner removes it with the run's segments.
+        // SYNC: Relaxed: this writer's own store.
+        if self.ring.control().writer.restartable.load(Relaxed) == 0 {
+            let _ = std::fs::remove_file(self.name.path());
+        }
         if self.large.is_some() && !self.keep_arena_name {
             let _ = std::fs::remove_file(self.name.arena_path());
         }

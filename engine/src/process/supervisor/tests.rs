@@ -785,17 +785,30 @@ fn a_restart_names_every_process_that_ran_the_node_the_newest_first() {
     );
     s.handle(t0, Event::Connected(Peer::Node(1)));
     killed(&mut s, t0, 1);
+    // It counts as a restart: the next is the second, and waits.
     let later = t0 + Backoff::default().wait(1);
+    s.tick(later - Duration::from_millis(1));
+    assert!(
+        !commands(&mut s)
+            .iter()
+            .any(|c| matches!(c, Command::Restart { .. })),
+        "the second restart waits its back-off"
+    );
     s.tick(later);
-    let restart = commands(&mut s)
+    let (restart, predecessors) = commands(&mut s)
         .into_iter()
         .find_map(|c| match c {
-            Command::Restart { predecessors, .. } => Some(predecessors),
+            Command::Restart {
+                restart,
+                predecessors,
+                ..
+            } => Some((restart, predecessors)),
             _ => None,
         })
         .expect("a restart");
+    assert_eq!(restart, 2);
     assert_eq!(
-        restart,
+        predecessors,
         [
             Predecessor {
                 pid: 201,
@@ -806,5 +819,91 @@ fn a_restart_names_every_process_that_ran_the_node_the_newest_first() {
                 start_time: 1001
             }
         ]
+    );
+}
+
+#[test]
+fn a_drain_waits_for_a_worker_being_restarted_before_the_spouts_hear_it() {
+    let t0 = Instant::now();
+    let mut s = restartable(t0, 1);
+    killed(&mut s, t0, 1);
+    s.tick(t0);
+    commands(&mut s);
+    s.handle(t0, Event::Drain);
+    // The other worker, C, heard at once.
+    s.handle(
+        t0,
+        Event::Message {
+            node: 2,
+            message: ToMaster::Draining,
+        },
+    );
+    s.tick(t0);
+    let said = commands(&mut s);
+    assert!(
+        !said.iter().any(|c| matches!(
+            c,
+            Command::Send {
+                node: 0,
+                message: ToNode::Drain
+            }
+        )),
+        "the spout waits for the restarted worker: {said:?}"
+    );
+    // Its successor starts, is told to drain, says it heard: then the spout.
+    ready(&mut s, t0, 1);
+    let said = commands(&mut s);
+    assert!(
+        said.iter().any(|c| matches!(
+            c,
+            Command::Send {
+                node: 1,
+                message: ToNode::Drain
+            }
+        )),
+        "{said:?}"
+    );
+    s.handle(
+        t0,
+        Event::Message {
+            node: 1,
+            message: ToMaster::Draining,
+        },
+    );
+    s.tick(t0);
+    assert!(commands(&mut s).iter().any(|c| matches!(
+        c,
+        Command::Send {
+            node: 0,
+            message: ToNode::Drain
+        }
+    )));
+}
+
+#[test]
+fn a_restartable_node_dead_during_the_launch_is_a_death_not_out_of_restarts() {
+    let t0 = Instant::now();
+    let placed = |name: &str| Placed {
+        name: name.into(),
+        host: "localhost".into(),
+        agent: None,
+        spout: name == "A",
+        restarts: 2,
+    };
+    let mut s = Supervisor::new(vec![placed("A"), placed("B")], Vec::new(), timeouts(), t0);
+    ready(&mut s, t0, 0);
+    s.handle(
+        t0,
+        Event::Spawned {
+            node: 1,
+            pid: 101,
+            start_time: 1001,
+        },
+    );
+    s.handle(t0, Event::Connected(Peer::Node(1)));
+    killed(&mut s, t0, 1);
+    assert_eq!(
+        failure(&mut s),
+        "node B (pid 101) on host localhost killed by signal 9 (SIGKILL)"
     );
 }
