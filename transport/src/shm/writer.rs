@@ -335,30 +335,14 @@ impl RingWriter {
             });
         }
         let mut ids = Vec::new();
-        let mut pos = from;
-        while pos < published {
-            if pos % FRAME_ALIGN != 0 {
-                return Err(ReopenError::Corrupt {
-                    what: "a frame out of alignment",
-                    pos,
-                });
-            }
-            // SAFETY: `from <= pos < published`, within half a ring of the
-            // end published: intact; the header lies whole (frames are
-            // aligned).
-            let header = unsafe { self.ring.at(pos).cast::<FrameHeader>().read() };
-            let end = pos + frame_size(u64::from(header.len));
-            if end > published {
-                return Err(ReopenError::Corrupt {
-                    what: "a frame past the end published",
-                    pos,
-                });
-            }
+        // `from <= pos < published`, within half a ring of the end
+        // published: intact.
+        walk_frames(&self.ring, from, published, |_, header, _| {
             if header.kind != FrameKind::End.code() {
                 ids.push(header.seq);
             }
-            pos = end;
-        }
+            Ok(())
+        })?;
         Ok((self.progress(), ids))
     }
 
@@ -909,6 +893,40 @@ fn slowest_cursor(ctl: &super::layout::Control, end: u64) -> u64 {
         .fold(end, u64::min)
 }
 
+/// Walks the frames of `ring` from `from` to `to`, which the caller knows
+/// intact (published, and not overwritten since), handing `visit` each
+/// frame's position, header and end; a frame out of alignment or past `to`
+/// is corruption.
+fn walk_frames(
+    ring: &ShmRing,
+    from: u64,
+    to: u64,
+    mut visit: impl FnMut(u64, &FrameHeader, u64) -> Result<(), ReopenError>,
+) -> Result<(), ReopenError> {
+    let mut pos = from;
+    while pos < to {
+        if pos % FRAME_ALIGN != 0 {
+            return Err(ReopenError::Corrupt {
+                what: "a frame out of alignment",
+                pos,
+            });
+        }
+        // SAFETY: intact, as the caller knows; readable in the double
+        // mapping; the header lies whole at `pos` (frames are aligned).
+        let header = unsafe { ring.at(pos).cast::<FrameHeader>().read() };
+        let end = pos + frame_size(u64::from(header.len));
+        if end > to {
+            return Err(ReopenError::Corrupt {
+                what: "a frame past the end published",
+                pos,
+            });
+        }
+        visit(pos, &header, end)?;
+        pos = end;
+    }
+    Ok(())
+}
+
 /// The large values the frames of `ring` between `from` (the slowest
 /// reader's cursor) and `to` (the end published) refer to: where each frame
 /// ends, and its reference; oldest first.
@@ -918,27 +936,11 @@ fn large_values_held(
     to: u64,
 ) -> Result<Vec<(u64, LargeRef)>, ReopenError> {
     let mut held = Vec::new();
-    let mut pos = from;
-    while pos < to {
-        if pos % FRAME_ALIGN != 0 {
-            return Err(ReopenError::Corrupt {
-                what: "a frame out of alignment",
-                pos,
-            });
-        }
-        // `from <= pos < to`: published and unreleased, so intact; the
-        // header lies whole at `pos` (frames are aligned).
-        // SAFETY: readable, in the double mapping, as above.
-        let header = unsafe { ring.at(pos).cast::<FrameHeader>().read() };
-        let end = pos + frame_size(u64::from(header.len));
-        if end > to {
-            return Err(ReopenError::Corrupt {
-                what: "a frame past the end published",
-                pos,
-            });
-        }
+    // `from <= pos < to`: published and unreleased, so intact.
+    walk_frames(ring, from, to, |pos, header, end| {
         if header.kind == LARGE_CODE {
-            // SAFETY: the payload lies within the frame checked above.
+            // SAFETY: the payload lies within the frame, checked whole by
+            // the walk.
             let payload = unsafe {
                 std::slice::from_raw_parts(ring.at(pos + FRAME_HEADER_LEN), header.len as usize)
             };
@@ -948,8 +950,8 @@ fn large_values_held(
             })?;
             held.push((end, at));
         }
-        pos = end;
-    }
+        Ok(())
+    })?;
     Ok(held)
 }
 
