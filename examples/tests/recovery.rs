@@ -112,3 +112,80 @@ fn the_readme_prints_every_id_once_in_order_through_three_kills_of_c_and_one_of_
         assert!(stderr.lines().any(|l| l == said), "{said}\n{stderr}");
     }
 }
+
+/// A soak: the readme while a chaos thread kills its nodes at random (a
+/// random node, every 100 to 600 ms, once the output started, until the
+/// run ends or the kills are used), then its output checked id by id.
+/// `CD_SOAK_IDS` and `CD_SOAK_KILLS` make it longer by hand (3 000 000 ids,
+/// 8 kills by default); `CD_SOAK_SEED` repeats a run.
+#[test]
+fn a_soak_of_random_kills_leaves_the_output_exact() {
+    let env = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let (n, kills) = (env("CD_SOAK_IDS", 3_000_000), env("CD_SOAK_KILLS", 8));
+    let seed = env("CD_SOAK_SEED", fastrand::u64(..));
+    eprintln!("soak: {n} ids, up to {kills} kills, seed {seed} (CD_SOAK_SEED)");
+    let dir = fresh_dir("recovery-soak");
+    let marker = dir.to_str().unwrap().to_owned();
+    let _w = watchdog("recovery-soak", Duration::from_secs(600)).guard(marker.clone());
+    let mut run = start(Command::new(example_path("readme")).args([
+        "-n",
+        &n.to_string(),
+        "--restarts",
+        &(kills + 2).to_string(),
+        "--no-live",
+        "--dir",
+        &marker,
+    ]));
+    // The first line says the run started: kills before it would fail the
+    // launch, which restarts do not cover.
+    let first = run.line();
+    assert_eq!(first, "seq=0 a=0 b=0");
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let chaos = {
+        let (done, marker) = (done.clone(), marker.clone());
+        std::thread::spawn(move || {
+            let mut rng = fastrand::Rng::with_seed(seed);
+            let mut injected = Vec::new();
+            while injected.len() < kills as usize
+                && !done.load(std::sync::atomic::Ordering::Relaxed)
+            {
+                std::thread::sleep(Duration::from_millis(rng.u64(100..600)));
+                let node = ["A", "B", "C"][rng.usize(..3)];
+                // A spout that finished has no process left: nothing to kill.
+                if let Some(pid) = pid_of(&marker, node, None) {
+                    send_signal(pid, 9);
+                    injected.push(format!("{node} (pid {pid})"));
+                }
+            }
+            injected
+        })
+    };
+    let mut seen = 1;
+    loop {
+        let line = run.line();
+        if line.is_empty() {
+            break;
+        }
+        assert_eq!(line, format!("seq={seen} a={seen} b={seen}"), "seed {seed}");
+        seen += 1;
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let injected = chaos.join().expect("the chaos thread");
+    let (status, _, stderr) = run.finish();
+    eprintln!("soak: killed {injected:?}");
+    assert!(status.success(), "seed {seed}: {status}\n{stderr}");
+    assert_eq!(seen, n, "seed {seed}: every id once, in order\n{stderr}");
+    // A kill that lands after its node reported (a spout that just
+    // finished) needs no restart.
+    let restarted = stderr
+        .lines()
+        .filter(|l| l.contains(": restarted (restart "))
+        .count();
+    eprintln!("soak: {restarted} restarts recovered, output exact");
+    assert!(restarted <= injected.len(), "seed {seed}\n{stderr}");
+}
