@@ -257,7 +257,7 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<NodeEnd, NodeError> {
     let ring_name = RingName::new(&config.run_id, &name).map_err(setup)?;
     let opened = config
         .restartable
-        .then(|| Steps::open(&config, &ring_name, consumers, graph.upstreams(id).len()))
+        .then(|| StepRings::open(&config, &ring_name, consumers, graph.upstreams(id).len()))
         .transpose()?;
     // A successor of a process that finished its work: it says so once
     // started.
@@ -480,7 +480,7 @@ fn output_ring(config: &NodeConfig, name: &RingName) -> Result<RingWriter, NodeE
 /// A restartable node's rings, as it starts: its own (reopened if it is a
 /// restart; created otherwise, or a log of its steps if it has no
 /// consumers), and its predecessor's last checkpoint.
-struct Steps {
+struct StepRings {
     /// Its output ring, for a node with consumers.
     ring: Option<RingWriter>,
     /// The ring that records the steps of a node without consumers.
@@ -498,7 +498,7 @@ struct Steps {
 /// consumers: only progress records are written in it.
 const LOG_BYTES: usize = 64 * 1024;
 
-impl Steps {
+impl StepRings {
     /// The rings of node `name` (ring `ring_name`) of a restartable run, for
     /// `consumers` consumers and `inputs` inputs; `None` for a successor
     /// whose predecessor had finished its work.

@@ -146,8 +146,6 @@ pub(crate) struct Holding<K> {
     before: Option<Checkpoint>,
     /// The checkpoint written at every call, if the node may be restarted.
     checkpoint: Option<Checkpoint>,
-    /// The checkpoint holds calls not committed (they emitted nothing).
-    pending: bool,
     _kept: PhantomData<K>,
 }
 
@@ -167,7 +165,6 @@ impl<K: Kept> Holding<K> {
             next,
             before: None,
             checkpoint: None,
-            pending: false,
             _kept: PhantomData,
         }
     }
@@ -201,15 +198,12 @@ impl<K: Kept> Holding<K> {
         Ok(self)
     }
 
-    /// Ends a restartable node's call of bundle or value `seq`: publishes
-    /// its outputs with the node's checkpoint; a call that emitted nothing
-    /// is committed with the next that does, or before the inputs are
-    /// released.
+    /// Ends a restartable node's call of bundle or value `seq`: a step,
+    /// with the node's checkpoint.
     fn commit<O: NodeOutput>(&mut self, task: &mut WorkerTask<O>, seq: Seq) {
         let Some(checkpoint) = &mut self.checkpoint else {
             return;
         };
-        let emitted = task.output.emitted() != checkpoint.emitted;
         checkpoint.emitted = task.output.emitted();
         checkpoint.replayed = task.replayed;
         checkpoint.skipped = task.skipped;
@@ -223,10 +217,7 @@ impl<K: Kept> Holding<K> {
                 read: self.next[u],
             };
         }
-        self.pending = !emitted;
-        if emitted {
-            task.output.commit(checkpoint);
-        }
+        task.output.commit(checkpoint);
     }
 
     /// Whether the value with id `seq` at `pos` of upstream `u` was done
@@ -317,11 +308,8 @@ impl<K: Kept> Take for Holding<K> {
         Ok(())
     }
 
-    fn commit_pending<O: NodeOutput>(&mut self, output: &mut O) {
-        if let (true, Some(checkpoint)) = (self.pending, &self.checkpoint) {
-            self.pending = false;
-            output.commit(checkpoint);
-        }
+    fn checkpoint(&self) -> Option<&Checkpoint> {
+        self.checkpoint.as_ref()
     }
 
     fn settle(&mut self, inputs: &mut [Inlet]) {

@@ -25,8 +25,6 @@ use crate::Seq;
 #[derive(Default)]
 pub(crate) struct InPlace {
     checkpoint: Option<Checkpoint>,
-    /// The checkpoint holds calls not committed (they emitted nothing).
-    pending: bool,
 }
 
 impl InPlace {
@@ -56,7 +54,6 @@ impl InPlace {
         }
         Ok(Self {
             checkpoint: Some(checkpoint),
-            pending: false,
         })
     }
 }
@@ -87,7 +84,7 @@ impl Take for InPlace {
             skipped,
             ..
         } = task;
-        let (checkpoint, pending) = (&mut self.checkpoint, &mut self.pending);
+        let checkpoint = &mut self.checkpoint;
         let Reading { ended, count } = at;
         let from = upstream_of[upstream];
         // Where the last value forwarded by reference went in the output.
@@ -98,13 +95,7 @@ impl Take for InPlace {
                 // The read releases its frames next: the step that used
                 // them is committed first (see `WorkerTask::settle`).
                 Visit::Done => {
-                    if let Some(checkpoint) = checkpoint.as_ref().filter(|_| *pending) {
-                        *pending = false;
-                        output.commit(checkpoint);
-                    }
-                    if output.step_held() {
-                        output.flush();
-                    }
+                    output.settle_step(checkpoint.as_ref());
                     return Ok(Keep::No);
                 }
             };
@@ -118,19 +109,13 @@ impl Take for InPlace {
             )
             .map_err(Halt::Failed)?;
             if let Some(checkpoint) = checkpoint {
-                let emitted = output.emitted() != checkpoint.emitted;
                 checkpoint.emitted = output.emitted();
                 (checkpoint.replayed, checkpoint.skipped) = (*replayed, *skipped);
                 checkpoint.inputs[upstream] = Position {
                     done: end,
                     read: end,
                 };
-                // A call that emitted is published at once; one that did
-                // not waits for the next that does, or the read's end.
-                *pending = !emitted;
-                if emitted {
-                    output.commit(checkpoint);
-                }
+                output.commit(checkpoint);
             }
             if !output.forwarded() {
                 return Ok(Keep::No);
@@ -142,6 +127,10 @@ impl Take for InPlace {
             pins.push(upstream, until, hold);
         }
         Ok(got)
+    }
+
+    fn checkpoint(&self) -> Option<&Checkpoint> {
+        self.checkpoint.as_ref()
     }
 
     fn call<O: NodeOutput>(

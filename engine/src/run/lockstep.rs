@@ -169,13 +169,13 @@ impl<O: NodeOutput> WorkerTask<O> {
         }
         // Committed before the rings are released past them (see
         // `WorkerTask::settle`).
-        if let Some(checkpoint) = checkpoint.filter(|_| ran % LOCKSTEP_STEP != 0) {
-            let counts = (self.output.emitted(), self.replayed, self.skipped);
-            stepped(checkpoint, (seq - stride, &next[..]), counts);
-            self.output.commit(checkpoint);
-        }
-        if self.output.step_held() {
-            self.output.flush();
+        if let Some(checkpoint) = checkpoint {
+            if ran % LOCKSTEP_STEP != 0 {
+                let counts = (self.output.emitted(), self.replayed, self.skipped);
+                stepped(checkpoint, (seq - stride, &next[..]), counts);
+                self.output.commit(checkpoint);
+            }
+            self.output.settle_step(Some(checkpoint));
         }
         // Held before the rings are released past them.
         for (input, at, until) in forwarded {

@@ -147,16 +147,20 @@ pub(crate) trait NodeOutput: Output + Send {
         false
     }
 
-    /// Publishes what the step emitted, with the node's `checkpoint`.
+    /// Ends a step with the node's `checkpoint`: publishes what it emitted,
+    /// at once if consumers wait for it; a step that emitted nothing (or
+    /// whose outputs the debugger's tap has not sent yet) is published with
+    /// a later one, or by [`settle_step`](Self::settle_step).
     fn commit(&mut self, checkpoint: &recovery::Checkpoint) {
         let _ = checkpoint;
     }
 
-    /// Whether the last step is not committed yet: it waits for the
-    /// debugger's tap to send its outputs ([`flush`](Self::flush) commits
-    /// it).
-    fn step_held(&self) -> bool {
-        false
+    /// Publishes the last step, whose checkpoint is `checkpoint`, if it was
+    /// left unpublished: before the node releases the input it used (a
+    /// successor never finds released what it must read again), and before
+    /// it waits.
+    fn settle_step(&mut self, checkpoint: Option<&recovery::Checkpoint>) {
+        let _ = checkpoint;
     }
 
     /// A restarted spout's sends dropped as sent already.

@@ -73,9 +73,15 @@ pub(crate) struct Steps {
     /// The ring that records the steps of a node without consumers (no
     /// frame is written in it).
     log: Option<RingWriter>,
-    /// A step ended whose outputs the debugger's tap has not sent yet: it
-    /// is committed with a later one, once they are.
-    held: bool,
+    /// The last step ended and is not published yet (its checkpoint is
+    /// encoded when it is): it emitted nothing (no consumer waits for it), or the
+    /// debugger's tap has not sent its outputs (a successor must not go on
+    /// past outputs the debugger never got). It is published with the next
+    /// step that can be, or by [`settle`](Steps::settle) before the node
+    /// releases its inputs or waits.
+    unpublished: bool,
+    /// Values emitted when a step was last published.
+    published_emitted: u64,
     /// A spout with a ring and no tap: its sends are published as they go,
     /// its checkpoint recorded once a quarter of its ring was written since
     /// the last record (at `record_by`: a successor finds the sends after
@@ -88,40 +94,52 @@ pub(crate) struct Steps {
 }
 
 impl Steps {
-    /// Ends a step: publishes what was written since the last commit in
-    /// `ring` (or the log) with `checkpoint`, and begins the next; unless
-    /// the debugger's `tap` still holds outputs of it (the step then grows
-    /// into the next: a successor must not go on past outputs the debugger
-    /// never got).
+    /// Ends a step, `emitted` values emitted so far: publishes what was
+    /// written since the last commit in `ring` (or the log) with
+    /// `checkpoint`, and begins the next; unless it is left unpublished
+    /// (see `unpublished`: the step then grows into the next).
     fn commit(
         &mut self,
         ring: Option<&mut RingWriter>,
         tap: Option<&dyn Tap>,
-        checkpoint: &Checkpoint,
+        (checkpoint, emitted): (&Checkpoint, u64),
     ) {
-        self.len = checkpoint.encode(&mut self.words);
-        self.held = tap.is_some_and(|t| !t.delivered());
-        if !self.held {
-            self.publish(ring);
+        if emitted != self.published_emitted && tap.is_none_or(|t| t.delivered()) {
+            self.publish(ring, (checkpoint, emitted));
+        } else {
+            self.unpublished = true;
         }
     }
 
-    /// Commits the step held for the tap, once the tap sent its outputs.
-    fn release(&mut self, ring: Option<&mut RingWriter>, tap: Option<&mut Box<dyn Tap>>) {
-        if self.held {
-            if let Some(tap) = tap {
+    /// Publishes the last step, whose checkpoint is `checkpoint`, if it was
+    /// left unpublished, once the tap sent its outputs.
+    #[inline]
+    fn settle(
+        &mut self,
+        ring: Option<&mut RingWriter>,
+        tap: Option<&mut Box<dyn Tap>>,
+        step: (&Checkpoint, u64),
+    ) {
+        if self.unpublished {
+            if let Some(tap) = tap.filter(|t| !t.delivered()) {
                 tap.deliver();
             }
-            self.held = false;
-            self.publish(ring);
+            self.publish(ring, step);
         }
     }
 
-    fn publish(&mut self, ring: Option<&mut RingWriter>) {
+    fn publish(
+        &mut self,
+        ring: Option<&mut RingWriter>,
+        (checkpoint, emitted): (&Checkpoint, u64),
+    ) {
+        self.len = checkpoint.encode(&mut self.words);
         if let Some(ring) = ring.or(self.log.as_mut()) {
             ring.commit(&self.words[..self.len]);
             ring.begin();
         }
+        self.unpublished = false;
+        self.published_emitted = emitted;
     }
 }
 
@@ -179,7 +197,8 @@ impl RingOutput {
             words: [0; RingWriter::MAX_PROGRESS],
             len: 0,
             log,
-            held: false,
+            unpublished: false,
+            published_emitted: self.emitted,
             light,
             record_by: 0,
             published,
@@ -268,10 +287,18 @@ impl RingOutput {
             skipped: steps.resent,
             ..Checkpoint::default()
         };
-        steps.commit(self.ring.as_mut(), self.tap.as_deref(), &checkpoint);
+        steps.commit(
+            self.ring.as_mut(),
+            self.tap.as_deref(),
+            (&checkpoint, self.emitted),
+        );
         // A spout may wait in its own code before its next send: its value
         // is not left unpublished meanwhile.
-        steps.release(self.ring.as_mut(), self.tap.as_mut());
+        steps.settle(
+            self.ring.as_mut(),
+            self.tap.as_mut(),
+            (&checkpoint, self.emitted),
+        );
     }
 
     /// Archives `value` into the ring, and for the debugger if it watches.
@@ -378,10 +405,6 @@ impl NodeOutput for RingOutput {
     }
 
     fn flush(&mut self) {
-        // Before a wait: a step held for the tap is committed.
-        if let Some(steps) = &mut self.steps {
-            steps.release(self.ring.as_mut(), self.tap.as_mut());
-        }
         if let Some(ring) = self.ring.as_mut() {
             ring.flush();
         }
@@ -423,13 +446,17 @@ impl NodeOutput for RingOutput {
 
     fn commit(&mut self, checkpoint: &Checkpoint) {
         if let Some(steps) = &mut self.steps {
-            steps.commit(self.ring.as_mut(), self.tap.as_deref(), checkpoint);
+            let step = (checkpoint, self.emitted);
+            steps.commit(self.ring.as_mut(), self.tap.as_deref(), step);
         }
     }
 
     #[inline]
-    fn step_held(&self) -> bool {
-        self.steps.as_ref().is_some_and(|s| s.held)
+    fn settle_step(&mut self, checkpoint: Option<&Checkpoint>) {
+        if let (Some(steps), Some(checkpoint)) = (&mut self.steps, checkpoint) {
+            let step = (checkpoint, self.emitted);
+            steps.settle(self.ring.as_mut(), self.tap.as_mut(), step);
+        }
     }
 
     fn resent(&self) -> u64 {

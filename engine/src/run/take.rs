@@ -82,11 +82,9 @@ pub(crate) trait Take {
         input: Input<Self::Value>,
     ) -> Result<(), String>;
 
-    /// Commits a restartable node's step that was left open (calls that
-    /// emitted nothing: no consumer waits for them), before its inputs are
-    /// released.
-    fn commit_pending<O: NodeOutput>(&mut self, output: &mut O) {
-        let _ = output;
+    /// A restartable node's checkpoint, as of its last call.
+    fn checkpoint(&self) -> Option<&crate::run::recovery::Checkpoint> {
+        None
     }
 
     /// Lets the rings' writers have the space of the values the node is

@@ -99,6 +99,7 @@ impl<O: NodeOutput> WorkerTask<O> {
             },
             _ => false,
         };
+        let bundles = matches!(spec.kind, NodeKind::Bundled(_));
         let instance = run.instances().node(id);
         let spec_upstreams = spec.upstreams.len();
         let inputs = parts
@@ -126,13 +127,12 @@ impl<O: NodeOutput> WorkerTask<O> {
             events: parts.events,
             pins: Pins::default(),
             meter: CallMeter::new(parts.probe),
-            bundles: false,
+            bundles,
             sequenced,
             replayed: before.as_ref().map_or(0, |b| b.replayed),
             skipped: before.as_ref().map_or(0, |b| b.skipped),
             before,
         };
-        task.bundles = matches!(task.spec.kind, NodeKind::Bundled(_));
         if let NodeKind::Bundled(bundling) = &task.spec.kind {
             let capacity = bundling.window_len() * spec_upstreams;
             task.meter.probe().table_capacity(capacity);
@@ -166,16 +166,11 @@ impl<O: NodeOutput> WorkerTask<O> {
         }
     }
 
-    /// Releases the input the node is done with: after the step that ends
-    /// with it is committed (a step the debugger's tap holds is committed
-    /// first), so that a successor never finds released what it must read
-    /// again.
+    /// Releases the input the node is done with, after the step that used
+    /// it is published.
     #[inline]
     fn settle<T: Take>(&mut self, take: &mut T) {
-        take.commit_pending(&mut self.output);
-        if self.output.step_held() {
-            self.output.flush();
-        }
+        self.output.settle_step(take.checkpoint());
         take.settle(&mut self.inputs);
     }
 
