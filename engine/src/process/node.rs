@@ -228,6 +228,17 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<NodeEnd, NodeError> {
         .map(|(c, _)| *c)
         .filter(|c| config.hosts[*c] != config.hosts[id])
         .collect();
+    // A node with links decides their I/O backend (and says which) as it
+    // sets up, before it is ready: not at its first link, which a run that
+    // fails early may never reach.
+    let linked = !remote_consumers.is_empty()
+        || graph
+            .upstreams(id)
+            .iter()
+            .any(|u| config.hosts[*u] != config.hosts[id]);
+    if linked {
+        clusterduck_transport::tcp::io_backend();
+    }
     let data_port = if remote_consumers.is_empty() {
         None
     } else {
