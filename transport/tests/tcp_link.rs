@@ -379,6 +379,10 @@ fn bad_input_with_arena(
     let mut stream = TcpStream::connect(addr).unwrap();
     auth::connect(&mut stream, &secret(), 9).unwrap();
     let me = stream.local_addr().unwrap();
+    // First, where the stream resumes: a new mirror, at 0.
+    let mut resume = [0u8; 16];
+    stream.read_exact(&mut resume).unwrap();
+    assert_eq!(&resume[..], &[&b"CDrs"[..], &[0; 12]].concat()[..]);
     let mut credit = [0u8; 16];
     stream.read_exact(&mut credit).unwrap();
     assert_eq!(&credit[..4], b"CDcr");
@@ -719,6 +723,9 @@ fn bad_credit(backend: IoBackend) {
     let (mut stream, _) = listener.accept().unwrap();
     auth::accept(&mut stream, &secret()).unwrap();
     producer.write_bytes(0, b"hello").unwrap();
+    stream
+        .write_all(&[&b"CDrs"[..], &[0; 12]].concat())
+        .unwrap();
     stream.write_all(b"this is not credit").unwrap();
     let err = sender.join().unwrap().unwrap_err();
     assert!(
@@ -841,6 +848,152 @@ fn listener_survives_bad_handshakes(backend: IoBackend) {
     assert_eq!(stats.unwrap().frames, 1);
 }
 
+/// A link whose connection is cut three times while frames (large values
+/// among them) stream: each time both ends go on over a new connection,
+/// resuming where the mirror's whole frames end, and the consumer gets
+/// every frame once, in order, with its payload.
+fn broken_and_resumed(backend: IoBackend) {
+    if !available(backend) {
+        return;
+    }
+    let _dog = watchdog(WATCHDOG, "tcp broken and resumed");
+    const FRAMES: u64 = 20_000;
+    let (pname, mname) = (unique("producer"), unique("mirror"));
+    let mut producer = RingWriter::create(&pname, 1 << 16).unwrap();
+    let mut mirror = RingWriter::create(&mname, 1 << 16).unwrap();
+    producer.set_large_bytes(1 << 20).unwrap();
+    mirror.set_large_bytes(1 << 20).unwrap();
+    let mut sender = tcp::RingSender::new(RingReader::attach(&pname).unwrap());
+    let mut consumer = RingReader::attach(&mname).unwrap();
+    mirror.wait_for_readers(1, Duration::from_secs(10)).unwrap();
+    let mut receiver = tcp::RingReceiver::new(mirror, Arc::default());
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    // The receiving end of each connection, for the test to cut.
+    let (conns_tx, conns) = crossbeam_channel::unbounded::<TcpStream>();
+    let receiving = thread::spawn(move || {
+        let mut connections = 0;
+        loop {
+            let (mut stream, _) = listener.accept().unwrap();
+            auth::accept(&mut stream, &secret()).unwrap();
+            connections += 1;
+            conns_tx.send(stream.try_clone().unwrap()).unwrap();
+            match receiver.receive(stream, backend) {
+                Ok(_) => return connections,
+                Err(e) if e.is_disconnect() => assert!(!receiver.ended()),
+                Err(e) => panic!("receiver: {e}"),
+            }
+        }
+    });
+    let sending = thread::spawn(move || loop {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        auth::connect(&mut stream, &secret(), 1).unwrap();
+        match sender.send(stream, backend) {
+            Ok(_) => return sender.landed(),
+            Err(e) if e.is_disconnect() => {}
+            Err(e) => panic!("sender: {e}"),
+        }
+    });
+    let producing = thread::spawn(move || {
+        let mut buf = Vec::new();
+        for seq in 0..FRAMES {
+            // One in a hundred is larger than a quarter of the ring: a
+            // large value, its body in the arena.
+            let len = if seq % 100 == 7 {
+                40_000
+            } else {
+                size_of(seq, 256)
+            };
+            fill(seq, &mut buf, len);
+            producer.write_bytes(seq, &buf).unwrap();
+        }
+        producer.finish(FRAMES).unwrap();
+    });
+    let cuts = [FRAMES / 5, FRAMES / 2, FRAMES * 4 / 5];
+    let mut current = conns.recv().unwrap();
+    let (mut next, mut want) = (0u64, Vec::new());
+    loop {
+        let batch = match consumer.read() {
+            Ok(batch) => batch,
+            Err(ReadError::Ended) => break,
+            Err(e) => panic!("consumer: {e}"),
+        };
+        for frame in batch.iter() {
+            let frame = frame.unwrap();
+            assert_eq!(frame.seq(), next, "every frame once, in order");
+            if frame.kind() == FrameKind::End {
+                continue;
+            }
+            let len = if next % 100 == 7 {
+                40_000
+            } else {
+                size_of(next, 256)
+            };
+            fill(next, &mut want, len);
+            assert_eq!(frame.bytes(), &want[..], "frame {next}'s payload");
+            next += 1;
+            if cuts.contains(&next) {
+                // Newer connections first: the one to cut is the newest.
+                while let Ok(newer) = conns.try_recv() {
+                    current = newer;
+                }
+                current.shutdown(std::net::Shutdown::Both).unwrap();
+            }
+        }
+    }
+    assert_eq!(next, FRAMES);
+    producing.join().unwrap();
+    let landed = sending.join().unwrap();
+    assert!(landed > 0);
+    let connections = receiving.join().unwrap();
+    assert_eq!(connections, 4, "three cuts, four connections");
+}
+
+/// A receiver that asks to resume past what the producer's ring published
+/// (its mirror is not this ring's): the sender refuses, naming both.
+fn resume_past_the_ring(backend: IoBackend) {
+    if !available(backend) {
+        return;
+    }
+    let _dog = watchdog(WATCHDOG, "tcp resume past the ring");
+    let pname = unique("producer");
+    let mut producer = RingWriter::create(&pname, 1 << 16).unwrap();
+    let reader = RingReader::attach(&pname).unwrap();
+    producer.write_bytes(0, b"only this").unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let sender = thread::spawn(move || {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        auth::connect(&mut stream, &secret(), 1).unwrap();
+        tcp::send_ring(reader, stream, backend)
+    });
+    let (mut stream, _) = listener.accept().unwrap();
+    auth::accept(&mut stream, &secret()).unwrap();
+    let mut resume = b"CDrs".to_vec();
+    resume.extend([0; 4]);
+    resume.extend(4096u64.to_le_bytes());
+    stream.write_all(&resume).unwrap();
+    let err = sender.join().unwrap().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LinkError::Resume {
+                at: 4096,
+                released: 0,
+                published: 32,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains("cannot resume at ring position 4096"),
+        "{err}"
+    );
+    drop(producer);
+}
+
 macro_rules! conformance {
     ($name:ident, $backend:expr) => {
         mod $name {
@@ -935,6 +1088,16 @@ macro_rules! conformance {
             #[test]
             fn listener_survives_strangers() {
                 listener_survives_bad_handshakes($backend);
+            }
+
+            #[test]
+            fn a_broken_link_resumes_where_its_frames_stopped_landing() {
+                broken_and_resumed($backend);
+            }
+
+            #[test]
+            fn a_resume_past_the_ring_is_refused() {
+                resume_past_the_ring($backend);
             }
         }
     };

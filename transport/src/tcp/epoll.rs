@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use super::error::LinkError;
 use super::landing::{Landing, SPILL};
 use super::outbox::Outbox;
-use super::protocol::{Grant, Outgoing, CREDIT_LEN};
+use super::protocol::{Grant, Outgoing, OUTGOING_LEN};
 use super::sys::{self, Interest};
 use super::LinkStats;
 
@@ -23,7 +23,7 @@ pub(crate) fn io(peer: std::net::SocketAddr) -> impl Fn(io::Error) -> LinkError 
 }
 
 /// The sender: see [`super::send_ring`].
-pub(crate) fn send(mut out: Outbox, stream: TcpStream) -> Result<LinkStats, LinkError> {
+pub(crate) fn send(mut out: Outbox<'_>, stream: TcpStream) -> Result<LinkStats, LinkError> {
     let fd = stream.as_raw_fd();
     let peer = out.peer();
     let mut buf = [0u8; 4096];
@@ -31,9 +31,9 @@ pub(crate) fn send(mut out: Outbox, stream: TcpStream) -> Result<LinkStats, Link
         if out.done() {
             break;
         }
-        // Nothing to send: wait for the producer (credit that comes
-        // meanwhile waits in the socket).
-        out.refill(!out.pending())?;
+        // Nothing to send, everything sent landed: wait for the producer
+        // (credit that comes meanwhile waits in the socket).
+        out.refill()?;
         // Credit, without waiting.
         loop {
             match sys::recv(fd, &mut buf) {
@@ -45,16 +45,17 @@ pub(crate) fn send(mut out: Outbox, stream: TcpStream) -> Result<LinkStats, Link
         }
         let (ptr, n) = out.next();
         if n == 0 {
-            if out.starved() {
-                sys::wait(
-                    fd,
-                    Interest {
-                        read: true,
-                        write: false,
-                    },
-                    None,
-                )
-                .map_err(io(peer))?;
+            // Short of credit: wait for it; else, sent bytes not landed:
+            // wait for the word that they did (the producer may wait for
+            // the room), a while, then look at the ring again.
+            let timeout = out.idle_timeout();
+            if out.starved() || timeout.is_some() {
+                let read = Interest {
+                    read: true,
+                    write: false,
+                };
+                let timeout = timeout.filter(|_| !out.starved());
+                sys::wait(fd, read, timeout).map_err(io(peer))?;
             }
             continue;
         }
@@ -87,7 +88,7 @@ pub(crate) fn send(mut out: Outbox, stream: TcpStream) -> Result<LinkStats, Link
 /// After End: half-closes and reads until the receiver closes, so that no
 /// unread credit turns our close into a reset that could destroy data the
 /// receiver has not read yet.
-fn linger(stream: &TcpStream, out: &mut Outbox, buf: &mut [u8]) {
+fn linger(stream: &TcpStream, out: &mut Outbox<'_>, buf: &mut [u8]) {
     let _ = stream.shutdown(Shutdown::Write);
     let fd = stream.as_raw_fd();
     let deadline = Instant::now() + LINGER;
@@ -119,17 +120,28 @@ fn linger(stream: &TcpStream, out: &mut Outbox, buf: &mut [u8]) {
 
 /// Credit messages waiting for the socket: only the newest grant of each
 /// kind matters, but messages started must be finished.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct CreditOut {
     grants: Outgoing,
-    msg: [u8; 2 * CREDIT_LEN],
+    msg: [u8; OUTGOING_LEN],
     /// Bytes of `msg` to send, and already sent.
     len: usize,
     off: usize,
 }
 
+impl Default for CreditOut {
+    fn default() -> Self {
+        CreditOut {
+            grants: Outgoing::default(),
+            msg: [0; OUTGOING_LEN],
+            len: 0,
+            off: 0,
+        }
+    }
+}
+
 impl CreditOut {
-    pub(crate) fn push(&mut self, grants: [Option<Grant>; 2]) {
+    pub(crate) fn push(&mut self, grants: [Option<Grant>; 3]) {
         self.grants.push_all(grants);
     }
 
@@ -157,7 +169,10 @@ impl CreditOut {
 }
 
 /// The receiver: see [`super::receive_into_ring`].
-pub(crate) fn receive(mut land: Landing, stream: TcpStream) -> Result<LinkStats, LinkError> {
+pub(crate) fn receive(
+    mut land: Landing<'_>,
+    stream: TcpStream,
+) -> Result<(u64, LinkStats), LinkError> {
     let fd = stream.as_raw_fd();
     let peer = land.peer();
     let mut credits = CreditOut::default();
@@ -190,7 +205,7 @@ pub(crate) fn receive(mut land: Landing, stream: TcpStream) -> Result<LinkStats,
             Err(e) => return Err(io(peer)(e)),
         }
     };
-    let stats = land.finish(seq);
+    let stats = land.stats();
     drop(stream);
-    stats
+    Ok((seq, stats))
 }

@@ -76,9 +76,9 @@ pub enum BadFrame {
     },
 }
 
-/// Why [`send_ring`](super::send_ring) or
-/// [`receive_into_ring`](super::receive_into_ring) stopped before the End
-/// frame went through.
+/// Why [`RingSender::send`](super::RingSender::send) or
+/// [`RingReceiver::receive`](super::RingReceiver::receive) stopped before
+/// the End frame went through.
 ///
 /// Every error from the network side is also printed once on stderr, naming
 /// the peer; the connection is closed, the process goes on.
@@ -169,6 +169,26 @@ pub enum LinkError {
     /// The socket has no peer address (it is not connected).
     #[error("link: socket not connected: {0}")]
     NotConnected(#[source] io::Error),
+    /// The receiver asked to resume where the producer's ring cannot: below
+    /// what it released, or past what it published (its mirror is not this
+    /// ring's).
+    #[error("link with {peer}: cannot resume at ring position {at}: the ring holds {released}..{published}")]
+    Resume {
+        /// The peer's address.
+        peer: SocketAddr,
+        /// Where it asked to resume.
+        at: u64,
+        /// Where the ring's unreleased frames start.
+        released: u64,
+        /// Where its published frames end.
+        published: u64,
+    },
+    /// The mirror already holds the End frame: nothing more comes.
+    #[error("link with {peer}: the stream already ended")]
+    Ended {
+        /// The peer's address.
+        peer: SocketAddr,
+    },
 }
 
 impl LinkError {
@@ -180,11 +200,20 @@ impl LinkError {
         }
     }
 
-    /// Whether the connection was lost (reset, closed early, ...) rather
-    /// than the peer breaking the protocol: when a peer's process dies, its
-    /// links end this way.
+    /// Whether the connection was lost (reset, timed out, closed early, even
+    /// inside a frame) rather than the peer breaking the protocol: when a
+    /// peer's process dies or a cable is cut, its links end this way, and a
+    /// new connection resumes the stream.
     pub fn is_disconnect(&self) -> bool {
-        matches!(self, LinkError::Io { .. } | LinkError::PeerClosed { .. })
+        matches!(
+            self,
+            LinkError::Io { .. }
+                | LinkError::PeerClosed { .. }
+                | LinkError::BadFrame {
+                    frame: BadFrame::Truncated { .. },
+                    ..
+                }
+        )
     }
 
     /// The peer this error is about, if it is about one.
@@ -197,7 +226,9 @@ impl LinkError {
             | LinkError::CreditExceeded { peer, .. }
             | LinkError::Arena { peer, .. }
             | LinkError::Forwarded { peer, .. }
-            | LinkError::BadCredit { peer, .. } => Some(*peer),
+            | LinkError::BadCredit { peer, .. }
+            | LinkError::Resume { peer, .. }
+            | LinkError::Ended { peer } => Some(*peer),
             _ => None,
         }
     }

@@ -4,7 +4,9 @@
 //! value lands in place in the mirror's arena, and its frame is published
 //! once all of it came, pointing there.
 //!
-//! Frame stream offset `o` lands at ring position `base + o`. The receiver
+//! Frame stream offset `o` lands at ring position `base + o` (`base`: where
+//! the mirror's frames end as the connection starts, where the sender
+//! resumes). The receiver
 //! grants credit only below the ring's limit (slowest reader plus capacity),
 //! and body credit only for the body it awaits and within the arena's free
 //! space, so the bytes a well-behaved sender sends always have room, and
@@ -48,10 +50,10 @@ struct Body {
     landed: u64,
 }
 
-/// The mirror ring and what has landed in it.
+/// The mirror ring and what has landed in it over one connection.
 #[derive(Debug)]
-pub(crate) struct Landing {
-    writer: RingWriter,
+pub(crate) struct Landing<'w> {
+    writer: &'w mut RingWriter,
     peer: SocketAddr,
     /// Ring position of stream offset 0.
     base: u64,
@@ -60,6 +62,8 @@ pub(crate) struct Landing {
     /// Stream bytes of whole checked frames, published.
     parsed: u64,
     grants: Grants,
+    /// Stream bytes said landed to the sender.
+    acks: Grants,
     /// The ring's limit (stream offset) at the last look.
     limit: u64,
     max_payload: u64,
@@ -79,8 +83,8 @@ pub(crate) struct Landing {
     meter: Arc<LinkMeter>,
 }
 
-impl Landing {
-    pub(crate) fn new(writer: RingWriter, peer: SocketAddr, meter: Arc<LinkMeter>) -> Self {
+impl<'w> Landing<'w> {
+    pub(crate) fn new(writer: &'w mut RingWriter, peer: SocketAddr, meter: Arc<LinkMeter>) -> Self {
         let base = writer.published();
         let capacity = writer.capacity() as u64;
         let max_large = writer.large_capacity();
@@ -92,6 +96,7 @@ impl Landing {
             received: 0,
             parsed: 0,
             grants: Grants::new(capacity),
+            acks: Grants::new(capacity),
             limit: 0,
             capacity,
             body: None,
@@ -293,8 +298,8 @@ impl Landing {
 
     /// The grants to send now: of frames, if new room is worth a message or
     /// there is any and this side is about to wait; of the body awaited,
-    /// likewise, within the arena's free space.
-    pub(crate) fn grant(&mut self, about_to_wait: bool) -> [Option<Grant>; 2] {
+    /// likewise, within the arena's free space; and what landed, likewise.
+    pub(crate) fn grant(&mut self, about_to_wait: bool) -> [Option<Grant>; 3] {
         self.limit = self.writer.refresh_limit() - self.base;
         let ring = self.grants.next(self.limit, about_to_wait).map(Grant::Ring);
         let body = self.body.and_then(|body| {
@@ -303,10 +308,14 @@ impl Landing {
             let limit = start + body.len.min(free);
             self.body_grants.next(limit, about_to_wait).map(Grant::Body)
         });
+        let landed = self
+            .acks
+            .next(self.parsed, about_to_wait)
+            .map(Grant::Landed);
         if ring.is_some() || body.is_some() {
             self.wait = WAIT_MIN;
         }
-        [ring, body]
+        [ring, body, landed]
     }
 
     /// Wakes readers asleep on what was published; call before waiting.
@@ -349,14 +358,12 @@ impl Landing {
         }
     }
 
-    /// Writes the End frame (the one that came) and closes the mirror.
-    pub(crate) fn finish(self, seq: u64) -> Result<LinkStats, LinkError> {
-        let stats = LinkStats {
+    /// What landed over this connection.
+    pub(crate) fn stats(&self) -> LinkStats {
+        LinkStats {
             frames: self.frames,
             bytes: self.received + self.body_bytes,
-        };
-        self.writer.finish(seq)?;
-        Ok(stats)
+        }
     }
 }
 
@@ -418,8 +425,11 @@ mod tests {
         let mut writer = RingWriter::create(&name, 1 << 16).unwrap();
         writer.set_large_bytes(1 << 20).unwrap();
         let mut reader = RingReader::attach(&name).unwrap();
-        let mut land = Landing::new(writer, "127.0.0.1:9".parse().unwrap(), Arc::default());
-        assert!(matches!(land.grant(false), [Some(Grant::Ring(_)), None]));
+        let mut land = Landing::new(&mut writer, "127.0.0.1:9".parse().unwrap(), Arc::default());
+        assert!(matches!(
+            land.grant(false),
+            [Some(Grant::Ring(_)), None, None]
+        ));
 
         // The frame of a large value of 1000 bytes; its body is awaited.
         let mut frame = header(16, crate::shm::arena::LARGE_CODE, 5);
@@ -428,7 +438,7 @@ mod tests {
         let room = land.room();
         put(room.at, &frame);
         assert_eq!(land.landed(32, room.len, &[]).unwrap(), None);
-        assert_eq!(land.grant(true), [None, Some(Grant::Body(1000))]);
+        assert_eq!(land.grant(true), [None, Some(Grant::Body(1000)), None]);
         let room = land.room();
         assert_eq!((room.len, room.spill), (1000, false));
 
@@ -448,6 +458,8 @@ mod tests {
         assert!(room.spill);
         put(room.at, &next[24..]);
         assert_eq!(land.landed(8, room.len, &[]).unwrap(), None);
+        // Both frames landed whole: the sender may release them.
+        assert_eq!(land.grant(true)[2], Some(Grant::Landed(64)));
         land.flush();
 
         let batch = reader.try_read().unwrap().expect("two frames");

@@ -56,7 +56,9 @@ mod protocol;
 mod sys;
 mod uring;
 
-use std::net::TcpStream;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
@@ -96,45 +98,171 @@ impl LinkMeter {
     }
 }
 
-/// The producer's side of a link: streams every frame `reader` reads (a
-/// reader attached to the producer's own ring, before the frames to send
-/// were written) to the peer, within the credit the peer grants, until the
-/// End frame is in the socket; then waits (a while) for the peer to close.
-///
-/// Blocks: run it on its own thread. `stream` is connected and already
-/// authenticated ([`auth::connect`](crate::auth::connect)). Frames are
-/// released from the producer's ring as the socket takes them, so a slow
-/// link or consumer holds the producer back. If the producer's writer goes
-/// away without `finish`, this returns [`LinkError::Read`] and closes the
-/// connection without End: the remote mirror then looks dropped too.
+/// The producer's side of a link, over as many connections as it takes:
+/// it keeps its reader (a reader of the producer's own ring) between them,
+/// and the ring keeps every frame the receiver has not said landed, so a
+/// broken link resumes, over a new connection, exactly where its frames
+/// stopped landing.
+#[derive(Debug)]
+pub struct RingSender {
+    reader: RingReader,
+}
+
+impl RingSender {
+    /// Streams the frames `reader` reads, from its cursor on (a reader
+    /// attached to the producer's own ring before the frames to send were
+    /// written, or one taken over from a dead process that ran it).
+    pub fn new(reader: RingReader) -> Self {
+        RingSender { reader }
+    }
+
+    /// The ring position below which the receiver said every frame landed.
+    pub fn landed(&self) -> u64 {
+        self.reader.cursor()
+    }
+
+    /// Streams over `stream` (connected and already authenticated,
+    /// [`auth::connect`](crate::auth::connect)), from where the receiver
+    /// says its mirror ends, within the credit it grants, until the End
+    /// frame is in the socket; then waits (a while) for the peer to close.
+    ///
+    /// Blocks: run it on its own thread. Frames are released from the
+    /// producer's ring as the receiver says they landed, so a slow link or
+    /// consumer holds the producer back, and after an error that is a
+    /// [disconnect](LinkError::is_disconnect) the next call, over a new
+    /// connection, goes on. If the producer's writer goes away without
+    /// `finish`, this returns [`LinkError::Read`] and closes the connection
+    /// without End.
+    pub fn send(&mut self, stream: TcpStream, backend: IoBackend) -> Result<LinkStats, LinkError> {
+        let peer = stream.peer_addr().map_err(LinkError::NotConnected)?;
+        no_delay(&stream);
+        let result = self.resume(&stream, peer).and_then(|()| {
+            let out = outbox::Outbox::new(&mut self.reader, peer);
+            match backend {
+                IoBackend::Uring => uring::send(out, stream),
+                IoBackend::Epoll => epoll::send(out, stream),
+            }
+        });
+        result.inspect_err(|e| tracing::warn!("tcp send: {e}"))
+    }
+
+    /// Reads where the receiver's mirror ends and moves the reader there:
+    /// frames below it landed (over an earlier connection) and are
+    /// released.
+    fn resume(&mut self, mut stream: &TcpStream, peer: SocketAddr) -> Result<(), LinkError> {
+        let io = |source| LinkError::Io { peer, source };
+        stream.set_read_timeout(Some(RESUME_WAIT)).map_err(io)?;
+        let mut m = [0u8; protocol::CREDIT_LEN];
+        stream.read_exact(&mut m).map_err(io)?;
+        stream.set_read_timeout(None).map_err(io)?;
+        let at =
+            protocol::parse_resume(&m).map_err(|credit| LinkError::BadCredit { peer, credit })?;
+        let published = self
+            .reader
+            .published_end(false)?
+            .unwrap_or(0)
+            .max(self.reader.cursor());
+        if at < self.reader.cursor() || at > published {
+            return Err(LinkError::Resume {
+                peer,
+                at,
+                released: self.reader.cursor(),
+                published,
+            });
+        }
+        self.reader.release_to(at);
+        Ok(())
+    }
+}
+
+/// How long a sender waits for the receiver to say where the stream
+/// resumes (its first message, sent at once).
+const RESUME_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The consumer's side of a link, over as many connections as it takes: it
+/// keeps the mirror ring between them, and each connection resumes where
+/// the mirror's whole frames end.
+#[derive(Debug)]
+pub struct RingReceiver {
+    /// The mirror, until the End frame landed.
+    writer: Option<RingWriter>,
+    meter: Arc<LinkMeter>,
+}
+
+impl RingReceiver {
+    /// Lands frames in `writer`, a local mirror ring (new, or
+    /// [reopened](RingWriter::reopen) by a restarted consumer), counting
+    /// the bytes received in `meter` as they come.
+    ///
+    /// The consumer's reader must be attached to the mirror before frames
+    /// land (`writer.wait_for_readers(1, ..)`): readers only see frames
+    /// written after they attach, and a mirror with no reader counts as
+    /// empty, so credit would not wait for the consumer.
+    pub fn new(writer: RingWriter, meter: Arc<LinkMeter>) -> Self {
+        RingReceiver {
+            writer: Some(writer),
+            meter,
+        }
+    }
+
+    /// Whether the End frame landed (the mirror is finished).
+    pub fn ended(&self) -> bool {
+        self.writer.is_none()
+    }
+
+    /// Lands the frames the peer streams over `stream` (connected and
+    /// already authenticated, [`auth::accept`](crate::auth::accept)),
+    /// granting credit as the mirror frees space, until the End frame,
+    /// which it writes with [`finish`](RingWriter::finish). It first tells
+    /// the sender where the mirror's frames end, so that the stream resumes
+    /// there: over a new connection after one broke, nothing is lost and
+    /// nothing lands twice.
+    ///
+    /// Blocks: run it on its own thread. On any error the connection is
+    /// closed and the mirror kept as it is (a frame landed in part is not
+    /// published): call again over a new connection, or drop the receiver
+    /// (the mirror's readers then get `ReadError::WriterDropped`). After
+    /// End, [`LinkError::Ended`].
+    pub fn receive(
+        &mut self,
+        stream: TcpStream,
+        backend: IoBackend,
+    ) -> Result<LinkStats, LinkError> {
+        let peer = stream.peer_addr().map_err(LinkError::NotConnected)?;
+        let writer = self.writer.as_mut().ok_or(LinkError::Ended { peer })?;
+        no_delay(&stream);
+        let result = (&stream)
+            .write_all(&protocol::resume(writer.published()))
+            .map_err(|source| LinkError::Io { peer, source })
+            .and_then(|()| {
+                let land = landing::Landing::new(writer, peer, self.meter.clone());
+                match backend {
+                    IoBackend::Uring => uring::receive(land, stream),
+                    IoBackend::Epoll => epoll::receive(land, stream),
+                }
+            });
+        let result = result.and_then(|(seq, stats)| {
+            let writer = self.writer.take().expect("the mirror, until End");
+            writer.finish(seq)?;
+            Ok(stats)
+        });
+        result.inspect_err(|e| tracing::warn!("tcp receive: {e}"))
+    }
+}
+
+/// The producer's side of a link over one connection: [`RingSender::send`]
+/// with a sender of its own.
 pub fn send_ring(
     reader: RingReader,
     stream: TcpStream,
     backend: IoBackend,
 ) -> Result<LinkStats, LinkError> {
-    let peer = stream.peer_addr().map_err(LinkError::NotConnected)?;
-    no_delay(&stream);
-    let out = outbox::Outbox::new(reader, peer);
-    let result = match backend {
-        IoBackend::Uring => uring::send(out, stream),
-        IoBackend::Epoll => epoll::send(out, stream),
-    };
-    result.inspect_err(|e| tracing::warn!("tcp send: {e}"))
+    RingSender::new(reader).send(stream, backend)
 }
 
-/// The consumer's side of a link: lands the frames the peer streams in
-/// `writer`, a local mirror ring, granting credit as the mirror frees
-/// space, until the End frame, which it writes with
-/// [`finish`](RingWriter::finish).
-///
-/// The consumer's reader must be attached to the mirror before this starts
-/// (`writer.wait_for_readers(1, ..)`): readers only see frames written after
-/// they attach, and a mirror with no reader counts as empty, so credit would
-/// not wait for the consumer.
-///
-/// Blocks: run it on its own thread. `stream` is connected and already
-/// authenticated ([`auth::accept`](crate::auth::accept)). On any error the
-/// connection is closed and `writer` dropped without End (its readers get
+/// The consumer's side of a link over one connection:
+/// [`RingReceiver::receive`] with a receiver of its own (on an error the
+/// mirror is dropped without End: its readers get
 /// `ReadError::WriterDropped`).
 pub fn receive_into_ring(
     stream: TcpStream,
@@ -152,14 +280,18 @@ pub fn receive_into_ring_metered(
     backend: IoBackend,
     meter: Arc<LinkMeter>,
 ) -> Result<LinkStats, LinkError> {
-    let peer = stream.peer_addr().map_err(LinkError::NotConnected)?;
-    no_delay(&stream);
-    let land = landing::Landing::new(writer, peer, meter);
-    let result = match backend {
-        IoBackend::Uring => uring::receive(land, stream),
-        IoBackend::Epoll => epoll::receive(land, stream),
-    };
-    result.inspect_err(|e| tracing::warn!("tcp receive: {e}"))
+    RingReceiver::new(writer, meter).receive(stream, backend)
+}
+
+/// Makes a link's socket notice a peer gone silent (a cable cut, a host
+/// down: nothing resets the connection) within about `timeout`: sent bytes
+/// unacknowledged that long, or an idle connection whose probes go
+/// unanswered, end it with an error (`ETIMEDOUT`), so that its ends can
+/// reconnect. Best effort, as [`TcpStream::set_nodelay`].
+pub fn watch_liveness(stream: &TcpStream, timeout: std::time::Duration) {
+    if let Err(e) = sys::watch_liveness(stream.as_raw_fd(), timeout) {
+        tracing::warn!("tcp link: liveness watch refused ({e}): a silent peer may go unnoticed");
+    }
 }
 
 /// Frames go out as soon as they are published, credit as soon as it is

@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use crate::shm::arena::LargeRef;
 use crate::shm::RingReader;
@@ -32,12 +33,15 @@ impl Body {
     }
 }
 
-/// The producer ring's frames on their way to the socket, and the bodies of
-/// the large values among them. Positions are ring positions: `cursor <=
-/// sent <= queued <= known`.
+/// The producer ring's frames on their way to the socket over one
+/// connection, and the bodies of the large values among them. Positions are
+/// ring positions: `cursor <= sent <= queued <= known`; the ring is
+/// released only below what the receiver said landed (`base +
+/// window.landed`): what is in the socket but not landed goes again over
+/// the next connection if this one breaks.
 #[derive(Debug)]
-pub(crate) struct Outbox {
-    reader: RingReader,
+pub(crate) struct Outbox<'r> {
+    reader: &'r mut RingReader,
     peer: SocketAddr,
     /// Ring position of the first byte of the stream.
     base: u64,
@@ -55,10 +59,19 @@ pub(crate) struct Outbox {
     frames: u64,
     /// Bytes of bodies the socket took.
     body_bytes: u64,
+    /// How long to wait for the receiver's word of what landed before
+    /// looking at the ring again.
+    wait: Duration,
 }
 
-impl Outbox {
-    pub(crate) fn new(reader: RingReader, peer: SocketAddr) -> Self {
+/// The shortest and longest timed wait for what landed while new frames
+/// may come (a reader cannot wait on the ring and the socket at once).
+const WAIT_MIN: Duration = Duration::from_micros(50);
+const WAIT_MAX: Duration = Duration::from_millis(5);
+
+impl<'r> Outbox<'r> {
+    /// The frames of `reader` from its cursor on.
+    pub(crate) fn new(reader: &'r mut RingReader, peer: SocketAddr) -> Self {
         let base = reader.cursor();
         Outbox {
             reader,
@@ -72,6 +85,7 @@ impl Outbox {
             window: Window::default(),
             frames: 0,
             body_bytes: 0,
+            wait: WAIT_MIN,
         }
     }
 
@@ -79,15 +93,20 @@ impl Outbox {
         self.peer
     }
 
-    /// Looks for newly published frames, waiting for some if `block`.
-    pub(crate) fn refill(&mut self, block: bool) -> Result<(), LinkError> {
+    /// Looks for newly published frames, waiting for some if nothing waits
+    /// to go and everything sent landed (else the socket is what to wait
+    /// on: the receiver's word that frames landed frees the ring the
+    /// producer may be waiting for).
+    pub(crate) fn refill(&mut self) -> Result<(), LinkError> {
         if self.end_at.is_some() {
             return Ok(());
         }
+        let block = !self.pending() && !self.unlanded();
         let Some(end) = self.reader.published_end(block)? else {
             return Ok(());
         };
         if end > self.known {
+            self.wait = WAIT_MIN;
             let known = self.known;
             let bodies = &mut self.bodies;
             let count = protocol::count(self.reader.bytes(known, end), |at, src| {
@@ -143,6 +162,25 @@ impl Outbox {
         self.known > self.queued || !self.bodies.is_empty()
     }
 
+    /// Whether bytes sent have not been said landed.
+    #[inline]
+    fn unlanded(&self) -> bool {
+        self.reader.cursor() < self.sent
+    }
+
+    /// How long to wait for the socket, with nothing to send: forever if
+    /// everything sent landed (then [`refill`](Self::refill) waited for the
+    /// ring), else a while, growing as nothing happens, before looking at
+    /// the ring again.
+    pub(crate) fn idle_timeout(&mut self) -> Option<Duration> {
+        if !self.unlanded() || self.end_at.is_some() {
+            return None;
+        }
+        let t = self.wait;
+        self.wait = (self.wait * 2).min(WAIT_MAX);
+        Some(t)
+    }
+
     /// The next bytes to send: ring bytes up to the next body, or the
     /// body's, as many as the credit of their kind covers (possibly none).
     /// Valid until [`complete`](Self::complete) releases them, whatever
@@ -173,8 +211,7 @@ impl Outbox {
         }
     }
 
-    /// `n` bytes of what was queued are in the socket: release them, but
-    /// for the frame of a large value whose body is still to go.
+    /// `n` bytes of what was queued are in the socket.
     #[inline]
     pub(crate) fn complete(&mut self, n: usize) {
         if self.body().is_some() {
@@ -189,11 +226,6 @@ impl Outbox {
             self.sent += n as u64;
             debug_assert!(self.sent <= self.queued);
         }
-        let release = self
-            .bodies
-            .front()
-            .map_or(self.sent, |b| b.frame.min(self.sent));
-        self.reader.release_to(release);
     }
 
     /// A queued send that took only part of its bytes: the rest go again.
@@ -217,14 +249,31 @@ impl Outbox {
         self.end_at == Some(self.sent) && self.bodies.is_empty()
     }
 
-    /// Takes credit messages.
+    /// Takes credit messages, and releases the frames that landed.
     pub(crate) fn credit(&mut self, bytes: &[u8]) -> Result<(), LinkError> {
         self.window
             .receive(bytes)
             .map_err(|credit| LinkError::BadCredit {
                 peer: self.peer,
                 credit,
-            })
+            })?;
+        let landed = self.base + self.window.landed;
+        // Whole frames land only once they were sent, a large value's frame
+        // with its body: past what was sent, the receiver lies.
+        if landed > self.sent {
+            return Err(LinkError::BadCredit {
+                peer: self.peer,
+                credit: super::error::BadCredit::Landed {
+                    landed: self.window.landed,
+                    sent: self.sent - self.base,
+                },
+            });
+        }
+        if landed > self.reader.cursor() {
+            self.reader.release_to(landed);
+            self.wait = WAIT_MIN;
+        }
+        Ok(())
     }
 
     /// Whether bytes wait to go and the credit of their kind is used up.

@@ -10,9 +10,18 @@
 //!   code 3, a 16-byte [`LargeRef`]) is followed by the value's *body*: its
 //!   `len` bytes, unpadded, sent straight from the arena and landed straight
 //!   in the mirror's arena;
-//! - receiver → sender: [credit messages](CREDIT_LEN), each a cumulative
-//!   grant: of stream bytes of frames (`Grant::Ring`), or of body bytes
-//!   (`Grant::Body`).
+//! - receiver → sender, first: where the stream resumes ([`resume`]): the
+//!   position after the last whole frame its mirror holds (0 for a new
+//!   mirror). Ring and mirror positions are the same numbers (both start
+//!   at 0, and the mirror holds the ring's frames at their places), so a
+//!   link broken off goes on, over a new connection, exactly where its
+//!   frames stopped landing, whichever end was restarted;
+//! - receiver → sender, then: [credit messages](CREDIT_LEN), each cumulative
+//!   over the connection: a grant of stream bytes of frames
+//!   (`Grant::Ring`), or of body bytes (`Grant::Body`), or the stream bytes
+//!   of whole frames landed in the mirror (`Grant::Landed`), below which
+//!   the sender releases its ring: until a frame landed it may have to go
+//!   again.
 //!
 //! The receiver grants body bytes only for the body it is landing (never
 //! beyond its end, never beyond its arena's free space), and only once it
@@ -38,6 +47,10 @@ pub(crate) const CREDIT_LEN: usize = 16;
 const RING_MAGIC: [u8; 4] = *b"CDcr";
 /// Opens a credit message for large values' body bytes.
 const BODY_MAGIC: [u8; 4] = *b"CDcb";
+/// Opens a message of the stream bytes landed.
+const LANDED_MAGIC: [u8; 4] = *b"CDcl";
+/// Opens the message that says where the stream resumes.
+const RESUME_MAGIC: [u8; 4] = *b"CDrs";
 
 /// The size of a frame that refers to a large value.
 pub(crate) const LARGE_FRAME_LEN: u64 = frame_size(16);
@@ -219,13 +232,17 @@ pub(crate) fn count(bytes: &[u8], mut large: impl FnMut(u64, LargeRef)) -> Count
     c
 }
 
-/// A grant of credit: cumulative bytes the sender may have sent.
+/// A grant of credit: cumulative bytes the sender may have sent; or what
+/// landed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Grant {
     /// Of the frames' stream.
     Ring(u64),
     /// Of large values' bodies.
     Body(u64),
+    /// Stream bytes of whole frames landed in the mirror (a large value's
+    /// frame with its body).
+    Landed(u64),
 }
 
 /// The credit message of `grant`.
@@ -234,12 +251,34 @@ pub(crate) fn credit(grant: Grant) -> [u8; CREDIT_LEN] {
     let (magic, granted) = match grant {
         Grant::Ring(g) => (RING_MAGIC, g),
         Grant::Body(g) => (BODY_MAGIC, g),
+        Grant::Landed(g) => (LANDED_MAGIC, g),
     };
+    message(magic, granted)
+}
+
+fn message(magic: [u8; 4], word: u64) -> [u8; CREDIT_LEN] {
     let mut m = [0u8; CREDIT_LEN];
     m[..4].copy_from_slice(&magic);
-    m[8..].copy_from_slice(&granted.to_le_bytes());
+    m[8..].copy_from_slice(&word.to_le_bytes());
     m
 }
+
+/// The receiver's first message: the stream resumes at ring position `at`.
+#[inline]
+pub(crate) fn resume(at: u64) -> [u8; CREDIT_LEN] {
+    message(RESUME_MAGIC, at)
+}
+
+/// The position a [`resume`] message names.
+pub(crate) fn parse_resume(m: &[u8; CREDIT_LEN]) -> Result<u64, BadCredit> {
+    if m[..4] != RESUME_MAGIC || m[4..8] != [0; 4] {
+        return Err(BadCredit::Garbage(m[..8].try_into().expect("8 bytes")));
+    }
+    Ok(u64::from_le_bytes(m[8..].try_into().expect("8 bytes")))
+}
+
+/// The longest a batch of waiting messages takes: one of each kind.
+pub(crate) const OUTGOING_LEN: usize = 3 * CREDIT_LEN;
 
 /// The grants waiting to go to the sender: only the newest of each kind
 /// matters.
@@ -247,6 +286,7 @@ pub(crate) fn credit(grant: Grant) -> [u8; CREDIT_LEN] {
 pub(crate) struct Outgoing {
     ring: Option<u64>,
     body: Option<u64>,
+    landed: Option<u64>,
 }
 
 impl Outgoing {
@@ -255,11 +295,12 @@ impl Outgoing {
         match grant {
             Grant::Ring(g) => self.ring = Some(g),
             Grant::Body(g) => self.body = Some(g),
+            Grant::Landed(g) => self.landed = Some(g),
         }
     }
 
     /// Queues each of `grants` there is.
-    pub(crate) fn push_all(&mut self, grants: [Option<Grant>; 2]) {
+    pub(crate) fn push_all(&mut self, grants: [Option<Grant>; 3]) {
         for grant in grants.into_iter().flatten() {
             self.push(grant);
         }
@@ -267,16 +308,17 @@ impl Outgoing {
 
     /// Whether a grant waits.
     pub(crate) fn pending(&self) -> bool {
-        self.ring.is_some() || self.body.is_some()
+        self.ring.is_some() || self.body.is_some() || self.landed.is_some()
     }
 
     /// The messages of the grants waiting, written into `buf`; returns their
     /// length (0 if none waits).
-    pub(crate) fn take(&mut self, buf: &mut [u8; 2 * CREDIT_LEN]) -> usize {
+    pub(crate) fn take(&mut self, buf: &mut [u8; OUTGOING_LEN]) -> usize {
         let mut n = 0;
         for grant in [
             self.ring.take().map(Grant::Ring),
             self.body.take().map(Grant::Body),
+            self.landed.take().map(Grant::Landed),
         ]
         .into_iter()
         .flatten()
@@ -301,6 +343,14 @@ pub enum BadCredit {
         granted: u64,
         /// The earlier, larger one.
         before: u64,
+    },
+    /// More bytes said landed than were sent.
+    #[error("{landed} bytes said landed, only {sent} sent")]
+    Landed {
+        /// Bytes said landed.
+        landed: u64,
+        /// Bytes sent.
+        sent: u64,
     },
 }
 
@@ -353,6 +403,8 @@ pub(crate) struct Window {
     pub(crate) ring: Credit,
     /// For large values' bodies.
     pub(crate) body: Credit,
+    /// Stream bytes landed (cumulative, as the receiver said).
+    pub(crate) landed: u64,
     carry: [u8; CREDIT_LEN],
     carried: usize,
 }
@@ -369,6 +421,16 @@ impl Window {
                 self.carried = 0;
                 let m = self.carry;
                 let granted = u64::from_le_bytes(m[8..].try_into().expect("8 bytes"));
+                if m[..4] == LANDED_MAGIC && m[4..8] == [0; 4] {
+                    if granted < self.landed {
+                        return Err(BadCredit::Shrank {
+                            granted,
+                            before: self.landed,
+                        });
+                    }
+                    self.landed = granted;
+                    continue;
+                }
                 let credit = match m[..4].try_into().expect("4 bytes") {
                     _ if m[4..8] != [0; 4] => None,
                     RING_MAGIC => Some(&mut self.ring),
@@ -571,17 +633,37 @@ mod tests {
     #[test]
     fn outgoing_keeps_the_newest_grant_of_each_kind() {
         let mut out = Outgoing::default();
-        let mut buf = [0u8; 2 * CREDIT_LEN];
+        let mut buf = [0u8; OUTGOING_LEN];
         assert_eq!(out.take(&mut buf), 0);
         out.push(Grant::Ring(5));
         out.push(Grant::Body(9));
         out.push(Grant::Ring(8));
+        out.push(Grant::Landed(3));
+        out.push(Grant::Landed(4));
         assert!(out.pending());
-        assert_eq!(out.take(&mut buf), 2 * CREDIT_LEN);
+        assert_eq!(out.take(&mut buf), 3 * CREDIT_LEN);
         assert!(!out.pending());
         let mut w = Window::default();
         w.receive(&buf).unwrap();
         assert_eq!((w.ring.available(), w.body.available()), (8, 9));
+        assert_eq!(w.landed, 4);
+        // What landed never shrinks.
+        assert!(matches!(
+            w.receive(&credit(Grant::Landed(2))),
+            Err(BadCredit::Shrank {
+                granted: 2,
+                before: 4
+            })
+        ));
+    }
+
+    #[test]
+    fn a_resume_message_reads_back_and_nothing_else_does() {
+        assert_eq!(parse_resume(&resume(4096)), Ok(4096));
+        assert!(matches!(
+            parse_resume(&credit(Grant::Ring(4096))),
+            Err(BadCredit::Garbage(_))
+        ));
     }
 
     #[test]

@@ -112,3 +112,34 @@ pub(crate) fn wait(fd: RawFd, interest: Interest, timeout: Option<Duration>) -> 
     }
     Ok(())
 }
+
+/// Turns on keep-alive probes (first after `timeout / 2` idle, then every
+/// `timeout / 4`, two unanswered end the connection) and bounds how long
+/// sent bytes may go unacknowledged (`TCP_USER_TIMEOUT`) on socket `fd`.
+pub(crate) fn watch_liveness(fd: RawFd, timeout: Duration) -> io::Result<()> {
+    let ms = timeout.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
+    let secs = |d: Duration| d.as_secs().clamp(1, i32::MAX as u64) as libc::c_int;
+    for (level, name, value) in [
+        (libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1),
+        (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, secs(timeout / 2)),
+        (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, secs(timeout / 4)),
+        (libc::IPPROTO_TCP, libc::TCP_KEEPCNT, 2),
+        (libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT, ms),
+    ] {
+        // SAFETY: `value` is a live c_int for the duration of the call,
+        // its size given; the kernel copies it.
+        let r = unsafe {
+            libc::setsockopt(
+                fd,
+                level,
+                name,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}

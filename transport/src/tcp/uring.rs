@@ -30,7 +30,7 @@ use super::epoll::{io, LINGER};
 use super::error::LinkError;
 use super::landing::{Landing, SPILL};
 use super::outbox::Outbox;
-use super::protocol::{Outgoing, CREDIT_LEN};
+use super::protocol::{Outgoing, OUTGOING_LEN};
 use super::LinkStats;
 
 /// Submission queue size: at most two operations are ever in flight.
@@ -146,7 +146,7 @@ fn done(result: i32) -> io::Result<usize> {
 }
 
 /// The sender: see [`super::send_ring`].
-pub(crate) fn send(mut out: Outbox, stream: TcpStream) -> Result<LinkStats, LinkError> {
+pub(crate) fn send(mut out: Outbox<'_>, stream: TcpStream) -> Result<LinkStats, LinkError> {
     let peer = out.peer();
     // Declared before the driver, dropped after it.
     let mut credit_buf = Box::new([0u8; 512]);
@@ -161,7 +161,7 @@ pub(crate) fn send(mut out: Outbox, stream: TcpStream) -> Result<LinkStats, Link
                 return Ok(());
             }
             if sending.is_none() {
-                out.refill(!out.pending())?;
+                out.refill()?;
             }
             if !recv_armed && !eof {
                 let recv = opcode::Recv::new(fd, credit_buf.as_mut_ptr(), credit_buf.len() as u32)
@@ -189,12 +189,22 @@ pub(crate) fn send(mut out: Outbox, stream: TcpStream) -> Result<LinkStats, Link
                     sending = Some(n);
                 }
             }
+            let mut timeout = None;
             if sending.is_none() && !out.starved() {
-                // Nothing to wait for in the kernel: look at the ring again.
-                driver.turn(0, None).map_err(io(peer))?;
-                continue;
+                match out.idle_timeout() {
+                    // Sent bytes not landed: wait for the word that they
+                    // did (the producer may wait for the room), a while,
+                    // then look at the ring again.
+                    Some(t) => timeout = Some(t),
+                    // Nothing to wait for in the kernel: look at the ring
+                    // again.
+                    None => {
+                        driver.turn(0, None).map_err(io(peer))?;
+                        continue;
+                    }
+                }
             }
-            for (what, result) in driver.turn(1, None).map_err(io(peer))? {
+            for (what, result) in driver.turn(1, timeout).map_err(io(peer))? {
                 match what {
                     SEND => {
                         let n = sending.take().expect("a send in flight");
@@ -266,7 +276,7 @@ struct RecvBufs {
     iov: [libc::iovec; 2],
     msg: libc::msghdr,
     spill: [u8; SPILL],
-    credit: [u8; 2 * CREDIT_LEN],
+    credit: [u8; OUTGOING_LEN],
 }
 
 /// Sends the newest grants, unless a credit send is in flight (`sending`
@@ -296,7 +306,10 @@ fn send_credit(
 }
 
 /// The receiver: see [`super::receive_into_ring`].
-pub(crate) fn receive(mut land: Landing, stream: TcpStream) -> Result<LinkStats, LinkError> {
+pub(crate) fn receive(
+    mut land: Landing<'_>,
+    stream: TcpStream,
+) -> Result<(u64, LinkStats), LinkError> {
     let peer = land.peer();
     // SAFETY: all-zero iovecs and msghdr are valid (null, empty); they are
     // filled in before each receive.
@@ -306,7 +319,7 @@ pub(crate) fn receive(mut land: Landing, stream: TcpStream) -> Result<LinkStats,
     let mut receiving: Option<usize> = None;
     let mut sending: Option<usize> = None;
     let mut grants = Outgoing::default();
-    let mut run = |driver: &mut Driver, bufs: &mut RecvBufs, land: &mut Landing| {
+    let mut run = |driver: &mut Driver, bufs: &mut RecvBufs, land: &mut Landing<'_>| {
         loop {
             grants.push_all(land.grant(false));
             send_credit(driver, bufs, fd, &mut sending, &mut grants);
@@ -371,7 +384,7 @@ pub(crate) fn receive(mut land: Landing, stream: TcpStream) -> Result<LinkStats,
     drop(driver);
     drop(bufs);
     let seq = result?;
-    let stats = land.finish(seq);
+    let stats = land.stats();
     drop(stream);
-    stats
+    Ok((seq, stats))
 }
