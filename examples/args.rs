@@ -39,9 +39,13 @@ pub(crate) struct Run {
     #[arg(long, value_name = "SECS", default_value_t = 0, requires = "metrics")]
     linger: u64,
     /// Restart each node's process up to N times if it dies or fails
-    /// (process mode, one host; see docs/RECOVERY.md).
+    /// (process mode; see docs/RECOVERY.md).
     #[arg(long, value_name = "N", default_value_t = 0)]
     restarts: u32,
+    /// How long a link between hosts may stay down (reconnecting) before
+    /// the run fails.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    link_grace: f64,
     /// Never show the live view (shown when stderr is a terminal and
     /// stdout is not; CLUSTERDUCK_LIVE=0 or 1 decides too).
     #[arg(long)]
@@ -77,7 +81,7 @@ impl Run {
         if self.restarts > 0 {
             launch = launch.restarts_all(self.restarts);
         }
-        launch
+        launch.link_grace(Duration::from_secs_f64(self.link_grace.max(0.0)))
     }
 }
 

@@ -48,6 +48,10 @@ pub enum Mode {
 /// Default bytes of a node's output ring, in every mode.
 pub const DEFAULT_RING_BYTES: usize = 4 << 20;
 
+/// How long a link between hosts may stay down before the run fails, by
+/// default (see [`Launch::link_grace`]).
+pub const DEFAULT_LINK_GRACE: Duration = Duration::from_secs(10);
+
 /// Default bytes of a node's space for values too large for its ring, in
 /// every mode: ten camera photos of 12 MiB.
 pub const DEFAULT_LARGE_BYTES: usize = clusterduck_engine::local::DEFAULT_LARGE_BYTES;
@@ -83,6 +87,7 @@ pub struct Launch {
     restarts: Vec<(u64, usize, String, u32)>,
     restarts_all: u32,
     backoff: Backoff,
+    link_grace: Duration,
     key_groups: usize,
     batch: usize,
     spin: Duration,
@@ -137,6 +142,7 @@ impl Launch {
             restarts: Vec::new(),
             restarts_all: 0,
             backoff: Backoff::default(),
+            link_grace: DEFAULT_LINK_GRACE,
             key_groups: DEFAULT_KEY_GROUPS,
             batch: DEFAULT_BATCH,
             spin: Duration::ZERO,
@@ -255,6 +261,22 @@ impl Launch {
     /// restarts at once every time.
     pub fn restart_backoff(mut self, first: Duration, max: Duration) -> Self {
         self.backoff = Backoff { first, max };
+        self
+    }
+
+    /// How long a link between two hosts may stay down before the run
+    /// fails (10 s by default; at least 100 ms). A link whose connection
+    /// breaks (a reset, a cable cut, which a link notices within about 2 s,
+    /// a restart of the process at either end) reconnects, and its stream
+    /// resumes exactly where it stopped: nothing is lost, nothing comes
+    /// twice. Past the grace, the run fails naming both hosts and the nodes
+    /// on the edge. Keep it above the restart back-off's longest wait, so
+    /// that a restarting node's links wait for it, and at most the
+    /// [heartbeat timeout](Self::heartbeat_timeout), which it raises if
+    /// needed: a node cut off from the master keeps running through the
+    /// grace.
+    pub fn link_grace(mut self, grace: Duration) -> Self {
+        self.link_grace = grace.max(Duration::from_millis(100));
         self
     }
 
@@ -633,7 +655,8 @@ impl Topology {
                     watched,
                     stop: launch.stop.clone(),
                     ready_timeout: launch.ready_timeout,
-                    silence: launch.silence,
+                    silence: launch.silence.max(launch.link_grace),
+                    link_grace: launch.link_grace,
                     hosts: launch.hosts.clone(),
                     placements,
                     fanout: launch.fanout,

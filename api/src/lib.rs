@@ -112,7 +112,9 @@ pub use clusterduck_engine::Seq;
 pub use dispatcher::{Dispatcher, SendError};
 pub use emitter::Emitter;
 pub use error::Error;
-pub use launch::{Launch, Mode, Running, DEFAULT_LARGE_BYTES, DEFAULT_RING_BYTES};
+pub use launch::{
+    Launch, Mode, Running, DEFAULT_LARGE_BYTES, DEFAULT_LINK_GRACE, DEFAULT_RING_BYTES,
+};
 pub use message::Message;
 pub use node::{ArchivedBundle, Bundle, BundleValues, Grouped, Inputs, Node, NodeRef};
 pub use rkyv;

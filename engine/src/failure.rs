@@ -99,6 +99,23 @@ pub enum Failure {
         /// What happened.
         message: String,
     },
+    /// A link between two hosts stayed down longer than the run's link
+    /// grace: its consumer could not reconnect to its producer in time.
+    #[error("the link from node {producer} on host {producer_host} to node {consumer} on host {consumer_host} stayed down longer than its grace of {grace_ms} ms: {cause}")]
+    LinkDown {
+        /// The producing node.
+        producer: String,
+        /// Its host.
+        producer_host: String,
+        /// The consuming node.
+        consumer: String,
+        /// Its host.
+        consumer_host: String,
+        /// The grace, in milliseconds.
+        grace_ms: u64,
+        /// The last thing that went wrong.
+        cause: String,
+    },
     /// A host's agent stopped answering, or its connection to the master
     /// was lost: the nodes on that host are gone with it.
     #[error("host {host}: {message}")]

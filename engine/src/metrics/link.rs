@@ -21,7 +21,13 @@ impl Link {
         self.meter.clone()
     }
 
-    /// The link ended: cleanly, or broken.
+    /// The link carries its stream again (it reconnected).
+    pub fn up(&self) {
+        self.state.store(LinkState::Up as u8, Relaxed);
+    }
+
+    /// The link ended: cleanly, or broken (for good, or until it
+    /// reconnects).
     pub fn ended(&self, clean: bool) {
         let state = if clean {
             LinkState::Ended

@@ -120,7 +120,8 @@ pub enum LinkState {
     Up,
     /// The stream ended: everything arrived.
     Ended,
-    /// The connection broke before the end.
+    /// The connection broke before the end (it reconnects within the
+    /// run's link grace, or the run fails).
     Broken,
 }
 

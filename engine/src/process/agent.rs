@@ -3,7 +3,9 @@
 //! launch tree. It connects to the master, starts the agents of the hosts
 //! below it, starts its host's nodes when told (each a child, with its
 //! logs), supervises them with `waitpid` and reports each one's end exactly
-//! (`killed by signal 9 (SIGKILL)`), and kills one when told.
+//! (`killed by signal 9 (SIGKILL)`), kills one when told, and starts one
+//! again when told (a restart: the master decides, with the stamps of the
+//! processes that ran the node before).
 //!
 //! The master decides; an agent executes and reports facts. When the
 //! master goes (its control connection closes, or the SSH session that
@@ -274,7 +276,16 @@ fn serve(
                     match start_node(&dir, &name, &config, on_exit) {
                         Ok(pid) => {
                             running.insert(node, pid);
-                            let _ = tx.send(&FromAgent::Spawned { node, pid });
+                            // Read while the process cannot be reaped yet:
+                            // a child whose exit this agent has not waited
+                            // for. A restart names it to its successor.
+                            let start_time = clusterduck_transport::ProcessStamp::of(pid)
+                                .map_or(0, |s| s.start_time);
+                            let _ = tx.send(&FromAgent::Spawned {
+                                node,
+                                pid,
+                                start_time,
+                            });
                         }
                         Err(e) => {
                             let _ = tx.send(&FromAgent::NotSpawned {

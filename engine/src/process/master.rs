@@ -72,6 +72,9 @@ pub struct ProcessRun {
     /// every 500 ms from the moment it connects) before it is taken for
     /// hung and the run fails.
     pub silence: Duration,
+    /// How long a link between hosts may stay down (reconnecting) before
+    /// the run fails.
+    pub link_grace: Duration,
     /// The hosts (SSH destinations) to run nodes on; this machine alone if
     /// empty.
     pub hosts: Vec<String>,
@@ -118,17 +121,6 @@ pub enum LaunchError {
     /// This program's path could not be found, to start the nodes.
     #[error("cannot find this program to start its nodes: {0}")]
     Program(#[source] io::Error),
-    /// Restarts were asked for a node on another host, or next to one
-    /// (not supported yet: a link to a restarted node does not reconnect).
-    #[error("restarts are for nodes whose neighbours run on this host too; node {node} has restarts and {neighbour} runs on {host}")]
-    RemoteRestarts {
-        /// A node given restarts.
-        node: String,
-        /// It, or a neighbour of it, on another host.
-        neighbour: String,
-        /// That one's host.
-        host: String,
-    },
     /// A node's process could not be started.
     #[error("cannot start node {node}: {source}")]
     Spawn {
@@ -221,25 +213,6 @@ impl ProcessRun {
             .iter()
             .map(|n| self.restarts.get(*n).copied().unwrap_or(0))
             .collect();
-        // Until links reconnect: a restartable node and its neighbours on
-        // this host.
-        let elsewhere = |id: NodeId| {
-            let here = |n: NodeId| Placement::is_local(placement.host_of(n));
-            [id].into_iter()
-                .chain(graph.upstreams(id).iter().copied())
-                .chain(graph.downstreams(id).iter().map(|(d, _)| *d))
-                .find(|n| !here(*n))
-        };
-        if let Some((id, away)) = (0..graph.nodes().len())
-            .filter(|id| restarts[*id] > 0)
-            .find_map(|id| elsewhere(id).map(|away| (id, away)))
-        {
-            return Err(LaunchError::RemoteRestarts {
-                node: graph.node(id).name.clone(),
-                neighbour: graph.node(away).name.clone(),
-                host: placement.host_of(away).to_owned(),
-            });
-        }
         let dir = match (remote.is_empty(), self.dir.to_str()) {
             (true, _) => String::new(),
             (false, Some(d)) if self.dir.is_absolute() => d.to_owned(),
@@ -296,6 +269,8 @@ impl ProcessRun {
         let mut configs = self.node_configs(run, &layout, &answered, &run_id, &secret, port);
         for (id, config) in configs.iter_mut().enumerate() {
             config.restartable = restarts[id] > 0;
+            // A restartable node's own ring keeps dead readers anyway (its
+            // links' slots are its successor's).
             config.keep_readers = graph.downstreams(id).iter().any(|(c, _)| restarts[*c] > 0);
         }
         let Layout {
@@ -444,6 +419,7 @@ impl ProcessRun {
                 restartable: false,
                 predecessors: Vec::new(),
                 keep_readers: false,
+                link_grace_ms: self.link_grace.as_millis().min(u128::from(u64::MAX)) as u64,
                 hosts: (0..n).map(|n| placement.host_of(n).to_owned()).collect(),
                 bind: match node_agent[id] {
                     Some(host) => answered.address[host].clone(),
@@ -526,10 +502,16 @@ impl Master {
     }
 
     /// Starts node `id` again, as the successor of `predecessors` (the
-    /// newest first); a failure to start it fails the run.
+    /// newest first), on its host (by its agent, for another host); a
+    /// failure to start it fails the run.
     fn restart(&mut self, id: NodeId, predecessors: Vec<Predecessor>) {
         let mut config = self.configs[id].clone();
         config.predecessors = predecessors;
+        if let Some(host) = self.node_agent[id] {
+            let name = self.graph.node(id).name.clone();
+            let nodes = vec![NodeLaunch { name, config }];
+            return self.agents.send(host, &ToAgent::Spawn { nodes });
+        }
         if let Err(e) = self.start_local(id, &config) {
             let failure = Failure::NotStarted {
                 node: self.graph.node(id).name.clone(),
@@ -683,10 +665,14 @@ impl Master {
         };
         Some(match message {
             FromAgent::Hello { .. } | FromAgent::Heartbeat => Event::Heard(Peer::Agent(h)),
-            FromAgent::Spawned { node, pid } => Event::Spawned {
+            FromAgent::Spawned {
+                node,
+                pid,
+                start_time,
+            } => Event::Spawned {
                 node: mine(node)?,
                 pid,
-                start_time: 0,
+                start_time,
             },
             FromAgent::Exited { node, cause } => Event::Exited {
                 node: mine(node)?,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use clusterduck_transport::{ProcessStamp, ReopenError, RingName, RingReader, RingWriter};
+use clusterduck_transport::{ProcessStamp, ReopenError, RingName, RingWriter};
 use rkyv::util::AlignedVec;
 
 use super::control_tx::ControlTx;
@@ -307,12 +307,16 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<NodeEnd, NodeError> {
         {
             ToNode::Start { data } if data.len() == graph.nodes().len() => break data,
             ToNode::Start { .. } => return Err(setup("a start message for another topology")),
-            ToNode::Drain => {}
+            // The start brings every address as it is then.
+            ToNode::Drain | ToNode::Moved { .. } => {}
             ToNode::Abort => return Err(NodeError::Aborted),
         }
     };
     let stop = StopSignal::new();
-    listen(stream, stop.clone(), tx.clone());
+    // Where each node serves its ring: a restarted node's moves, and the
+    // master says so.
+    let addresses = link::Addresses::new(addresses);
+    listen(stream, stop.clone(), tx.clone(), addresses.clone());
     let control = RunControl::new(stop);
     if finished {
         tracing::info!("restarted after its stream ended: nothing left to do");
@@ -344,16 +348,33 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<NodeEnd, NodeError> {
             std::process::exit(1);
         });
     }
-    let secret = Secret::from_bytes(config.secret);
+    let links = link::Links {
+        secret: Secret::from_bytes(config.secret),
+        grace: Duration::from_millis(config.link_grace_ms),
+        addresses,
+    };
+    let end_of = |n: NodeId| link::End {
+        id: n,
+        name: graph.node(n).name.clone(),
+        host: config.hosts[n].clone(),
+    };
+    let predecessors: Vec<ProcessStamp> = steps
+        .as_ref()
+        .map(|s| s.predecessors.clone())
+        .unwrap_or_default();
     let remote_count = remote_consumers.len();
     let mut senders = None;
     if let (Some(listener), Some(ring)) = (data_port, &ring) {
+        let served = link::Served {
+            producer: end_of(id),
+            ring: ring.name().clone(),
+            consumers: remote_consumers.iter().map(|c| end_of(*c)).collect(),
+            predecessors: predecessors.clone(),
+        };
         senders = Some(link::serve(
             listener,
-            secret.clone(),
-            name.clone(),
-            ring.name().clone(),
-            remote_consumers,
+            links.clone(),
+            served,
             control.clone(),
         ));
     }
@@ -384,13 +405,13 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<NodeEnd, NodeError> {
         probe.clone(),
     );
     output.tap = config.watched.then(|| Box::new(tx.clone()) as Box<dyn Tap>);
-    let (before, predecessors) = match steps {
+    let before = match steps {
         Some(steps) => {
             let spout = matches!(spec.kind, NodeKind::Spout);
             output.in_steps(spout, (steps.before.clone(), steps.published), steps.log);
-            (steps.before, steps.predecessors)
+            steps.before
         }
-        None => (None, Vec::new()),
+        None => None,
     };
     // A restarted node's consumers are attached already (or being
     // restarted themselves).
@@ -414,26 +435,29 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<NodeEnd, NodeError> {
             // Attach to the upstreams first, then wait for our own readers:
             // in a DAG the leaves attach first and nobody waits in a circle.
             let mut inputs = Vec::new();
+            let me = link::Consumer {
+                end: end_of(id),
+                restartable: config.restartable,
+                predecessors: &predecessors,
+            };
             for up in graph.upstreams(id) {
                 let up_name = &graph.node(*up).name;
                 let (mut reader, link) = if config.hosts[*up] == config.hosts[id] {
                     let ring_name = RingName::new(&config.run_id, up_name).map_err(setup)?;
-                    let reader = attach(&ring_name, &predecessors)
+                    let reader = link::take_over_or_attach(&ring_name, &predecessors)
                         .map_err(|e| setup(format!("attaching to the ring of {up_name}: {e}")))?;
                     (reader, None)
                 } else {
                     let upstream = link::Upstream {
-                        name: up_name,
-                        address: &addresses[*up],
+                        end: end_of(*up),
                         mirror: link::mirror_name(&config.run_id, up_name, &name).map_err(setup)?,
                         ring_bytes: config.ring_bytes as usize,
                         large_bytes: config.large_bytes as usize,
                         owner: segment_owner(&config),
                     };
                     let link = Arc::new(Link::default());
-                    let reader =
-                        link::connect(upstream, &secret, (id, &name), &link, control.clone())
-                            .map_err(|e| setup(format!("linking to {up_name}: {e}")))?;
+                    let reader = link::connect(upstream, &me, &links, &link, control.clone())
+                        .map_err(|e| setup(format!("linking to {up_name}: {e}")))?;
                     (reader, Some(link))
                 };
                 probe.input(up_name, &reader, link);
@@ -591,24 +615,6 @@ impl StepRings {
     }
 }
 
-/// Attaches to the upstream ring `name`: in the slot of the newest of
-/// `predecessors` (the dead processes this one restarts, the newest first)
-/// that had one, else as a new reader (none had attached: the upstream
-/// waits for its readers before it writes).
-fn attach(
-    name: &RingName,
-    predecessors: &[ProcessStamp],
-) -> Result<RingReader, clusterduck_transport::AttachError> {
-    for p in predecessors {
-        match RingReader::take_over(name, *p) {
-            // It died before it took its own predecessor's slot.
-            Err(clusterduck_transport::AttachError::NoSuchReader { .. }) => continue,
-            taken => return taken,
-        }
-    }
-    RingReader::attach(name)
-}
-
 fn wait_for_consumers(output: &RingOutput, consumers: usize) -> Result<(), NodeError> {
     if let Some(ring) = &output.ring {
         ring.wait_for_readers(consumers, ATTACH_TIMEOUT)
@@ -679,9 +685,10 @@ fn finish(
     Ok(end)
 }
 
-/// Obeys the master: drain, abort. A master that goes away ends this
-/// process at once: no orphans.
-fn listen(mut stream: TcpStream, stop: StopSignal, tx: ControlTx) {
+/// Obeys the master: drain, abort, and notes where a restarted node serves
+/// its ring now. A master that goes away ends this process at once: no
+/// orphans.
+fn listen(mut stream: TcpStream, stop: StopSignal, tx: ControlTx, addresses: Arc<link::Addresses>) {
     thread::Builder::new()
         .name("clusterduck-control".into())
         .spawn(move || {
@@ -699,6 +706,7 @@ fn listen(mut stream: TcpStream, stop: StopSignal, tx: ControlTx) {
                     }
                     Ok(ToNode::Abort) => std::process::exit(1),
                     Ok(ToNode::Start { .. }) => {}
+                    Ok(ToNode::Moved { node, data }) => addresses.set(node as NodeId, data),
                     Err(e) => {
                         tracing::error!("bad message from the master: {e}; exiting");
                         std::process::exit(1);

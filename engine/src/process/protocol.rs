@@ -104,8 +104,12 @@ pub(crate) enum FromAgent {
     },
     /// A host below this one in the launch tree cannot be used.
     HostFailed { error: HostError },
-    /// A node's process runs.
-    Spawned { node: u32, pid: u32 },
+    /// A node's process runs (`start_time`: see `ProcessStamp`).
+    Spawned {
+        node: u32,
+        pid: u32,
+        start_time: u64,
+    },
     /// A node's process could not be started.
     NotSpawned { node: u32, message: String },
     /// A node's process ended.
@@ -165,6 +169,9 @@ pub(crate) struct NodeConfig {
     /// A consumer of the node may be restarted: its ring keeps a dead
     /// reader's slot for its successor.
     pub(crate) keep_readers: bool,
+    /// How long a link to or from another host may stay down (reconnecting)
+    /// before the run fails, in milliseconds.
+    pub(crate) link_grace_ms: u64,
 }
 
 /// A dead process a restarted node takes over from: its slots in its
@@ -219,6 +226,9 @@ pub(crate) enum ToNode {
     /// Every node is ready: spouts may send. `data` holds every node's data
     /// port address (empty for none), by declaration index.
     Start { data: Vec<String> },
+    /// Node `node` (restarted) serves its ring at `data` now: its remote
+    /// consumers reconnect there.
+    Moved { node: u32, data: String },
     /// The run drains: spouts should return.
     Drain,
     /// The run stops now.

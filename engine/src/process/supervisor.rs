@@ -618,7 +618,23 @@ impl Supervisor {
             });
         }
         let spout = node.spout;
+        let moved = node.data.clone();
         self.send(id, ToNode::Start { data });
+        // Its consumers on other hosts reconnect to its new data port.
+        if !moved.is_empty() {
+            for other in 0..self.nodes.len() {
+                if other != id && self.nodes[other].state == NodeState::Running {
+                    let data = moved.clone();
+                    self.send(
+                        other,
+                        ToNode::Moved {
+                            node: id as u32,
+                            data,
+                        },
+                    );
+                }
+            }
+        }
         match &mut self.drain {
             Drain::Workers { heard } if !spout => {
                 heard[id] = false;

@@ -259,13 +259,15 @@ impl<'r> Outbox<'r> {
             })?;
         let landed = self.base + self.window.landed;
         // Whole frames land only once they were sent, a large value's frame
-        // with its body: past what was sent, the receiver lies.
-        if landed > self.sent {
+        // with its body: past what was handed to the kernel, the receiver
+        // lies. (A send may have landed before its completion is reaped;
+        // the kernel copied its bytes into the socket by then.)
+        if landed > self.queued {
             return Err(LinkError::BadCredit {
                 peer: self.peer,
                 credit: super::error::BadCredit::Landed {
                     landed: self.window.landed,
-                    sent: self.sent - self.base,
+                    sent: self.queued - self.base,
                 },
             });
         }
