@@ -605,12 +605,35 @@ fn now_ns() -> u64 {
 /// What is asserted: every id comes once, in order, through the kills.
 #[test]
 fn kill_to_first_output_of_the_restarted_worker() {
-    let dir = fresh_dir("recovery-ticking");
-    let marker = dir.to_str().unwrap().to_owned();
     let _g = beside_others();
-    let _w = watchdog("recovery-ticking", LIMIT).guard(marker.clone());
+    kill_ticking_worker("recovery-ticking", None);
+}
+
+/// The same with `S` and `W` on two test hosts: `W`'s successor reopens
+/// its mirror and reconnects to `S` (the figure across hosts).
+#[test]
+fn kill_to_first_output_of_the_restarted_worker_across_hosts() {
+    let test = "recovery-ticking-hosts";
+    let Some(hosts) = clusterduck_tests::test_hosts_at_least(test, 2) else {
+        return;
+    };
+    let _g = beside_others();
+    let names: Vec<&str> = hosts.iter().map(|(h, _)| h.as_str()).collect();
+    kill_ticking_worker(test, Some(&names.join(",")));
+}
+
+/// Runs `ticking` (on `hosts`, if any), killing `W` five times: see
+/// [`kill_to_first_output_of_the_restarted_worker`].
+fn kill_ticking_worker(test: &'static str, hosts: Option<&str>) {
+    let dir = fresh_dir(test);
+    let marker = dir.to_str().unwrap().to_owned();
+    let _w = watchdog(test, LIMIT).guard(marker.clone());
     let n: u64 = 3000;
-    let mut run = start(&mut topology(&["ticking", &n.to_string(), &marker]));
+    let mut cmd = topology(&["ticking", &n.to_string(), &marker]);
+    if let Some(hosts) = hosts {
+        cmd.env("CD_TEST_HOSTS", hosts);
+    }
+    let mut run = start(&mut cmd);
     let mut next = 0;
     let mut killed_at: Option<u64> = None;
     let mut kills = Vec::new();
@@ -653,7 +676,8 @@ fn kill_to_first_output_of_the_restarted_worker() {
     let mut sorted = times_ms.clone();
     sorted.sort_by(f64::total_cmp);
     eprintln!(
-        "kill -9 of W to the first output of its restart: {times_ms:.1?} ms (median {:.1} ms)",
+        "kill -9 of W to the first output of its restart{}: {times_ms:.1?} ms (median {:.1} ms)",
+        if hosts.is_some() { " across hosts" } else { "" },
         sorted[2]
     );
 }
