@@ -343,6 +343,7 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<NodeEnd, NodeError> {
             let _ = tx.send(&ToMaster::Failed {
                 failure: failure.clone(),
                 report: Box::new(report),
+                passing: true,
             });
             let _ = tx.sync();
             std::process::exit(1);
@@ -669,6 +670,7 @@ fn finish(
             ToMaster::Failed {
                 failure,
                 report: Box::new(report),
+                passing: false,
             },
             NodeEnd::Failed,
         ),

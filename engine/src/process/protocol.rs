@@ -213,10 +213,14 @@ pub(crate) enum ToMaster {
     Draining,
     /// The node finished: its report (boxed: the other messages are small).
     Done { report: Box<NodeReport> },
-    /// The node failed: why, and its report until then.
+    /// The node failed: why, and its report until then; `passing` if the
+    /// fault may not come again (its function failed: the process ends
+    /// where it stands, and a restart may go on), not if it would (bad
+    /// input is still in the ring, a policy failed the run).
     Failed {
         failure: Failure,
         report: Box<NodeReport>,
+        passing: bool,
     },
 }
 

@@ -717,11 +717,14 @@ impl Supervisor {
             // its restarts are for: its process ends, and is restarted.
             ToMaster::Failed {
                 failure: failure @ Failure::Node { .. },
+                passing: true,
                 ..
             } if self.nodes[id].restarts_left > 0 && self.run == RunState::Started => {
                 self.nodes[id].failed = Some(failure.to_string());
             }
-            ToMaster::Failed { failure, report } => {
+            ToMaster::Failed {
+                failure, report, ..
+            } => {
                 self.reported(now, id, *report);
                 let failure = match failure {
                     Failure::Node { .. } => self.nodes[id]

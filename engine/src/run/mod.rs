@@ -68,11 +68,20 @@ impl RunControl {
         let _ = self.on_fault.set(Box::new(die));
     }
 
-    /// Records `failure` if it is the first, and aborts the run.
+    /// Records `failure` if it is the first, and aborts the run (a node
+    /// function's failure that may pass dies where it stands instead, if
+    /// [`die_on_fault`](Self::die_on_fault) said so).
     pub(crate) fn fail(&self, failure: Failure) {
         if let (Failure::Node { .. }, Some(die)) = (&failure, self.on_fault.get()) {
             die(&failure);
         }
+        self.fail_for_good(failure);
+    }
+
+    /// [`fail`](Self::fail), for a failure that would come again in a
+    /// restarted process (bad input from upstream: it is still in the
+    /// ring): the node stops in order and is not restarted.
+    pub(crate) fn fail_for_good(&self, failure: Failure) {
         let mut first = self.failure.lock().unwrap_or_else(|e| e.into_inner());
         if first.is_none() {
             *first = Some(failure);

@@ -433,7 +433,8 @@ impl<O: NodeOutput> WorkerTask<O> {
     /// Fails the node for a value from upstream `u` that could not be read.
     pub(super) fn bad_input(&mut self, u: usize, bad: BadInput) -> String {
         let message = format!("from {}: {}", self.input_names[u], bad.message);
-        self.control.fail(crate::report::Failure::Node {
+        // A restarted process would read it again.
+        self.control.fail_for_good(crate::report::Failure::Node {
             node: self.name.clone(),
             seq: bad.seq,
             message: message.clone(),

@@ -473,6 +473,7 @@ fn the_first_failure_is_the_one_reported() {
                     message: "boom".into(),
                 },
                 report: Box::new(report("B")),
+                passing: true,
             },
         },
     );
@@ -620,18 +621,30 @@ fn a_killed_node_is_restarted_at_once_as_its_predecessors_successor() {
         }]
     );
     // Its successor is started the moment it is ready, with every node's
-    // data address.
+    // data address; the others hear where it serves its ring now (its
+    // consumers on other hosts reconnect there).
     let t2 = t1 + Duration::from_millis(30);
     ready(&mut s, t2, 2);
     let start = ToNode::Start {
         data: (0..3).map(|n| format!("data-{n}")).collect(),
     };
+    let moved = |node| Command::Send {
+        node,
+        message: ToNode::Moved {
+            node: 2,
+            data: "data-2".into(),
+        },
+    };
     assert_eq!(
         commands(&mut s),
-        [Command::Send {
-            node: 2,
-            message: start
-        }]
+        [
+            Command::Send {
+                node: 2,
+                message: start
+            },
+            moved(0),
+            moved(1)
+        ]
     );
     assert_eq!(s.state(2), &NodeState::Running);
     for node in 0..3 {
@@ -715,6 +728,7 @@ fn function_failed(s: &mut Supervisor, now: Instant) {
             message: ToMaster::Failed {
                 failure: boom,
                 report: Box::new(report("B")),
+                passing: true,
             },
         },
     );
@@ -748,6 +762,46 @@ fn a_failed_function_restarts_its_node_with_the_failure_as_cause() {
         "node B on host localhost used its 1 restarts (node B failed at seq 7: panicked: boom) \
          and ended again: node B failed at seq 7: panicked: boom"
     );
+}
+
+/// Bad input from upstream (still in the ring: a restarted process would
+/// read it again) fails the run at once, restarts left or not.
+#[test]
+fn a_failure_that_would_come_again_is_not_restarted() {
+    let t0 = Instant::now();
+    let mut s = restartable(t0, 3);
+    let bad = Failure::Node {
+        node: "B".into(),
+        seq: Some(9),
+        message: "from A: bad frame".into(),
+    };
+    s.handle(
+        t0,
+        Event::Message {
+            node: 1,
+            message: ToMaster::Failed {
+                failure: bad,
+                report: Box::new(report("B")),
+                passing: false,
+            },
+        },
+    );
+    assert_eq!(failure(&mut s), "node B failed at seq 9: from A: bad frame");
+    // The positive control: the same failure, passing, restarts.
+    let mut s = restartable(t0, 3);
+    function_failed(&mut s, t0);
+    s.handle(t0, closed(1));
+    s.handle(
+        t0,
+        Event::Exited {
+            node: 1,
+            cause: ExitCause::Status(1),
+        },
+    );
+    s.tick(t0);
+    assert!(commands(&mut s)
+        .iter()
+        .any(|c| matches!(c, Command::Restart { node: 1, .. })));
 }
 
 #[test]
