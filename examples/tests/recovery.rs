@@ -10,6 +10,14 @@ use clusterduck_tests::{example_path, fresh_dir, node_processes, send_signal, st
 
 const LIMIT: Duration = Duration::from_secs(180);
 
+/// Held by the tests that use the test hosts: one cuts a host's network,
+/// which must not hit another's run.
+static HOSTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn hosts_alone() -> std::sync::MutexGuard<'static, ()> {
+    HOSTS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The pid of the live process of node `node` of the run marked by
 /// `marker`, other than `not` (a process killed, and maybe not reaped
 /// yet).
@@ -57,6 +65,7 @@ fn the_readme_prints_every_id_once_in_order_through_three_kills_of_c_and_one_of_
 #[test]
 fn across_hosts_the_readme_prints_every_id_once_in_order_through_the_same_kills() {
     let test = "recovery-readme-hosts";
+    let _alone = hosts_alone();
     let Some(hosts) = clusterduck_tests::test_hosts_at_least(test, 3) else {
         return;
     };
@@ -153,6 +162,7 @@ fn a_soak_of_random_kills_leaves_the_output_exact() {
 #[test]
 fn across_hosts_a_soak_of_kills_and_link_cuts_leaves_the_output_exact() {
     let test = "recovery-soak-hosts";
+    let _alone = hosts_alone();
     let Some(hosts) = clusterduck_tests::test_hosts_at_least(test, 3) else {
         return;
     };
@@ -310,6 +320,7 @@ fn check_lines(run: &mut clusterduck_tests::Started, mut at: impl FnMut(u64)) ->
 #[test]
 fn across_hosts_a_link_cut_for_two_seconds_heals_and_the_output_is_exact() {
     let test = "recovery-link-cut";
+    let _alone = hosts_alone();
     let Some(hosts) = clusterduck_tests::test_hosts_at_least(test, 3) else {
         return;
     };
@@ -357,6 +368,7 @@ fn across_hosts_a_link_cut_for_two_seconds_heals_and_the_output_is_exact() {
 #[test]
 fn across_hosts_a_link_cut_longer_than_its_grace_fails_the_run_naming_both_hosts() {
     let test = "recovery-link-down";
+    let _alone = hosts_alone();
     let Some(hosts) = clusterduck_tests::test_hosts_at_least(test, 3) else {
         return;
     };

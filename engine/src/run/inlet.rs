@@ -163,9 +163,9 @@ impl Inlet {
 
     /// Releases the ring up to `done`, where a dead predecessor was done
     /// with it (past its own release: what it had released it was done
-    /// with); returns how many values lay in between.
+    /// with); returns how many of this replica's values lay in between.
     pub(crate) fn skip_to(&mut self, done: u64) -> Result<u64, BadInput> {
-        let ring = &mut self.reader;
+        let (ring, _, mut route) = self.parts();
         let mut at = ring.cursor();
         let mut values = 0;
         while at < done {
@@ -181,7 +181,9 @@ impl Inlet {
             };
             while at < end.min(done) {
                 let (frame, after) = ring.frame_at(at).map_err(BadInput::frame)?;
-                values += u64::from(frame.kind() == FrameKind::Data);
+                if frame.kind() == FrameKind::Data {
+                    values += u64::from(owns(&mut route, frame.seq(), frame.bytes())?);
+                }
                 at = after;
             }
         }
