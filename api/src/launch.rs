@@ -78,7 +78,9 @@ pub struct Launch {
     ring_bytes: usize,
     large_bytes: usize,
     ready_timeout: Duration,
-    silence: Duration,
+    /// The heartbeat timeout, if set (else the default, or the link
+    /// grace if longer).
+    silence: Option<Duration>,
     fanout: usize,
     hosts: Vec<String>,
     placements: Vec<(u64, String, String)>,
@@ -134,7 +136,7 @@ impl Launch {
             ring_bytes: DEFAULT_RING_BYTES,
             large_bytes: DEFAULT_LARGE_BYTES,
             ready_timeout: Duration::from_secs(30),
-            silence: DEFAULT_SILENCE,
+            silence: None,
             fanout: DEFAULT_FANOUT,
             hosts: Vec::new(),
             placements: Vec::new(),
@@ -271,10 +273,11 @@ impl Launch {
     /// resumes exactly where it stopped: nothing is lost, nothing comes
     /// twice. Past the grace, the run fails naming both hosts and the nodes
     /// on the edge. Keep it above the restart back-off's longest wait, so
-    /// that a restarting node's links wait for it, and at most the
-    /// [heartbeat timeout](Self::heartbeat_timeout), which it raises if
-    /// needed: a node cut off from the master keeps running through the
-    /// grace.
+    /// that a restarting node's links wait for it. A host cut off from the
+    /// master keeps running through the grace unless a [heartbeat
+    /// timeout](Self::heartbeat_timeout) set shorter ends the run first (by
+    /// default the heartbeat timeout is the grace, if that is longer than
+    /// 10 s).
     pub fn link_grace(mut self, grace: Duration) -> Self {
         self.link_grace = grace.max(Duration::from_millis(100));
         self
@@ -340,11 +343,12 @@ impl Launch {
     }
 
     /// How long a node process may say nothing before the master takes it
-    /// for hung and fails the run (10 s by default; at least 1 s). Nodes
+    /// for hung and fails the run (10 s by default, or the
+    /// [link grace](Self::link_grace) if longer; at least 1 s). Nodes
     /// send a heartbeat every 500 ms whatever they do, so silence means a
     /// stopped process or a cut connection, not a slow function.
     pub fn heartbeat_timeout(mut self, timeout: Duration) -> Self {
-        self.silence = timeout.max(Duration::from_secs(1));
+        self.silence = Some(timeout.max(Duration::from_secs(1)));
         self
     }
 
@@ -655,7 +659,9 @@ impl Topology {
                     watched,
                     stop: launch.stop.clone(),
                     ready_timeout: launch.ready_timeout,
-                    silence: launch.silence.max(launch.link_grace),
+                    silence: launch
+                        .silence
+                        .unwrap_or(DEFAULT_SILENCE.max(launch.link_grace)),
                     link_grace: launch.link_grace,
                     hosts: launch.hosts.clone(),
                     placements,
