@@ -276,6 +276,7 @@ impl LocalRun {
                             }) as Box<dyn EventSink>
                         }),
                         before: None,
+                        journal: None,
                     };
                     let task = WorkerTask::new(run, id, parts);
                     Box::new(move || task.run())

@@ -28,6 +28,7 @@ use clusterduck_transport::{
 use crate::graph::NodeId;
 use crate::metrics::Link;
 use crate::report::Failure;
+use crate::run::recovery::take_over_or_attach;
 use crate::run::RunControl;
 
 /// How long a handshake may take.
@@ -498,22 +499,6 @@ fn new_mirror(up: &Upstream, restartable: bool) -> Result<RingWriter, String> {
         writer.keep_dead_readers();
     }
     Ok(writer)
-}
-
-/// A reader of `name` in the slot of the newest of `predecessors` that
-/// held one, or a new one if none did.
-pub(crate) fn take_over_or_attach(
-    name: &RingName,
-    predecessors: &[ProcessStamp],
-) -> Result<RingReader, AttachError> {
-    for p in predecessors {
-        match RingReader::take_over(name, *p) {
-            // It died before it took its own predecessor's slot.
-            Err(AttachError::NoSuchReader { .. }) => continue,
-            taken => return taken,
-        }
-    }
-    RingReader::attach(name)
 }
 
 /// The consumer's end of one link, over its connections.

@@ -173,6 +173,11 @@ pub struct Master {
     /// restarted node sends again what its predecessor sent after its
     /// last step).
     next_output: Vec<u64>,
+    /// Per instance: whether a restarted process of it makes its outputs
+    /// again in the same order (all but bundled workers in no order, which
+    /// complete bundles as values come): only then are its repeats known
+    /// by their numbers.
+    replays_in_order: Vec<bool>,
 }
 
 impl std::fmt::Debug for Master {
@@ -281,6 +286,13 @@ impl ProcessRun {
         let hosts: Vec<String> = (0..n).map(|id| placement.host_of(id).to_owned()).collect();
         let live = Live::new(run, &hosts, launched);
         let observer = Observer::new(live, std::mem::take(&mut self.watchers));
+        // A restarted node in no order may make its outputs again in
+        // another order: its repeats are not known by their numbers.
+        let replays_in_order = graph
+            .nodes()
+            .iter()
+            .map(|s| !matches!(s.kind, NodeKind::Bundled(b) if b.order == crate::bundle::Order::Unordered))
+            .collect();
         let mut master = Master {
             // Policy events name a node's upstreams as declared.
             upstreams: node_of
@@ -306,6 +318,7 @@ impl ProcessRun {
             dir: self.dir.clone(),
             exits: tx.clone(),
             next_output: vec![0; n],
+            replays_in_order,
         };
         // If a node cannot start, dropping the master ends what started.
         master.start_nodes(configs)?;
@@ -592,7 +605,12 @@ impl Master {
             }
             Incoming::Node(id, message) => match *message {
                 ToMaster::Output { number, seq, bytes } => {
-                    if is_new_output(&mut self.next_output[id], number) {
+                    // A node in no order's repeats are let through: its
+                    // outputs around a restart may come again (at least
+                    // once), none is dropped for another's number.
+                    if !self.replays_in_order[id]
+                        || is_new_output(&mut self.next_output[id], number)
+                    {
                         self.debug_output(now, id, seq, &bytes);
                     }
                     Event::Heard(Peer::Node(id))

@@ -21,7 +21,8 @@ use crate::metrics::{Probe, SAMPLE_EVERY};
 use crate::replica::{Replicated, Scale};
 use crate::report::{NodeReport, PolicyEvent};
 use crate::run::inlet::Inlet;
-use crate::run::recovery::{after_sends, Checkpoint, MAX_INPUTS};
+use crate::run::journal::Journal;
+use crate::run::recovery::{after_sends, take_over_or_attach, Checkpoint, MAX_INPUTS};
 use crate::run::ring_output::{RingOutput, Tap};
 use crate::run::spout::SpoutTask;
 use crate::run::worker::{WorkerParts, WorkerTask};
@@ -445,7 +446,7 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<NodeEnd, NodeError> {
                 let up_name = &graph.node(*up).name;
                 let (mut reader, link) = if config.hosts[*up] == config.hosts[id] {
                     let ring_name = RingName::new(&config.run_id, up_name).map_err(setup)?;
-                    let reader = link::take_over_or_attach(&ring_name, &predecessors)
+                    let reader = take_over_or_attach(&ring_name, &predecessors)
                         .map_err(|e| setup(format!("attaching to the ring of {up_name}: {e}")))?;
                     (reader, None)
                 } else {
@@ -473,6 +474,30 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<NodeEnd, NodeError> {
                 ));
             }
             wait_for_consumers(&output, consumers)?;
+            // A bundled worker in no order that may be restarted writes
+            // down the frames it is done with out of order.
+            let unordered = matches!(
+                &spec.kind,
+                NodeKind::Bundled(b) if b.order == crate::bundle::Order::Unordered
+            );
+            let journal = (config.restartable && unordered)
+                .then(|| {
+                    let journal =
+                        RingName::new(&config.run_id, &format!("{name}#journal")).map_err(setup)?;
+                    let n = inputs.len();
+                    let capacity = Journal::capacity(n, config.ring_bytes as usize);
+                    // A predecessor that took no step wrote none (a
+                    // checkpoint at the start of every input).
+                    let first = Checkpoint {
+                        inputs: vec![Default::default(); n],
+                        ..Checkpoint::default()
+                    };
+                    let restart = (!predecessors.is_empty())
+                        .then(|| (before.as_ref().unwrap_or(&first), &predecessors[..]));
+                    Journal::open(&journal, (n, capacity, segment_owner(&config)), restart)
+                        .map_err(setup)
+                })
+                .transpose()?;
             let parts = WorkerParts {
                 body,
                 inputs,
@@ -482,6 +507,7 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<NodeEnd, NodeError> {
                 events: Some(Box::new(ControlEvents(tx.clone()))),
                 probe,
                 before,
+                journal,
             };
             WorkerTask::new(&run, id, parts).run()
         }

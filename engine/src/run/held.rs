@@ -29,6 +29,7 @@ use clusterduck_transport::FrameKind;
 use smallvec::SmallVec;
 
 use super::inlet::{owns, read_failed, BadInput, Inlet};
+use super::journal::{DoneAbove, Journal};
 use super::recovery::{Checkpoint, Position};
 use super::take::{Halt, Reading, Take};
 use super::worker::{call_guarded, WorkerTask};
@@ -51,7 +52,7 @@ pub(crate) struct Held {
 
 impl Drop for Held {
     fn drop(&mut self) {
-        self.ledgers.borrow_mut()[self.upstream].done(self.index);
+        self.ledgers.borrow_mut()[self.upstream].done(self.index, self.pos);
     }
 }
 
@@ -65,6 +66,9 @@ struct Ledger {
     start: u64,
     /// Per frame: where it ends, and whether the node is done with it.
     frames: VecDeque<(u64, bool)>,
+    /// A journaling node's: where the frames done with since its last step
+    /// begin (see `run::journal`).
+    journaled: Option<Vec<u64>>,
 }
 
 impl Ledger {
@@ -79,9 +83,23 @@ impl Ledger {
         self.frames.is_empty()
     }
 
-    fn done(&mut self, index: u64) {
+    /// Frame `index`, at `pos`, is done with.
+    fn done(&mut self, index: u64, pos: u64) {
         if let Some(frame) = self.frames.get_mut((index - self.first) as usize) {
             frame.1 = true;
+        }
+        if let Some(journaled) = &mut self.journaled {
+            journaled.push(pos);
+        }
+    }
+
+    /// The frames done with since the last call that lie above the done
+    /// line (those below it a checkpoint covers), into `entries` as
+    /// `(u, position)`.
+    fn take_journaled(&mut self, u: usize, entries: &mut Vec<(usize, u64)>) {
+        let line = self.done_to();
+        if let Some(journaled) = &mut self.journaled {
+            entries.extend(journaled.drain(..).filter(|p| *p >= line).map(|p| (u, p)));
         }
     }
 
@@ -146,6 +164,11 @@ pub(crate) struct Holding<K> {
     before: Option<Checkpoint>,
     /// The checkpoint written at every call, if the node may be restarted.
     checkpoint: Option<Checkpoint>,
+    /// A restartable node in no order's: its journal, and, restarted, the
+    /// frames its predecessors were done with above their done lines.
+    journal: Option<(Journal, DoneAbove)>,
+    /// Scratch for a step's journal entries.
+    entries: Vec<(usize, u64)>,
     _kept: PhantomData<K>,
 }
 
@@ -165,6 +188,8 @@ impl<K: Kept> Holding<K> {
             next,
             before: None,
             checkpoint: None,
+            journal: None,
+            entries: Vec::new(),
             _kept: PhantomData,
         }
     }
@@ -173,13 +198,21 @@ impl<K: Kept> Holding<K> {
     /// restarted one goes on from `before`, its predecessor's last
     /// checkpoint: each input is released and read on from where the
     /// predecessor was done with it, and the values it skips are counted in
-    /// `skipped`. An input that cannot be read there is named by index.
+    /// `skipped`. A node in no order keeps a `journal` of the frames it is
+    /// done with out of order. An input that cannot be read there is named
+    /// by index.
     pub(crate) fn in_steps(
         mut self,
         inputs: &mut [Inlet],
-        before: Option<Checkpoint>,
+        (before, journal): (Option<Checkpoint>, Option<(Journal, DoneAbove)>),
         skipped: &mut u64,
     ) -> Result<Self, (usize, BadInput)> {
+        if journal.is_some() {
+            for ledger in self.ledgers.borrow_mut().iter_mut() {
+                ledger.journaled = Some(Vec::new());
+            }
+        }
+        self.journal = journal;
         if let Some(before) = &before {
             for (u, inlet) in inputs.iter_mut().enumerate() {
                 let done = before.inputs[u].done;
@@ -210,7 +243,28 @@ impl<K: Kept> Holding<K> {
         if task.sequenced {
             checkpoint.seq = seq + 1;
         }
-        let ledgers = self.ledgers.borrow();
+        let mut ledgers = self.ledgers.borrow_mut();
+        if let Some((journal, _)) = &mut self.journal {
+            // Written before the step is committed: a step committed
+            // always has its entries (see `run::journal`).
+            self.entries.clear();
+            for (u, ledger) in ledgers.iter_mut().enumerate() {
+                ledger.take_journaled(u, &mut self.entries);
+            }
+            match journal.step(&self.entries) {
+                Ok(tag) => checkpoint.step = tag,
+                Err(message) => {
+                    // Nothing committed without its entries: the node
+                    // stops (a restart goes on from the last step).
+                    task.control.fail(crate::report::Failure::Node {
+                        node: task.name.clone(),
+                        seq: Some(seq),
+                        message,
+                    });
+                    return;
+                }
+            }
+        }
         for (u, at) in checkpoint.inputs.iter_mut().enumerate() {
             *at = Position {
                 done: ledgers[u].done_to(),
@@ -222,12 +276,18 @@ impl<K: Kept> Holding<K> {
 
     /// Whether the value with id `seq` at `pos` of upstream `u` was done
     /// with by the predecessor: read by it, and below the next id due of a
-    /// sequenced node. (Of a node in no order, a value read and not done
-    /// with may lie among values done with: all are offered again.)
+    /// sequenced node, or named in the journal of a node in no order.
     fn done_before(&self, u: usize, pos: u64, seq: Seq) -> bool {
-        self.before
-            .as_ref()
-            .is_some_and(|b| b.seq != Seq::MAX && pos < b.inputs[u].read && seq < b.seq)
+        let Some(b) = &self.before else {
+            return false;
+        };
+        if pos >= b.inputs[u].read {
+            return false;
+        }
+        match &self.journal {
+            Some((_, done)) => done.contains(u, pos),
+            None => b.seq != Seq::MAX && seq < b.seq,
+        }
     }
 }
 
@@ -318,6 +378,11 @@ impl<K: Kept> Take for Holding<K> {
             if let Some(end) = ledger.releasable() {
                 inputs[u].reader_mut().0.release_to(end);
             }
+        }
+        // The step is published by now (`NodeOutput::settle_step`): the
+        // journal's frames its done lines passed are not needed any more.
+        if let (Some((journal, _)), Some(checkpoint)) = (&mut self.journal, &self.checkpoint) {
+            journal.release_below(&checkpoint.inputs);
         }
     }
 

@@ -7,6 +7,7 @@ pub(crate) mod forward;
 mod held;
 mod in_place;
 pub(crate) mod inlet;
+pub(crate) mod journal;
 mod lockstep;
 pub(crate) mod recovery;
 pub(crate) mod ring_output;

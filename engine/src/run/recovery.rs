@@ -6,13 +6,13 @@
 //! last step whose outputs consumers saw, re-reads its inputs from there,
 //! and writes nothing twice (`docs/RECOVERY.md` has the whole story).
 
-use clusterduck_transport::RingWriter;
+use clusterduck_transport::{AttachError, ProcessStamp, RingName, RingReader, RingWriter};
 
 use crate::body::Resumed;
 use crate::Seq;
 
 /// Words of a checkpoint before its inputs' positions.
-const FIXED: usize = 5;
+const FIXED: usize = 6;
 
 /// The most inputs a restartable node may read: two positions each in a
 /// ring's progress record.
@@ -38,6 +38,9 @@ pub(crate) struct Checkpoint {
     /// Values they found done with already and dropped (a spout's: its
     /// sends of what was sent), so far.
     pub(crate) skipped: u64,
+    /// A bundled worker in no order's: the tag of its last step in its
+    /// journal (see `run::journal`).
+    pub(crate) step: u64,
     /// Per input: below `done` every frame is done with (processed, and its
     /// outputs written before this step); below `read`, frames had been
     /// read.
@@ -62,6 +65,7 @@ impl Checkpoint {
             u64::from(self.rising),
             self.replayed,
             self.skipped,
+            self.step,
         ]);
         for (at, p) in words[FIXED..].chunks_exact_mut(2).zip(&self.inputs) {
             at.copy_from_slice(&[p.done, p.read]);
@@ -81,6 +85,7 @@ impl Checkpoint {
             rising: words[2] != 0,
             replayed: words[3],
             skipped: words[4],
+            step: words[5],
             inputs: words[FIXED..]
                 .chunks_exact(2)
                 .map(|p| Position {
@@ -187,6 +192,22 @@ impl SentIds {
     }
 }
 
+/// A reader of `name` in the slot of the newest of `predecessors` that
+/// held one, or a new one if none did.
+pub(crate) fn take_over_or_attach(
+    name: &RingName,
+    predecessors: &[ProcessStamp],
+) -> Result<RingReader, AttachError> {
+    for p in predecessors {
+        match RingReader::take_over(name, *p) {
+            // It died before it took its own predecessor's slot.
+            Err(AttachError::NoSuchReader { .. }) => continue,
+            taken => return taken,
+        }
+    }
+    RingReader::attach(name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,6 +220,7 @@ mod tests {
             rising: true,
             replayed: 3,
             skipped: 2,
+            step: 11,
             inputs: vec![
                 Position { done: 8, read: 16 },
                 Position { done: 0, read: 4 },
@@ -206,7 +228,7 @@ mod tests {
         };
         let mut words = [0; RingWriter::MAX_PROGRESS];
         let len = c.encode(&mut words);
-        assert_eq!(words[..len], [7, 42, 1, 3, 2, 8, 16, 0, 4]);
+        assert_eq!(words[..len], [7, 42, 1, 3, 2, 11, 8, 16, 0, 4]);
         assert_eq!(Checkpoint::decode(&words[..len], 2), Some(c));
         assert_eq!(
             Checkpoint::decode(&words[..len], 1),

@@ -11,6 +11,7 @@ use super::forward::{Pins, PIN_POLL};
 use super::held::{Held, Holding, Owned};
 use super::in_place::InPlace;
 use super::inlet::{BadInput, Inlet, RING_POLL};
+use super::journal::{DoneAbove, Journal};
 use super::recovery::Checkpoint;
 use super::take::{Halt, Reading, Take};
 use super::TICK;
@@ -57,6 +58,8 @@ pub(crate) struct WorkerTask<O> {
     pub(crate) sequenced: bool,
     /// A restarted node's: its predecessor's last checkpoint.
     pub(crate) before: Option<Checkpoint>,
+    /// Its journal, if it keeps one (see `WorkerParts`).
+    journal: Option<(Journal, DoneAbove)>,
     /// Values read again and processed again since the node's first
     /// process (restarts: see `run::recovery`).
     pub(crate) replayed: u64,
@@ -79,6 +82,10 @@ pub(crate) struct WorkerParts<O> {
     /// A restarted node's: its predecessor's last checkpoint (the output
     /// goes on from it too).
     pub(crate) before: Option<Checkpoint>,
+    /// A restartable bundled node in no order's journal (see
+    /// `run::journal`), and what it says a restarted one's predecessors
+    /// were done with.
+    pub(crate) journal: Option<(Journal, DoneAbove)>,
 }
 
 impl<O: NodeOutput> WorkerTask<O> {
@@ -132,6 +139,7 @@ impl<O: NodeOutput> WorkerTask<O> {
             replayed: before.as_ref().map_or(0, |b| b.replayed),
             skipped: before.as_ref().map_or(0, |b| b.skipped),
             before,
+            journal: parts.journal,
         };
         if let NodeKind::Bundled(bundling) = &task.spec.kind {
             let capacity = bundling.window_len() * spec_upstreams;
@@ -230,7 +238,8 @@ impl<O: NodeOutput> WorkerTask<O> {
         before: Option<Checkpoint>,
     ) -> NodeReport {
         let mut skipped = 0;
-        match take.in_steps(&mut self.inputs, before, &mut skipped) {
+        let journal = self.journal.take();
+        match take.in_steps(&mut self.inputs, (before, journal), &mut skipped) {
             Ok(take) => {
                 self.skipped += skipped;
                 self.drive(take)

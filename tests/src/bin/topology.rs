@@ -143,6 +143,7 @@ fn main() -> ExitCode {
         "pipe" => return pipe(rest),
         "ticking" => return ticking(rest),
         "flaky" => return flaky(rest),
+        "scrambled" => return scrambled(rest),
         other => panic!("unknown topology {other}"),
     };
     let mut t = Topology::new();
@@ -873,4 +874,67 @@ fn finish(result: Result<clusterduck::RunReport, clusterduck::Error>) -> ExitCod
             ExitCode::FAILURE
         }
     }
+}
+
+/// Ids `0..n` in blocks of 256, each block shuffled by `seed` (xorshift):
+/// two spouts with two seeds send the same ids in different orders.
+fn scrambled_ids(n: u64, seed: u64) -> Vec<u64> {
+    let mut state = seed | 1;
+    let mut ids: Vec<u64> = (0..n).collect();
+    for block in ids.chunks_mut(256) {
+        for i in (1..block.len()).rev() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            block.swap(i, (state % (i as u64 + 1)) as usize);
+        }
+    }
+    ids
+}
+
+/// `S1` and `S2` send ids `0..N` (their values: the id, twice the id),
+/// each in its own scrambled order; `C`, bundled in no order, checks each
+/// pair and emits the id; `K` passes it on, and the debugger prints it
+/// (`K <id>`). Every node may be restarted 10 times, at once.
+fn scrambled(rest: &[String]) -> ExitCode {
+    let n: u64 = rest[0].parse().expect("N");
+    let mut t = Topology::new();
+    let s1 = t.spout("S1", move |out| {
+        for i in scrambled_ids(n, 7) {
+            out.send(i, i)?;
+        }
+        Ok(())
+    });
+    let s2 = t.spout("S2", move |out| {
+        for i in scrambled_ids(n, 11) {
+            out.send(i, 2 * i)?;
+        }
+        Ok(())
+    });
+    let c = t.bundled(
+        "C",
+        (&s1, &s2),
+        Bundling::unordered(),
+        |seq, (a, b): (u64, u64), out: &mut Emitter<u64>| {
+            if (a, b) != (seq, 2 * seq) {
+                return Err(format!("bundle {seq} is ({a}, {b})").into());
+            }
+            out.emit(seq);
+            Ok(())
+        },
+    );
+    // Downstream of C through its ring: what a consumer node gets.
+    let k = t.worker("K", &c, |_, id: u64, out: &mut Emitter<u64>| {
+        out.emit(id);
+        Ok(())
+    });
+    let launch = test_launch()
+        .dir(&rest[1])
+        .restarts_all(10)
+        .restart_backoff(Duration::ZERO, Duration::ZERO)
+        // Small rings: C runs close behind what K prints, so kills land
+        // while it runs.
+        .ring_bytes(64 * 1024)
+        .debug(&k, |_, id| println!("K {id}"));
+    finish(t.launch(launch))
 }
