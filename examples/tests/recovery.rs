@@ -14,8 +14,12 @@ const LIMIT: Duration = Duration::from_secs(180);
 /// which must not hit another's run.
 static HOSTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn hosts_alone() -> std::sync::MutexGuard<'static, ()> {
-    HOSTS.lock().unwrap_or_else(|e| e.into_inner())
+/// The names of three test hosts, and the hosts' turn; `None` (said) if
+/// they are not up.
+fn three_hosts(test: &str) -> Option<(std::sync::MutexGuard<'static, ()>, Vec<String>)> {
+    let alone = HOSTS.lock().unwrap_or_else(|e| e.into_inner());
+    let hosts = clusterduck_tests::test_hosts_at_least(test, 3)?;
+    Some((alone, hosts.into_iter().map(|(h, _)| h).collect()))
 }
 
 /// The pid of the live process of node `node` of the run marked by
@@ -65,11 +69,9 @@ fn the_readme_prints_every_id_once_in_order_through_three_kills_of_c_and_one_of_
 #[test]
 fn across_hosts_the_readme_prints_every_id_once_in_order_through_the_same_kills() {
     let test = "recovery-readme-hosts";
-    let _alone = hosts_alone();
-    let Some(hosts) = clusterduck_tests::test_hosts_at_least(test, 3) else {
+    let Some((_alone, names)) = three_hosts(test) else {
         return;
     };
-    let names: Vec<&str> = hosts.iter().map(|(h, _)| h.as_str()).collect();
     readme_through_kills(test, &["--hosts", &names.join(",")]);
 }
 
@@ -162,11 +164,9 @@ fn a_soak_of_random_kills_leaves_the_output_exact() {
 #[test]
 fn across_hosts_a_soak_of_kills_and_link_cuts_leaves_the_output_exact() {
     let test = "recovery-soak-hosts";
-    let _alone = hosts_alone();
-    let Some(hosts) = clusterduck_tests::test_hosts_at_least(test, 3) else {
+    let Some((_alone, names)) = three_hosts(test) else {
         return;
     };
-    let names: Vec<String> = hosts.iter().map(|(h, _)| h.clone()).collect();
     soak(test, &names, 2_000_000, 6);
 }
 
@@ -299,6 +299,17 @@ fn set_link(host: &str, state: &str) -> Result<(), String> {
         .ok_or_else(|| format!("ip link set eth0 {state} in {host}: {status}"))
 }
 
+/// The readme printing `n` ids across test hosts `names`, its logs in
+/// `marker`, with `extra` flags.
+fn readme_on(names: &[String], marker: &str, n: u64, extra: &[&str]) -> clusterduck_tests::Started {
+    start(
+        Command::new(example_path("readme"))
+            .args(["-n", &n.to_string(), "--no-live", "--dir", marker])
+            .args(["--hosts", &names.join(",")])
+            .args(extra),
+    )
+}
+
 /// Reads the readme's lines, checking each; calls `at(line)` before each.
 fn check_lines(run: &mut clusterduck_tests::Started, mut at: impl FnMut(u64)) -> u64 {
     let mut seen = 0;
@@ -320,24 +331,14 @@ fn check_lines(run: &mut clusterduck_tests::Started, mut at: impl FnMut(u64)) ->
 #[test]
 fn across_hosts_a_link_cut_for_two_seconds_heals_and_the_output_is_exact() {
     let test = "recovery-link-cut";
-    let _alone = hosts_alone();
-    let Some(hosts) = clusterduck_tests::test_hosts_at_least(test, 3) else {
+    let Some((_alone, names)) = three_hosts(test) else {
         return;
     };
-    let names: Vec<String> = hosts.iter().map(|(h, _)| h.clone()).collect();
     let dir = fresh_dir(test);
     let marker = dir.to_str().unwrap().to_owned();
     let _w = watchdog(test, LIMIT).guard(marker.clone());
     let n: u64 = 1_000_000;
-    let mut run = start(Command::new(example_path("readme")).args([
-        "-n",
-        &n.to_string(),
-        "--no-live",
-        "--dir",
-        &marker,
-        "--hosts",
-        &names.join(","),
-    ]));
+    let mut run = readme_on(&names, &marker, n, &[]);
     let mut cutter = None;
     let seen = check_lines(&mut run, |seen| {
         if seen == n / 4 {
@@ -368,25 +369,13 @@ fn across_hosts_a_link_cut_for_two_seconds_heals_and_the_output_is_exact() {
 #[test]
 fn across_hosts_a_link_cut_longer_than_its_grace_fails_the_run_naming_both_hosts() {
     let test = "recovery-link-down";
-    let _alone = hosts_alone();
-    let Some(hosts) = clusterduck_tests::test_hosts_at_least(test, 3) else {
+    let Some((_alone, names)) = three_hosts(test) else {
         return;
     };
-    let names: Vec<String> = hosts.iter().map(|(h, _)| h.clone()).collect();
     let dir = fresh_dir(test);
     let marker = dir.to_str().unwrap().to_owned();
     let _w = watchdog(test, LIMIT).guard(marker.clone());
-    let mut run = start(Command::new(example_path("readme")).args([
-        "-n",
-        "100000000",
-        "--no-live",
-        "--link-grace",
-        "2",
-        "--dir",
-        &marker,
-        "--hosts",
-        &names.join(","),
-    ]));
+    let mut run = readme_on(&names, &marker, 100_000_000, &["--link-grace", "2"]);
     let said = "stayed down longer than its grace of 2000 ms";
     let mut cutter = None;
     let seen = check_lines(&mut run, |seen| {

@@ -704,14 +704,17 @@ fn past_credit(backend: IoBackend) {
     );
 }
 
-/// A receiver that sends something other than credit: the sender stops.
-fn bad_credit(backend: IoBackend) {
-    if !available(backend) {
-        return;
-    }
-    let _dog = watchdog(WATCHDOG, "tcp bad credit");
+/// A producer ring streamed by a sender (on a thread of its own) to the
+/// returned connection, authenticated: the test plays the receiver.
+fn sender_to_a_stranger(
+    backend: IoBackend,
+) -> (
+    RingWriter,
+    JoinHandle<Result<LinkStats, LinkError>>,
+    TcpStream,
+) {
     let pname = unique("producer");
-    let mut producer = RingWriter::create(&pname, 1 << 16).unwrap();
+    let producer = RingWriter::create(&pname, 1 << 16).unwrap();
     let reader = RingReader::attach(&pname).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -722,6 +725,17 @@ fn bad_credit(backend: IoBackend) {
     });
     let (mut stream, _) = listener.accept().unwrap();
     auth::accept(&mut stream, &secret()).unwrap();
+    (producer, sender, stream)
+}
+
+/// A receiver that sends something other than credit: the sender stops.
+fn bad_credit(backend: IoBackend) {
+    if !available(backend) {
+        return;
+    }
+    let _dog = watchdog(WATCHDOG, "tcp bad credit");
+    let (mut producer, sender, mut stream) = sender_to_a_stranger(backend);
+    let addr = stream.local_addr().unwrap();
     producer.write_bytes(0, b"hello").unwrap();
     stream
         .write_all(&[&b"CDrs"[..], &[0; 12]].concat())
@@ -956,19 +970,8 @@ fn resume_past_the_ring(backend: IoBackend) {
         return;
     }
     let _dog = watchdog(WATCHDOG, "tcp resume past the ring");
-    let pname = unique("producer");
-    let mut producer = RingWriter::create(&pname, 1 << 16).unwrap();
-    let reader = RingReader::attach(&pname).unwrap();
+    let (mut producer, sender, mut stream) = sender_to_a_stranger(backend);
     producer.write_bytes(0, b"only this").unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let sender = thread::spawn(move || {
-        let mut stream = TcpStream::connect(addr).unwrap();
-        auth::connect(&mut stream, &secret(), 1).unwrap();
-        tcp::send_ring(reader, stream, backend)
-    });
-    let (mut stream, _) = listener.accept().unwrap();
-    auth::accept(&mut stream, &secret()).unwrap();
     let mut resume = b"CDrs".to_vec();
     resume.extend([0; 4]);
     resume.extend(4096u64.to_le_bytes());

@@ -113,28 +113,27 @@ impl Journal {
             writer.expect_restarts();
             writer.keep_dead_readers();
             let reader = RingReader::attach(name).map_err(|e| e.to_string())?;
-            let journal = Journal {
-                writer,
-                reader,
-                kept: VecDeque::new(),
-                tag: 0,
-                inputs,
-                buf: Vec::new(),
-            };
+            let journal = Journal::with(writer, reader, inputs);
             return Ok((journal, DoneAbove(vec![HashSet::new(); inputs])));
         };
         let reader = super::recovery::take_over_or_attach(name, predecessors)
             .map_err(|e| format!("taking over its journal: {e}"))?;
-        let mut journal = Journal {
+        let mut journal = Journal::with(writer, reader, inputs);
+        let done = journal.read_back(before)?;
+        Ok((journal, done))
+    }
+
+    /// The journal written by `writer`, read by `reader` (nothing kept
+    /// yet), of a node with `inputs` inputs.
+    fn with(writer: RingWriter, reader: RingReader, inputs: usize) -> Self {
+        Journal {
             writer,
             reader,
             kept: VecDeque::new(),
             tag: 0,
             inputs,
             buf: Vec::new(),
-        };
-        let done = journal.read_back(before)?;
-        Ok((journal, done))
+        }
     }
 
     /// Reads the frames kept back, and goes on after them (see

@@ -734,20 +734,26 @@ fn function_failed(s: &mut Supervisor, now: Instant) {
     );
 }
 
-#[test]
-fn a_failed_function_restarts_its_node_with_the_failure_as_cause() {
-    let t0 = Instant::now();
-    let mut s = restartable(t0, 1);
-    function_failed(&mut s, t0);
-    s.handle(t0, closed(1));
+/// B's function panics, and its process exits as it says; the clock
+/// ticks.
+fn function_failed_and_exited(s: &mut Supervisor, now: Instant) {
+    function_failed(s, now);
+    s.handle(now, closed(1));
     s.handle(
-        t0,
+        now,
         Event::Exited {
             node: 1,
             cause: ExitCause::Status(1),
         },
     );
-    s.tick(t0);
+    s.tick(now);
+}
+
+#[test]
+fn a_failed_function_restarts_its_node_with_the_failure_as_cause() {
+    let t0 = Instant::now();
+    let mut s = restartable(t0, 1);
+    function_failed_and_exited(&mut s, t0);
     let said = commands(&mut s);
     assert!(
         matches!(&said[..], [Command::Warn(w), Command::Restart { node: 1, .. }] if w.contains("node B failed at seq 7: panicked: boom; restarting it")),
@@ -789,16 +795,7 @@ fn a_failure_that_would_come_again_is_not_restarted() {
     assert_eq!(failure(&mut s), "node B failed at seq 9: from A: bad frame");
     // The positive control: the same failure, passing, restarts.
     let mut s = restartable(t0, 3);
-    function_failed(&mut s, t0);
-    s.handle(t0, closed(1));
-    s.handle(
-        t0,
-        Event::Exited {
-            node: 1,
-            cause: ExitCause::Status(1),
-        },
-    );
-    s.tick(t0);
+    function_failed_and_exited(&mut s, t0);
     assert!(commands(&mut s)
         .iter()
         .any(|c| matches!(c, Command::Restart { node: 1, .. })));
