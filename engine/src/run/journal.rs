@@ -196,6 +196,16 @@ impl Journal {
         for w in words {
             self.buf.extend_from_slice(&w.to_le_bytes());
         }
+        // Only this node frees its journal: a write that waited for room
+        // would wait for ever. Its size makes this not happen; if it did,
+        // the node says so.
+        let needs = 16 + self.buf.len().div_ceil(16) * 16;
+        if self.writer.free_space() < needs {
+            return Err(format!(
+                "its journal is full ({} bytes; a step needs {needs} more)",
+                self.writer.capacity()
+            ));
+        }
         self.writer
             .write_bytes(tag, &self.buf)
             .map_err(|e| format!("writing its journal: {e}"))?;
