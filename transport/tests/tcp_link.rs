@@ -728,6 +728,33 @@ fn sender_to_a_stranger(
     (producer, sender, stream)
 }
 
+/// A receiver that takes the whole stream, End included, and closes
+/// without its last word (that the End frame landed): the sender cannot
+/// know the stream arrived, and says so (a new connection would resume).
+fn end_not_confirmed(backend: IoBackend) {
+    if !available(backend) {
+        return;
+    }
+    let _dog = watchdog(WATCHDOG, "tcp end not confirmed");
+    let (mut producer, sender, mut stream) = sender_to_a_stranger(backend);
+    producer.write_bytes(0, b"x").unwrap();
+    producer.finish(1).unwrap();
+    let mut start = b"CDrs".to_vec();
+    start.extend([0; 12]);
+    start.extend(b"CDcr");
+    start.extend([0; 4]);
+    start.extend(4096u64.to_le_bytes());
+    stream.write_all(&start).unwrap();
+    // The frame (16 + 16 bytes) and the End frame (16).
+    let mut got = [0u8; 48];
+    stream.read_exact(&mut got).unwrap();
+    assert_eq!(&got[32..36], &[0; 4], "an End frame is empty");
+    drop(stream);
+    let err = sender.join().unwrap().unwrap_err();
+    assert!(matches!(err, LinkError::EndUnconfirmed { .. }), "{err:?}");
+    assert!(err.is_disconnect());
+}
+
 /// A receiver that sends something other than credit: the sender stops.
 fn bad_credit(backend: IoBackend) {
     if !available(backend) {
@@ -1101,6 +1128,11 @@ macro_rules! conformance {
             #[test]
             fn a_resume_past_the_ring_is_refused() {
                 resume_past_the_ring($backend);
+            }
+
+            #[test]
+            fn an_end_not_confirmed_is_a_disconnect() {
+                end_not_confirmed($backend);
             }
         }
     };

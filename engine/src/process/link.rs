@@ -392,6 +392,14 @@ impl SenderLink {
                     tracing::info!("node {producer}: the link to {consumer} reconnected");
                     stream = s;
                 }
+                // Its End frame went out: the consumer, had it not landed
+                // it, would have come back within the grace.
+                Err(_) if matches!(e, LinkError::EndUnconfirmed { .. }) => {
+                    tracing::warn!(
+                        "node {producer}: the link to {consumer} ended with its End frame sent and not confirmed; no new connection came"
+                    );
+                    return;
+                }
                 Err(_) => {
                     let failure = self
                         .links

@@ -82,12 +82,23 @@ pub(crate) fn send(mut out: Outbox<'_>, stream: TcpStream) -> Result<LinkStats, 
         }
     }
     linger(&stream, &mut out, &mut buf);
-    Ok(out.stats())
+    confirmed(&out)
 }
 
-/// After End: half-closes and reads until the receiver closes, so that no
-/// unread credit turns our close into a reset that could destroy data the
-/// receiver has not read yet.
+/// The end of a sender whose End frame went out: done if the receiver
+/// said it landed, else a connection ended too early (a new one resumes).
+pub(crate) fn confirmed(out: &Outbox<'_>) -> Result<LinkStats, LinkError> {
+    if out.end_landed() {
+        Ok(out.stats())
+    } else {
+        Err(out.unconfirmed())
+    }
+}
+
+/// After End: half-closes and reads until the receiver closes, taking its
+/// last word (the End frame landed), so that no unread credit turns our
+/// close into a reset that could destroy data the receiver has not read
+/// yet.
 fn linger(stream: &TcpStream, out: &mut Outbox<'_>, buf: &mut [u8]) {
     let _ = stream.shutdown(Shutdown::Write);
     let fd = stream.as_raw_fd();
@@ -171,8 +182,8 @@ impl CreditOut {
 /// The receiver: see [`super::receive_into_ring`].
 pub(crate) fn receive(
     mut land: Landing<'_>,
-    stream: TcpStream,
-) -> Result<(u64, LinkStats), LinkError> {
+    stream: &TcpStream,
+) -> Result<(u64, LinkStats, u64), LinkError> {
     let fd = stream.as_raw_fd();
     let peer = land.peer();
     let mut credits = CreditOut::default();
@@ -205,7 +216,16 @@ pub(crate) fn receive(
             Err(e) => return Err(io(peer)(e)),
         }
     };
-    let stats = land.stats();
-    drop(stream);
-    Ok((seq, stats))
+    // A credit message begun is finished: the last word follows it.
+    while credits.pending() {
+        credits.flush(fd).map_err(io(peer))?;
+        if credits.pending() {
+            let write = Interest {
+                read: false,
+                write: true,
+            };
+            sys::wait(fd, write, None).map_err(io(peer))?;
+        }
+    }
+    Ok((seq, land.stats(), land.ended_at()))
 }

@@ -183,6 +183,16 @@ pub enum LinkError {
         /// Where its published frames end.
         published: u64,
     },
+    /// The End frame went out, and the connection ended before the
+    /// receiver said it landed: a new connection from the receiver, if it
+    /// comes, resumes (with the End frame again if it is missing).
+    #[error(
+        "link with {peer}: the connection ended before the receiver said the stream's end landed"
+    )]
+    EndUnconfirmed {
+        /// The peer's address.
+        peer: SocketAddr,
+    },
     /// The mirror already holds the End frame: nothing more comes.
     #[error("link with {peer}: the stream already ended")]
     Ended {
@@ -209,6 +219,7 @@ impl LinkError {
             self,
             LinkError::Io { .. }
                 | LinkError::PeerClosed { .. }
+                | LinkError::EndUnconfirmed { .. }
                 | LinkError::BadFrame {
                     frame: BadFrame::Truncated { .. },
                     ..
@@ -228,6 +239,7 @@ impl LinkError {
             | LinkError::Forwarded { peer, .. }
             | LinkError::BadCredit { peer, .. }
             | LinkError::Resume { peer, .. }
+            | LinkError::EndUnconfirmed { peer }
             | LinkError::Ended { peer } => Some(*peer),
             _ => None,
         }

@@ -78,6 +78,8 @@ pub(crate) struct Landing<'w> {
     frames: u64,
     /// Published since the last flush.
     unflushed: bool,
+    /// Where the End frame ends in the stream, once it came.
+    ended_at: Option<u64>,
     wait: Duration,
     /// Every byte received, for whoever watches the link.
     meter: Arc<LinkMeter>,
@@ -105,6 +107,7 @@ impl<'w> Landing<'w> {
             max_large,
             frames: 0,
             unflushed: false,
+            ended_at: None,
             wait: WAIT_MIN,
             meter,
         }
@@ -267,6 +270,9 @@ impl<'w> Landing<'w> {
             self.body = Some(Body { len, landed: 0 });
         }
         self.wait = WAIT_MIN;
+        if let Some((_, size)) = walk.end {
+            self.ended_at = Some(self.parsed + size);
+        }
         Ok(walk.end.map(|(seq, _)| seq))
     }
 
@@ -356,6 +362,12 @@ impl<'w> Landing<'w> {
         } else {
             LinkError::PeerClosed { peer: self.peer }
         }
+    }
+
+    /// Where the End frame ends in the stream (0 before it came): the
+    /// receiver's last word to the sender, once its mirror is finished.
+    pub(crate) fn ended_at(&self) -> u64 {
+        self.ended_at.unwrap_or(0)
     }
 
     /// What landed over this connection.

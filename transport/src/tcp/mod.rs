@@ -124,7 +124,9 @@ impl RingSender {
     /// Streams over `stream` (connected and already authenticated,
     /// [`auth::connect`](crate::auth::connect)), from where the receiver
     /// says its mirror ends, within the credit it grants, until the End
-    /// frame is in the socket; then waits (a while) for the peer to close.
+    /// frame is in the socket; then waits (a while) for the receiver's word
+    /// that it landed, and for the peer to close. Without that word,
+    /// [`LinkError::EndUnconfirmed`].
     ///
     /// Blocks: run it on its own thread. Frames are released from the
     /// producer's ring as the receiver says they landed, so a slow link or
@@ -237,13 +239,20 @@ impl RingReceiver {
             .and_then(|()| {
                 let land = landing::Landing::new(writer, peer, self.meter.clone());
                 match backend {
-                    IoBackend::Uring => uring::receive(land, stream),
-                    IoBackend::Epoll => epoll::receive(land, stream),
+                    IoBackend::Uring => uring::receive(land, &stream),
+                    IoBackend::Epoll => epoll::receive(land, &stream),
                 }
             });
-        let result = result.and_then(|(seq, stats)| {
+        let result = result.and_then(|(seq, stats, end)| {
             let writer = self.writer.take().expect("the mirror, until End");
             writer.finish(seq)?;
+            // The last word, once the mirror is finished: the sender may
+            // go. Lost with the connection, the sender waits for one that
+            // never comes, through its grace, and ends without failing.
+            let landed = protocol::credit(protocol::Grant::Landed(end));
+            if let Err(e) = (&stream).write_all(&landed) {
+                tracing::debug!("tcp receive: the last word to {peer}: {e}");
+            }
             Ok(stats)
         });
         result.inspect_err(|e| tracing::warn!("tcp receive: {e}"))

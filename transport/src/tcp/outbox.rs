@@ -249,6 +249,19 @@ impl<'r> Outbox<'r> {
         self.end_at == Some(self.sent) && self.bodies.is_empty()
     }
 
+    /// Whether the receiver said the End frame landed: the stream is
+    /// whole at the other end.
+    pub(crate) fn end_landed(&self) -> bool {
+        self.end_at
+            .is_some_and(|end| self.base + self.window.landed >= end)
+    }
+
+    /// The error for a connection that ended after the End frame went out
+    /// and before the receiver said it landed.
+    pub(crate) fn unconfirmed(&self) -> LinkError {
+        LinkError::EndUnconfirmed { peer: self.peer }
+    }
+
     /// Takes credit messages, and releases the frames that landed.
     pub(crate) fn credit(&mut self, bytes: &[u8]) -> Result<(), LinkError> {
         self.window

@@ -118,8 +118,11 @@ impl Driver {
     }
 
     /// Shuts the socket down, which completes whatever is in flight, and
-    /// reaps it all.
+    /// reaps it all (nothing to do if nothing is in flight).
     fn quiesce(&mut self, stream: &TcpStream) {
+        if self.in_flight == 0 {
+            return;
+        }
         let _ = stream.shutdown(Shutdown::Both);
         while self.in_flight > 0 {
             if self.turn(1, None).is_err() {
@@ -261,13 +264,17 @@ pub(crate) fn send(mut out: Outbox<'_>, stream: TcpStream) -> Result<LinkStats, 
                 if result <= 0 {
                     break 'linger;
                 }
+                // The receiver's last word (or credit left over).
+                if out.credit(&credit_buf[..result as usize]).is_err() {
+                    break 'linger;
+                }
             }
         }
     }
     driver.quiesce(&stream);
     drop(driver);
     drop(credit_buf);
-    result.map(|()| out.stats())
+    result.and_then(|()| super::epoll::confirmed(&out))
 }
 
 /// What a receive in flight points at: stable in memory (boxed) until its
@@ -308,8 +315,8 @@ fn send_credit(
 /// The receiver: see [`super::receive_into_ring`].
 pub(crate) fn receive(
     mut land: Landing<'_>,
-    stream: TcpStream,
-) -> Result<(u64, LinkStats), LinkError> {
+    stream: &TcpStream,
+) -> Result<(u64, LinkStats, u64), LinkError> {
     let peer = land.peer();
     // SAFETY: all-zero iovecs and msghdr are valid (null, empty); they are
     // filled in before each receive.
@@ -319,8 +326,24 @@ pub(crate) fn receive(
     let mut receiving: Option<usize> = None;
     let mut sending: Option<usize> = None;
     let mut grants = Outgoing::default();
+    // The End frame's id, once it came.
+    let mut ended = None;
     let mut run = |driver: &mut Driver, bufs: &mut RecvBufs, land: &mut Landing<'_>| {
         loop {
+            if let Some(seq) = ended {
+                // Nothing is received after End; a credit send in flight
+                // finishes first (the last word follows it).
+                if sending.is_none() {
+                    return Ok(seq);
+                }
+                for (what, result) in driver.turn(1, None).map_err(io(peer))? {
+                    if what == SEND {
+                        sending = None;
+                        done(result).map_err(io(peer))?;
+                    }
+                }
+                continue;
+            }
             grants.push_all(land.grant(false));
             send_credit(driver, bufs, fd, &mut sending, &mut grants);
             if receiving.is_none() {
@@ -372,7 +395,7 @@ pub(crate) fn receive(
                     0 => return Err(land.closed()),
                     n => {
                         if let Some(seq) = land.landed(n, room, &bufs.spill)? {
-                            return Ok(seq);
+                            ended = Some(seq);
                         }
                     }
                 }
@@ -380,11 +403,9 @@ pub(crate) fn receive(
         }
     };
     let result = run(&mut driver, &mut bufs, &mut land);
-    driver.quiesce(&stream);
+    driver.quiesce(stream);
     drop(driver);
     drop(bufs);
     let seq = result?;
-    let stats = land.stats();
-    drop(stream);
-    Ok((seq, stats))
+    Ok((seq, land.stats(), land.ended_at()))
 }
