@@ -228,8 +228,8 @@ impl Launch {
     }
 
     /// Restarts `node`'s process up to `count` times (0 by default: the
-    /// first fault fails the run), in process mode on one host: a node
-    /// whose process dies (a signal: `kill -9`, the OOM killer, a crash) or
+    /// first fault fails the run), in process mode, on its host (by its
+    /// host's agent on another host): a node whose process dies (a signal: `kill -9`, the OOM killer, a crash) or
     /// whose function fails (an error returned, a panic) is started again,
     /// the first time at once, then after 100 ms, 200 ms, ... up to 5 s;
     /// the run goes on meanwhile, its neighbours waiting for it. A node
@@ -240,10 +240,12 @@ impl Launch {
     ///
     /// A restarted node goes on from its rings: no value is lost, and a
     /// node whose outputs depend only on its inputs (a worker, a bundled
-    /// worker in id order) sends its consumers every output exactly once,
-    /// in the same order (see `docs/RECOVERY.md`, which says what a crash
-    /// loses: a function's own state in memory). Replicas count for
-    /// themselves: `count` restarts each.
+    /// worker) sends its consumers every output exactly once, in the same
+    /// order for all but bundled workers in no order (see
+    /// `docs/RECOVERY.md`, which says what a crash loses: a function's own
+    /// state in memory). Its links to other hosts reconnect (see
+    /// [`link_grace`](Self::link_grace)). Replicas count for themselves:
+    /// `count` restarts each.
     pub fn restarts<T>(mut self, node: &Node<T>, count: u32) -> Self {
         self.restarts
             .push((node.topology, node.id, node.name().to_owned(), count));
