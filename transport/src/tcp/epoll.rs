@@ -22,6 +22,20 @@ pub(crate) fn io(peer: std::net::SocketAddr) -> impl Fn(io::Error) -> LinkError 
     move |source| LinkError::Io { peer, source }
 }
 
+/// The error for a connection that ended before its stream did: the
+/// socket's own error if it has one (a reset, a time-out: a peer gone
+/// silent ends the connection with `ETIMEDOUT`), else `closed`, what the
+/// end of the bytes means.
+pub(crate) fn ended(stream: &TcpStream, closed: LinkError) -> LinkError {
+    match stream.take_error() {
+        Ok(Some(source)) => LinkError::Io {
+            peer: closed.peer().unwrap_or_else(|| ([0, 0, 0, 0], 0).into()),
+            source,
+        },
+        _ => closed,
+    }
+}
+
 /// The sender: see [`super::send_ring`].
 pub(crate) fn send(mut out: Outbox<'_>, stream: TcpStream) -> Result<LinkStats, LinkError> {
     let fd = stream.as_raw_fd();
@@ -37,7 +51,7 @@ pub(crate) fn send(mut out: Outbox<'_>, stream: TcpStream) -> Result<LinkStats, 
         // Credit, without waiting.
         loop {
             match sys::recv(fd, &mut buf) {
-                Ok(0) => return Err(LinkError::PeerClosed { peer }),
+                Ok(0) => return Err(ended(&stream, LinkError::PeerClosed { peer })),
                 Ok(n) => out.credit(&buf[..n])?,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) => return Err(io(peer)(e)),
@@ -194,7 +208,7 @@ pub(crate) fn receive(
         let room = land.room();
         let spill_len = if room.spill { SPILL } else { 0 };
         match sys::recv_two(fd, room.at, room.len, &mut spill[..spill_len]) {
-            Ok(0) => return Err(land.closed()),
+            Ok(0) => return Err(ended(stream, land.closed())),
             Ok(n) => {
                 if let Some(seq) = land.landed(n, room.len, &spill)? {
                     break seq;

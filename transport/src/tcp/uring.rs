@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
-use super::epoll::{io, LINGER};
+use super::epoll::{ended, io, LINGER};
 use super::error::LinkError;
 use super::landing::{Landing, SPILL};
 use super::outbox::Outbox;
@@ -232,7 +232,7 @@ pub(crate) fn send(mut out: Outbox<'_>, stream: TcpStream) -> Result<LinkStats, 
                 return if out.done() {
                     Ok(())
                 } else {
-                    Err(LinkError::PeerClosed { peer })
+                    Err(ended(&stream, LinkError::PeerClosed { peer }))
                 };
             }
         }
@@ -327,10 +327,10 @@ pub(crate) fn receive(
     let mut sending: Option<usize> = None;
     let mut grants = Outgoing::default();
     // The End frame's id, once it came.
-    let mut ended = None;
+    let mut end_seq = None;
     let mut run = |driver: &mut Driver, bufs: &mut RecvBufs, land: &mut Landing<'_>| {
         loop {
-            if let Some(seq) = ended {
+            if let Some(seq) = end_seq {
                 // Nothing is received after End; a credit send in flight
                 // finishes first (the last word follows it).
                 if sending.is_none() {
@@ -392,10 +392,10 @@ pub(crate) fn receive(
                 }
                 let room = receiving.take().expect("a receive in flight");
                 match done(result).map_err(io(peer))? {
-                    0 => return Err(land.closed()),
+                    0 => return Err(ended(stream, land.closed())),
                     n => {
                         if let Some(seq) = land.landed(n, room, &bufs.spill)? {
-                            ended = Some(seq);
+                            end_seq = Some(seq);
                         }
                     }
                 }
