@@ -1185,3 +1185,36 @@ fn the_environment_forces_epoll_and_the_choice_is_said_once() {
     );
     eprintln!("probe here: {:?}", tcp::probe_uring());
 }
+
+/// Where a receiver says its mirror ends is read without taking it from
+/// the socket (it may come in parts): the sender reads it again.
+#[test]
+fn the_resume_position_is_peeked_and_left_for_the_sender() {
+    let _dog = watchdog(WATCHDOG, "tcp peek resume");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut receiver = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (mut sender, _) = listener.accept().unwrap();
+    let mut resume = b"CDrs".to_vec();
+    resume.extend([0; 4]);
+    resume.extend(4096u64.to_le_bytes());
+    receiver.write_all(&resume[..6]).unwrap();
+    let late = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(20));
+        receiver.write_all(&resume[6..]).unwrap();
+        receiver
+    });
+    assert_eq!(tcp::peek_resume(&sender).unwrap(), 4096);
+    let mut left = [0u8; 16];
+    sender.read_exact(&mut left).unwrap();
+    assert_eq!(&left[..4], b"CDrs");
+    // A first message that is not one is refused.
+    let mut receiver = late.join().unwrap();
+    receiver.write_all(&[0x55; 16]).unwrap();
+    assert!(matches!(
+        tcp::peek_resume(&sender),
+        Err(LinkError::BadCredit {
+            credit: BadCredit::Garbage(_),
+            ..
+        })
+    ));
+}

@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 
 use clusterduck_transport::auth::{self, Secret};
-use clusterduck_transport::tcp::{io_backend, watch_liveness, LinkError, RingReceiver, RingSender};
+use clusterduck_transport::tcp::{
+    io_backend, peek_resume, watch_liveness, LinkError, RingReceiver, RingSender,
+};
 use clusterduck_transport::{
     AttachError, ProcessStamp, ReopenError, RingName, RingReader, RingWriter,
 };
@@ -317,7 +319,7 @@ fn kept_or_attached(
     if kept.is_empty() {
         return RingReader::attach(ring).map_err(|e| e.to_string());
     }
-    let at = peek_resume(stream)?;
+    let at = peek_resume(stream).map_err(|e| e.to_string())?;
     let best = kept
         .iter()
         .enumerate()
@@ -326,25 +328,6 @@ fn kept_or_attached(
         .map(|(i, _)| i)
         .ok_or_else(|| format!("no kept place at or below {at}, where its mirror ends"))?;
     Ok(kept.swap_remove(best))
-}
-
-/// Where a consumer's mirror ends: its first message, left in the socket
-/// for the link to read.
-fn peek_resume(stream: &TcpStream) -> Result<u64, String> {
-    let _ = stream.set_read_timeout(Some(HANDSHAKE));
-    let mut m = [0u8; 16];
-    let deadline = Instant::now() + HANDSHAKE;
-    loop {
-        match stream.peek(&mut m) {
-            Ok(16) => break,
-            Ok(0) => return Err("the consumer closed before saying where to resume".into()),
-            Ok(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(1)),
-            Ok(_) => return Err("the consumer did not say where to resume".into()),
-            Err(e) => return Err(format!("reading where to resume: {e}")),
-        }
-    }
-    let _ = stream.set_read_timeout(None);
-    Ok(u64::from_le_bytes(m[8..].try_into().expect("8 bytes")))
 }
 
 /// The producer's end of one link, over its connections.

@@ -152,13 +152,12 @@ impl RingSender {
     /// frames below it landed (over an earlier connection) and are
     /// released.
     fn resume(&mut self, mut stream: &TcpStream, peer: SocketAddr) -> Result<(), LinkError> {
-        let io = |source| LinkError::Io { peer, source };
-        stream.set_read_timeout(Some(RESUME_WAIT)).map_err(io)?;
+        let at = peek_resume(stream)?;
+        // Taken from the socket: it is all there.
         let mut m = [0u8; protocol::CREDIT_LEN];
-        stream.read_exact(&mut m).map_err(io)?;
-        stream.set_read_timeout(None).map_err(io)?;
-        let at =
-            protocol::parse_resume(&m).map_err(|credit| LinkError::BadCredit { peer, credit })?;
+        stream
+            .read_exact(&mut m)
+            .map_err(|source| LinkError::Io { peer, source })?;
         let published = self
             .reader
             .published_end(false)?
@@ -175,6 +174,30 @@ impl RingSender {
         self.reader.release_to(at);
         Ok(())
     }
+}
+
+/// Where the receiver on `stream` says its mirror ends (its first
+/// message), left in the socket for [`RingSender::send`] to read: a
+/// producer with several places a link may resume from picks one by it.
+pub fn peek_resume(stream: &TcpStream) -> Result<u64, LinkError> {
+    let peer = stream.peer_addr().map_err(LinkError::NotConnected)?;
+    let io = |source| LinkError::Io { peer, source };
+    stream.set_read_timeout(Some(RESUME_WAIT)).map_err(io)?;
+    let mut m = [0u8; protocol::CREDIT_LEN];
+    let deadline = std::time::Instant::now() + RESUME_WAIT;
+    loop {
+        match stream.peek(&mut m).map_err(io)? {
+            protocol::CREDIT_LEN => break,
+            0 => return Err(LinkError::PeerClosed { peer }),
+            // Part of it came: the rest follows at once.
+            _ if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            _ => return Err(io(std::io::ErrorKind::TimedOut.into())),
+        }
+    }
+    stream.set_read_timeout(None).map_err(io)?;
+    protocol::parse_resume(&m).map_err(|credit| LinkError::BadCredit { peer, credit })
 }
 
 /// How long a sender waits for the receiver to say where the stream
