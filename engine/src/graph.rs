@@ -31,6 +31,12 @@ impl NodeKind {
             NodeKind::Bundled(_) => "bundled",
         }
     }
+
+    /// Whether it bundles in no order (completing bundles as values come,
+    /// so that a restarted process may run them in another order).
+    pub(crate) fn bundles_in_no_order(&self) -> bool {
+        matches!(self, NodeKind::Bundled(b) if b.order == crate::bundle::Order::Unordered)
+    }
 }
 
 /// How a consumer's input is split among the consumer's replicas: chosen

@@ -291,7 +291,7 @@ impl ProcessRun {
         let replays_in_order = graph
             .nodes()
             .iter()
-            .map(|s| !matches!(s.kind, NodeKind::Bundled(b) if b.order == crate::bundle::Order::Unordered))
+            .map(|s| !s.kind.bundles_in_no_order())
             .collect();
         let mut master = Master {
             // Policy events name a node's upstreams as declared.

@@ -21,7 +21,7 @@ use crate::metrics::{Probe, SAMPLE_EVERY};
 use crate::replica::{Replicated, Scale};
 use crate::report::{NodeReport, PolicyEvent};
 use crate::run::inlet::Inlet;
-use crate::run::journal::Journal;
+use crate::run::journal::{DoneAbove, Journal};
 use crate::run::recovery::{after_sends, take_over_or_attach, Checkpoint, MAX_INPUTS};
 use crate::run::ring_output::{RingOutput, Tap};
 use crate::run::spout::SpoutTask;
@@ -476,27 +476,8 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<NodeEnd, NodeError> {
             wait_for_consumers(&output, consumers)?;
             // A bundled worker in no order that may be restarted writes
             // down the frames it is done with out of order.
-            let unordered = matches!(
-                &spec.kind,
-                NodeKind::Bundled(b) if b.order == crate::bundle::Order::Unordered
-            );
-            let journal = (config.restartable && unordered)
-                .then(|| {
-                    let journal =
-                        RingName::new(&config.run_id, &format!("{name}#journal")).map_err(setup)?;
-                    let n = inputs.len();
-                    let capacity = Journal::capacity(n, config.ring_bytes as usize);
-                    // A predecessor that took no step wrote none (a
-                    // checkpoint at the start of every input).
-                    let first = Checkpoint {
-                        inputs: vec![Default::default(); n],
-                        ..Checkpoint::default()
-                    };
-                    let restart = (!predecessors.is_empty())
-                        .then(|| (before.as_ref().unwrap_or(&first), &predecessors[..]));
-                    Journal::open(&journal, (n, capacity, segment_owner(&config)), restart)
-                        .map_err(setup)
-                })
+            let journal = (config.restartable && spec.kind.bundles_in_no_order())
+                .then(|| open_journal(&config, &name, inputs.len(), (&before, &predecessors)))
                 .transpose()?;
             let parts = WorkerParts {
                 body,
@@ -518,6 +499,28 @@ fn run(graph: Graph, mut impls: Vec<NodeImpl>) -> Result<NodeEnd, NodeError> {
         }
     }
     finish(&tx, &control, report)
+}
+
+/// The journal of node `name`, a bundled worker in no order with `inputs`
+/// inputs (see `run::journal`): a new one, or, restarted (its `before`
+/// checkpoint, its predecessors), its predecessors' read back.
+fn open_journal(
+    config: &NodeConfig,
+    name: &str,
+    inputs: usize,
+    (before, predecessors): (&Option<Checkpoint>, &[ProcessStamp]),
+) -> Result<(Journal, DoneAbove), NodeError> {
+    let journal = RingName::new(&config.run_id, &format!("{name}#journal")).map_err(setup)?;
+    let capacity = Journal::capacity(inputs, config.ring_bytes as usize);
+    // A predecessor that took no step wrote none (a checkpoint at the start
+    // of every input).
+    let first = Checkpoint {
+        inputs: vec![Default::default(); inputs],
+        ..Checkpoint::default()
+    };
+    let restart =
+        (!predecessors.is_empty()).then(|| (before.as_ref().unwrap_or(&first), predecessors));
+    Journal::open(&journal, (inputs, capacity, segment_owner(config)), restart).map_err(setup)
 }
 
 /// The ring `name` of a node with consumers, with its space for large
